@@ -1,0 +1,162 @@
+// Package announce tells the local network which host owns a VIP: gratuitous
+// ARP for IPv4 and unsolicited neighbor advertisements for IPv6.
+//
+// An Announcer sends a short burst when it starts (takeover), then one
+// announcement every period. Every send is fenced: nothing is sent past the
+// instant given to Start or Extend, so a holder that stopped renewing (or
+// woke up from a freeze) never advertises an address it may no longer own.
+package announce
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"k8s.io/utils/clock"
+)
+
+// Sender sends one announcement for ip.
+type Sender interface {
+	Announce(ip netip.Addr) error
+}
+
+// Options configure an Announcer.
+type Options struct {
+	// Burst are the offsets from Start of the takeover announcements.
+	Burst []time.Duration
+	// Period is the interval of announcements after the burst (kube-vip's vip_arpRate).
+	Period time.Duration
+}
+
+// DefaultBurst sends three announcements within the first half second: one at
+// once, then two more in case the first was lost or arrived before a switch
+// learned the new port.
+var DefaultBurst = []time.Duration{0, 150 * time.Millisecond, 500 * time.Millisecond}
+
+// Announcer announces one address while its owner holds it.
+type Announcer struct {
+	send   Sender
+	opts   Options
+	clock  clock.Clock
+	log    *slog.Logger
+	onSent func(err error)
+
+	mu     sync.Mutex
+	ip     netip.Addr
+	until  time.Time
+	active bool
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// New returns a stopped Announcer. onSent, if not nil, is called after each
+// send attempt (for metrics).
+func New(send Sender, opts Options, clk clock.Clock, log *slog.Logger, onSent func(error)) *Announcer {
+	if opts.Period <= 0 {
+		opts.Period = 3 * time.Second
+	}
+	if opts.Burst == nil {
+		opts.Burst = DefaultBurst
+	}
+	if onSent == nil {
+		onSent = func(error) {}
+	}
+	return &Announcer{send: send, opts: opts, clock: clk, log: log, onSent: onSent}
+}
+
+// Start begins announcing ip until the instant until, with a burst first. If
+// already announcing the same address, it only extends the fence.
+func (a *Announcer) Start(ip netip.Addr, until time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.active && a.ip == ip {
+		a.until = until
+		return
+	}
+	a.stopLocked()
+	ctx, cancel := context.WithCancel(context.Background())
+	a.ip, a.until, a.active, a.cancel = ip, until, true, cancel
+	a.done = make(chan struct{})
+	go a.run(ctx, ip, a.done)
+}
+
+// Extend moves the fence of the running announcer to until.
+func (a *Announcer) Extend(until time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.active {
+		a.until = until
+	}
+}
+
+// Stop ends announcing. When it returns no announcement is in flight and
+// none will be sent (step-down order, invariant S3).
+func (a *Announcer) Stop() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.stopLocked()
+}
+
+func (a *Announcer) stopLocked() {
+	if !a.active {
+		return
+	}
+	a.active = false
+	a.cancel()
+	// The goroutine takes a.mu to send, so once active is false under the
+	// lock it cannot send again; waiting is not needed for safety, only for
+	// tidiness, and would deadlock here. done is closed by run.
+}
+
+// Active reports whether the announcer is running.
+func (a *Announcer) Active() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.active
+}
+
+func (a *Announcer) run(ctx context.Context, ip netip.Addr, done chan struct{}) {
+	defer close(done)
+	start := a.clock.Now()
+	offsets := a.opts.Burst
+	next := start
+	for i := 0; ; i++ {
+		if i < len(offsets) {
+			next = start.Add(offsets[i])
+		} else {
+			next = next.Add(a.opts.Period)
+		}
+		t := a.clock.NewTimer(next.Sub(a.clock.Now()))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C():
+		}
+		if !a.sendOnce(ip) {
+			return
+		}
+	}
+}
+
+// sendOnce sends if the announcer is still active and its fence has not
+// passed; it reports whether the loop should go on.
+func (a *Announcer) sendOnce(ip netip.Addr) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.active || a.ip != ip {
+		return false
+	}
+	if !a.clock.Now().Before(a.until) {
+		// Fenced: skip this one; the owner either extends or stops us.
+		return true
+	}
+	err := a.send.Announce(ip)
+	if err != nil {
+		a.log.Warn("announcement failed", "vip", ip, "err", err)
+	}
+	a.onSent(err)
+	return true
+}

@@ -1,0 +1,376 @@
+// Package config turns kube-vip style environment variables and vipd flags
+// into validated, typed options. Only the wiring in cmd/vipd sees the whole
+// Config; every component receives its own small options struct.
+//
+// Every setting has an environment variable with kube-vip's name and meaning
+// (so an existing kube-vip DaemonSet works after replacing its image) and a
+// flag of the same name with '_' written as '-'. A flag given on the command
+// line wins over the environment, which wins over the default.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+// Setting describes one configuration knob.
+type Setting struct {
+	// Env is the environment variable, spelled as kube-vip spells it.
+	Env string
+	// Default is used when neither the flag nor the variable is set.
+	Default string
+	// Help is one sentence for --help and the README.
+	Help string
+}
+
+// Flag is the command-line flag name of the setting.
+func (s Setting) Flag() string { return strings.ReplaceAll(strings.ToLower(s.Env), "_", "-") }
+
+// Settings lists every knob vipd reads, in the order the README documents them.
+var Settings = []Setting{
+	{"address", "", "The control-plane VIP: an IP address, or a DNS name resolved as dns_mode says and followed when it changes."},
+	{"port", "6443", "Port of the API server behind the VIP (informational for the VIP itself; used by health checks)."},
+	{"vip_interface", "", "Interface that carries the VIP. Empty: the interface whose subnet contains the VIP."},
+	{"vip_subnet", "", "Prefix length of the VIP on the interface: 32 for IPv4 and 128 for IPv6 when empty."},
+	{"dns_mode", "first", "How a DNS name in address is resolved: first (first address returned), ipv4, ipv6."},
+	{"vip_arp", "false", "Announce the VIP with gratuitous ARP / unsolicited neighbor advertisements (the only announcement mode; must be true)."},
+	{"vip_arpRate", "3000", "Interval in milliseconds between periodic gratuitous ARPs after the takeover burst."},
+	{"cp_enable", "false", "Manage the control-plane VIP."},
+	{"cp_namespace", "kube-system", "Namespace of the control-plane Lease."},
+	{"svc_enable", "false", "Manage LoadBalancer Service VIPs (not implemented yet: accepted with a warning)."},
+	{"vip_leaderelection", "true", "Elect one owner through a Lease. vipd always elects; false is accepted with a warning."},
+	{"vip_leasename", "plndr-cp-lock", "Name of the control-plane Lease."},
+	{"vip_leaseduration", "5", "Seconds a Lease stays valid after its last renewal; a follower takes over after this."},
+	{"vip_renewdeadline", "3", "Seconds the holder may go without a successful renewal before it removes the VIP (the local fence)."},
+	{"vip_retryperiod", "1", "Seconds between renewals, and between tries of a follower."},
+	{"vip_nodename", "", "Identity in the Lease; the node name. Empty: the host name."},
+	{"prometheus_server", ":2112", "Address of /metrics, /healthz and /readyz. Empty disables the server."},
+	{"k8s_config_file", "", "Path of a kubeconfig. Empty: $KUBECONFIG, else the in-cluster ServiceAccount."},
+}
+
+// Config is the validated configuration of one vipd process.
+type Config struct {
+	// Address is the VIP as the user wrote it (IP or DNS name).
+	Address string
+	// VIP is Address resolved at start-up.
+	VIP netip.Addr
+	// IsName is true when Address is a DNS name to be followed.
+	IsName bool
+	Port   int
+	// Interface is the link that carries the VIP (chosen when not given).
+	Interface string
+	// Bits is the prefix length used for the VIP on the interface.
+	Bits           int
+	DNSMode        string
+	ARP            bool
+	ARPRate        time.Duration
+	ControlPlane   bool
+	Namespace      string
+	Services       bool
+	LeaseName      string
+	LeaseDuration  time.Duration
+	RenewDeadline  time.Duration
+	RetryPeriod    time.Duration
+	NodeName       string
+	MetricsAddress string
+	Kubeconfig     string
+	// Warnings are settings accepted but not honoured as written; the caller logs them.
+	Warnings []string
+}
+
+// Iface is what validation needs to know of a network interface.
+type Iface struct {
+	Name     string
+	Prefixes []netip.Prefix
+}
+
+// Env is a lookup of environment variables (os.LookupEnv in production).
+type Env func(string) (string, bool)
+
+// Resolver resolves a DNS name to addresses.
+type Resolver func(name string) ([]netip.Addr, error)
+
+// Deps are the host facts validation consults, injected so it is testable
+// without a network.
+type Deps struct {
+	Env        Env
+	Resolve    Resolver
+	Interfaces func() ([]Iface, error)
+	Hostname   func() (string, error)
+}
+
+// AddFlags registers one flag per setting on fs.
+func AddFlags(fs *pflag.FlagSet) {
+	for _, s := range Settings {
+		fs.String(s.Flag(), "", fmt.Sprintf("%s (env %s, default %q)", s.Help, s.Env, s.Default))
+	}
+}
+
+// raw returns the string value of a setting: flag, else environment, else default.
+type raw struct {
+	fs  *pflag.FlagSet
+	env Env
+}
+
+func (r raw) get(name string) (val, origin string) {
+	for _, s := range Settings {
+		if s.Env != name {
+			continue
+		}
+		if r.fs != nil {
+			if f := r.fs.Lookup(s.Flag()); f != nil && f.Changed {
+				return strings.TrimSpace(f.Value.String()), "--" + s.Flag()
+			}
+		}
+		if v, ok := r.env(s.Env); ok {
+			return strings.TrimSpace(v), "env " + s.Env
+		}
+		return s.Default, "default of " + s.Env
+	}
+	panic("config: unknown setting " + name)
+}
+
+// Load reads flags and environment and validates the result. Every error names
+// the offending setting, its value and what to do.
+func Load(fs *pflag.FlagSet, d Deps) (*Config, error) {
+	r := raw{fs: fs, env: d.Env}
+	var errs []error
+	c := &Config{}
+
+	boolean := func(name string) bool {
+		v, origin := r.get(name)
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q is not a boolean: use true or false", origin, v))
+		}
+		return b
+	}
+	seconds := func(name string) time.Duration {
+		v, origin := r.get(name)
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			errs = append(errs, fmt.Errorf("%s=%q must be a whole number of seconds greater than 0", origin, v))
+			return 0
+		}
+		return time.Duration(n) * time.Second
+	}
+
+	c.ARP = boolean("vip_arp")
+	c.ControlPlane = boolean("cp_enable")
+	c.Services = boolean("svc_enable")
+	if !boolean("vip_leaderelection") {
+		c.Warnings = append(c.Warnings, "vip_leaderelection=false ignored: without an election every node would put the VIP on its interface; vipd always elects one owner through the Lease")
+	}
+	c.LeaseDuration = seconds("vip_leaseduration")
+	c.RenewDeadline = seconds("vip_renewdeadline")
+	c.RetryPeriod = seconds("vip_retryperiod")
+
+	if v, origin := r.get("vip_arpRate"); true {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 100 {
+			errs = append(errs, fmt.Errorf("%s=%q must be a number of milliseconds of at least 100 (default 3000)", origin, v))
+		}
+		c.ARPRate = time.Duration(n) * time.Millisecond
+	}
+	if v, origin := r.get("port"); true {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 65535 {
+			errs = append(errs, fmt.Errorf("%s=%q is not a TCP port: use 1-65535 (the API server's port, 6443 on K3s, RKE2 and kubeadm)", origin, v))
+		}
+		c.Port = n
+	}
+	c.Namespace, _ = r.get("cp_namespace")
+	if c.Namespace == "" {
+		c.Namespace = "kube-system"
+	}
+	c.LeaseName, _ = r.get("vip_leasename")
+	if c.LeaseName == "" {
+		errs = append(errs, errors.New("vip_leasename is empty: set it to the Lease name, plndr-cp-lock by default"))
+	}
+	c.MetricsAddress, _ = r.get("prometheus_server")
+	c.Kubeconfig, _ = r.get("k8s_config_file")
+	if c.Kubeconfig == "" {
+		c.Kubeconfig, _ = d.Env("KUBECONFIG")
+	}
+	c.NodeName, _ = r.get("vip_nodename")
+	if c.NodeName == "" && d.Hostname != nil {
+		h, err := d.Hostname()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("vip_nodename is empty and the host name cannot be read (%w): set vip_nodename, from spec.nodeName in a Pod", err))
+		}
+		c.NodeName = h
+	}
+	c.DNSMode, _ = r.get("dns_mode")
+	switch c.DNSMode {
+	case "first", "ipv4", "ipv6":
+	default:
+		errs = append(errs, fmt.Errorf("dns_mode=%q is not supported: use first, ipv4 or ipv6", c.DNSMode))
+	}
+
+	// Timings: these rules are what makes the kernel lifetime a fence (S2).
+	if c.LeaseDuration > 0 && c.RenewDeadline > 0 && c.RetryPeriod > 0 {
+		if c.LeaseDuration < c.RenewDeadline+time.Second {
+			errs = append(errs, fmt.Errorf("vip_leaseduration=%d must exceed vip_renewdeadline=%d by at least 1 second: the kernel removes an expired VIP up to a second late, and another node may take the Lease after vip_leaseduration; use vip_leaseduration=%d or a smaller vip_renewdeadline",
+				secs(c.LeaseDuration), secs(c.RenewDeadline), secs(c.RenewDeadline)+1))
+		}
+		if c.RenewDeadline <= 2*c.RetryPeriod {
+			errs = append(errs, fmt.Errorf("vip_renewdeadline=%d must be more than twice vip_retryperiod=%d so that a holder gets several renewal tries before its VIP is fenced; use vip_renewdeadline=%d or a smaller vip_retryperiod",
+				secs(c.RenewDeadline), secs(c.RetryPeriod), 2*secs(c.RetryPeriod)+1))
+		}
+	}
+
+	if !c.ARP {
+		errs = append(errs, errors.New("vip_arp is not true and no other announcement mode is enabled, so nothing would tell the network where the VIP is: set vip_arp=true"))
+	}
+	if !c.ControlPlane && !c.Services {
+		errs = append(errs, errors.New("neither cp_enable nor svc_enable is true, so vipd has nothing to do: set cp_enable=true for the control-plane VIP"))
+	}
+	if c.Services {
+		c.Warnings = append(c.Warnings, "svc_enable=true: LoadBalancer Service VIPs are not implemented in this version of vipd and are ignored; only the control-plane VIP is managed")
+	}
+
+	if c.ControlPlane {
+		errs = append(errs, c.loadAddress(r, d)...)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return c, nil
+}
+
+func (c *Config) loadAddress(r raw, d Deps) []error {
+	var errs []error
+	addr, origin := r.get("address")
+	c.Address = addr
+	if addr == "" {
+		return []error{errors.New("address is empty: set address (or --address) to the control-plane VIP, a free IP address in the nodes' subnet")}
+	}
+	if ip, err := netip.ParseAddr(addr); err == nil {
+		c.VIP = ip.Unmap()
+	} else if strings.ContainsAny(addr, ":/") || !looksLikeName(addr) {
+		return []error{fmt.Errorf("%s=%q is neither an IP address nor a DNS name: write the VIP like 198.51.100.200 or 2001:db8::200, without a prefix length (use vip_subnet for that)", origin, addr)}
+	} else {
+		c.IsName = true
+		ip, err := ResolveOne(d.Resolve, addr, c.DNSMode)
+		if err != nil {
+			return []error{fmt.Errorf("%s=%q: %w", origin, addr, err)}
+		}
+		c.VIP = ip
+	}
+	if !c.VIP.IsGlobalUnicast() && !c.VIP.IsPrivate() {
+		errs = append(errs, fmt.Errorf("%s=%q is not a unicast address a host can own: use a free address in the nodes' subnet", origin, addr))
+	}
+
+	max := c.VIP.BitLen()
+	if v, o := r.get("vip_subnet"); v == "" {
+		c.Bits = max
+	} else if n, err := strconv.Atoi(v); err != nil || n < 1 || n > max {
+		errs = append(errs, fmt.Errorf("%s=%q is not a prefix length for %s: use %d (a single address, as kube-vip does) or 1-%d", o, v, c.VIP, max, max))
+	} else {
+		c.Bits = n
+	}
+
+	c.Interface, origin = r.get("vip_interface")
+	if d.Interfaces == nil {
+		return errs
+	}
+	ifaces, err := d.Interfaces()
+	if err != nil {
+		return append(errs, fmt.Errorf("listing network interfaces: %w", err))
+	}
+	home := interfaceFor(ifaces, c.VIP)
+	if c.Interface == "" {
+		if home == "" {
+			return append(errs, fmt.Errorf("vip_interface is empty and no interface here has a subnet that contains %s (interfaces: %s): set vip_interface to the interface on the VIP's network", c.VIP, names(ifaces)))
+		}
+		c.Interface = home
+		return errs
+	}
+	for _, i := range ifaces {
+		if i.Name == c.Interface {
+			return errs
+		}
+	}
+	hint := ""
+	if home != "" {
+		hint = fmt.Sprintf("; %s has a subnet that contains %s, so set vip_interface=%s (or leave it empty to choose it automatically)", home, c.VIP, home)
+	}
+	host := c.NodeName
+	if host == "" {
+		host = "this node"
+	}
+	return append(errs, fmt.Errorf("%s=%q: no such interface on node %s; interfaces here: %s%s. Interface names differ between servers: check with `ip -br addr` on each node", origin, c.Interface, host, names(ifaces), hint))
+}
+
+// ResolveOne resolves name and picks one address according to mode.
+func ResolveOne(resolve Resolver, name, mode string) (netip.Addr, error) {
+	if resolve == nil {
+		return netip.Addr{}, errors.New("is a DNS name but no resolver is available")
+	}
+	ips, err := resolve(name)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("cannot resolve the name (%w): check DNS on the node, or write the VIP as an IP address", err)
+	}
+	for _, ip := range ips {
+		ip = ip.Unmap()
+		switch {
+		case mode == "ipv4" && !ip.Is4(), mode == "ipv6" && !ip.Is6():
+			continue
+		}
+		return ip, nil
+	}
+	return netip.Addr{}, fmt.Errorf("resolves to %v, which has no address for dns_mode=%s", ips, mode)
+}
+
+func looksLikeName(s string) bool {
+	for _, r := range s {
+		if !(r == '.' || r == '-' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+			return false
+		}
+	}
+	return strings.Trim(s, ".-") != ""
+}
+
+// interfaceFor returns the interface with the longest prefix containing ip.
+func interfaceFor(ifaces []Iface, ip netip.Addr) string {
+	best, bits := "", -1
+	for _, i := range ifaces {
+		for _, p := range i.Prefixes {
+			if p.Contains(ip) && p.Bits() < ip.BitLen() && p.Bits() > bits {
+				best, bits = i.Name, p.Bits()
+			}
+		}
+	}
+	return best
+}
+
+func names(ifaces []Iface) string {
+	var n []string
+	for _, i := range ifaces {
+		n = append(n, i.Name)
+	}
+	sort.Strings(n)
+	return strings.Join(n, ", ")
+}
+
+func secs(d time.Duration) int { return int(d / time.Second) }
+
+// OSEnv is the process environment.
+func OSEnv(name string) (string, bool) { return os.LookupEnv(name) }
+
+// Prefix is the VIP with its prefix length, as it goes on the interface.
+func (c *Config) Prefix() netip.Prefix { return netip.PrefixFrom(c.VIP, c.Bits) }
+
+// String renders the configuration for the start-up log line.
+func (c *Config) String() string {
+	return fmt.Sprintf("address=%s vip=%s interface=%s bits=%d lease=%s/%s duration=%s renew=%s retry=%s arpRate=%s node=%s metrics=%q",
+		c.Address, c.VIP, c.Interface, c.Bits, c.Namespace, c.LeaseName, c.LeaseDuration, c.RenewDeadline, c.RetryPeriod, c.ARPRate, c.NodeName, c.MetricsAddress)
+}

@@ -1,0 +1,528 @@
+// Package election elects one owner for a VIP through a coordination.k8s.io
+// Lease, and fences the owner locally.
+//
+// It is a small elector of its own rather than client-go's leaderelection,
+// because client-go releases the Lease before OnStoppedLeading runs: another
+// node could take the VIP while this one still has it (invariant S3). Here
+// the Guard's Drop always returns before the Lease is released.
+//
+// Safety limits, stated plainly:
+//
+//   - The holder measures its renew deadline on the local monotonic clock
+//     from the start of its last successful renewal. When it passes, Drop is
+//     called even if a renewal call is still hanging (S5).
+//   - A follower takes over only when the holder released the Lease, or when
+//     the Lease it observed has not changed for the Lease's duration measured
+//     from the moment it observed it; the takeover write carries the observed
+//     resourceVersion, so a renewal it did not see makes the write fail.
+//   - This is only safe if leaseDuration >= renewDeadline + 1 s (the
+//     kernel's lifetime granularity) and clocks of the nodes run at about the
+//     same rate. Wall clocks need not agree: no timestamp in the Lease is
+//     compared with the local clock.
+package election
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
+)
+
+// Guard is the work a holder does while it owns the Lease.
+type Guard interface {
+	// Hold is called after every successful acquire or renewal with the
+	// monotonic instant until which this node may act as owner.
+	Hold(until time.Time)
+	// Drop stops all owner activity and returns only once it has stopped.
+	Drop(reason string)
+}
+
+// Recorder receives what metrics need; every method must be cheap.
+type Recorder interface {
+	SetLeader(bool)
+	Transition()
+	RenewFailure()
+}
+
+// Options configure an Elector.
+type Options struct {
+	Client        kubernetes.Interface
+	Namespace     string
+	Name          string
+	Identity      string
+	LeaseDuration time.Duration
+	RenewDeadline time.Duration
+	RetryPeriod   time.Duration
+	Guard         Guard
+	Recorder      Recorder
+	Clock         clock.Clock
+	Logger        *slog.Logger
+}
+
+// Elector runs one election.
+type Elector struct {
+	o      Options
+	log    *slog.Logger
+	synced atomic.Bool
+}
+
+// Ready reports an error until the Lease has been read from the API server
+// once.
+func (e *Elector) Ready() error {
+	if !e.synced.Load() {
+		return fmt.Errorf("Lease %s/%s not read from the API server yet", e.o.Namespace, e.o.Name)
+	}
+	return nil
+}
+
+// New checks every timing rule and returns an Elector.
+func New(o Options) (*Elector, error) {
+	switch {
+	case o.Client == nil:
+		return nil, errors.New("election: Client is nil")
+	case o.Guard == nil:
+		return nil, errors.New("election: Guard is nil")
+	case o.Name == "" || o.Namespace == "":
+		return nil, errors.New("election: Lease namespace and name must be set")
+	case o.Identity == "":
+		return nil, errors.New("election: Identity (the node name) must be set")
+	case o.RetryPeriod <= 0:
+		return nil, fmt.Errorf("election: retry period %s must be positive", o.RetryPeriod)
+	case o.RenewDeadline <= 2*o.RetryPeriod:
+		return nil, fmt.Errorf("election: renew deadline %s must exceed twice the retry period %s", o.RenewDeadline, o.RetryPeriod)
+	case o.LeaseDuration < o.RenewDeadline+time.Second:
+		return nil, fmt.Errorf("election: lease duration %s must exceed the renew deadline %s by at least 1s", o.LeaseDuration, o.RenewDeadline)
+	}
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Recorder == nil {
+		o.Recorder = nopRecorder{}
+	}
+	return &Elector{o: o, log: o.Logger.With("lease", o.Namespace+"/"+o.Name)}, nil
+}
+
+type nopRecorder struct{}
+
+func (nopRecorder) SetLeader(bool) {}
+func (nopRecorder) Transition()    {}
+func (nopRecorder) RenewFailure()  {}
+
+// observation is a Lease as seen by this process, or its absence.
+type observation struct {
+	lease *coordinationv1.Lease // nil: the Lease does not exist
+	err   error                 // a watch/list failure, for logging
+}
+
+// result is the outcome of one attempt.
+type result struct {
+	lease *coordinationv1.Lease
+	wrote bool // false: the attempt only read the Lease and found another holder
+	err   error
+	start time.Time // monotonic start of the call
+}
+
+// state is owned by Run's loop; nothing else touches it.
+type state struct {
+	leading    bool
+	deadline   time.Time // leading: start of last successful renewal + renew deadline
+	observed   *coordinationv1.Lease
+	observedAt time.Time // when observed last changed
+	known      bool      // observed is meaningful (a list or watch answered)
+	inflight   bool
+}
+
+// Run takes part in the election until ctx ends. On the way out, if it
+// holds the Lease, it calls Drop and then releases the Lease so another node
+// can take over at once. It returns nil after a clean release.
+func (e *Elector) Run(ctx context.Context) error {
+	clk := e.o.Clock
+	obsCh := make(chan observation, 16)
+	resCh := make(chan result, 1)
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	go e.watch(watchCtx, obsCh)
+
+	var s state
+	try := clk.NewTimer(time.Hour)
+	try.Stop()
+	fence := clk.NewTimer(time.Hour)
+	fence.Stop()
+	schedule := func(t clock.Timer, d time.Duration) {
+		t.Stop()
+		if d < 0 {
+			d = 0
+		}
+		t.Reset(d)
+	}
+
+	stepDown := func(reason string) {
+		e.o.Guard.Drop(reason)
+		if s.leading {
+			s.leading = false
+			e.o.Recorder.SetLeader(false)
+			e.log.Warn("stepped down", "reason", reason)
+		}
+		fence.Stop()
+	}
+
+	// launch starts a write unless one is in flight; its outcome comes back on resCh.
+	launch := func() {
+		if s.inflight {
+			return
+		}
+		if !s.leading && s.known && !e.mayAcquire(&s) {
+			return
+		}
+		s.inflight = true
+		start := clk.Now()
+		timeout := e.o.RenewDeadline
+		if s.leading {
+			timeout = s.deadline.Sub(start)
+		}
+		base, unknown := s.observed, !s.known
+		go func() {
+			cctx, cancel := context.WithTimeout(context.Background(), timeout)
+			defer cancel()
+			l, wrote, err := e.attempt(cctx, base, unknown)
+			resCh <- result{lease: l, wrote: wrote, err: err, start: start}
+		}()
+	}
+
+	schedule(try, 0)
+	for {
+		select {
+		case <-ctx.Done():
+			wasLeading := s.leading
+			stepDown("shutting down")
+			if wasLeading || (s.observed != nil && s.observed.Spec.HolderIdentity != nil && *s.observed.Spec.HolderIdentity == e.o.Identity) {
+				if s.inflight {
+					// Take the in-flight write's answer so the release carries
+					// the newest resourceVersion.
+					select {
+					case r := <-resCh:
+						if r.err == nil {
+							s.observed = r.lease
+						}
+					case <-clk.After(500 * time.Millisecond):
+					}
+				}
+				return e.release(s.observed)
+			}
+			return nil
+
+		case o := <-obsCh:
+			if o.err != nil {
+				e.log.Debug("lease watch", "err", o.err)
+				continue
+			}
+			e.observe(&s, o.lease)
+			if s.leading {
+				if h := holder(o.lease); h != e.o.Identity {
+					stepDown(fmt.Sprintf("Lease now held by %q", h))
+					schedule(try, e.o.RetryPeriod)
+				}
+				continue
+			}
+			schedule(try, e.nextTry(&s))
+
+		case <-try.C():
+			launch()
+			if s.leading {
+				schedule(try, e.o.RetryPeriod)
+			} else if !s.inflight {
+				schedule(try, e.nextTry(&s))
+			}
+
+		case <-fence.C():
+			if s.leading && !clk.Now().Before(s.deadline) {
+				e.o.Recorder.RenewFailure()
+				stepDown(fmt.Sprintf("no successful renewal within the renew deadline (%s)", e.o.RenewDeadline))
+				schedule(try, e.o.RetryPeriod)
+			}
+
+		case r := <-resCh:
+			s.inflight = false
+			switch {
+			case r.err == nil && !r.wrote:
+				e.observe(&s, r.lease)
+				if s.leading {
+					stepDown(fmt.Sprintf("Lease now held by %q", holder(r.lease)))
+				}
+				schedule(try, e.nextTry(&s))
+			case r.err == nil:
+				e.observe(&s, r.lease)
+				deadline := r.start.Add(e.o.RenewDeadline)
+				if !clk.Now().Before(deadline) {
+					// The answer came too late to count; the fence handles it.
+					continue
+				}
+				if !s.leading {
+					s.leading = true
+					e.o.Recorder.SetLeader(true)
+					e.o.Recorder.Transition()
+					e.log.Info("acquired Lease", "identity", e.o.Identity)
+				}
+				s.deadline = deadline
+				e.o.Guard.Hold(deadline)
+				schedule(fence, deadline.Sub(clk.Now()))
+				schedule(try, r.start.Add(e.o.RetryPeriod).Sub(clk.Now()))
+			case apierrors.IsConflict(r.err) || apierrors.IsAlreadyExists(r.err) || apierrors.IsNotFound(r.err):
+				// Someone wrote since we looked: the next attempt starts with a
+				// fresh quorum read, and writes only if the rule still allows.
+				e.log.Debug("lease write lost a race", "err", r.err)
+				s.known = false
+				schedule(try, 0)
+			default:
+				if s.leading {
+					e.o.Recorder.RenewFailure()
+					e.log.Warn("renewal failed", "err", r.err, "fenceIn", s.deadline.Sub(clk.Now()).Round(time.Millisecond))
+					if d := s.deadline.Sub(clk.Now()); d > 0 {
+						schedule(try, min(e.o.RetryPeriod/4, d))
+					}
+				} else {
+					e.log.Debug("acquire failed", "err", r.err)
+					schedule(try, e.o.RetryPeriod)
+				}
+			}
+		}
+	}
+}
+
+// observe records l as the latest known state of the Lease.
+func (e *Elector) observe(s *state, l *coordinationv1.Lease) {
+	if s.known && rv(s.observed) == rv(l) {
+		return
+	}
+	if s.known && older(l, s.observed) {
+		return
+	}
+	s.observed, s.observedAt, s.known = l, e.o.Clock.Now(), true
+	e.synced.Store(true)
+}
+
+// older reports whether a is an earlier version of the Lease than b. A watch
+// can deliver an event older than the answer to our own write; going back to
+// it would only cost a conflict, but there is no need. resourceVersions are
+// opaque: when they do not parse as numbers, nothing is older.
+func older(a, b *coordinationv1.Lease) bool {
+	if a == nil || b == nil {
+		return false
+	}
+	x, errA := strconv.ParseUint(a.ResourceVersion, 10, 64)
+	y, errB := strconv.ParseUint(b.ResourceVersion, 10, 64)
+	return errA == nil && errB == nil && x < y
+}
+
+// mayAcquire is the follower's rule: the Lease is absent, released, ours,
+// or unchanged for its whole duration since we observed it.
+func (e *Elector) mayAcquire(s *state) bool {
+	return e.nextTry(s) == 0
+}
+
+// nextTry is how long a follower waits before trying to acquire.
+func (e *Elector) nextTry(s *state) time.Duration {
+	l := s.observed
+	if !s.known || l == nil {
+		return 0
+	}
+	h := holder(l)
+	if h == "" || h == e.o.Identity {
+		return 0
+	}
+	d := e.o.LeaseDuration
+	if l.Spec.LeaseDurationSeconds != nil && *l.Spec.LeaseDurationSeconds > 0 {
+		d = time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second
+	}
+	left := s.observedAt.Add(d).Sub(e.o.Clock.Now())
+	if left < 0 {
+		return 0
+	}
+	return left
+}
+
+// attempt creates the Lease (absent), or updates it with this node as
+// holder. The update carries base's resourceVersion, so it fails if anything
+// changed since base was read. With unknown, base is read first (a quorum
+// read), and a Lease held by another node is only returned, not written.
+func (e *Elector) attempt(ctx context.Context, base *coordinationv1.Lease, unknown bool) (*coordinationv1.Lease, bool, error) {
+	if unknown {
+		l, err := e.get(ctx)
+		if err != nil && !apierrors.IsNotFound(err) {
+			return nil, false, err
+		}
+		if h := holder(l); h != "" && h != e.o.Identity {
+			return l, false, nil
+		}
+		base = l
+	}
+	l, err := e.write(ctx, base)
+	return l, err == nil, err
+}
+
+// write creates the Lease (base nil) or updates base with this node as holder.
+func (e *Elector) write(ctx context.Context, base *coordinationv1.Lease) (*coordinationv1.Lease, error) {
+	leases := e.o.Client.CoordinationV1().Leases(e.o.Namespace)
+	now := metav1.NewMicroTime(time.Now())
+	dur := ptr.To(int32(e.o.LeaseDuration / time.Second))
+	if base == nil {
+		return leases.Create(ctx, &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: e.o.Name, Namespace: e.o.Namespace},
+			Spec: coordinationv1.LeaseSpec{
+				HolderIdentity: ptr.To(e.o.Identity), LeaseDurationSeconds: dur,
+				AcquireTime: &now, RenewTime: &now, LeaseTransitions: ptr.To(int32(0)),
+			},
+		}, metav1.CreateOptions{})
+	}
+	l := base.DeepCopy()
+	if holder(l) != e.o.Identity {
+		l.Spec.AcquireTime = &now
+		t := int32(0)
+		if l.Spec.LeaseTransitions != nil {
+			t = *l.Spec.LeaseTransitions
+		}
+		if holder(l) != "" || t > 0 {
+			t++
+		}
+		l.Spec.LeaseTransitions = &t
+	}
+	l.Spec.HolderIdentity = ptr.To(e.o.Identity)
+	l.Spec.LeaseDurationSeconds = dur
+	l.Spec.RenewTime = &now
+	return leases.Update(ctx, l, metav1.UpdateOptions{})
+}
+
+// release hands the Lease back (holder empty, duration 1 s) so that a
+// follower watching it takes over at once. Called only after Drop returned.
+func (e *Elector) release(l *coordinationv1.Lease) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if l == nil || holder(l) != e.o.Identity {
+		var err error
+		if l, err = e.get(ctx); err != nil {
+			return fmt.Errorf("releasing Lease: %w", err)
+		}
+		if holder(l) != e.o.Identity {
+			return nil
+		}
+	}
+	l = l.DeepCopy()
+	now := metav1.NewMicroTime(time.Now())
+	l.Spec.HolderIdentity = ptr.To("")
+	l.Spec.LeaseDurationSeconds = ptr.To(int32(1))
+	l.Spec.RenewTime = &now
+	_, err := e.o.Client.CoordinationV1().Leases(e.o.Namespace).Update(ctx, l, metav1.UpdateOptions{})
+	if apierrors.IsConflict(err) {
+		// Renewed by an in-flight write we did not see: read and try once more.
+		if l, err = e.get(ctx); err == nil && holder(l) == e.o.Identity {
+			return e.release(l)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("releasing Lease: %w", err)
+	}
+	e.log.Info("released Lease")
+	return nil
+}
+
+func (e *Elector) get(ctx context.Context) (*coordinationv1.Lease, error) {
+	l, err := e.o.Client.CoordinationV1().Leases(e.o.Namespace).Get(ctx, e.o.Name, metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// watch lists and watches the one Lease and sends every version it sees.
+// The watch is what lets a follower react to a release at once (S6).
+func (e *Elector) watch(ctx context.Context, out chan<- observation) {
+	leases := e.o.Client.CoordinationV1().Leases(e.o.Namespace)
+	sel := fields.OneTermEqualSelector("metadata.name", e.o.Name).String()
+	send := func(o observation) {
+		select {
+		case out <- o:
+		case <-ctx.Done():
+		}
+	}
+	for ctx.Err() == nil {
+		list, err := leases.List(ctx, metav1.ListOptions{FieldSelector: sel})
+		if err != nil {
+			send(observation{err: err})
+			e.sleep(ctx, e.o.RetryPeriod)
+			continue
+		}
+		if len(list.Items) == 0 {
+			send(observation{})
+		} else {
+			send(observation{lease: &list.Items[0]})
+		}
+		w, err := leases.Watch(ctx, metav1.ListOptions{FieldSelector: sel, ResourceVersion: list.ResourceVersion})
+		if err != nil {
+			send(observation{err: err})
+			e.sleep(ctx, e.o.RetryPeriod)
+			continue
+		}
+		e.drain(ctx, w, send)
+		w.Stop()
+	}
+}
+
+func (e *Elector) drain(ctx context.Context, w watch.Interface, send func(observation)) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				return
+			}
+			switch ev.Type {
+			case watch.Added, watch.Modified:
+				if l, ok := ev.Object.(*coordinationv1.Lease); ok {
+					send(observation{lease: l})
+				}
+			case watch.Deleted:
+				send(observation{})
+			case watch.Error:
+				send(observation{err: apierrors.FromObject(ev.Object)})
+				return
+			}
+		}
+	}
+}
+
+func (e *Elector) sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-e.o.Clock.After(d):
+	}
+}
+
+func holder(l *coordinationv1.Lease) string {
+	if l == nil || l.Spec.HolderIdentity == nil {
+		return ""
+	}
+	return *l.Spec.HolderIdentity
+}
+
+func rv(l *coordinationv1.Lease) string {
+	if l == nil {
+		return ""
+	}
+	return l.ResourceVersion
+}

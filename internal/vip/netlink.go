@@ -1,0 +1,139 @@
+package vip
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Netlink is the Kernel of the host (or of the network namespace the process
+// runs in), through rtnetlink.
+type Netlink struct {
+	// H is the netlink handle; nil means the current network namespace.
+	H *netlink.Handle
+}
+
+func (n Netlink) h() *netlink.Handle {
+	if n.H != nil {
+		return n.H
+	}
+	return &netlink.Handle{}
+}
+
+func (n Netlink) link(iface string) (netlink.Link, error) {
+	l, err := n.h().LinkByName(iface)
+	if err != nil {
+		return nil, fmt.Errorf("interface %q: %w", iface, err)
+	}
+	return l, nil
+}
+
+func toAddr(p netip.Prefix) *netlink.Addr {
+	return &netlink.Addr{IPNet: &net.IPNet{
+		IP:   net.IP(p.Addr().AsSlice()),
+		Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen()),
+	}}
+}
+
+// Replace implements Kernel.
+func (n Netlink) Replace(iface string, p netip.Prefix, valid time.Duration) error {
+	l, err := n.link(iface)
+	if err != nil {
+		return err
+	}
+	a := toAddr(p)
+	a.ValidLft = int(valid / time.Second)
+	a.PreferedLft = 0
+	if p.Addr().Is6() {
+		// Duplicate address detection would keep the VIP tentative (unusable)
+		// for a second after every takeover; the Lease already makes it unique.
+		a.Flags = unix.IFA_F_NODAD
+	}
+	return n.h().AddrReplace(l, a)
+}
+
+// Delete implements Kernel.
+func (n Netlink) Delete(iface string, p netip.Prefix) error {
+	l, err := n.link(iface)
+	if err != nil {
+		return err
+	}
+	err = n.h().AddrDel(l, toAddr(p))
+	if errors.Is(err, unix.EADDRNOTAVAIL) || errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	return err
+}
+
+// Find implements Kernel.
+func (n Netlink) Find(addr netip.Addr) ([]Found, error) {
+	fam := netlink.FAMILY_V4
+	if addr.Is6() {
+		fam = netlink.FAMILY_V6
+	}
+	links, err := n.h().LinkList()
+	if err != nil {
+		return nil, err
+	}
+	var out []Found
+	for _, l := range links {
+		addrs, err := n.h().AddrList(l, fam)
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range addrs {
+			ip, ok := netip.AddrFromSlice(a.IP)
+			if !ok || ip.Unmap() != addr {
+				continue
+			}
+			bits, _ := a.Mask.Size()
+			f := Found{
+				Iface:  l.Attrs().Name,
+				Prefix: netip.PrefixFrom(ip.Unmap(), bits),
+				Up:     l.Attrs().Flags&net.FlagUp != 0,
+			}
+			if a.ValidLft > 0 && uint32(a.ValidLft) != 0xffffffff {
+				f.Valid = time.Duration(a.ValidLft) * time.Second
+			}
+			out = append(out, f)
+		}
+	}
+	return out, nil
+}
+
+// Interfaces lists the host's interfaces with their prefixes, for validation.
+func (n Netlink) Interfaces() ([]Iface, error) {
+	links, err := n.h().LinkList()
+	if err != nil {
+		return nil, err
+	}
+	var out []Iface
+	for _, l := range links {
+		i := Iface{Name: l.Attrs().Name}
+		addrs, err := n.h().AddrList(l, netlink.FAMILY_ALL)
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range addrs {
+			ip, ok := netip.AddrFromSlice(a.IP)
+			if !ok {
+				continue
+			}
+			bits, _ := a.Mask.Size()
+			i.Prefixes = append(i.Prefixes, netip.PrefixFrom(ip.Unmap(), bits).Masked())
+		}
+		out = append(out, i)
+	}
+	return out, nil
+}
+
+// Iface is an interface name with its (masked) prefixes.
+type Iface struct {
+	Name     string
+	Prefixes []netip.Prefix
+}
