@@ -1,0 +1,251 @@
+package lab
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/yaml"
+)
+
+// RepoRoot is the vipd checkout this package was compiled from.
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+var (
+	binOnce sync.Once
+	binDir  string
+	binErr  error
+)
+
+// Binaries returns the folder holding kube-apiserver, etcd and kubectl,
+// building them with hack/build-k8s.sh the first time (cached across runs).
+func Binaries() (string, error) {
+	binOnce.Do(func() {
+		if d := os.Getenv("VIPD_K8S_BIN"); d != "" {
+			binDir = d
+			return
+		}
+		cmd := exec.Command("bash", filepath.Join(RepoRoot(), "hack", "build-k8s.sh"))
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			binErr = fmt.Errorf("building kube-apiserver and etcd (hack/build-k8s.sh): %w\n%s", err, stderr.String())
+			return
+		}
+		binDir = strings.TrimSpace(string(out))
+	})
+	return binDir, binErr
+}
+
+var (
+	vipdOnce sync.Once
+	vipdPath string
+	vipdErr  error
+)
+
+// VipdBinary builds cmd/vipd once per process and returns its path.
+func VipdBinary() (string, error) {
+	vipdOnce.Do(func() {
+		if p := os.Getenv("VIPD_BIN"); p != "" {
+			vipdPath = p
+			return
+		}
+		dir, err := os.MkdirTemp("", "vipd-bin-")
+		if err != nil {
+			vipdErr = err
+			return
+		}
+		vipdPath = filepath.Join(dir, "vipd")
+		cmd := exec.Command("go", "build", "-o", vipdPath, "./cmd/vipd")
+		cmd.Dir = RepoRoot()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			vipdErr = fmt.Errorf("go build ./cmd/vipd: %w\n%s", err, out)
+		}
+	})
+	return vipdPath, vipdErr
+}
+
+func (l *Lab) startControlPlane(ctx context.Context) error {
+	etcdDir := filepath.Join(l.Dir, "etcd")
+	etcd, err := l.Start(l.CP, "etcd", nil, "", filepath.Join(l.Bin, "etcd"),
+		"--name=cp", "--data-dir="+etcdDir,
+		"--listen-client-urls=http://127.0.0.1:2379", "--advertise-client-urls=http://127.0.0.1:2379",
+		"--listen-peer-urls=http://127.0.0.1:2380", "--initial-advertise-peer-urls=http://127.0.0.1:2380",
+		"--initial-cluster=cp=http://127.0.0.1:2380", "--log-level=warn",
+		"--unsafe-no-fsync", "--quota-backend-bytes=1073741824")
+	if err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := waitTCP(wctx, l.CP, "127.0.0.1:2379", etcd); err != nil {
+		return err
+	}
+	l.logf("etcd up")
+
+	crt, key, err := l.PKI.serving("apiserver", []netip.Addr{CPAddr, l.VIP, netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("198.18.0.1")},
+		[]string{"kubernetes", "kubernetes.default", "kubernetes.default.svc", "localhost"})
+	if err != nil {
+		return err
+	}
+	api, err := l.Start(l.CP, "kube-apiserver", nil, "", filepath.Join(l.Bin, "kube-apiserver"),
+		"--etcd-servers=http://127.0.0.1:2379",
+		"--bind-address="+CPAddr.String(), "--advertise-address="+CPAddr.String(), "--secure-port=6443",
+		"--tls-cert-file="+crt, "--tls-private-key-file="+key,
+		"--client-ca-file="+l.PKI.CAFile,
+		"--authorization-mode=RBAC",
+		"--service-account-issuer=https://kubernetes.default.svc",
+		"--service-account-key-file="+l.PKI.SAPub,
+		"--service-account-signing-key-file="+l.PKI.SAKey,
+		// Service ClusterIPs come from the benchmark range: no address
+		// outside the documentation and benchmark ranges appears anywhere.
+		"--service-cluster-ip-range=198.18.0.0/24",
+		"--endpoint-reconciler-type=none",
+		"--profiling=false",
+		"--cert-dir="+filepath.Join(l.Dir, "apiserver-certs"),
+		"--v=0")
+	if err != nil {
+		return err
+	}
+	l.AdminConfig = &rest.Config{
+		Host:            "https://" + CPAddr.String() + ":6443",
+		TLSClientConfig: rest.TLSClientConfig{CAData: l.PKI.CAPEM, CertData: l.PKI.AdminCrt, KeyData: l.PKI.AdminKey},
+		Dial:            l.Client.DialContext,
+		QPS:             200, Burst: 400,
+		Timeout: 10 * time.Second,
+	}
+	l.Admin, err = kubernetes.NewForConfig(l.AdminConfig)
+	if err != nil {
+		return err
+	}
+	wctx2, cancel2 := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel2()
+	for {
+		body, err := l.Admin.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(wctx2)
+		if err == nil && strings.TrimSpace(string(body)) == "ok" {
+			break
+		}
+		select {
+		case <-wctx2.Done():
+			return fmt.Errorf("kube-apiserver not ready: %v\n%s", err, api.Tail(40))
+		case <-api.Done():
+			return fmt.Errorf("kube-apiserver exited: %v\n%s", api.err, api.Tail(40))
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	// The namespace controller creates kube-system shortly after readiness.
+	for {
+		_, err := l.Admin.CoreV1().Namespaces().Get(wctx2, "kube-system", metav1.GetOptions{})
+		if err == nil {
+			break
+		}
+		select {
+		case <-wctx2.Done():
+			return fmt.Errorf("namespace kube-system never appeared: %v", err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	l.logf("kube-apiserver up at https://%s:6443", CPAddr)
+	return nil
+}
+
+// Apply creates (or replaces) every object of a multi-document YAML with the
+// admin client, as `kubectl apply` would for new objects.
+func (l *Lab) Apply(ctx context.Context, manifest []byte) error {
+	dyn, err := dynamic.NewForConfig(l.AdminConfig)
+	if err != nil {
+		return err
+	}
+	for _, doc := range bytes.Split(manifest, []byte("\n---")) {
+		var m map[string]any
+		if err := yaml.Unmarshal(doc, &m); err != nil {
+			return fmt.Errorf("parsing manifest: %w", err)
+		}
+		if len(m) == 0 {
+			continue
+		}
+		u := &unstructured.Unstructured{Object: m}
+		gv, err := schema.ParseGroupVersion(u.GetAPIVersion())
+		if err != nil {
+			return err
+		}
+		res, err := l.resourceFor(gv.WithKind(u.GetKind()))
+		if err != nil {
+			return err
+		}
+		var ri dynamic.ResourceInterface = dyn.Resource(res)
+		if u.GetNamespace() != "" {
+			ri = dyn.Resource(res).Namespace(u.GetNamespace())
+		}
+		if _, err := ri.Create(ctx, u, metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
+			cur, gerr := ri.Get(ctx, u.GetName(), metav1.GetOptions{})
+			if gerr != nil {
+				return gerr
+			}
+			u.SetResourceVersion(cur.GetResourceVersion())
+			_, err = ri.Update(ctx, u, metav1.UpdateOptions{})
+			if err != nil {
+				return fmt.Errorf("updating %s %s: %w", u.GetKind(), u.GetName(), err)
+			}
+		} else if err != nil {
+			return fmt.Errorf("creating %s %s: %w", u.GetKind(), u.GetName(), err)
+		}
+	}
+	return nil
+}
+
+func (l *Lab) resourceFor(gvk schema.GroupVersionKind) (schema.GroupVersionResource, error) {
+	rl, err := l.Admin.Discovery().ServerResourcesForGroupVersion(gvk.GroupVersion().String())
+	if err != nil {
+		return schema.GroupVersionResource{}, err
+	}
+	for _, r := range rl.APIResources {
+		if r.Kind == gvk.Kind && !strings.Contains(r.Name, "/") {
+			return gvk.GroupVersion().WithResource(r.Name), nil
+		}
+	}
+	return schema.GroupVersionResource{}, fmt.Errorf("no resource for kind %s", gvk)
+}
+
+// Token returns a ServiceAccount token, as the kubelet would project it.
+func (l *Lab) Token(ctx context.Context, namespace, sa string) (string, error) {
+	tr, err := l.Admin.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, sa, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(3600))},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("token for %s/%s: %w", namespace, sa, err)
+	}
+	return tr.Status.Token, nil
+}
+
+// ClientFor returns a client authenticated with token, connecting from host h.
+func (l *Lab) ClientFor(h *Host, token string) (kubernetes.Interface, error) {
+	return kubernetes.NewForConfig(&rest.Config{
+		Host:            l.AdminConfig.Host,
+		BearerToken:     token,
+		TLSClientConfig: rest.TLSClientConfig{CAData: l.PKI.CAPEM},
+		Dial:            h.DialContext,
+		Timeout:         10 * time.Second,
+	})
+}

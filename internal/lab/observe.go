@@ -1,0 +1,206 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Sample is which nodes had the VIP on an interface that is up, at one time.
+type Sample struct {
+	At     time.Time
+	Owners []string
+}
+
+// Probe is one client connection through the VIP.
+type Probe struct {
+	At   time.Time
+	Node string // who answered; empty on failure
+	Err  error
+}
+
+// Observer samples the nodes' addresses and probes the VIP from the client
+// host, from outside the daemons, until Stop.
+type Observer struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	samples []Sample
+	probes  []Probe
+	errs    []error
+}
+
+// Observe starts sampling every sampleEvery and probing vip:port every
+// probeEvery (probes run concurrently, each with a 200 ms timeout).
+func (l *Lab) Observe(vip netip.Addr, port int, sampleEvery, probeEvery time.Duration) *Observer {
+	ctx, cancel := context.WithCancel(context.Background())
+	o := &Observer{cancel: cancel}
+	o.wg.Add(1)
+	go func() {
+		defer o.wg.Done()
+		t := time.NewTicker(sampleEvery)
+		defer t.Stop()
+		for {
+			s, err := l.Owners(vip)
+			o.mu.Lock()
+			if err != nil {
+				o.errs = append(o.errs, err)
+			} else {
+				o.samples = append(o.samples, s)
+			}
+			o.mu.Unlock()
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	if probeEvery > 0 {
+		o.wg.Add(1)
+		go func() {
+			defer o.wg.Done()
+			t := time.NewTicker(probeEvery)
+			defer t.Stop()
+			var pw sync.WaitGroup
+			defer pw.Wait()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				}
+				pw.Add(1)
+				go func() {
+					defer pw.Done()
+					at := time.Now()
+					node, err := l.Reach(context.Background(), vip, port, 200*time.Millisecond)
+					o.mu.Lock()
+					o.probes = append(o.probes, Probe{At: at, Node: node, Err: err})
+					o.mu.Unlock()
+				}()
+			}
+		}()
+	}
+	return o
+}
+
+// Owners samples which nodes have vip on an up eth0 now.
+func (l *Lab) Owners(vip netip.Addr) (Sample, error) {
+	s := Sample{At: time.Now()}
+	for _, n := range l.Nodes {
+		present, up, err := n.HasAddr(vip)
+		if err != nil {
+			return s, fmt.Errorf("%s: %w", n.Name, err)
+		}
+		if present && up {
+			s.Owners = append(s.Owners, n.Name)
+		}
+	}
+	return s, nil
+}
+
+// Stop ends observation and returns what was seen.
+func (o *Observer) Stop() *Report {
+	o.cancel()
+	o.wg.Wait()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	sort.Slice(o.probes, func(i, j int) bool { return o.probes[i].At.Before(o.probes[j].At) })
+	return &Report{Samples: o.samples, Probes: o.probes, Errors: o.errs}
+}
+
+// Report is what an Observer saw.
+type Report struct {
+	Samples []Sample
+	Probes  []Probe
+	Errors  []error
+}
+
+// MaxOwners is the largest number of nodes that had the VIP at once.
+func (r *Report) MaxOwners() int {
+	m := 0
+	for _, s := range r.Samples {
+		m = max(m, len(s.Owners))
+	}
+	return m
+}
+
+// TwoOwnerTime is the sampled time during which two or more nodes had the
+// VIP: from each such sample to the next sample.
+func (r *Report) TwoOwnerTime() time.Duration {
+	var d time.Duration
+	for i, s := range r.Samples {
+		if len(s.Owners) > 1 && i+1 < len(r.Samples) {
+			d += r.Samples[i+1].At.Sub(s.At)
+		}
+	}
+	return d
+}
+
+// OwnerChanges lists the successive single owners seen (samples with no
+// owner are skipped), e.g. [n1 n2] for one takeover.
+func (r *Report) OwnerChanges() []string {
+	var seq []string
+	for _, s := range r.Samples {
+		if len(s.Owners) != 1 {
+			continue
+		}
+		if len(seq) == 0 || seq[len(seq)-1] != s.Owners[0] {
+			seq = append(seq, s.Owners[0])
+		}
+	}
+	return seq
+}
+
+// AnsweredBy lists the successive nodes that answered the client.
+func (r *Report) AnsweredBy() []string {
+	var seq []string
+	for _, p := range r.Probes {
+		if p.Err != nil {
+			continue
+		}
+		if len(seq) == 0 || seq[len(seq)-1] != p.Node {
+			seq = append(seq, p.Node)
+		}
+	}
+	return seq
+}
+
+// Gap is the client-seen outage around a fault at t: from the start of the
+// last successful probe before the first failure after t (or t, if none
+// failed before) to the start of the first successful probe after it. It is
+// 0 when no probe after t failed, and -1 when the VIP never came back.
+func (r *Report) Gap(t time.Time) time.Duration {
+	var lastOK time.Time
+	failed := false
+	for _, p := range r.Probes {
+		switch {
+		case p.Err == nil && failed:
+			return p.At.Sub(lastOK)
+		case p.Err == nil:
+			lastOK = p.At
+		case !p.At.Before(t) && !failed:
+			failed = true
+			if lastOK.IsZero() {
+				lastOK = t
+			}
+		}
+	}
+	if failed {
+		return -1
+	}
+	return 0
+}
+
+// Summary is a one-line description for test logs.
+func (r *Report) Summary(t time.Time) string {
+	return fmt.Sprintf("samples=%d probes=%d maxOwners=%d twoOwners=%s owners=%s answeredBy=%s gap=%s",
+		len(r.Samples), len(r.Probes), r.MaxOwners(), r.TwoOwnerTime(), strings.Join(r.OwnerChanges(), "→"),
+		strings.Join(r.AnsweredBy(), "→"), r.Gap(t).Round(time.Millisecond))
+}
