@@ -128,12 +128,14 @@ func (a *Announcer) run(ctx context.Context, ip netip.Addr, done chan struct{}) 
 		} else {
 			next = next.Add(a.opts.Period)
 		}
-		t := a.clock.NewTimer(next.Sub(a.clock.Now()))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C():
+		if d := next.Sub(a.clock.Now()); d > 0 {
+			t := a.clock.NewTimer(d)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C():
+			}
 		}
 		if !a.sendOnce(ip) {
 			return

@@ -163,12 +163,23 @@ func (e *Elector) Run(ctx context.Context) error {
 	try.Stop()
 	fence := clk.NewTimer(time.Hour)
 	fence.Stop()
+	// tryNow triggers the try case without a timer: a zero-length timer is
+	// not a "now" on every clock.
+	tryNow := make(chan struct{}, 1)
 	schedule := func(t clock.Timer, d time.Duration) {
 		t.Stop()
-		if d < 0 {
-			d = 0
+		if d > 0 {
+			t.Reset(d)
+			return
 		}
-		t.Reset(d)
+		if t == try {
+			select {
+			case tryNow <- struct{}{}:
+			default:
+			}
+		} else {
+			t.Reset(0)
+		}
 	}
 
 	stepDown := func(reason string) {
@@ -202,6 +213,15 @@ func (e *Elector) Run(ctx context.Context) error {
 			l, wrote, err := e.attempt(cctx, base, unknown)
 			resCh <- result{lease: l, wrote: wrote, err: err, start: start}
 		}()
+	}
+
+	onTry := func() {
+		launch()
+		if s.leading {
+			schedule(try, e.o.RetryPeriod)
+		} else if !s.inflight {
+			schedule(try, e.nextTry(&s))
+		}
 	}
 
 	schedule(try, 0)
@@ -241,13 +261,12 @@ func (e *Elector) Run(ctx context.Context) error {
 			}
 			schedule(try, e.nextTry(&s))
 
+		case <-tryNow:
+			try.Stop()
+			onTry()
+
 		case <-try.C():
-			launch()
-			if s.leading {
-				schedule(try, e.o.RetryPeriod)
-			} else if !s.inflight {
-				schedule(try, e.nextTry(&s))
-			}
+			onTry()
 
 		case <-fence.C():
 			if s.leading && !clk.Now().Before(s.deadline) {

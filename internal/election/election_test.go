@@ -1,0 +1,391 @@
+package election
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+	clocktesting "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
+)
+
+// fakeAPI is a fake clientset with optimistic concurrency on Leases (the
+// stock fake ignores resourceVersion), a journal of writes, and a switch to
+// make writes hang as they do behind a partition.
+type fakeAPI struct {
+	*fake.Clientset
+	mu      sync.Mutex
+	rv      int
+	journal *journal
+	hang    chan struct{} // when not nil, writes block until it is closed
+}
+
+// journal records, in order, what guards and the API server saw.
+type journal struct {
+	mu     sync.Mutex
+	events []string
+}
+
+func (j *journal) add(format string, args ...any) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.events = append(j.events, fmt.Sprintf(format, args...))
+}
+
+func (j *journal) list() []string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return append([]string(nil), j.events...)
+}
+
+var leaseGVR = schema.GroupVersionResource{Group: "coordination.k8s.io", Version: "v1", Resource: "leases"}
+
+func newFakeAPI(j *journal) *fakeAPI {
+	f := &fakeAPI{Clientset: fake.NewClientset(), journal: j}
+	write := func(a k8stesting.Action) (bool, runtime.Object, error) {
+		f.mu.Lock()
+		hang := f.hang
+		f.mu.Unlock()
+		if hang != nil {
+			<-hang
+			return true, nil, fmt.Errorf("connection reset")
+		}
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		obj := a.(interface{ GetObject() runtime.Object }).GetObject()
+		m, _ := meta.Accessor(obj)
+		cur, err := f.Tracker().Get(leaseGVR, m.GetNamespace(), m.GetName())
+		switch a.GetVerb() {
+		case "create":
+			if err == nil {
+				return true, nil, apierrors.NewAlreadyExists(leaseGVR.GroupResource(), m.GetName())
+			}
+		case "update":
+			if err != nil {
+				return true, nil, err
+			}
+			cm, _ := meta.Accessor(cur)
+			if cm.GetResourceVersion() != m.GetResourceVersion() {
+				return true, nil, apierrors.NewConflict(leaseGVR.GroupResource(), m.GetName(), fmt.Errorf("rv %s != %s", m.GetResourceVersion(), cm.GetResourceVersion()))
+			}
+		}
+		f.rv++
+		m.SetResourceVersion(strconv.Itoa(f.rv))
+		l := obj.(*coordinationv1.Lease)
+		j.add("api %s holder=%q", a.GetVerb(), ptr.Deref(l.Spec.HolderIdentity, ""))
+		return false, nil, nil
+	}
+	f.PrependReactor("create", "leases", write)
+	f.PrependReactor("update", "leases", write)
+	return f
+}
+
+func (f *fakeAPI) setHang(on bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if on && f.hang == nil {
+		f.hang = make(chan struct{})
+	}
+	if !on && f.hang != nil {
+		close(f.hang)
+		f.hang = nil
+	}
+}
+
+// put writes a Lease as another node would.
+func (f *fakeAPI) put(t *testing.T, holder string, create bool) {
+	t.Helper()
+	ctx := context.Background()
+	leases := f.CoordinationV1().Leases("kube-system")
+	now := metav1.NewMicroTime(time.Now())
+	if create {
+		_, err := leases.Create(ctx, &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: "plndr-cp-lock", Namespace: "kube-system"},
+			Spec:       coordinationv1.LeaseSpec{HolderIdentity: ptr.To(holder), LeaseDurationSeconds: ptr.To(int32(5)), RenewTime: &now},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	l, err := leases.Get(ctx, "plndr-cp-lock", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Spec.HolderIdentity = ptr.To(holder)
+	l.Spec.RenewTime = &now
+	if _, err := leases.Update(ctx, l, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f *fakeAPI) holder(t *testing.T) string {
+	t.Helper()
+	l, err := f.CoordinationV1().Leases("kube-system").Get(context.Background(), "plndr-cp-lock", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ptr.Deref(l.Spec.HolderIdentity, "")
+}
+
+// guard records Hold and Drop.
+type guard struct {
+	name string
+	j    *journal
+	mu   sync.Mutex
+	held bool
+	last time.Time
+}
+
+func (g *guard) Hold(until time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.held {
+		g.j.add("%s hold", g.name)
+	}
+	g.held, g.last = true, until
+}
+
+func (g *guard) Drop(reason string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.held {
+		g.j.add("%s drop", g.name)
+	}
+	g.held = false
+}
+
+func (g *guard) state() (bool, time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.held, g.last
+}
+
+type harness struct {
+	t     *testing.T
+	api   *fakeAPI
+	clock *clocktesting.FakeClock
+	j     *journal
+}
+
+func newHarness(t *testing.T) *harness {
+	j := &journal{}
+	return &harness{t: t, api: newFakeAPI(j), clock: clocktesting.NewFakeClock(time.Unix(1000, 0)), j: j}
+}
+
+// start runs an elector for identity; it returns its guard and a stop
+// function that cancels it and waits for Run to return.
+func (h *harness) start(identity string) (*guard, *Elector, func() error) {
+	g := &guard{name: identity, j: h.j}
+	e, err := New(Options{
+		Client: h.api, Namespace: "kube-system", Name: "plndr-cp-lock", Identity: identity,
+		LeaseDuration: 5 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second,
+		Guard: g, Clock: h.clock,
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	var once sync.Once
+	var runErr error
+	stop := func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case runErr = <-done:
+			case <-time.After(5 * time.Second):
+				h.t.Errorf("%s: Run did not return after cancel", identity)
+			}
+		})
+		return runErr
+	}
+	h.t.Cleanup(func() { stop() })
+	return g, e, stop
+}
+
+// eventually polls cond in real time (the loop runs in goroutines).
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for: %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// settle lets the elector's goroutines react to a clock step; used only
+// where the test asserts that nothing happens.
+func settle() { time.Sleep(50 * time.Millisecond) }
+
+func TestNewRejectsUnsafeTimings(t *testing.T) {
+	base := Options{Client: fake.NewClientset(), Guard: &guard{}, Namespace: "ns", Name: "n", Identity: "me",
+		LeaseDuration: 5 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second}
+	if _, err := New(base); err != nil {
+		t.Fatalf("seed timings rejected: %v", err)
+	}
+	for name, mod := range map[string]func(*Options){
+		"lease not 1s above renew": func(o *Options) { o.LeaseDuration = 3*time.Second + 999*time.Millisecond },
+		"renew not above 2 retry":  func(o *Options) { o.RenewDeadline = 2 * time.Second },
+		"no retry":                 func(o *Options) { o.RetryPeriod = 0 },
+		"no identity":              func(o *Options) { o.Identity = "" },
+		"no guard":                 func(o *Options) { o.Guard = nil },
+	} {
+		o := base
+		mod(&o)
+		if _, err := New(o); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestAcquiresAbsentLeaseAndRenewsWithFence(t *testing.T) {
+	h := newHarness(t)
+	g, _, _ := h.start("n1")
+	eventually(t, "n1 holds", func() bool { held, _ := g.state(); return held })
+	if got := h.api.holder(t); got != "n1" {
+		t.Fatalf("holder %q", got)
+	}
+	_, until := g.state()
+	if want := h.clock.Now().Add(3 * time.Second); !until.Equal(want) {
+		t.Errorf("fence %s, want start of renewal + renew deadline = %s", until, want)
+	}
+	// Each retry period renews and moves the fence.
+	for i := 1; i <= 3; i++ {
+		h.clock.Step(time.Second)
+		want := h.clock.Now().Add(3 * time.Second)
+		eventually(t, "fence moved", func() bool { _, u := g.state(); return u.Equal(want) })
+	}
+}
+
+func TestFollowerWaitsForObservedExpiryThenTakesOver(t *testing.T) {
+	h := newHarness(t)
+	h.api.put(t, "other", true)
+	g, e, _ := h.start("n1")
+	eventually(t, "lease observed", func() bool { return e.Ready() == nil })
+	h.clock.Step(4900 * time.Millisecond)
+	settle()
+	if held, _ := g.state(); held {
+		t.Fatal("took over before the observed Lease expired")
+	}
+	h.clock.Step(100 * time.Millisecond)
+	eventually(t, "takeover at expiry", func() bool { held, _ := g.state(); return held })
+	if got := h.api.holder(t); got != "n1" {
+		t.Errorf("holder %q", got)
+	}
+}
+
+func TestRenewalSeenRestartsTheWait(t *testing.T) {
+	h := newHarness(t)
+	h.api.put(t, "other", true)
+	g, e, _ := h.start("n1")
+	eventually(t, "lease observed", func() bool { return e.Ready() == nil })
+	h.clock.Step(4 * time.Second)
+	settle()
+	h.api.put(t, "other", false) // the holder renews
+	settle()
+	h.clock.Step(4 * time.Second) // 8 s after the first observation, 4 s after the renewal
+	settle()
+	if held, _ := g.state(); held {
+		t.Fatal("took over a Lease that was renewed 4 s ago")
+	}
+	h.clock.Step(time.Second)
+	eventually(t, "takeover 5 s after the renewal", func() bool { held, _ := g.state(); return held })
+}
+
+func TestReleasedLeaseIsTakenAtOnce(t *testing.T) {
+	h := newHarness(t)
+	h.api.put(t, "other", true)
+	g, e, _ := h.start("n1")
+	eventually(t, "lease observed", func() bool { return e.Ready() == nil })
+	h.api.put(t, "", false) // released by its holder
+	// No clock step: the watch alone must trigger the takeover.
+	eventually(t, "takeover on release", func() bool { held, _ := g.state(); return held })
+}
+
+func TestFenceDropsWhileRenewalHangs(t *testing.T) {
+	h := newHarness(t)
+	g, _, _ := h.start("n1")
+	eventually(t, "n1 holds", func() bool { held, _ := g.state(); return held })
+	h.api.setHang(true)
+	defer h.api.setHang(false)
+	h.clock.Step(time.Second) // renewal starts and hangs
+	settle()
+	h.clock.Step(1900 * time.Millisecond)
+	settle()
+	if held, _ := g.state(); !held {
+		t.Fatal("dropped before the renew deadline")
+	}
+	h.clock.Step(100 * time.Millisecond) // 3 s after the last successful renewal started
+	eventually(t, "drop at the renew deadline", func() bool { held, _ := g.state(); return !held })
+}
+
+func TestShutdownDropsBeforeRelease(t *testing.T) {
+	h := newHarness(t)
+	g, _, stop := h.start("n1")
+	eventually(t, "n1 holds", func() bool { held, _ := g.state(); return held })
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got := h.api.holder(t); got != "" {
+		t.Fatalf("Lease not released: holder %q", got)
+	}
+	ev := h.j.list()
+	drop, release := -1, -1
+	for i, e := range ev {
+		switch e {
+		case "n1 drop":
+			drop = i
+		case `api update holder=""`:
+			release = i
+		}
+	}
+	if drop < 0 || release < 0 || drop > release {
+		t.Fatalf("want drop before release, got %v", ev)
+	}
+}
+
+func TestTwoElectorsOneHolder(t *testing.T) {
+	h := newHarness(t)
+	g1, _, stop1 := h.start("n1")
+	g2, _, stop2 := h.start("n2")
+	eventually(t, "one holds", func() bool {
+		a, _ := g1.state()
+		b, _ := g2.state()
+		return a != b
+	})
+	for range 5 {
+		h.clock.Step(time.Second)
+		settle()
+		a, _ := g1.state()
+		b, _ := g2.state()
+		if a == b {
+			t.Fatalf("n1 holds=%v, n2 holds=%v", a, b)
+		}
+	}
+	leader, follower, stopLeader := g1, g2, stop1
+	if held, _ := g2.state(); held {
+		leader, follower, stopLeader = g2, g1, stop2
+	}
+	// Graceful handover: the follower takes over on the release, at once,
+	// without any clock step.
+	stopLeader()
+	eventually(t, "follower takes over after the leader releases", func() bool { held, _ := follower.state(); return held })
+	if held, _ := leader.state(); held {
+		t.Fatal("the old leader still holds after shutdown")
+	}
+}
