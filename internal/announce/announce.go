@@ -30,10 +30,11 @@ type Options struct {
 	Period time.Duration
 }
 
-// DefaultBurst sends three announcements within the first half second: one at
-// once, then two more in case the first was lost or arrived before a switch
-// learned the new port.
-var DefaultBurst = []time.Duration{0, 150 * time.Millisecond, 500 * time.Millisecond}
+// DefaultBurst sends three announcements within the first second: one at
+// once, then two more in case the first was lost, or was ignored by a
+// neighbour that updated its entry for the VIP less than its ARP locktime
+// (1 s on Linux) before.
+var DefaultBurst = []time.Duration{0, 300 * time.Millisecond, 900 * time.Millisecond}
 
 // Announcer announces one address while its owner holds it.
 type Announcer struct {
@@ -48,7 +49,6 @@ type Announcer struct {
 	until  time.Time
 	active bool
 	cancel context.CancelFunc
-	done   chan struct{}
 }
 
 // New returns a stopped Announcer. onSent, if not nil, is called after each
@@ -78,8 +78,7 @@ func (a *Announcer) Start(ip netip.Addr, until time.Time) {
 	a.stopLocked()
 	ctx, cancel := context.WithCancel(context.Background())
 	a.ip, a.until, a.active, a.cancel = ip, until, true, cancel
-	a.done = make(chan struct{})
-	go a.run(ctx, ip, a.done)
+	go a.run(ctx, ip)
 }
 
 // Extend moves the fence of the running announcer to until.
@@ -103,11 +102,10 @@ func (a *Announcer) stopLocked() {
 	if !a.active {
 		return
 	}
+	// The goroutine sends only while holding a.mu and seeing active, so
+	// once active is false under the lock nothing more is sent.
 	a.active = false
 	a.cancel()
-	// The goroutine takes a.mu to send, so once active is false under the
-	// lock it cannot send again; waiting is not needed for safety, only for
-	// tidiness, and would deadlock here. done is closed by run.
 }
 
 // Active reports whether the announcer is running.
@@ -117,8 +115,7 @@ func (a *Announcer) Active() bool {
 	return a.active
 }
 
-func (a *Announcer) run(ctx context.Context, ip netip.Addr, done chan struct{}) {
-	defer close(done)
+func (a *Announcer) run(ctx context.Context, ip netip.Addr) {
 	start := a.clock.Now()
 	offsets := a.opts.Burst
 	next := start

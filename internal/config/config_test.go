@@ -1,0 +1,140 @@
+package config
+
+import (
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+// seedEnv is the environment of the seed's DaemonSet.
+func seedEnv() map[string]string {
+	return map[string]string{
+		"vip_arp": "true", "port": "6443", "vip_interface": "eno3", "vip_subnet": "32", "dns_mode": "first",
+		"cp_enable": "true", "cp_namespace": "kube-system", "svc_enable": "true", "vip_leaderelection": "true",
+		"vip_leasename": "plndr-cp-lock", "vip_leaseduration": "5", "vip_renewdeadline": "3", "vip_retryperiod": "1",
+		"address": "198.51.100.200", "prometheus_server": ":2112",
+	}
+}
+
+func deps(env map[string]string) Deps {
+	return Deps{
+		Env: func(k string) (string, bool) { v, ok := env[k]; return v, ok },
+		Resolve: func(name string) ([]netip.Addr, error) {
+			switch name {
+			case "vip.example.com":
+				return []netip.Addr{netip.MustParseAddr("2001:db8::200"), netip.MustParseAddr("198.51.100.201")}, nil
+			}
+			return nil, errors.New("no such host")
+		},
+		Interfaces: func() ([]Iface, error) {
+			return []Iface{
+				{Name: "lo", Prefixes: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}},
+				{Name: "eno1", Prefixes: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}},
+				{Name: "eno3", Prefixes: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("2001:db8::/64")}},
+			}, nil
+		},
+		Hostname: func() (string, error) { return "node-1", nil },
+	}
+}
+
+func TestSeedEnvironment(t *testing.T) {
+	c, err := Load(nil, deps(seedEnv()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.VIP != netip.MustParseAddr("198.51.100.200") || c.Interface != "eno3" || c.Bits != 32 || c.Port != 6443 ||
+		c.LeaseDuration != 5*time.Second || c.RenewDeadline != 3*time.Second || c.RetryPeriod != time.Second ||
+		c.LeaseName != "plndr-cp-lock" || c.Namespace != "kube-system" || c.NodeName != "node-1" ||
+		c.ARPRate != 3*time.Second || c.MetricsAddress != ":2112" || !c.ARP || !c.ControlPlane {
+		t.Fatalf("%+v", c)
+	}
+	if len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "svc_enable") {
+		t.Fatalf("warnings %v: want one about svc_enable", c.Warnings)
+	}
+}
+
+func TestFlagsWinOverEnvironment(t *testing.T) {
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	AddFlags(fs)
+	if err := fs.Parse([]string{"--address=198.51.100.210", "--vip-leaseduration=10", "--vip-arprate=500"}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(fs, deps(seedEnv()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.VIP != netip.MustParseAddr("198.51.100.210") || c.LeaseDuration != 10*time.Second || c.ARPRate != 500*time.Millisecond {
+		t.Fatalf("%+v", c)
+	}
+}
+
+func TestChoices(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		env   map[string]string
+		check func(*Config) bool
+	}{
+		{"interface chosen by subnet", map[string]string{"vip_interface": ""}, func(c *Config) bool { return c.Interface == "eno3" }},
+		{"IPv6 VIP gets /128", map[string]string{"address": "2001:db8::200", "vip_subnet": ""}, func(c *Config) bool { return c.Bits == 128 && c.VIP.Is6() }},
+		{"name, first", map[string]string{"address": "vip.example.com"}, func(c *Config) bool { return c.IsName && c.VIP == netip.MustParseAddr("2001:db8::200") }},
+		{"name, ipv4", map[string]string{"address": "vip.example.com", "dns_mode": "ipv4"}, func(c *Config) bool { return c.VIP == netip.MustParseAddr("198.51.100.201") }},
+		{"leaderelection false only warns", map[string]string{"vip_leaderelection": "false"}, func(c *Config) bool { return len(c.Warnings) == 2 }},
+		{"node name from env", map[string]string{"vip_nodename": "n7"}, func(c *Config) bool { return c.NodeName == "n7" }},
+	} {
+		env := seedEnv()
+		for k, v := range tc.env {
+			env[k] = v
+		}
+		c, err := Load(nil, deps(env))
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if !tc.check(c) {
+			t.Errorf("%s: %+v", tc.name, c)
+		}
+	}
+}
+
+func TestErrorsNameTheValueAndTheFix(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want []string
+	}{
+		{"no address", map[string]string{"address": ""}, []string{"address is empty", "set address"}},
+		{"prefix in address", map[string]string{"address": "198.51.100.200/32"}, []string{`env address="198.51.100.200/32"`, "use vip_subnet"}},
+		{"unresolvable", map[string]string{"address": "nope.example.com"}, []string{`env address="nope.example.com"`, "cannot resolve", "no such host"}},
+		{"wrong interface", map[string]string{"vip_interface": "eth0"}, []string{`env vip_interface="eth0"`, "no such interface on node node-1", "interfaces here: eno1, eno3, lo", "set vip_interface=eno3"}},
+		{"no interface for VIP", map[string]string{"vip_interface": "", "address": "198.18.0.5"}, []string{"no interface here has a subnet that contains 198.18.0.5"}},
+		{"lease too short", map[string]string{"vip_leaseduration": "3"}, []string{"vip_leaseduration=3 must exceed vip_renewdeadline=3 by at least 1 second", "use vip_leaseduration=4"}},
+		{"renew too short", map[string]string{"vip_renewdeadline": "2"}, []string{"vip_renewdeadline=2 must be more than twice vip_retryperiod=1", "use vip_renewdeadline=3"}},
+		{"not a number", map[string]string{"vip_retryperiod": "1s"}, []string{`env vip_retryperiod="1s" must be a whole number of seconds`}},
+		{"arp off", map[string]string{"vip_arp": "false"}, []string{"set vip_arp=true"}},
+		{"nothing enabled", map[string]string{"cp_enable": "false", "svc_enable": "false"}, []string{"set cp_enable=true"}},
+		{"bad bool", map[string]string{"cp_enable": "on"}, []string{`env cp_enable="on" is not a boolean`}},
+		{"bad subnet", map[string]string{"vip_subnet": "33"}, []string{`env vip_subnet="33" is not a prefix length for 198.51.100.200`}},
+		{"bad port", map[string]string{"port": "0"}, []string{`env port="0" is not a TCP port`}},
+		{"bad dns mode", map[string]string{"dns_mode": "dual"}, []string{`dns_mode="dual" is not supported`}},
+		{"bad arp rate", map[string]string{"vip_arpRate": "10"}, []string{`env vip_arpRate="10" must be a number of milliseconds of at least 100`}},
+	} {
+		env := seedEnv()
+		for k, v := range tc.env {
+			env[k] = v
+		}
+		_, err := Load(nil, deps(env))
+		if err == nil {
+			t.Errorf("%s: accepted", tc.name)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: error %q lacks %q", tc.name, err, w)
+			}
+		}
+	}
+}

@@ -1,0 +1,96 @@
+package owner
+
+import (
+	"log/slog"
+	"net/netip"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/vipd/vipd/internal/vip"
+)
+
+// calls journals what the address and the announcer were asked, in order.
+type calls struct{ log []string }
+
+type fakeAddr struct {
+	c       *calls
+	present bool
+	fenced  bool
+}
+
+func (a *fakeAddr) Hold(until time.Time) error {
+	if a.fenced {
+		a.c.log = append(a.c.log, "addr remove (fenced)")
+		a.present = false
+		return vip.ErrFenced
+	}
+	a.c.log = append(a.c.log, "addr hold")
+	a.present = true
+	return nil
+}
+func (a *fakeAddr) Remove() error {
+	a.c.log = append(a.c.log, "addr remove")
+	a.present = false
+	return nil
+}
+func (a *fakeAddr) Present() (bool, error)   { return a.present, nil }
+func (a *fakeAddr) Prefix() netip.Prefix     { return netip.MustParsePrefix("198.51.100.200/32") }
+func (a *fakeAddr) Interface() string        { return "eth0" }
+func (c *calls) Start(netip.Addr, time.Time) { c.log = append(c.log, "announce start") }
+func (c *calls) Extend(time.Time)            { c.log = append(c.log, "announce extend") }
+func (c *calls) Stop()                       { c.log = append(c.log, "announce stop") }
+func (c *calls) SetPresent(bool)             {}
+
+func TestHoldThenDropInOrder(t *testing.T) {
+	c := &calls{}
+	clk := clocktesting.NewFakeClock(time.Unix(1000, 0))
+	a := &fakeAddr{c: c}
+	v := New(a, c, c, clk, slog.New(slog.DiscardHandler))
+	v.Hold(clk.Now().Add(3 * time.Second))
+	v.Hold(clk.Now().Add(4 * time.Second))
+	if err := v.Check(); err != nil {
+		t.Fatalf("healthy holder: %v", err)
+	}
+	v.Drop("test")
+	want := []string{"addr hold", "announce start", "addr hold", "announce extend", "announce stop", "addr remove"}
+	if !reflect.DeepEqual(c.log, want) {
+		t.Fatalf("got %v\nwant %v", c.log, want)
+	}
+	if v.Holding() {
+		t.Fatal("still holding after Drop")
+	}
+}
+
+func TestFencedHoldStopsAnnouncing(t *testing.T) {
+	c := &calls{}
+	clk := clocktesting.NewFakeClock(time.Unix(1000, 0))
+	a := &fakeAddr{c: c}
+	v := New(a, c, c, clk, slog.New(slog.DiscardHandler))
+	v.Hold(clk.Now().Add(3 * time.Second))
+	a.fenced = true
+	v.Hold(clk.Now().Add(500 * time.Millisecond))
+	if v.Holding() || c.log[len(c.log)-2] != "announce stop" {
+		t.Fatalf("log %v, holding %v", c.log, v.Holding())
+	}
+}
+
+func TestCheckReportsExpiredFenceAndMissingAddress(t *testing.T) {
+	c := &calls{}
+	clk := clocktesting.NewFakeClock(time.Unix(1000, 0))
+	a := &fakeAddr{c: c}
+	v := New(a, c, c, clk, slog.New(slog.DiscardHandler))
+	v.Hold(clk.Now().Add(3 * time.Second))
+	a.present = false
+	if err := v.Check(); err == nil || !strings.Contains(err.Error(), "missing from eth0") {
+		t.Fatalf("missing address: %v", err)
+	}
+	a.present = true
+	clk.Step(4 * time.Second)
+	if err := v.Check(); err == nil || !strings.Contains(err.Error(), "fence passed 1s ago") {
+		t.Fatalf("expired fence: %v", err)
+	}
+}

@@ -1,0 +1,124 @@
+package vip
+
+import (
+	"os"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// inFreshNetns runs the test on a locked thread in a new network namespace
+// with a veth interface "vip0" (dummy links are not built into every kernel) (address 198.51.100.11/24), as
+// vishvananda/netlink's own tests do.
+func inFreshNetns(t *testing.T) Netlink {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("VIPD_E2E") == "1" {
+			t.Fatal("VIPD_E2E=1 but not root")
+		}
+		t.Skip("needs root")
+	}
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := netns.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ns.Close()
+		netns.Set(orig)
+		orig.Close()
+		runtime.UnlockOSThread()
+	})
+	h, err := netlink.NewHandle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Close)
+	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "vip0"}, PeerName: "vip1"}); err != nil {
+		t.Fatal(err)
+	}
+	l, _ := h.LinkByName("vip0")
+	a, _ := netlink.ParseAddr("198.51.100.11/24")
+	if err := h.AddrAdd(l, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LinkSetUp(l); err != nil {
+		t.Fatal(err)
+	}
+	return Netlink{H: h}
+}
+
+func TestNetlinkAddressIsDeprecatedWithFiniteLifetime(t *testing.T) {
+	k := inFreshNetns(t)
+	now := time.Now
+	a := NewAddress(k, "vip0", vipPrefix, now)
+	if err := a.Hold(now().Add(3500 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	l, _ := k.H.LinkByName("vip0")
+	addrs, err := k.H.AddrList(l, netlink.FAMILY_V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got *netlink.Addr
+	for i := range addrs {
+		if addrs[i].IP.String() == "198.51.100.200" {
+			got = &addrs[i]
+		}
+	}
+	if got == nil {
+		t.Fatalf("VIP not added: %v", addrs)
+	}
+	if got.Flags&unix.IFA_F_DEPRECATED == 0 || got.PreferedLft != 0 || got.ValidLft != 3 {
+		t.Fatalf("flags %#x preferred %d valid %d: want deprecated, 0, 3", got.Flags, got.PreferedLft, got.ValidLft)
+	}
+	// Found reports it with its lifetime; the interface lookup lists vip0.
+	f, err := k.Find(vipPrefix.Addr())
+	if err != nil || len(f) != 1 || f[0].Iface != "vip0" || !f[0].Up || f[0].Valid != 3*time.Second {
+		t.Fatalf("Find: %+v %v", f, err)
+	}
+	ifs, err := k.Interfaces()
+	if err != nil || len(ifs) < 2 {
+		t.Fatalf("Interfaces: %v %v", ifs, err)
+	}
+	if err := a.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Remove(); err != nil {
+		t.Fatalf("removing an absent VIP: %v", err)
+	}
+	if ok, _ := a.Present(); ok {
+		t.Fatal("still present")
+	}
+}
+
+func TestNetlinkKernelExpiresTheAddress(t *testing.T) {
+	k := inFreshNetns(t)
+	a := NewAddress(k, "vip0", vipPrefix, time.Now)
+	if err := a.Hold(time.Now().Add(1500 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	// valid_lft 1 s: the kernel removes it by itself within about 1 s more.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ok, err := a.Present()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the kernel did not remove the VIP when its lifetime ended")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
