@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -109,6 +110,11 @@ func TestSeedControlPlane(t *testing.T) {
 		leader := strings.Contains(body, `vipd_leader{lease="kube-system/plndr-cp-lock",vip="198.51.100.200/32"} 1`)
 		if leader != (n.Name == owner) {
 			t.Errorf("metrics of %s say leader=%v", n.Name, leader)
+		}
+		// The takeover burst (3) and at least one periodic announcement.
+		garps := metricValue(body, "vipd_garp_sent_total")
+		if n.Name == owner && garps < 4 || n.Name != owner && garps != 0 {
+			t.Errorf("%s sent %v gratuitous ARPs", n.Name, garps)
 		}
 		resp, err = c.Get("http://" + n.IP.String() + ":2112/healthz")
 		if err != nil || resp.StatusCode != 200 {
@@ -258,4 +264,19 @@ func readAll(resp *http.Response) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
+}
+
+// metricValue returns the value of the first sample of metric in a
+// Prometheus text exposition, or -1.
+func metricValue(body, metric string) float64 {
+	for _, line := range strings.Split(body, "\n") {
+		if strings.HasPrefix(line, metric+"{") || strings.HasPrefix(line, metric+" ") {
+			f := strings.Fields(line)
+			v, err := strconv.ParseFloat(f[len(f)-1], 64)
+			if err == nil {
+				return v
+			}
+		}
+	}
+	return -1
 }

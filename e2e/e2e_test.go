@@ -79,3 +79,9 @@ func dumpOnFailure(t testing.TB, procs map[string]*lab.Proc) {
 		}
 	})
 }
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	lab.Cleanup()
+	os.Exit(code)
+}

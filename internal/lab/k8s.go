@@ -64,6 +64,14 @@ var (
 	vipdErr  error
 )
 
+// Cleanup removes what the package built for this process (the vipd
+// binary); call it from TestMain.
+func Cleanup() {
+	if vipdPath != "" && os.Getenv("VIPD_BIN") == "" {
+		os.RemoveAll(filepath.Dir(vipdPath))
+	}
+}
+
 // VipdBinary builds cmd/vipd once per process and returns its path.
 func VipdBinary() (string, error) {
 	vipdOnce.Do(func() {
