@@ -56,6 +56,21 @@ var Settings = []Setting{
 	{"k8s_config_file", "", "Path of a kubeconfig. Empty: $KUBECONFIG, else the in-cluster ServiceAccount."},
 }
 
+// Aliases are older kube-vip names still found in manifests: alias -> setting.
+var Aliases = map[string]string{
+	"vip_address": "address",
+	"vip_cidr":    "vip_subnet",
+}
+
+// unsupported are kube-vip modes vipd does not have; enabling one is a
+// warning, since the manifest otherwise works.
+var unsupported = map[string]string{
+	"bgp_enable":       "BGP is not supported: vipd announces with ARP/NDP only",
+	"vip_wireguard":    "WireGuard mode is not supported",
+	"vip_routingtable": "routing-table mode is not supported",
+	"lb_enable":        "IPVS load balancing of the control plane is not supported: the VIP goes to one API server",
+}
+
 // Config is the validated configuration of one vipd process.
 type Config struct {
 	// Address is the VIP as the user wrote it (IP or DNS name).
@@ -130,8 +145,17 @@ func (r raw) get(name string) (val, origin string) {
 				return strings.TrimSpace(f.Value.String()), "--" + s.Flag()
 			}
 		}
-		if v, ok := r.env(s.Env); ok {
+		v, ok := r.env(s.Env)
+		if ok && strings.TrimSpace(v) != "" {
 			return strings.TrimSpace(v), "env " + s.Env
+		}
+		for alias, of := range Aliases {
+			if a, aok := r.env(alias); of == s.Env && aok && strings.TrimSpace(a) != "" {
+				return strings.TrimSpace(a), "env " + alias
+			}
+		}
+		if ok {
+			return "", "env " + s.Env
 		}
 		return s.Default, "default of " + s.Env
 	}
@@ -168,6 +192,13 @@ func Load(fs *pflag.FlagSet, d Deps) (*Config, error) {
 	c.Services = boolean("svc_enable")
 	if !boolean("vip_leaderelection") {
 		c.Warnings = append(c.Warnings, "vip_leaderelection=false ignored: without an election every node would put the VIP on its interface; vipd always elects one owner through the Lease")
+	}
+	for _, name := range []string{"bgp_enable", "vip_wireguard", "vip_routingtable", "lb_enable"} {
+		if v, ok := d.Env(name); ok {
+			if b, _ := strconv.ParseBool(v); b {
+				c.Warnings = append(c.Warnings, fmt.Sprintf("%s=%s ignored: %s", name, v, unsupported[name]))
+			}
+		}
 	}
 	c.LeaseDuration = seconds("vip_leaseduration")
 	c.RenewDeadline = seconds("vip_renewdeadline")

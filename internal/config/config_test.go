@@ -83,6 +83,8 @@ func TestChoices(t *testing.T) {
 		{"name, first", map[string]string{"address": "vip.example.com"}, func(c *Config) bool { return c.IsName && c.VIP == netip.MustParseAddr("2001:db8::200") }},
 		{"name, ipv4", map[string]string{"address": "vip.example.com", "dns_mode": "ipv4"}, func(c *Config) bool { return c.VIP == netip.MustParseAddr("198.51.100.201") }},
 		{"leaderelection false only warns", map[string]string{"vip_leaderelection": "false"}, func(c *Config) bool { return len(c.Warnings) == 2 }},
+		{"old kube-vip names", map[string]string{"address": "", "vip_address": "198.51.100.7", "vip_subnet": "", "vip_cidr": "32"}, func(c *Config) bool { return c.VIP == netip.MustParseAddr("198.51.100.7") && c.Bits == 32 }},
+		{"BGP only warns", map[string]string{"bgp_enable": "true"}, func(c *Config) bool { return len(c.Warnings) == 2 && strings.Contains(c.Warnings[0], "BGP") }},
 		{"node name from env", map[string]string{"vip_nodename": "n7"}, func(c *Config) bool { return c.NodeName == "n7" }},
 	} {
 		env := seedEnv()

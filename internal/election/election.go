@@ -40,6 +40,9 @@ import (
 	"k8s.io/utils/ptr"
 )
 
+// ShutdownBudget bounds the Lease release on shutdown (after Drop).
+const ShutdownBudget = 800 * time.Millisecond
+
 // Guard is the work a holder does while it owns the Lease.
 type Guard interface {
 	// Hold is called after every successful acquire or renewal with the
@@ -231,6 +234,10 @@ func (e *Elector) Run(ctx context.Context) error {
 			wasLeading := s.leading
 			stepDown("shutting down")
 			if wasLeading || (s.observed != nil && s.observed.Spec.HolderIdentity != nil && *s.observed.Spec.HolderIdentity == e.o.Identity) {
+				// The whole release fits in ShutdownBudget, so that vipd exits
+				// within a second of SIGTERM even with the API server away.
+				rctx, cancel := context.WithTimeout(context.Background(), ShutdownBudget)
+				defer cancel()
 				if s.inflight {
 					// Take the in-flight write's answer so the release carries
 					// the newest resourceVersion.
@@ -239,10 +246,10 @@ func (e *Elector) Run(ctx context.Context) error {
 						if r.err == nil {
 							s.observed = r.lease
 						}
-					case <-clk.After(500 * time.Millisecond):
+					case <-rctx.Done():
 					}
 				}
-				return e.release(s.observed)
+				return e.release(rctx, s.observed)
 			}
 			return nil
 
@@ -428,9 +435,7 @@ func (e *Elector) write(ctx context.Context, base *coordinationv1.Lease) (*coord
 
 // release hands the Lease back (holder empty, duration 1 s) so that a
 // follower watching it takes over at once. Called only after Drop returned.
-func (e *Elector) release(l *coordinationv1.Lease) error {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
+func (e *Elector) release(ctx context.Context, l *coordinationv1.Lease) error {
 	if l == nil || holder(l) != e.o.Identity {
 		var err error
 		if l, err = e.get(ctx); err != nil {
@@ -449,7 +454,7 @@ func (e *Elector) release(l *coordinationv1.Lease) error {
 	if apierrors.IsConflict(err) {
 		// Renewed by an in-flight write we did not see: read and try once more.
 		if l, err = e.get(ctx); err == nil && holder(l) == e.o.Identity {
-			return e.release(l)
+			return e.release(ctx, l)
 		}
 	}
 	if err != nil {

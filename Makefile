@@ -1,0 +1,39 @@
+# vipd — see README.md. The e2e tests, benchmarks and demo need root.
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+
+.PHONY: all build k8s test unit lint bench-failover demo clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/vipd ./cmd/vipd
+
+# kube-apiserver, etcd and kubectl from the Go module proxy, cached in ~/.cache/vipd.
+k8s:
+	hack/build-k8s.sh
+
+# Everything: lint, unit tests and the e2e tests in network namespaces (root).
+test: k8s lint
+	hack/test.sh
+
+# Unit tests only (no root needed).
+unit:
+	$(GO) test -count=1 ./internal/...
+
+lint:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+# Failover gaps and two-owner time per fault, median of 5 runs (about 6 minutes).
+bench-failover: k8s
+	$(GO) test ./e2e -run '^$$' -bench BenchmarkFailover -benchtime 1x -timeout 60m
+
+# Three nodes, the seed's manifests, a failover you can watch (root).
+demo: k8s
+	$(GO) run ./hack/demo
+
+clean:
+	rm -rf bin
