@@ -198,6 +198,16 @@ func (r *Report) Gap(t time.Time) time.Duration {
 	return 0
 }
 
+// Recovery is the time from t to the first probe answered by node.
+func (r *Report) Recovery(t time.Time, node string) time.Duration {
+	for _, p := range r.Probes {
+		if p.Err == nil && p.Node == node && !p.At.Before(t) {
+			return p.At.Sub(t)
+		}
+	}
+	return -1
+}
+
 // Summary is a one-line description for test logs.
 func (r *Report) Summary(t time.Time) string {
 	return fmt.Sprintf("samples=%d probes=%d maxOwners=%d twoOwners=%s owners=%s answeredBy=%s gap=%s",

@@ -69,6 +69,7 @@ type Result struct {
 	OldOwner    string
 	NewOwner    string
 	Gap         time.Duration // client-seen outage; -1 if never reachable again
+	Recovery    time.Duration // from the fault to the first answer from the new owner
 	TwoOwners   time.Duration
 	Report      *Report
 	FaultAt     time.Time
@@ -199,6 +200,7 @@ func (l *Lab) RunFault(ctx context.Context, o ScenarioOptions, f Fault) (*Result
 		r.NewOwner = seq[len(seq)-1]
 	}
 	r.Lease, _ = l.Holder(ctx, o.Namespace, o.LeaseName)
+	r.Recovery = r.Report.Recovery(r.FaultAt, r.NewOwner)
 	return r, nil
 }
 

@@ -1,0 +1,118 @@
+package controlplane
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/kubernetes/fake"
+	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/vipd/vipd/internal/metrics"
+	"github.com/vipd/vipd/internal/vip"
+)
+
+// kernel is an in-memory vip.Kernel.
+type kernel struct {
+	mu    sync.Mutex
+	addrs map[netip.Prefix]string
+}
+
+func (k *kernel) Replace(iface string, p netip.Prefix, _ time.Duration) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.addrs[p] = iface
+	return nil
+}
+
+func (k *kernel) Delete(_ string, p netip.Prefix) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	delete(k.addrs, p)
+	return nil
+}
+
+func (k *kernel) Find(a netip.Addr) ([]vip.Found, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var out []vip.Found
+	for p, i := range k.addrs {
+		if p.Addr() == a {
+			out = append(out, vip.Found{Iface: i, Prefix: p, Up: true})
+		}
+	}
+	return out, nil
+}
+
+func (k *kernel) has(p string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	_, ok := k.addrs[netip.MustParsePrefix(p)]
+	return ok
+}
+
+type sender struct{}
+
+func (sender) Announce(netip.Addr) error { return nil }
+
+func TestSweepsLeftoversThenFollowsTheName(t *testing.T) {
+	k := &kernel{addrs: map[netip.Prefix]string{netip.MustParsePrefix("198.51.100.200/32"): "eth1"}}
+	clk := clocktesting.NewFakeClock(time.Now())
+	var mu sync.Mutex
+	answer := netip.MustParseAddr("198.51.100.200")
+	v, err := New(Options{
+		Client: fake.NewClientset(), Kernel: k, Sender: sender{},
+		Interface: "eth0", Prefix: netip.MustParsePrefix("198.51.100.200/32"),
+		Resolve: func() (netip.Addr, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return answer, nil
+		},
+		ResolveEvery: 30 * time.Second,
+		Namespace:    "kube-system", LeaseName: "plndr-cp-lock", NodeName: "n1",
+		LeaseDuration: 5 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second,
+		AnnouncePeriod: 3 * time.Second,
+		Metrics:        metrics.NewVIP(prometheus.NewRegistry(), "l", "v"),
+		Clock:          clk, Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.has("198.51.100.200/32") {
+		t.Fatal("leftover on eth1 not swept before the election")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- v.Run(ctx) }()
+	wait(t, "VIP held", func() bool { return k.has("198.51.100.200/32") })
+
+	mu.Lock()
+	answer = netip.MustParseAddr("198.51.100.201")
+	mu.Unlock()
+	wait(t, "VIP moved to the new address", func() bool {
+		clk.Step(time.Second) // renewals keep the fence alive; the 30th second re-resolves
+		return k.has("198.51.100.201/32") && !k.has("198.51.100.200/32")
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if k.has("198.51.100.201/32") {
+		t.Fatal("VIP left on the interface after shutdown")
+	}
+}
+
+func wait(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out: %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
