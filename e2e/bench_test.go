@@ -27,9 +27,9 @@ func BenchmarkFailover(b *testing.B) {
 	sc := seedScenario(b, l)
 	sc.Settle = time.Second
 	type row struct {
-		fault      string
+		fault            string
 		gaps, twos, recs []time.Duration
-		fails      int
+		fails            int
 	}
 	var rows []row
 	for range b.N {
