@@ -68,7 +68,7 @@ func root(stdout, stderr io.Writer) *cobra.Command {
 	}
 	c.SetOut(stdout)
 	c.SetErr(stderr)
-	c.AddCommand(versionCmd(), managerCmd())
+	c.AddCommand(versionCmd(), managerCmd(), manifestCmd())
 	return c
 }
 

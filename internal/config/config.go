@@ -162,6 +162,21 @@ func (r raw) get(name string) (val, origin string) {
 	panic("config: unknown setting " + name)
 }
 
+// KV is one setting's value as given (flag, environment or default).
+type KV struct{ Name, Value string }
+
+// Values returns the value of every setting, in Settings order, as Load
+// would read it. Manifests are written from these.
+func Values(fs *pflag.FlagSet, env Env) []KV {
+	r := raw{fs: fs, env: env}
+	out := make([]KV, 0, len(Settings))
+	for _, s := range Settings {
+		v, _ := r.get(s.Env)
+		out = append(out, KV{s.Env, v})
+	}
+	return out
+}
+
 // Load reads flags and environment and validates the result. Every error names
 // the offending setting, its value and what to do.
 func Load(fs *pflag.FlagSet, d Deps) (*Config, error) {
@@ -288,6 +303,10 @@ func (c *Config) loadAddress(r raw, d Deps) []error {
 		c.VIP = ip.Unmap()
 	} else if strings.ContainsAny(addr, ":/") || !looksLikeName(addr) {
 		return []error{fmt.Errorf("%s=%q is neither an IP address nor a DNS name: write the VIP like 198.51.100.200 or 2001:db8::200, without a prefix length (use vip_subnet for that)", origin, addr)}
+	} else if d.Resolve == nil {
+		// Generating manifests: the name is resolved on the node, later.
+		c.IsName = true
+		return nil
 	} else {
 		c.IsName = true
 		ip, err := ResolveOne(d.Resolve, addr, c.DNSMode)
@@ -367,7 +386,10 @@ func looksLikeName(s string) bool {
 			return false
 		}
 	}
-	return strings.Trim(s, ".-") != ""
+	labels := strings.Split(strings.TrimSuffix(s, "."), ".")
+	last := labels[len(labels)-1]
+	// An all-numeric top label is a mistyped IP address, not a name.
+	return strings.Trim(s, ".-") != "" && strings.Trim(last, "0123456789") != ""
 }
 
 // interfaceFor returns the interface with the longest prefix containing ip.

@@ -110,6 +110,7 @@ func TestErrorsNameTheValueAndTheFix(t *testing.T) {
 	}{
 		{"no address", map[string]string{"address": ""}, []string{"address is empty", "set address"}},
 		{"prefix in address", map[string]string{"address": "198.51.100.200/32"}, []string{`env address="198.51.100.200/32"`, "use vip_subnet"}},
+		{"bad IPv4", map[string]string{"address": "198.51.100.300"}, []string{`env address="198.51.100.300" is neither an IP address nor a DNS name`}},
 		{"unresolvable", map[string]string{"address": "nope.example.com"}, []string{`env address="nope.example.com"`, "cannot resolve", "no such host"}},
 		{"wrong interface", map[string]string{"vip_interface": "eth0"}, []string{`env vip_interface="eth0"`, "no such interface on node node-1", "interfaces here: eno1, eno3, lo", "set vip_interface=eno3"}},
 		{"no interface for VIP", map[string]string{"vip_interface": "", "address": "198.18.0.5"}, []string{"no interface here has a subnet that contains 198.18.0.5"}},
