@@ -11,8 +11,10 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -26,6 +28,7 @@ import (
 	"github.com/vipd/vipd/internal/announce"
 	"github.com/vipd/vipd/internal/config"
 	"github.com/vipd/vipd/internal/controlplane"
+	"github.com/vipd/vipd/internal/doctor"
 	"github.com/vipd/vipd/internal/metrics"
 	"github.com/vipd/vipd/internal/vip"
 )
@@ -146,17 +149,25 @@ func runManager(ctx context.Context, c *cobra.Command, log *slog.Logger) error {
 		},
 	})
 	if err != nil {
-		return exitError{2, fmt.Errorf("invalid configuration:\n  - %s", strings.ReplaceAll(err.Error(), "\n", "\n  - "))}
+		err = fmt.Errorf("invalid configuration:\n  - %s", strings.ReplaceAll(err.Error(), "\n", "\n  - "))
+		reportConfigError(c, log, err)
+		return exitError{2, err}
 	}
 	for _, w := range cfg.Warnings {
 		log.Warn(w)
 	}
 	log.Info("starting", "version", version, "config", cfg.String())
 
-	client, err := kubeClient(cfg.Kubeconfig)
+	client, apiHost, err := kubeClient(cfg.Kubeconfig)
 	if err != nil {
 		return exitError{2, err}
 	}
+	rep := &doctor.Reporter{Client: client, Namespace: cfg.Namespace, Lease: cfg.LeaseName, Node: cfg.NodeName, Log: log.With("component", "doctor")}
+	go checkLoop(ctx, client, rep, log.With("component", "doctor"), []string{
+		apiHost,
+		net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.Port)),
+		net.JoinHostPort(cfg.VIP.String(), strconv.Itoa(cfg.Port)),
+	}, cfg.VIP)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
@@ -199,22 +210,92 @@ func runManager(ctx context.Context, c *cobra.Command, log *slog.Logger) error {
 }
 
 // kubeClient uses the kubeconfig at path when set, else the in-cluster
-// ServiceAccount, as a Pod would.
-func kubeClient(path string) (kubernetes.Interface, error) {
+// ServiceAccount, as a Pod would. It also returns the API server's host:port.
+func kubeClient(path string) (kubernetes.Interface, string, error) {
 	var rc *rest.Config
 	var err error
 	if path != "" {
 		rc, err = clientcmd.BuildConfigFromFlags("", path)
 		if err != nil {
-			return nil, fmt.Errorf("k8s_config_file/KUBECONFIG=%q: %w", path, err)
+			return nil, "", fmt.Errorf("k8s_config_file/KUBECONFIG=%q: %w", path, err)
 		}
 	} else {
 		rc, err = rest.InClusterConfig()
 		if err != nil {
-			return nil, fmt.Errorf("no kubeconfig given and not running in a Pod (%w): set k8s_config_file or KUBECONFIG", err)
+			return nil, "", fmt.Errorf("no kubeconfig given and not running in a Pod (%w): set k8s_config_file or KUBECONFIG", err)
 		}
 	}
 	rc.UserAgent = "vipd/" + version
 	rc.QPS, rc.Burst = 20, 40
-	return kubernetes.NewForConfig(rc)
+	c, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, "", err
+	}
+	host := rc.Host
+	if u, err := url.Parse(rc.Host); err == nil && u.Host != "" {
+		host = u.Host
+		if u.Port() == "" {
+			host = net.JoinHostPort(u.Hostname(), "443")
+		}
+	}
+	return c, host, nil
+}
+
+// checkLoop runs the set-up checks at start and every minute: ServiceLB
+// left enabled, and an API server certificate without the VIP, at every
+// address where an API server answers (the one vipd uses, the local one, the
+// VIP once it is up).
+func checkLoop(ctx context.Context, c kubernetes.Interface, rep *doctor.Reporter, log *slog.Logger, certAddrs []string, vip netip.Addr) {
+	dialer := &net.Dialer{}
+	for {
+		fs, err := doctor.ServiceLB(ctx, c)
+		if err != nil {
+			log.Debug("ServiceLB check", "err", err)
+		}
+		for _, a := range certAddrs {
+			f, err := doctor.Certificate(ctx, dialer.DialContext, a, vip)
+			if err != nil {
+				log.Debug("certificate check", "addr", a, "err", err)
+			}
+			fs = append(fs, f...)
+		}
+		for _, f := range fs {
+			rep.Report(ctx, f)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Minute):
+		}
+	}
+}
+
+// reportConfigError posts a configuration error as an Event, best effort
+// and within two seconds, so that a node with, say, a wrong interface name
+// shows up in kubectl get events and not only in its own log.
+func reportConfigError(c *cobra.Command, log *slog.Logger, err error) {
+	v := map[string]string{}
+	for _, kv := range config.Values(c.Flags(), config.OSEnv) {
+		v[kv.Name] = kv.Value
+	}
+	kc := v["k8s_config_file"]
+	if kc == "" {
+		kc = os.Getenv("KUBECONFIG")
+	}
+	client, _, cerr := kubeClient(kc)
+	if cerr != nil {
+		return
+	}
+	node := v["vip_nodename"]
+	if node == "" {
+		node, _ = os.Hostname()
+	}
+	ns := v["cp_namespace"]
+	if ns == "" {
+		ns = "kube-system"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	rep := &doctor.Reporter{Client: client, Namespace: ns, Lease: v["vip_leasename"], Node: node, Log: slog.New(slog.DiscardHandler)}
+	rep.Report(ctx, doctor.Finding{Reason: "InvalidConfiguration", Message: fmt.Sprintf("vipd on node %s: %v", node, err)})
 }

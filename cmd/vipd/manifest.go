@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -32,6 +33,13 @@ func manifestCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "manifest daemonset|pod|rbac|k3s",
 		Short: "Print the Kubernetes manifests that install vipd",
+		Args:  cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return exitError{2, fmt.Errorf("unknown command %q for \"vipd manifest\": use daemonset, pod, rbac or k3s", args[0])}
+			}
+			return exitError{2, errors.New("say which manifest: vipd manifest daemonset|pod|rbac|k3s --address <VIP>")}
+		},
 		Long: `Print the manifests that install vipd, built from typed Kubernetes objects.
 
   daemonset  the DaemonSet for K3s and RKE2 (control-plane nodes, host network)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -112,7 +113,11 @@ func (l *Lab) startControlPlane(ctx context.Context) error {
 	}
 	l.logf("etcd up")
 
-	crt, key, err := l.PKI.serving("apiserver", []netip.Addr{CPAddr, l.VIP, netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("198.18.0.1")},
+	sans := []netip.Addr{CPAddr, netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("198.18.0.1")}
+	if !l.opts.CertWithoutVIP {
+		sans = append(sans, l.VIP)
+	}
+	crt, key, err := l.PKI.serving("apiserver", sans,
 		[]string{"kubernetes", "kubernetes.default", "kubernetes.default.svc", "localhost"})
 	if err != nil {
 		return err
@@ -174,6 +179,14 @@ func (l *Lab) startControlPlane(ctx context.Context) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+	// What kube-controller-manager would do: a default ServiceAccount in
+	// each namespace (Pods cannot be admitted without it).
+	for _, ns := range []string{"default", "kube-system"} {
+		_, err := l.Admin.CoreV1().ServiceAccounts(ns).Create(wctx2, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{})
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("creating %s/default ServiceAccount: %w", ns, err)
+		}
+	}
 	l.logf("kube-apiserver up at https://%s:6443", CPAddr)
 	return nil
 }
@@ -181,6 +194,16 @@ func (l *Lab) startControlPlane(ctx context.Context) error {
 // Apply creates (or replaces) every object of a multi-document YAML with the
 // admin client, as `kubectl apply` would for new objects.
 func (l *Lab) Apply(ctx context.Context, manifest []byte) error {
+	return l.apply(ctx, manifest, nil)
+}
+
+// ApplyDryRun is Apply with server-side dry run: the API server validates
+// and admits every object but stores nothing.
+func (l *Lab) ApplyDryRun(ctx context.Context, manifest []byte) error {
+	return l.apply(ctx, manifest, []string{metav1.DryRunAll})
+}
+
+func (l *Lab) apply(ctx context.Context, manifest []byte, dryRun []string) error {
 	dyn, err := dynamic.NewForConfig(l.AdminConfig)
 	if err != nil {
 		return err
@@ -206,13 +229,13 @@ func (l *Lab) Apply(ctx context.Context, manifest []byte) error {
 		if u.GetNamespace() != "" {
 			ri = dyn.Resource(res).Namespace(u.GetNamespace())
 		}
-		if _, err := ri.Create(ctx, u, metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
+		if _, err := ri.Create(ctx, u, metav1.CreateOptions{DryRun: dryRun, FieldValidation: "Strict"}); apierrors.IsAlreadyExists(err) {
 			cur, gerr := ri.Get(ctx, u.GetName(), metav1.GetOptions{})
 			if gerr != nil {
 				return gerr
 			}
 			u.SetResourceVersion(cur.GetResourceVersion())
-			_, err = ri.Update(ctx, u, metav1.UpdateOptions{})
+			_, err = ri.Update(ctx, u, metav1.UpdateOptions{DryRun: dryRun, FieldValidation: "Strict"})
 			if err != nil {
 				return fmt.Errorf("updating %s %s: %w", u.GetKind(), u.GetName(), err)
 			}

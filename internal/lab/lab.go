@@ -53,6 +53,9 @@ type Options struct {
 	Nodes int
 	// VIP is put in the API server's certificate (default DefaultVIP).
 	VIP netip.Addr
+	// CertWithoutVIP leaves the VIP out of the API server certificate (the
+	// seed's trap: K3s started without --tls-san).
+	CertWithoutVIP bool
 	// Log receives progress lines and process output on failure (default: discarded).
 	Log io.Writer
 }

@@ -1,0 +1,171 @@
+// Package doctor finds the set-up mistakes that make a VIP fail in ways that
+// are hard to see, and reports each once: in the log, and as a Kubernetes
+// Event when RBAC allows (one warning when it does not).
+//
+// The checks are the traps of the seed document: K3s' ServiceLB (klipper)
+// left enabled, which answers ARP for the same addresses; and an API server
+// certificate without the VIP, which breaks every client that uses the VIP.
+package doctor
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// Finding is one problem, with what to do about it.
+type Finding struct {
+	// Reason is a short CamelCase code, used as the Event reason.
+	Reason string
+	// Message says what is wrong and how to fix it.
+	Message string
+}
+
+// ServiceLBLabel marks the pods of K3s' ServiceLB (klipper-lb).
+const ServiceLBLabel = "svccontroller.k3s.cattle.io/svcname"
+
+// ServiceLB looks for K3s' ServiceLB: its DaemonSets (svclb-*) and pods in
+// kube-system. Listing DaemonSets needs a permission the seed's ClusterRole
+// lacks; that part is skipped when forbidden, pods are enough.
+func ServiceLB(ctx context.Context, c kubernetes.Interface) ([]Finding, error) {
+	var names []string
+	pods, err := c.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("listing pods in kube-system: %w", err)
+	}
+	for _, p := range pods.Items {
+		if _, ok := p.Labels[ServiceLBLabel]; ok || strings.HasPrefix(p.Name, "svclb-") {
+			names = append(names, "pod/"+p.Name)
+		}
+	}
+	if ds, err := c.AppsV1().DaemonSets("kube-system").List(ctx, metav1.ListOptions{}); err == nil {
+		for _, d := range ds.Items {
+			if strings.HasPrefix(d.Name, "svclb-") {
+				names = append(names, "daemonset/"+d.Name)
+			}
+		}
+	} else if !apierrors.IsForbidden(err) {
+		return nil, fmt.Errorf("listing daemonsets in kube-system: %w", err)
+	}
+	if len(names) == 0 {
+		return nil, nil
+	}
+	sort.Strings(names)
+	if len(names) > 5 {
+		names = append(names[:5], fmt.Sprintf("and %d more", len(names)-5))
+	}
+	return []Finding{{
+		Reason: "ServiceLBEnabled",
+		Message: fmt.Sprintf("K3s ServiceLB (klipper) is running in kube-system (%s): it answers ARP for LoadBalancer addresses with other nodes' MACs, so it and vipd will fight over the same addresses and connections will break. Start every K3s server with --disable servicelb (or add 'disable: [servicelb]' to /etc/rancher/k3s/config.yaml) and restart K3s",
+			strings.Join(names, ", ")),
+	}}, nil
+}
+
+// Certificate connects to addr with TLS and reports a finding when the
+// certificate it serves does not name vip. A connection failure is an
+// error, not a finding (the server may simply not be there).
+func Certificate(ctx context.Context, dial func(ctx context.Context, network, addr string) (net.Conn, error), addr string, vip netip.Addr) ([]Finding, error) {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	raw, err := dial(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	defer raw.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		raw.SetDeadline(dl)
+	}
+	// Only the certificate is read; nothing is trusted or sent.
+	conn := tls.Client(raw, &tls.Config{InsecureSkipVerify: true})
+	if err := conn.HandshakeContext(ctx); err != nil {
+		return nil, fmt.Errorf("TLS handshake with %s: %w", addr, err)
+	}
+	certs := conn.ConnectionState().PeerCertificates
+	if len(certs) == 0 {
+		return nil, errors.New("no certificate served")
+	}
+	leaf := certs[0]
+	for _, ip := range leaf.IPAddresses {
+		if a, ok := netip.AddrFromSlice(ip); ok && a.Unmap() == vip {
+			return nil, nil
+		}
+	}
+	var sans []string
+	for _, ip := range leaf.IPAddresses {
+		sans = append(sans, ip.String())
+	}
+	sans = append(sans, leaf.DNSNames...)
+	return []Finding{{
+		Reason: "VIPNotInCertificate",
+		Message: fmt.Sprintf("the API server certificate served at %s does not include the VIP %s (its names: %s): kubectl and nodes joining through https://%s:6443 will fail TLS verification. K3s and RKE2 need --tls-san %s on every server (kubeadm: apiServer.certSANs), then a restart so the certificate is reissued",
+			addr, vip, strings.Join(sans, ", "), vip, vip),
+	}}, nil
+}
+
+// Reporter logs each distinct finding once and posts it as a Warning Event
+// on the Lease; when Events are forbidden it says so once and keeps logging.
+type Reporter struct {
+	Client    kubernetes.Interface
+	Namespace string
+	Lease     string
+	Node      string
+	Log       *slog.Logger
+
+	mu        sync.Mutex
+	seen      map[string]bool
+	forbidden bool
+}
+
+// Report logs and posts f, unless the same finding was reported before.
+func (r *Reporter) Report(ctx context.Context, f Finding) {
+	r.mu.Lock()
+	if r.seen == nil {
+		r.seen = map[string]bool{}
+	}
+	key := f.Reason + "\x00" + f.Message
+	if r.seen[key] {
+		r.mu.Unlock()
+		return
+	}
+	r.seen[key] = true
+	forbidden := r.forbidden
+	r.mu.Unlock()
+
+	r.Log.Warn(f.Message, "reason", f.Reason)
+	if forbidden || r.Client == nil {
+		return
+	}
+	now := metav1.NewTime(time.Now())
+	_, err := r.Client.CoreV1().Events(r.Namespace).Create(ctx, &corev1.Event{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "vipd-", Namespace: r.Namespace},
+		InvolvedObject: corev1.ObjectReference{
+			APIVersion: "coordination.k8s.io/v1", Kind: "Lease", Namespace: r.Namespace, Name: r.Lease,
+		},
+		Reason: f.Reason, Message: f.Message, Type: corev1.EventTypeWarning,
+		Source:         corev1.EventSource{Component: "vipd", Host: r.Node},
+		FirstTimestamp: now, LastTimestamp: now, Count: 1,
+		ReportingController: "vipd", ReportingInstance: "vipd-" + r.Node,
+	}, metav1.CreateOptions{})
+	switch {
+	case apierrors.IsForbidden(err):
+		r.mu.Lock()
+		r.forbidden = true
+		r.mu.Unlock()
+		r.Log.Warn("cannot post Events (forbidden by RBAC); findings appear only in this log. Add {apiGroups: [\"\"], resources: [\"events\"], verbs: [\"create\"]} to ClusterRole system:kube-vip-role to see them with kubectl get events", "err", err)
+	case err != nil:
+		r.Log.Warn("cannot post Event", "reason", f.Reason, "err", err)
+	}
+}
