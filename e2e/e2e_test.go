@@ -24,6 +24,12 @@ const (
 // node, and removes it when the test ends.
 func newLab(t testing.TB) *lab.Lab {
 	t.Helper()
+	return newLabWith(t, lab.Options{Nodes: 3})
+}
+
+// newLabWith is newLab with lab options.
+func newLabWith(t testing.TB, o lab.Options) *lab.Lab {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		if os.Getenv("VIPD_E2E") == "1" {
 			t.Fatal("VIPD_E2E=1 but not running as root: the e2e tests need root for network namespaces")
@@ -31,7 +37,8 @@ func newLab(t testing.TB) *lab.Lab {
 		t.Skip("e2e tests need root (set VIPD_E2E=1 to make this a failure)")
 	}
 	ctx := context.Background()
-	l, err := lab.New(ctx, lab.Options{Nodes: 3, Log: testWriter{t}})
+	o.Log = testWriter{t}
+	l, err := lab.New(ctx, o)
 	if err != nil {
 		t.Fatalf("lab: %v", err)
 	}
