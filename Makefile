@@ -4,12 +4,16 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: all build k8s test unit lint bench-failover demo clean
+.PHONY: all build image k8s test unit lint bench-failover demo clean
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/vipd ./cmd/vipd
+
+# The container image as an OCI archive, without a Docker engine (see Dockerfile for the same with one).
+image: build
+	$(GO) run ./hack/image -binary bin/vipd -tag ghcr.io/vipd/vipd:$(VERSION) -out bin/vipd-image.tar
 
 # kube-apiserver, etcd and kubectl from the Go module proxy, cached in ~/.cache/vipd.
 k8s:
