@@ -52,6 +52,14 @@ type Guard interface {
 	Drop(reason string)
 }
 
+// Gate says whether this node may hold or compete for the Lease right now
+// (health.Gate: the local API server is ready).
+type Gate interface {
+	Open() bool
+	// Changed receives a value after every change of Open.
+	Changed() <-chan struct{}
+}
+
 // Recorder receives what metrics need; every method must be cheap.
 type Recorder interface {
 	SetLeader(bool)
@@ -69,9 +77,12 @@ type Options struct {
 	RenewDeadline time.Duration
 	RetryPeriod   time.Duration
 	Guard         Guard
-	Recorder      Recorder
-	Clock         clock.Clock
-	Logger        *slog.Logger
+	// Gate, if set, keeps this node out of the election while closed; a
+	// holder whose gate closes steps down and releases the Lease.
+	Gate     Gate
+	Recorder Recorder
+	Clock    clock.Clock
+	Logger   *slog.Logger
 }
 
 // Elector runs one election.
@@ -200,7 +211,7 @@ func (e *Elector) Run(ctx context.Context) error {
 		if s.inflight {
 			return
 		}
-		if !s.leading && s.known && !e.mayAcquire(&s) {
+		if !s.leading && (s.known && !e.mayAcquire(&s) || e.o.Gate != nil && !e.o.Gate.Open()) {
 			return
 		}
 		s.inflight = true
@@ -218,7 +229,15 @@ func (e *Elector) Run(ctx context.Context) error {
 		}()
 	}
 
+	var gateChanged <-chan struct{}
+	if e.o.Gate != nil {
+		gateChanged = e.o.Gate.Changed()
+	}
+
 	onTry := func() {
+		if !s.leading && e.o.Gate != nil && !e.o.Gate.Open() {
+			return // the gate's next change schedules the next try
+		}
 		launch()
 		if s.leading {
 			schedule(try, e.o.RetryPeriod)
@@ -252,6 +271,21 @@ func (e *Elector) Run(ctx context.Context) error {
 				return e.release(rctx, s.observed)
 			}
 			return nil
+
+		case <-gateChanged:
+			if e.o.Gate.Open() {
+				schedule(try, e.nextTry(&s))
+				continue
+			}
+			if s.leading {
+				stepDown("local API server not ready (health gate closed)")
+				rctx, cancel := context.WithTimeout(context.Background(), ShutdownBudget)
+				if err := e.release(rctx, s.observed); err != nil {
+					e.log.Warn("could not release the Lease; followers take over when it expires", "err", err)
+				}
+				cancel()
+				s.known = false
+			}
 
 		case o := <-obsCh:
 			if o.err != nil {
@@ -291,6 +325,15 @@ func (e *Elector) Run(ctx context.Context) error {
 					stepDown(fmt.Sprintf("Lease now held by %q", holder(r.lease)))
 				}
 				schedule(try, e.nextTry(&s))
+			case r.err == nil && !s.leading && e.o.Gate != nil && !e.o.Gate.Open():
+				// Acquired while the gate closed: give it back at once.
+				e.observe(&s, r.lease)
+				rctx, cancel := context.WithTimeout(context.Background(), ShutdownBudget)
+				if err := e.release(rctx, r.lease); err != nil {
+					e.log.Warn("could not release the Lease; followers take over when it expires", "err", err)
+				}
+				cancel()
+				s.known = false
 			case r.err == nil:
 				e.observe(&s, r.lease)
 				deadline := r.start.Add(e.o.RenewDeadline)
@@ -355,9 +398,13 @@ func older(a, b *coordinationv1.Lease) bool {
 	return errA == nil && errB == nil && x < y
 }
 
-// mayAcquire is the follower's rule: the Lease is absent, released, ours,
-// or unchanged for its whole duration since we observed it.
+// mayAcquire is the follower's rule: the gate is open, and the Lease is
+// absent, released, ours, or unchanged for its whole duration since we
+// observed it.
 func (e *Elector) mayAcquire(s *state) bool {
+	if e.o.Gate != nil && !e.o.Gate.Open() {
+		return false
+	}
 	return e.nextTry(s) == 0
 }
 

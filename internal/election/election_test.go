@@ -389,3 +389,82 @@ func TestTwoElectorsOneHolder(t *testing.T) {
 		t.Fatal("the old leader still holds after shutdown")
 	}
 }
+
+// gate is a Gate the test opens and closes.
+type gate struct {
+	mu   sync.Mutex
+	open bool
+	ch   chan struct{}
+}
+
+func newGate(open bool) *gate { return &gate{open: open, ch: make(chan struct{}, 1)} }
+
+func (g *gate) Open() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.open
+}
+
+func (g *gate) Changed() <-chan struct{} { return g.ch }
+
+func (g *gate) set(open bool) {
+	g.mu.Lock()
+	g.open = open
+	g.mu.Unlock()
+	select {
+	case g.ch <- struct{}{}:
+	default:
+	}
+}
+
+func (h *harness) startGated(identity string, gt Gate) *guard {
+	g := &guard{name: identity, j: h.j}
+	e, err := New(Options{
+		Client: h.api, Namespace: "kube-system", Name: "plndr-cp-lock", Identity: identity,
+		LeaseDuration: 5 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second,
+		Guard: g, Gate: gt, Clock: h.clock,
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { e.Run(ctx); close(done) }()
+	h.t.Cleanup(func() { cancel(); <-done })
+	return g
+}
+
+func TestClosedGateStepsDownAndReleases(t *testing.T) {
+	h := newHarness(t)
+	gt := newGate(true)
+	g := h.startGated("n1", gt)
+	eventually(t, "n1 holds", func() bool { held, _ := g.state(); return held })
+	gt.set(false)
+	eventually(t, "released", func() bool { return h.api.holder(t) == "" })
+	if held, _ := g.state(); held {
+		t.Fatal("still holding with the gate closed")
+	}
+	ev := h.j.list()
+	if ev[len(ev)-2] != "n1 drop" || ev[len(ev)-1] != `api update holder=""` {
+		t.Fatalf("want drop then release, got %v", ev)
+	}
+	// Closed: the released Lease is not taken back, whatever the clock says.
+	h.clock.Step(10 * time.Second)
+	settle()
+	if held, _ := g.state(); held || h.api.holder(t) != "" {
+		t.Fatal("acquired with the gate closed")
+	}
+	gt.set(true)
+	eventually(t, "acquires when the gate reopens", func() bool { held, _ := g.state(); return held })
+}
+
+func TestClosedGateNeverCompetes(t *testing.T) {
+	h := newHarness(t)
+	g := h.startGated("n1", newGate(false))
+	settle()
+	h.clock.Step(10 * time.Second)
+	settle()
+	if held, _ := g.state(); held {
+		t.Fatal("a node with a closed gate took an absent Lease")
+	}
+}

@@ -1,0 +1,54 @@
+package health
+
+import (
+	"context"
+	"errors"
+	"testing"
+)
+
+func TestGateStates(t *testing.T) {
+	down := errors.New("connection refused")
+	for _, tc := range []struct {
+		mode  Mode
+		steps []error
+		want  []bool // Open after each step
+	}{
+		// auto: never armed without a first success, so never closes.
+		{Auto, []error{down, down, down, down}, []bool{true, true, true, true}},
+		// auto: armed by a success, closes on the 3rd failure in a row, reopens on success.
+		{Auto, []error{nil, down, down, down, nil}, []bool{true, true, true, false, true}},
+		// a success resets the count.
+		{Auto, []error{nil, down, down, nil, down, down}, []bool{true, true, true, true, true, true}},
+		// on: closed until the first success.
+		{On, []error{down, nil, down, down, down}, []bool{false, true, true, true, false}},
+	} {
+		var changes []bool
+		g, err := New(Options{Mode: tc.mode, Failures: 3, Check: func(context.Context) error { return nil }, OnChange: func(b bool) { changes = append(changes, b) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, e := range tc.steps {
+			g.record(e)
+			if got := g.Open(); got != tc.want[i] {
+				t.Errorf("%s %v: after step %d open=%v, want %v", tc.mode, tc.steps, i, got, tc.want[i])
+			}
+		}
+		// Every change was signalled (the channel holds at most one).
+		if len(changes) > 0 {
+			select {
+			case <-g.Changed():
+			default:
+				t.Errorf("%s: changes %v but nothing on Changed()", tc.mode, changes)
+			}
+		}
+	}
+}
+
+func TestGateRejectsBadOptions(t *testing.T) {
+	if _, err := New(Options{Mode: "sometimes", Failures: 3}); err == nil {
+		t.Error("bad mode accepted")
+	}
+	if _, err := New(Options{Mode: Auto, Failures: 0}); err == nil {
+		t.Error("zero failures accepted")
+	}
+}
