@@ -29,6 +29,7 @@ import (
 	"github.com/vipd/vipd/internal/config"
 	"github.com/vipd/vipd/internal/controlplane"
 	"github.com/vipd/vipd/internal/doctor"
+	"github.com/vipd/vipd/internal/health"
 	"github.com/vipd/vipd/internal/metrics"
 	"github.com/vipd/vipd/internal/vip"
 )
@@ -158,7 +159,11 @@ func runManager(ctx context.Context, c *cobra.Command, log *slog.Logger) error {
 	}
 	log.Info("starting", "version", version, "config", cfg.String())
 
-	client, apiHost, err := kubeClient(cfg.Kubeconfig)
+	apiPort := 0
+	if cfg.LocalAPI {
+		apiPort = cfg.Port
+	}
+	client, apiHost, err := kubeClient(cfg.Kubeconfig, apiPort)
 	if err != nil {
 		return exitError{2, err}
 	}
@@ -186,6 +191,17 @@ func runManager(ctx context.Context, c *cobra.Command, log *slog.Logger) error {
 		opts.Resolve = func() (netip.Addr, error) { return config.ResolveOne(resolve, cfg.Address, cfg.DNSMode) }
 		opts.ResolveEvery = 30 * time.Second
 	}
+	gate, err := health.New(health.Options{
+		Mode: health.Mode(cfg.HealthMode), URL: cfg.HealthURL, CAFile: cfg.HealthCA,
+		Every: time.Second, Failures: cfg.HealthFailures,
+		Logger: log.With("component", "health"), OnChange: m.SetGateOpen,
+	})
+	if err != nil {
+		return exitError{2, err}
+	}
+	m.SetGateOpen(gate.Open())
+	go gate.Run(ctx)
+	opts.Gate = gate
 	cp, err := controlplane.New(opts)
 	if err != nil {
 		return err
@@ -210,8 +226,11 @@ func runManager(ctx context.Context, c *cobra.Command, log *slog.Logger) error {
 }
 
 // kubeClient uses the kubeconfig at path when set, else the in-cluster
-// ServiceAccount, as a Pod would. It also returns the API server's host:port.
-func kubeClient(path string) (kubernetes.Interface, string, error) {
+// ServiceAccount, as a Pod would. With localPort it talks to this node's API
+// server at 127.0.0.1:localPort with the same credentials (the certificate is
+// checked for the name "kubernetes", which every API server certificate
+// carries). It also returns the API server's host:port.
+func kubeClient(path string, localPort int) (kubernetes.Interface, string, error) {
 	var rc *rest.Config
 	var err error
 	if path != "" {
@@ -224,6 +243,10 @@ func kubeClient(path string) (kubernetes.Interface, string, error) {
 		if err != nil {
 			return nil, "", fmt.Errorf("no kubeconfig given and not running in a Pod (%w): set k8s_config_file or KUBECONFIG", err)
 		}
+	}
+	if localPort > 0 {
+		rc.Host = "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(localPort))
+		rc.TLSClientConfig.ServerName = "kubernetes"
 	}
 	rc.UserAgent = "vipd/" + version
 	rc.QPS, rc.Burst = 20, 40
@@ -282,7 +305,7 @@ func reportConfigError(c *cobra.Command, log *slog.Logger, err error) {
 	if kc == "" {
 		kc = os.Getenv("KUBECONFIG")
 	}
-	client, _, cerr := kubeClient(kc)
+	client, _, cerr := kubeClient(kc, 0)
 	if cerr != nil {
 		return
 	}

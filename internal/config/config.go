@@ -54,6 +54,11 @@ var Settings = []Setting{
 	{"vip_nodename", "", "Identity in the Lease; the node name. Empty: the host name."},
 	{"prometheus_server", ":2112", "Address of /metrics, /healthz and /readyz. Empty disables the server."},
 	{"k8s_config_file", "", "Path of a kubeconfig. Empty: $KUBECONFIG, else the in-cluster ServiceAccount."},
+	{"k8s_api", "", "Which API server vipd talks to: empty (the kubeconfig's or the in-cluster Service) or local (https://127.0.0.1:<port> with the same credentials)."},
+	{"cp_healthcheck", "auto", "Gate the control-plane VIP on the local API server's /readyz: auto (once it has answered ready), true (from the start) or false."},
+	{"cp_healthcheck_url", "", "Readiness URL of the local API server. Empty: https://127.0.0.1:<port>/readyz."},
+	{"cp_healthcheck_failures", "3", "Failed checks in a row (one per second) that close the gate: the holder steps down and the node stays out until a check passes."},
+	{"cp_healthcheck_ca", "", "CA file to verify the local API server; empty skips verification (only readiness is read, no credentials are sent)."},
 }
 
 // Aliases are older kube-vip names still found in manifests: alias -> setting.
@@ -97,6 +102,13 @@ type Config struct {
 	NodeName       string
 	MetricsAddress string
 	Kubeconfig     string
+	// LocalAPI makes vipd talk to the API server on 127.0.0.1:Port.
+	LocalAPI bool
+	// Health gate settings (see package health).
+	HealthMode     string
+	HealthURL      string
+	HealthFailures int
+	HealthCA       string
 	// Warnings are settings accepted but not honoured as written; the caller logs them.
 	Warnings []string
 }
@@ -254,6 +266,34 @@ func Load(fs *pflag.FlagSet, d Deps) (*Config, error) {
 		}
 		c.NodeName = h
 	}
+	switch v, origin := r.get("k8s_api"); v {
+	case "":
+	case "local":
+		c.LocalAPI = true
+	default:
+		errs = append(errs, fmt.Errorf("%s=%q: use local (this node's API server) or leave it empty", origin, v))
+	}
+	if v, origin := r.get("cp_healthcheck"); true {
+		switch strings.ToLower(v) {
+		case "auto":
+			c.HealthMode = "auto"
+		default:
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: use auto, true or false", origin, v))
+			}
+			c.HealthMode = strconv.FormatBool(b)
+		}
+	}
+	if v, origin := r.get("cp_healthcheck_failures"); true {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			errs = append(errs, fmt.Errorf("%s=%q must be a whole number of at least 1 (default 3)", origin, v))
+		}
+		c.HealthFailures = n
+	}
+	c.HealthURL, _ = r.get("cp_healthcheck_url")
+	c.HealthCA, _ = r.get("cp_healthcheck_ca")
 	c.DNSMode, _ = r.get("dns_mode")
 	switch c.DNSMode {
 	case "first", "ipv4", "ipv6":
@@ -285,6 +325,9 @@ func Load(fs *pflag.FlagSet, d Deps) (*Config, error) {
 
 	if c.ControlPlane {
 		errs = append(errs, c.loadAddress(r, d)...)
+	}
+	if c.HealthURL == "" {
+		c.HealthURL = fmt.Sprintf("https://127.0.0.1:%d/readyz", c.Port)
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)

@@ -34,8 +34,10 @@ type Options struct {
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 	AnnouncePeriod                            time.Duration
 	Metrics                                   *metrics.VIP
-	Clock                                     clock.Clock
-	Logger                                    *slog.Logger
+	// Gate, if set, keeps this node out while its local API server is not ready.
+	Gate   election.Gate
+	Clock  clock.Clock
+	Logger *slog.Logger
 }
 
 // VIP is a running control-plane VIP.
@@ -65,7 +67,7 @@ func New(o Options) (*VIP, error) {
 	el, err := election.New(election.Options{
 		Client: o.Client, Namespace: o.Namespace, Name: o.LeaseName, Identity: o.NodeName,
 		LeaseDuration: o.LeaseDuration, RenewDeadline: o.RenewDeadline, RetryPeriod: o.RetryPeriod,
-		Guard: ow, Recorder: o.Metrics, Clock: o.Clock, Logger: log.With("component", "election"),
+		Guard: ow, Gate: o.Gate, Recorder: o.Metrics, Clock: o.Clock, Logger: log.With("component", "election"),
 	})
 	if err != nil {
 		return nil, err

@@ -24,6 +24,7 @@ type VIP struct {
 	renewFailures prometheus.Counter
 	announced     prometheus.Counter
 	announceErrs  prometheus.Counter
+	gateOpen      prometheus.Gauge
 }
 
 // NewVIP registers the collectors for the VIP named by lease on reg.
@@ -36,8 +37,10 @@ func NewVIP(reg prometheus.Registerer, lease, vip string) *VIP {
 		renewFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "vipd_renew_failures_total", Help: "Failed Lease renewals, and fence expiries.", ConstLabels: l}),
 		announced:     prometheus.NewCounter(prometheus.CounterOpts{Name: "vipd_garp_sent_total", Help: "Gratuitous ARPs / unsolicited neighbor advertisements sent.", ConstLabels: l}),
 		announceErrs:  prometheus.NewCounter(prometheus.CounterOpts{Name: "vipd_garp_errors_total", Help: "Announcements that failed to send.", ConstLabels: l}),
+		gateOpen:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "vipd_health_gate_open", Help: "1 while the local API server health gate lets this node hold the VIP.", ConstLabels: l}),
 	}
-	reg.MustRegister(m.leader, m.present, m.transitions, m.renewFailures, m.announced, m.announceErrs)
+	m.gateOpen.Set(1)
+	reg.MustRegister(m.leader, m.present, m.transitions, m.renewFailures, m.announced, m.announceErrs, m.gateOpen)
 	return m
 }
 
@@ -52,6 +55,9 @@ func (m *VIP) RenewFailure() { m.renewFailures.Inc() }
 
 // SetPresent implements owner.Recorder.
 func (m *VIP) SetPresent(b bool) { m.present.Set(b01(b)) }
+
+// SetGateOpen records the health gate's state.
+func (m *VIP) SetGateOpen(b bool) { m.gateOpen.Set(b01(b)) }
 
 // Announced counts one announcement attempt.
 func (m *VIP) Announced(err error) {
