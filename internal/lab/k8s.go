@@ -95,36 +95,52 @@ func VipdBinary() (string, error) {
 	return vipdPath, vipdErr
 }
 
-func (l *Lab) startControlPlane(ctx context.Context) error {
-	etcdDir := filepath.Join(l.Dir, "etcd")
-	etcd, err := l.Start(l.CP, "etcd", nil, "", filepath.Join(l.Bin, "etcd"),
-		"--name=cp", "--data-dir="+etcdDir,
-		"--listen-client-urls=http://127.0.0.1:2379", "--advertise-client-urls=http://127.0.0.1:2379",
-		"--listen-peer-urls=http://127.0.0.1:2380", "--initial-advertise-peer-urls=http://127.0.0.1:2380",
-		"--initial-cluster=cp=http://127.0.0.1:2380", "--log-level=warn",
-		"--unsafe-no-fsync", "--quota-backend-bytes=1073741824")
-	if err != nil {
-		return err
-	}
-	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := waitTCP(wctx, l.CP, "127.0.0.1:2379", etcd); err != nil {
-		return err
-	}
-	l.logf("etcd up")
+// member is one etcd member of the lab.
+type member struct {
+	name, peerIP string
+}
 
-	sans := []netip.Addr{CPAddr, netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("198.18.0.1")}
+// startEtcd starts an etcd member in host h. With peers, it is one member of
+// a cluster listening for peers and clients on h's address too.
+func (l *Lab) startEtcd(h *Host, name string, cluster []member) (*Proc, error) {
+	peer := "http://127.0.0.1:2380"
+	clients := "http://127.0.0.1:2379"
+	advertise := clients
+	initial := name + "=" + peer
+	if len(cluster) > 1 {
+		peer = "http://" + h.IP.String() + ":2380"
+		clients += ",http://" + h.IP.String() + ":2379"
+		advertise = "http://" + h.IP.String() + ":2379"
+		var parts []string
+		for _, m := range cluster {
+			parts = append(parts, m.name+"=http://"+m.peerIP+":2380")
+		}
+		initial = strings.Join(parts, ",")
+	}
+	return l.Start(h, "etcd-"+h.Name, nil, "", filepath.Join(l.Bin, "etcd"),
+		"--name="+name, "--data-dir="+filepath.Join(l.Dir, "etcd-"+h.Name),
+		"--listen-client-urls="+clients, "--advertise-client-urls="+advertise,
+		"--listen-peer-urls="+peer, "--initial-advertise-peer-urls="+peer,
+		"--initial-cluster="+initial, "--initial-cluster-token=vipd-lab",
+		"--log-level=warn", "--unsafe-no-fsync", "--quota-backend-bytes=1073741824")
+}
+
+// startAPIServer starts kube-apiserver in host h, bound to bind, using the
+// etcd on h's loopback, with a serving certificate for sans (+ the VIP
+// unless the lab leaves it out).
+func (l *Lab) startAPIServer(h *Host, bind netip.Addr, sans []netip.Addr) (*Proc, error) {
+	sans = append(sans, netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("198.18.0.1"))
 	if !l.opts.CertWithoutVIP {
 		sans = append(sans, l.VIP)
 	}
-	crt, key, err := l.PKI.serving("apiserver", sans,
+	crt, key, err := l.PKI.serving("apiserver-"+h.Name, sans,
 		[]string{"kubernetes", "kubernetes.default", "kubernetes.default.svc", "localhost"})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	api, err := l.Start(l.CP, "kube-apiserver", nil, "", filepath.Join(l.Bin, "kube-apiserver"),
+	return l.Start(h, "kube-apiserver-"+h.Name, nil, "", filepath.Join(l.Bin, "kube-apiserver"),
 		"--etcd-servers=http://127.0.0.1:2379",
-		"--bind-address="+CPAddr.String(), "--advertise-address="+CPAddr.String(), "--secure-port=6443",
+		"--bind-address="+bind.String(), "--advertise-address="+h.IP.String(), "--secure-port=6443",
 		"--tls-cert-file="+crt, "--tls-private-key-file="+key,
 		"--client-ca-file="+l.PKI.CAFile,
 		"--authorization-mode=RBAC",
@@ -136,11 +152,32 @@ func (l *Lab) startControlPlane(ctx context.Context) error {
 		"--service-cluster-ip-range=198.18.0.0/24",
 		"--endpoint-reconciler-type=none",
 		"--profiling=false",
-		"--cert-dir="+filepath.Join(l.Dir, "apiserver-certs"),
+		"--cert-dir="+filepath.Join(l.Dir, "apiserver-certs-"+h.Name),
 		"--v=0")
+}
+
+func (l *Lab) startControlPlane(ctx context.Context) error {
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	etcd, err := l.startEtcd(l.CP, "cp", nil)
 	if err != nil {
 		return err
 	}
+	if err := waitTCP(wctx, l.CP, "127.0.0.1:2379", etcd); err != nil {
+		return err
+	}
+	l.logf("etcd up")
+	api, err := l.startAPIServer(l.CP, CPAddr, []netip.Addr{CPAddr})
+	if err != nil {
+		return err
+	}
+	return l.waitAPI(ctx, []*Proc{api})
+}
+
+// waitAPI makes the admin client (through 198.51.100.2:6443, from the client
+// host) and waits until the API answers ready and kube-system exists.
+func (l *Lab) waitAPI(ctx context.Context, apis []*Proc) error {
+	var err error
 	l.AdminConfig = &rest.Config{
 		Host:            "https://" + CPAddr.String() + ":6443",
 		TLSClientConfig: rest.TLSClientConfig{CAData: l.PKI.CAPEM, CertData: l.PKI.AdminCrt, KeyData: l.PKI.AdminKey},
@@ -152,8 +189,15 @@ func (l *Lab) startControlPlane(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	wctx2, cancel2 := context.WithTimeout(ctx, 90*time.Second)
+	wctx2, cancel2 := context.WithTimeout(ctx, 120*time.Second)
 	defer cancel2()
+	tails := func() string {
+		var b strings.Builder
+		for _, a := range apis {
+			fmt.Fprintf(&b, "--- %s\n%s\n", a.Name, a.Tail(20))
+		}
+		return b.String()
+	}
 	for {
 		body, err := l.Admin.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(wctx2)
 		if err == nil && strings.TrimSpace(string(body)) == "ok" {
@@ -161,10 +205,15 @@ func (l *Lab) startControlPlane(ctx context.Context) error {
 		}
 		select {
 		case <-wctx2.Done():
-			return fmt.Errorf("kube-apiserver not ready: %v\n%s", err, api.Tail(40))
-		case <-api.Done():
-			return fmt.Errorf("kube-apiserver exited: %v\n%s", api.err, api.Tail(40))
+			return fmt.Errorf("kube-apiserver not ready: %v\n%s", err, tails())
 		case <-time.After(200 * time.Millisecond):
+		}
+		for _, a := range apis {
+			select {
+			case <-a.Done():
+				return fmt.Errorf("%s exited: %v\n%s", a.Name, a.err, a.Tail(40))
+			default:
+			}
 		}
 	}
 	// The namespace controller creates kube-system shortly after readiness.

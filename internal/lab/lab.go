@@ -53,6 +53,9 @@ type Options struct {
 	Nodes int
 	// VIP is put in the API server's certificate (default DefaultVIP).
 	VIP netip.Addr
+	// HA runs the seed's cluster: an etcd member and a kube-apiserver on
+	// every node, and 198.51.100.2:6443 forwarding to any of them.
+	HA bool
 	// CertWithoutVIP leaves the VIP out of the API server certificate (the
 	// seed's trap: K3s started without --tls-san).
 	CertWithoutVIP bool
@@ -76,6 +79,7 @@ type Lab struct {
 
 	opts    Options
 	net     *network
+	cps     map[string]*nodeCP // ha: each node's control plane
 	mu      sync.Mutex
 	procs   []*Proc
 	closers []func()
@@ -137,7 +141,11 @@ func New(ctx context.Context, o Options) (l *Lab, err error) {
 	if l.PKI, err = newPKI(dir); err != nil {
 		return l, err
 	}
-	if err := l.startControlPlane(ctx); err != nil {
+	start := l.startControlPlane
+	if o.HA {
+		start = l.startHA
+	}
+	if err := start(ctx); err != nil {
 		return l, err
 	}
 	return l, nil

@@ -1,0 +1,281 @@
+package lab
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// The "ha" topology is the seed's cluster: every node runs an etcd member
+// (one three-member cluster, as K3s --cluster-init builds) and a
+// kube-apiserver whose certificate names the VIP (--tls-san). The cp host
+// no longer runs a control plane; it forwards 198.51.100.2:6443 to any node
+// API server that accepts connections, as the in-cluster `kubernetes`
+// Service does through kube-proxy.
+
+// nodeCP is the control plane of one node in the ha topology.
+type nodeCP struct {
+	etcd, api *Proc
+}
+
+func (l *Lab) startHA(ctx context.Context) error {
+	var cluster []member
+	for _, n := range l.Nodes {
+		cluster = append(cluster, member{name: n.Name, peerIP: n.IP.String()})
+	}
+	l.cps = map[string]*nodeCP{}
+	for _, n := range l.Nodes {
+		etcd, err := l.startEtcd(n, n.Name, cluster)
+		if err != nil {
+			return err
+		}
+		l.cps[n.Name] = &nodeCP{etcd: etcd}
+	}
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	for _, n := range l.Nodes {
+		if err := waitTCP(wctx, n, "127.0.0.1:2379", l.cps[n.Name].etcd); err != nil {
+			return err
+		}
+	}
+	l.logf("etcd cluster up on %d nodes", len(l.Nodes))
+	var apis []*Proc
+	var backends []netip.AddrPort
+	for _, n := range l.Nodes {
+		api, err := l.startAPIServer(n, netip.IPv4Unspecified(), []netip.Addr{n.IP})
+		if err != nil {
+			return err
+		}
+		l.cps[n.Name].api = api
+		apis = append(apis, api)
+		backends = append(backends, netip.AddrPortFrom(n.IP, 6443))
+	}
+	if err := l.serveProxy(l.CP, netip.AddrPortFrom(CPAddr, 6443), backends); err != nil {
+		return err
+	}
+	return l.waitAPI(ctx, apis)
+}
+
+// StopControlPlane stops a node's kube-apiserver and etcd with SIGTERM, as
+// `systemctl stop k3s` does, and waits for them to exit. vipd keeps running.
+func (l *Lab) StopControlPlane(h *Host) error {
+	cp := l.cps[h.Name]
+	if cp == nil {
+		return fmt.Errorf("%s runs no control plane (not an ha lab?)", h.Name)
+	}
+	for _, p := range []*Proc{cp.api, cp.etcd} {
+		p.Signal(syscall.SIGTERM)
+	}
+	for _, p := range []*Proc{cp.api, cp.etcd} {
+		if exited, _ := p.Wait(15 * time.Second); !exited {
+			p.Kill()
+		}
+	}
+	return nil
+}
+
+// StartControlPlane starts a stopped node's etcd (rejoining with its data)
+// and kube-apiserver, and waits until the API server answers ready.
+func (l *Lab) StartControlPlane(ctx context.Context, h *Host) error {
+	var cluster []member
+	for _, n := range l.Nodes {
+		cluster = append(cluster, member{name: n.Name, peerIP: n.IP.String()})
+	}
+	etcd, err := l.startEtcd(h, h.Name, cluster)
+	if err != nil {
+		return err
+	}
+	api, err := l.startAPIServer(h, netip.IPv4Unspecified(), []netip.Addr{h.IP})
+	if err != nil {
+		return err
+	}
+	l.cps[h.Name] = &nodeCP{etcd: etcd, api: api}
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if err := l.localReady(ctx, h); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-api.Done():
+			return fmt.Errorf("kube-apiserver on %s exited: %s", h.Name, api.Tail(20))
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("kube-apiserver on %s not ready after 60s: %s", h.Name, api.Tail(20))
+}
+
+// localReady asks node h's own API server for /readyz, from the client
+// host, verifying its certificate.
+func (l *Lab) localReady(ctx context.Context, h *Host) error {
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(l.PKI.CAPEM)
+	c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+		DialContext:       l.Client.DialContext,
+		TLSClientConfig:   &tls.Config{RootCAs: pool},
+		DisableKeepAlives: true,
+	}}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+netip.AddrPortFrom(h.IP, 6443).String()+"/readyz", nil)
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s", resp.Status)
+	}
+	return nil
+}
+
+// serveProxy forwards TCP connections on addr (in host h) to the first of
+// backends, in rotation, that accepts a connection.
+func (l *Lab) serveProxy(h *Host, addr netip.AddrPort, backends []netip.AddrPort) error {
+	ln, err := h.Listen("tcp", addr.String())
+	if err != nil {
+		return err
+	}
+	var mu sync.Mutex
+	conns := map[net.Conn]bool{}
+	track := func(c net.Conn, on bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		if on {
+			conns[c] = true
+		} else {
+			delete(conns, c)
+		}
+	}
+	l.OnClose(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for c := range conns {
+			c.Close()
+		}
+	})
+	var next atomic.Uint32
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				start := int(next.Add(1))
+				for i := range backends {
+					b := backends[(start+i)%len(backends)]
+					ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+					up, err := h.DialContext(ctx, "tcp", b.String())
+					cancel()
+					if err != nil {
+						continue
+					}
+					track(c, true)
+					track(up, true)
+					go func() { io.Copy(up, c); up.(*net.TCPConn).CloseWrite() }()
+					io.Copy(c, up)
+					up.Close()
+					track(c, false)
+					track(up, false)
+					return
+				}
+			}()
+		}
+	}()
+	return nil
+}
+
+// Kubectl runs the lab's kubectl in the client host against
+// https://<VIP>:6443, verifying the certificate with the cluster CA.
+func (l *Lab) Kubectl(ctx context.Context, args ...string) (string, error) {
+	kc := filepath.Join(l.Dir, "kubeconfig-vip")
+	if _, err := os.Stat(kc); err != nil {
+		b64 := base64.StdEncoding.EncodeToString
+		cfg := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: lab
+  cluster:
+    server: https://%s
+    certificate-authority-data: %s
+users:
+- name: admin
+  user:
+    client-certificate-data: %s
+    client-key-data: %s
+contexts:
+- name: lab
+  context: {cluster: lab, user: admin}
+current-context: lab
+`, netip.AddrPortFrom(l.VIP, 6443), b64(l.PKI.CAPEM), b64(l.PKI.AdminCrt), b64(l.PKI.AdminKey))
+		if err := os.WriteFile(kc, []byte(cfg), 0o600); err != nil {
+			return "", err
+		}
+	}
+	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", l.Client.NS, filepath.Join(l.Bin, "kubectl"), "--kubeconfig", kc, "--request-timeout=2s"}, args...)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// HAResult is what one "control plane stopped on the leader" run measured.
+type HAResult struct {
+	OldOwner, NewOwner string
+	// Outage is from the stop until kubectl through the VIP works again; -1
+	// if it did not within the wait.
+	Outage time.Duration
+	Report *Report
+	// VIPStayed is true when the VIP was still on the old owner at the end.
+	VIPStayed bool
+}
+
+// StopLeaderControlPlane stops the control plane (etcd + kube-apiserver) of
+// owner while vipd keeps running there, and measures until kubectl through
+// the VIP works again, or until wait passes. Node addresses are sampled
+// every 50 ms throughout.
+func (l *Lab) StopLeaderControlPlane(ctx context.Context, owner *Host, wait time.Duration) (*HAResult, error) {
+	r := &HAResult{OldOwner: owner.Name, Outage: -1}
+	obs := l.Observe(l.VIP, 0, 50*time.Millisecond, 0)
+	start := time.Now()
+	stopped := make(chan error, 1)
+	go func() { stopped <- l.StopControlPlane(owner) }()
+	for time.Since(start) < wait {
+		s, _ := l.Owners(l.VIP)
+		if len(s.Owners) == 1 && s.Owners[0] != owner.Name {
+			kctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			out, err := l.Kubectl(kctx, "get", "--raw", "/readyz")
+			cancel()
+			if err == nil && out == "ok" {
+				r.Outage = time.Since(start)
+				break
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := <-stopped; err != nil {
+		obs.Stop()
+		return nil, err
+	}
+	// Watch a little longer for flapping.
+	time.Sleep(time.Second)
+	r.Report = obs.Stop()
+	if seq := r.Report.OwnerChanges(); len(seq) > 0 {
+		r.NewOwner = seq[len(seq)-1]
+	}
+	r.VIPStayed = r.NewOwner == owner.Name
+	return r, nil
+}
