@@ -74,12 +74,22 @@ func TestHAControlPlane(t *testing.T) {
 			t.Errorf("owners %v: want [%s <other>]", seq, owner)
 		}
 		if r.Outage < 0 || r.Outage > bound {
-			t.Errorf("kubectl through the VIP back after %s, want within %s", r.Outage, bound)
+			t.Errorf("kubectl through the VIP back after %s, want within %s; last kubectl: %s", r.Outage, bound, r.LastKubectl)
 		}
 		select {
 		case <-procs[owner].Done():
 			t.Errorf("vipd on %s exited; it must keep running while its API server is down", owner)
 		default:
+		}
+		for name, p := range procs {
+			if !t.Failed() {
+				break
+			}
+			for _, line := range strings.Split(p.Output(), "\n") {
+				if strings.Contains(line, "gate") || strings.Contains(line, "acquired") || strings.Contains(line, "VIP added") || strings.Contains(line, "VIP removed") || strings.Contains(line, "released") || strings.Contains(line, "check failed") {
+					t.Logf("%s: %s", name, line)
+				}
+			}
 		}
 		if !strings.Contains(procs[owner].Output(), "health gate closed") {
 			t.Errorf("vipd on %s did not log the gate closing", owner)
@@ -101,6 +111,9 @@ func TestHAControlPlane(t *testing.T) {
 	})
 
 	t.Run("gate off leaves the VIP", func(t *testing.T) {
+		if t.Failed() {
+			return
+		}
 		if err := l.Admin.CoordinationV1().Leases(leaseNS).Delete(ctx, leaseName, deleteOpts); err != nil {
 			t.Fatal(err)
 		}

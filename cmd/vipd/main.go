@@ -163,7 +163,11 @@ func runManager(ctx context.Context, c *cobra.Command, log *slog.Logger) error {
 	if cfg.LocalAPI {
 		apiPort = cfg.Port
 	}
-	client, apiHost, err := kubeClient(cfg.Kubeconfig, apiPort)
+	rc, apiHost, err := restConfig(cfg.Kubeconfig, apiPort)
+	if err != nil {
+		return exitError{2, err}
+	}
+	client, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return exitError{2, err}
 	}
@@ -202,6 +206,13 @@ func runManager(ctx context.Context, c *cobra.Command, log *slog.Logger) error {
 	m.SetGateOpen(gate.Open())
 	go gate.Run(ctx)
 	opts.Gate = gate
+	opts.FreshClient = func() (kubernetes.Interface, error) {
+		// A Dial of its own gives the client its own transport: client-go
+		// shares one between identical configs.
+		fresh := rest.CopyConfig(rc)
+		fresh.Dial = (&net.Dialer{Timeout: 2 * time.Second}).DialContext
+		return kubernetes.NewForConfig(fresh)
+	}
 	cp, err := controlplane.New(opts)
 	if err != nil {
 		return err
@@ -225,12 +236,12 @@ func runManager(ctx context.Context, c *cobra.Command, log *slog.Logger) error {
 	return err
 }
 
-// kubeClient uses the kubeconfig at path when set, else the in-cluster
+// restConfig uses the kubeconfig at path when set, else the in-cluster
 // ServiceAccount, as a Pod would. With localPort it talks to this node's API
 // server at 127.0.0.1:localPort with the same credentials (the certificate is
 // checked for the name "kubernetes", which every API server certificate
 // carries). It also returns the API server's host:port.
-func kubeClient(path string, localPort int) (kubernetes.Interface, string, error) {
+func restConfig(path string, localPort int) (*rest.Config, string, error) {
 	var rc *rest.Config
 	var err error
 	if path != "" {
@@ -250,10 +261,6 @@ func kubeClient(path string, localPort int) (kubernetes.Interface, string, error
 	}
 	rc.UserAgent = "vipd/" + version
 	rc.QPS, rc.Burst = 20, 40
-	c, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return nil, "", err
-	}
 	host := rc.Host
 	if u, err := url.Parse(rc.Host); err == nil && u.Host != "" {
 		host = u.Host
@@ -261,7 +268,7 @@ func kubeClient(path string, localPort int) (kubernetes.Interface, string, error
 			host = net.JoinHostPort(u.Hostname(), "443")
 		}
 	}
-	return c, host, nil
+	return rc, host, nil
 }
 
 // checkLoop runs the set-up checks at start and every minute: ServiceLB
@@ -305,7 +312,11 @@ func reportConfigError(c *cobra.Command, log *slog.Logger, err error) {
 	if kc == "" {
 		kc = os.Getenv("KUBECONFIG")
 	}
-	client, _, cerr := kubeClient(kc, 0)
+	rc, _, cerr := restConfig(kc, 0)
+	if cerr != nil {
+		return
+	}
+	client, cerr := kubernetes.NewForConfig(rc)
 	if cerr != nil {
 		return
 	}

@@ -35,9 +35,11 @@ type Options struct {
 	AnnouncePeriod                            time.Duration
 	Metrics                                   *metrics.VIP
 	// Gate, if set, keeps this node out while its local API server is not ready.
-	Gate   election.Gate
-	Clock  clock.Clock
-	Logger *slog.Logger
+	Gate election.Gate
+	// FreshClient returns a client on new connections (see election.Options).
+	FreshClient func() (kubernetes.Interface, error)
+	Clock       clock.Clock
+	Logger      *slog.Logger
 }
 
 // VIP is a running control-plane VIP.
@@ -67,7 +69,7 @@ func New(o Options) (*VIP, error) {
 	el, err := election.New(election.Options{
 		Client: o.Client, Namespace: o.Namespace, Name: o.LeaseName, Identity: o.NodeName,
 		LeaseDuration: o.LeaseDuration, RenewDeadline: o.RenewDeadline, RetryPeriod: o.RetryPeriod,
-		Guard: ow, Gate: o.Gate, Recorder: o.Metrics, Clock: o.Clock, Logger: log.With("component", "election"),
+		Guard: ow, Gate: o.Gate, FreshClient: o.FreshClient, Recorder: o.Metrics, Clock: o.Clock, Logger: log.With("component", "election"),
 	})
 	if err != nil {
 		return nil, err

@@ -79,10 +79,14 @@ type Options struct {
 	Guard         Guard
 	// Gate, if set, keeps this node out of the election while closed; a
 	// holder whose gate closes steps down and releases the Lease.
-	Gate     Gate
-	Recorder Recorder
-	Clock    clock.Clock
-	Logger   *slog.Logger
+	Gate Gate
+	// FreshClient, if set, returns a client on new connections. It is used
+	// to release the Lease when the gate closes: the connections of Client
+	// may lead to the very API server that just failed.
+	FreshClient func() (kubernetes.Interface, error)
+	Recorder    Recorder
+	Clock       clock.Clock
+	Logger      *slog.Logger
 }
 
 // Elector runs one election.
@@ -280,7 +284,7 @@ func (e *Elector) Run(ctx context.Context) error {
 			if s.leading {
 				stepDown("local API server not ready (health gate closed)")
 				rctx, cancel := context.WithTimeout(context.Background(), ShutdownBudget)
-				if err := e.release(rctx, s.observed); err != nil {
+				if err := e.releaseFresh(rctx, s.observed); err != nil {
 					e.log.Warn("could not release the Lease; followers take over when it expires", "err", err)
 				}
 				cancel()
@@ -480,12 +484,29 @@ func (e *Elector) write(ctx context.Context, base *coordinationv1.Lease) (*coord
 	return leases.Update(ctx, l, metav1.UpdateOptions{})
 }
 
+// releaseFresh releases through FreshClient when there is one.
+func (e *Elector) releaseFresh(ctx context.Context, l *coordinationv1.Lease) error {
+	if e.o.FreshClient == nil {
+		return e.release(ctx, l)
+	}
+	c, err := e.o.FreshClient()
+	if err != nil {
+		return err
+	}
+	return e.releaseWith(ctx, c, l)
+}
+
 // release hands the Lease back (holder empty, duration 1 s) so that a
 // follower watching it takes over at once. Called only after Drop returned.
 func (e *Elector) release(ctx context.Context, l *coordinationv1.Lease) error {
+	return e.releaseWith(ctx, e.o.Client, l)
+}
+
+func (e *Elector) releaseWith(ctx context.Context, c kubernetes.Interface, l *coordinationv1.Lease) error {
+	leases := c.CoordinationV1().Leases(e.o.Namespace)
 	if l == nil || holder(l) != e.o.Identity {
 		var err error
-		if l, err = e.get(ctx); err != nil {
+		if l, err = leases.Get(ctx, e.o.Name, metav1.GetOptions{}); err != nil {
 			return fmt.Errorf("releasing Lease: %w", err)
 		}
 		if holder(l) != e.o.Identity {
@@ -497,11 +518,14 @@ func (e *Elector) release(ctx context.Context, l *coordinationv1.Lease) error {
 	l.Spec.HolderIdentity = ptr.To("")
 	l.Spec.LeaseDurationSeconds = ptr.To(int32(1))
 	l.Spec.RenewTime = &now
-	_, err := e.o.Client.CoordinationV1().Leases(e.o.Namespace).Update(ctx, l, metav1.UpdateOptions{})
+	_, err := leases.Update(ctx, l, metav1.UpdateOptions{})
 	if apierrors.IsConflict(err) {
 		// Renewed by an in-flight write we did not see: read and try once more.
-		if l, err = e.get(ctx); err == nil && holder(l) == e.o.Identity {
-			return e.release(ctx, l)
+		if l, err = leases.Get(ctx, e.o.Name, metav1.GetOptions{}); err == nil {
+			if holder(l) != e.o.Identity {
+				return nil
+			}
+			return e.releaseWith(ctx, c, l)
 		}
 	}
 	if err != nil {

@@ -139,7 +139,10 @@ func (g *Gate) Run(ctx context.Context) {
 		return
 	}
 	for {
-		cctx, cancel := context.WithTimeout(ctx, g.o.Every)
+		// A fixed cadence: a check that hangs until its timeout (a server
+		// shutting down often does) must not slow the next one.
+		start := g.o.Clock.Now()
+		cctx, cancel := context.WithTimeout(ctx, g.o.Every*9/10)
 		err := g.o.Check(cctx)
 		cancel()
 		if ctx.Err() != nil {
@@ -149,7 +152,7 @@ func (g *Gate) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-g.o.Clock.After(g.o.Every):
+		case <-g.o.Clock.After(g.o.Every - g.o.Clock.Since(start)):
 		}
 	}
 }

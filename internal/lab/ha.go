@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -55,7 +54,9 @@ func (l *Lab) startHA(ctx context.Context) error {
 	var apis []*Proc
 	var backends []netip.AddrPort
 	for _, n := range l.Nodes {
-		api, err := l.startAPIServer(n, netip.IPv4Unspecified(), []netip.Addr{n.IP})
+		// 198.51.100.2 stands for the kubernetes Service IP, which is in
+		// every API server's certificate.
+		api, err := l.startAPIServer(n, netip.IPv4Unspecified(), []netip.Addr{n.IP, CPAddr})
 		if err != nil {
 			return err
 		}
@@ -69,21 +70,18 @@ func (l *Lab) startHA(ctx context.Context) error {
 	return l.waitAPI(ctx, apis)
 }
 
-// StopControlPlane stops a node's kube-apiserver and etcd with SIGTERM, as
-// `systemctl stop k3s` does, and waits for them to exit. vipd keeps running.
+// StopControlPlane ends a node's kube-apiserver and etcd at once, as
+// `systemctl stop k3s` does: K3s runs both inside its one process, and when
+// that process is gone the kernel resets every connection to it. (A
+// separate kube-apiserver given SIGTERM would instead drain for up to a
+// minute, keeping its clients' connections open.) vipd keeps running.
 func (l *Lab) StopControlPlane(h *Host) error {
 	cp := l.cps[h.Name]
 	if cp == nil {
 		return fmt.Errorf("%s runs no control plane (not an ha lab?)", h.Name)
 	}
-	for _, p := range []*Proc{cp.api, cp.etcd} {
-		p.Signal(syscall.SIGTERM)
-	}
-	for _, p := range []*Proc{cp.api, cp.etcd} {
-		if exited, _ := p.Wait(15 * time.Second); !exited {
-			p.Kill()
-		}
-	}
+	cp.api.Kill()
+	cp.etcd.Kill()
 	return nil
 }
 
@@ -98,7 +96,7 @@ func (l *Lab) StartControlPlane(ctx context.Context, h *Host) error {
 	if err != nil {
 		return err
 	}
-	api, err := l.startAPIServer(h, netip.IPv4Unspecified(), []netip.Addr{h.IP})
+	api, err := l.startAPIServer(h, netip.IPv4Unspecified(), []netip.Addr{h.IP, CPAddr})
 	if err != nil {
 		return err
 	}
@@ -241,6 +239,8 @@ type HAResult struct {
 	Report *Report
 	// VIPStayed is true when the VIP was still on the old owner at the end.
 	VIPStayed bool
+	// LastKubectl is the last failed kubectl's output, for diagnosis.
+	LastKubectl string
 }
 
 // StopLeaderControlPlane stops the control plane (etcd + kube-apiserver) of
@@ -263,6 +263,7 @@ func (l *Lab) StopLeaderControlPlane(ctx context.Context, owner *Host, wait time
 				r.Outage = time.Since(start)
 				break
 			}
+			r.LastKubectl = fmt.Sprintf("%q (%v)", out, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

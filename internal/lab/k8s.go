@@ -138,7 +138,10 @@ func (l *Lab) startAPIServer(h *Host, bind netip.Addr, sans []netip.Addr) (*Proc
 	if err != nil {
 		return nil, err
 	}
-	return l.Start(h, "kube-apiserver-"+h.Name, nil, "", filepath.Join(l.Bin, "kube-apiserver"),
+	// Its own host name, as on a real server: API servers name their
+	// identity Lease after it.
+	return l.Start(h, "kube-apiserver-"+h.Name, nil, "", "unshare", "--uts", "sh", "-c", "hostname "+h.Name+"; exec \"$@\"", "sh",
+		filepath.Join(l.Bin, "kube-apiserver"),
 		"--etcd-servers=http://127.0.0.1:2379",
 		"--bind-address="+bind.String(), "--advertise-address="+h.IP.String(), "--secure-port=6443",
 		"--tls-cert-file="+crt, "--tls-private-key-file="+key,
