@@ -33,7 +33,7 @@ lint:
 
 # Failover gaps and two-owner time per fault, median of 5 runs (about 6 minutes).
 bench-failover: k8s
-	$(GO) test ./e2e -run '^$$' -bench BenchmarkFailover -benchtime 1x -timeout 60m
+	$(GO) test ./e2e -run '^$$' -bench 'BenchmarkFailover|BenchmarkControlPlaneStop' -benchtime 1x -timeout 60m
 
 # Three nodes, the seed's manifests, a failover you can watch (root).
 demo: k8s

@@ -142,6 +142,22 @@ func TestHAControlPlane(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+
+	t.Run("k8s_api=local", func(t *testing.T) {
+		// vipd talks to its own node's API server (static-Pod style): when
+		// that server is gone the holder cannot renew, its fence removes the
+		// VIP, and a follower takes over when the Lease expires.
+		sc := haScenario(t, l, "k8s_api=local")
+		bound := 4*time.Second + leaseDuration + 2*time.Second
+		r, err := l.RunControlPlaneStop(ctx, sc, bound+3*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("k8s_api=local, control plane stopped on %s: %s; kubectl back after %s", r.OldOwner, r.Report.Summary(time.Now()), r.Outage.Round(time.Millisecond))
+		if seq := r.Report.OwnerChanges(); len(seq) != 2 || r.Report.MaxOwners() != 1 || r.Outage < 0 || r.Outage > bound {
+			t.Errorf("owners %v (max %d at once), kubectl back after %s (bound %s); last kubectl %s", seq, r.Report.MaxOwners(), r.Outage, bound, r.LastKubectl)
+		}
+	})
 }
 
 func killAll(procs map[string]*lab.Proc) {

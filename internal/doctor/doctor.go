@@ -60,6 +60,13 @@ func ServiceLB(ctx context.Context, c kubernetes.Interface) ([]Finding, error) {
 	} else if !apierrors.IsForbidden(err) {
 		return nil, fmt.Errorf("listing daemonsets in kube-system: %w", err)
 	}
+	// ServiceLB writes the nodes' own addresses into the status of the
+	// LoadBalancer Services it serves.
+	more, err := servicesWithNodeAddresses(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	names = append(names, more...)
 	if len(names) == 0 {
 		return nil, nil
 	}
@@ -72,6 +79,49 @@ func ServiceLB(ctx context.Context, c kubernetes.Interface) ([]Finding, error) {
 		Message: fmt.Sprintf("K3s ServiceLB (klipper) is running in kube-system (%s): it answers ARP for LoadBalancer addresses with other nodes' MACs, so it and vipd will fight over the same addresses and connections will break. Start every K3s server with --disable servicelb (or add 'disable: [servicelb]' to /etc/rancher/k3s/config.yaml) and restart K3s",
 			strings.Join(names, ", ")),
 	}}, nil
+}
+
+// servicesWithNodeAddresses lists LoadBalancer Services whose status holds
+// an address of a Node: a sign of ServiceLB, which vipd never does.
+func servicesWithNodeAddresses(ctx context.Context, c kubernetes.Interface) ([]string, error) {
+	nodes, err := c.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if apierrors.IsForbidden(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing nodes: %w", err)
+	}
+	nodeIPs := map[string]string{}
+	for _, n := range nodes.Items {
+		for _, a := range n.Status.Addresses {
+			if a.Type == corev1.NodeInternalIP || a.Type == corev1.NodeExternalIP {
+				nodeIPs[a.Address] = n.Name
+			}
+		}
+	}
+	if len(nodeIPs) == 0 {
+		return nil, nil
+	}
+	svcs, err := c.CoreV1().Services("").List(ctx, metav1.ListOptions{})
+	if apierrors.IsForbidden(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing services: %w", err)
+	}
+	var out []string
+	for _, svc := range svcs.Items {
+		if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
+			continue
+		}
+		for _, in := range svc.Status.LoadBalancer.Ingress {
+			if node, ok := nodeIPs[in.IP]; ok {
+				out = append(out, fmt.Sprintf("service/%s/%s has node %s's address %s in its status", svc.Namespace, svc.Name, node, in.IP))
+				break
+			}
+		}
+	}
+	return out, nil
 }
 
 // Certificate connects to addr with TLS and reports a finding when the

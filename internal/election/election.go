@@ -281,7 +281,10 @@ func (e *Elector) Run(ctx context.Context) error {
 				schedule(try, e.nextTry(&s))
 				continue
 			}
-			if s.leading {
+			// Release also when the fence already dropped the VIP but the
+			// Lease still names this node: followers need not wait for it
+			// to expire.
+			if s.leading || holder(s.observed) == e.o.Identity {
 				stepDown("local API server not ready (health gate closed)")
 				rctx, cancel := context.WithTimeout(context.Background(), ShutdownBudget)
 				if err := e.releaseFresh(rctx, s.observed); err != nil {

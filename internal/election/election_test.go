@@ -468,3 +468,24 @@ func TestClosedGateNeverCompetes(t *testing.T) {
 		t.Fatal("a node with a closed gate took an absent Lease")
 	}
 }
+
+func TestClosedGateReleasesAfterTheFenceDropped(t *testing.T) {
+	h := newHarness(t)
+	gt := newGate(true)
+	g := h.startGated("n1", gt)
+	eventually(t, "n1 holds", func() bool { held, _ := g.state(); return held })
+	// Renewals hang (the API server on the other end died with etcd): the
+	// fence drops the VIP, but the Lease still names n1.
+	h.api.setHang(true)
+	h.clock.Step(time.Second)
+	settle()
+	h.clock.Step(2 * time.Second)
+	eventually(t, "fence drop", func() bool { held, _ := g.state(); return !held })
+	h.api.setHang(false)
+	if got := h.api.holder(t); got != "n1" {
+		t.Fatalf("holder %q", got)
+	}
+	// The gate closes: release, so followers need not wait for expiry.
+	gt.set(false)
+	eventually(t, "released", func() bool { return h.api.holder(t) == "" })
+}

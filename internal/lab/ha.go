@@ -7,6 +7,8 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"net"
 	"net/http"
 	"net/netip"
@@ -278,5 +280,44 @@ func (l *Lab) StopLeaderControlPlane(ctx context.Context, owner *Host, wait time
 		r.NewOwner = seq[len(seq)-1]
 	}
 	r.VIPStayed = r.NewOwner == owner.Name
+	return r, nil
+}
+
+// RunControlPlaneStop starts vipd on every node, waits for an owner, stops
+// the owner's control plane and measures until kubectl through the VIP works
+// again (at most wait); then it starts that control plane again and stops
+// every daemon.
+func (l *Lab) RunControlPlaneStop(ctx context.Context, o ScenarioOptions, wait time.Duration) (*HAResult, error) {
+	if err := l.Admin.CoordinationV1().Leases(o.Namespace).Delete(ctx, o.LeaseName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return nil, err
+	}
+	procs, err := l.StartDaemons(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		for _, p := range procs {
+			p.Kill()
+		}
+	}()
+	owner, err := l.WaitOwner(ctx, o, 60*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	// Let every health gate arm (one ready answer each).
+	time.Sleep(2 * time.Second)
+	var h *Host
+	for _, n := range l.Nodes {
+		if n.Name == owner {
+			h = n
+		}
+	}
+	r, err := l.StopLeaderControlPlane(ctx, h, wait)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.StartControlPlane(ctx, h); err != nil {
+		return nil, err
+	}
 	return r, nil
 }

@@ -1,0 +1,62 @@
+package doctor
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+)
+
+func TestServiceLBFromServiceStatus(t *testing.T) {
+	c := fake.NewClientset(
+		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}, Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "198.51.100.11"}}}},
+		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "traefik", Namespace: "kube-system"}, Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer},
+			Status: corev1.ServiceStatus{LoadBalancer: corev1.LoadBalancerStatus{Ingress: []corev1.LoadBalancerIngress{{IP: "198.51.100.11"}}}}},
+		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "ok", Namespace: "default"}, Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer},
+			Status: corev1.ServiceStatus{LoadBalancer: corev1.LoadBalancerStatus{Ingress: []corev1.LoadBalancerIngress{{IP: "198.51.100.50"}}}}},
+	)
+	fs, err := ServiceLB(context.Background(), c)
+	if err != nil || len(fs) != 1 || !strings.Contains(fs[0].Message, "service/kube-system/traefik has node n1's address 198.51.100.11") || strings.Contains(fs[0].Message, "service/default/ok") {
+		t.Fatalf("%v %v", fs, err)
+	}
+}
+
+func TestNoServiceLBNoFinding(t *testing.T) {
+	c := fake.NewClientset(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "coredns-abc", Namespace: "kube-system"}})
+	fs, err := ServiceLB(context.Background(), c)
+	if err != nil || len(fs) != 0 {
+		t.Fatalf("%v %v", fs, err)
+	}
+}
+
+func TestReporterPostsOnceAndWarnsOnceWhenForbidden(t *testing.T) {
+	c := fake.NewClientset()
+	posts := 0
+	c.PrependReactor("create", "events", func(k8stesting.Action) (bool, runtime.Object, error) {
+		posts++
+		return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "events"}, "", nil)
+	})
+	var log strings.Builder
+	r := &Reporter{Client: c, Namespace: "kube-system", Lease: "plndr-cp-lock", Node: "n1", Log: slog.New(slog.NewTextHandler(&log, nil))}
+	f := Finding{Reason: "ServiceLBEnabled", Message: "K3s ServiceLB is running"}
+	r.Report(context.Background(), f)
+	r.Report(context.Background(), f)
+	r.Report(context.Background(), Finding{Reason: "VIPNotInCertificate", Message: "no VIP"})
+	if posts != 1 {
+		t.Errorf("%d Event posts, want 1 (then Events are known forbidden)", posts)
+	}
+	if n := strings.Count(log.String(), "K3s ServiceLB is running"); n != 1 {
+		t.Errorf("finding logged %d times", n)
+	}
+	if n := strings.Count(log.String(), "cannot post Events"); n != 1 {
+		t.Errorf("forbidden warning logged %d times", n)
+	}
+}
