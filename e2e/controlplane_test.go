@@ -24,12 +24,9 @@ func TestSeedControlPlane(t *testing.T) {
 	l := newLab(t)
 	ctx := context.Background()
 	sc := seedScenario(t, l)
-	procs, err := l.StartDaemons(ctx, sc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	procs, owner, err := l.StartFresh(ctx, sc, 30*time.Second)
 	dumpOnFailure(t, procs)
-	owner, err := l.WaitOwner(ctx, sc, 30*time.Second)
+	t.Cleanup(func() { lab.KillAll(procs) })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,12 +6,8 @@ import (
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"github.com/vipd/vipd/internal/lab"
 )
-
-var deleteOpts = metav1.DeleteOptions{}
 
 // haScenario runs vipd with the seed's environment (plus extra settings)
 // in the "ha" lab: each vipd reaches the API through 198.51.100.2:6443,
@@ -27,15 +23,6 @@ func haScenario(t testing.TB, l *lab.Lab, extra ...string) lab.ScenarioOptions {
 	return sc
 }
 
-func hostOf(l *lab.Lab, name string) *lab.Host {
-	for _, n := range l.Nodes {
-		if n.Name == name {
-			return n
-		}
-	}
-	return nil
-}
-
 // TestHAControlPlane is the seed's failover test: `systemctl stop k3s` on
 // the leader stops its API server and etcd while vipd keeps running there.
 func TestHAControlPlane(t *testing.T) {
@@ -44,13 +31,9 @@ func TestHAControlPlane(t *testing.T) {
 
 	t.Run("gate moves the VIP", func(t *testing.T) {
 		sc := haScenario(t, l)
-		procs, err := l.StartDaemons(ctx, sc)
-		if err != nil {
-			t.Fatal(err)
-		}
+		procs, owner, err := l.StartFresh(ctx, sc, 60*time.Second)
 		dumpOnFailure(t, procs)
-		defer killAll(procs)
-		owner, err := l.WaitOwner(ctx, sc, 60*time.Second)
+		defer lab.KillAll(procs)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -62,7 +45,7 @@ func TestHAControlPlane(t *testing.T) {
 		time.Sleep(2 * time.Second)
 
 		bound := 4*time.Second + leaseDuration + 2*time.Second // gate (3 checks, 1 s apart) + lease + 2 s
-		r, err := l.StopLeaderControlPlane(ctx, hostOf(l, owner), bound+3*time.Second)
+		r, err := l.StopLeaderControlPlane(ctx, l.Node(owner), bound+3*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -96,7 +79,7 @@ func TestHAControlPlane(t *testing.T) {
 		}
 
 		// Start it again: the node rejoins as a follower, the VIP stays.
-		if err := l.StartControlPlane(ctx, hostOf(l, owner)); err != nil {
+		if err := l.StartControlPlane(ctx, l.Node(owner)); err != nil {
 			t.Fatal(err)
 		}
 		obs := l.Observe(l.VIP, 0, 50*time.Millisecond, 0)
@@ -114,22 +97,15 @@ func TestHAControlPlane(t *testing.T) {
 		if t.Failed() {
 			return
 		}
-		if err := l.Admin.CoordinationV1().Leases(leaseNS).Delete(ctx, leaseName, deleteOpts); err != nil {
-			t.Fatal(err)
-		}
 		sc := haScenario(t, l, "cp_healthcheck=false")
-		procs, err := l.StartDaemons(ctx, sc)
-		if err != nil {
-			t.Fatal(err)
-		}
+		procs, owner, err := l.StartFresh(ctx, sc, 60*time.Second)
 		dumpOnFailure(t, procs)
-		defer killAll(procs)
-		owner, err := l.WaitOwner(ctx, sc, 60*time.Second)
+		defer lab.KillAll(procs)
 		if err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(2 * time.Second)
-		r, err := l.StopLeaderControlPlane(ctx, hostOf(l, owner), 12*time.Second)
+		r, err := l.StopLeaderControlPlane(ctx, l.Node(owner), 12*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -138,7 +114,7 @@ func TestHAControlPlane(t *testing.T) {
 			t.Errorf("with the gate off the VIP should stay on %s (its vipd still renews through other API servers): owners %v, kubectl back after %s",
 				owner, r.Report.OwnerChanges(), r.Outage)
 		}
-		if err := l.StartControlPlane(ctx, hostOf(l, owner)); err != nil {
+		if err := l.StartControlPlane(ctx, l.Node(owner)); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -158,10 +134,4 @@ func TestHAControlPlane(t *testing.T) {
 			t.Errorf("owners %v (max %d at once), kubectl back after %s (bound %s); last kubectl %s", seq, r.Report.MaxOwners(), r.Outage, bound, r.LastKubectl)
 		}
 	})
-}
-
-func killAll(procs map[string]*lab.Proc) {
-	for _, p := range procs {
-		p.Kill()
-	}
 }

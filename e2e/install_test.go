@@ -81,12 +81,9 @@ func TestGeneratedManifests(t *testing.T) {
 		Container: func(node string) (lab.Container, error) { return lab.ContainerOf(ds, node) },
 		Token:     token, Namespace: leaseNS, LeaseName: leaseName, Port: port,
 	}
-	procs, err := l.StartDaemons(ctx, sc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	procs, owner, err := l.StartFresh(ctx, sc, 30*time.Second)
 	dumpOnFailure(t, procs)
-	owner, err := l.WaitOwner(ctx, sc, 30*time.Second)
+	t.Cleanup(func() { lab.KillAll(procs) })
 	if err != nil {
 		t.Fatal(err)
 	}

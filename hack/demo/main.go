@@ -7,6 +7,7 @@
 package main
 
 import (
+	"errors"
 	"context"
 	"fmt"
 	"os"
@@ -20,7 +21,12 @@ import (
 )
 
 func main() {
-	if err := run(); err != nil {
+	err := run()
+	if errors.Is(err, context.Canceled) {
+		fmt.Fprintln(os.Stderr, "demo: interrupted; the lab was removed")
+		os.Exit(130)
+	}
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
 		os.Exit(1)
 	}
@@ -73,6 +79,9 @@ func run() error {
 		return err
 	}
 	owner, err := l.WaitOwner(ctx, sc, 60*time.Second)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
 	if err != nil {
 		return err
 	}
@@ -80,7 +89,7 @@ func run() error {
 	time.Sleep(2 * time.Second) // every health gate sees its API server ready once
 
 	step("systemctl stop k3s on the leader %s: its etcd and kube-apiserver stop, vipd keeps running", owner)
-	r, err := l.StopLeaderControlPlane(ctx, host(l, owner), 20*time.Second)
+	r, err := l.StopLeaderControlPlane(ctx, l.Node(owner), 20*time.Second)
 	if err != nil {
 		return err
 	}
@@ -93,7 +102,7 @@ func run() error {
 	show(ctx, l, sc)
 
 	step("systemctl start k3s on %s: it rejoins as a follower; the VIP stays on %s (no flapping)", owner, r.NewOwner)
-	if err := l.StartControlPlane(ctx, host(l, owner)); err != nil {
+	if err := l.StartControlPlane(ctx, l.Node(owner)); err != nil {
 		return err
 	}
 	time.Sleep(3 * time.Second)
@@ -116,15 +125,6 @@ func run() error {
 	show(ctx, l, sc)
 	fmt.Printf("\ndemo finished in %s\n", time.Since(start).Round(time.Second))
 	return ctx.Err()
-}
-
-func host(l *lab.Lab, name string) *lab.Host {
-	for _, n := range l.Nodes {
-		if n.Name == name {
-			return n
-		}
-	}
-	return nil
 }
 
 // show prints what a user checks: the Lease holder, the VIP on each node's

@@ -7,8 +7,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"net"
 	"net/http"
 	"net/netip"
@@ -288,35 +286,18 @@ func (l *Lab) StopLeaderControlPlane(ctx context.Context, owner *Host, wait time
 // again (at most wait); then it starts that control plane again and stops
 // every daemon.
 func (l *Lab) RunControlPlaneStop(ctx context.Context, o ScenarioOptions, wait time.Duration) (*HAResult, error) {
-	if err := l.Admin.CoordinationV1().Leases(o.Namespace).Delete(ctx, o.LeaseName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-		return nil, err
-	}
-	procs, err := l.StartDaemons(ctx, o)
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		for _, p := range procs {
-			p.Kill()
-		}
-	}()
-	owner, err := l.WaitOwner(ctx, o, 60*time.Second)
+	procs, owner, err := l.StartFresh(ctx, o, 60*time.Second)
+	defer KillAll(procs)
 	if err != nil {
 		return nil, err
 	}
 	// Let every health gate arm (one ready answer each).
 	time.Sleep(2 * time.Second)
-	var h *Host
-	for _, n := range l.Nodes {
-		if n.Name == owner {
-			h = n
-		}
-	}
-	r, err := l.StopLeaderControlPlane(ctx, h, wait)
+	r, err := l.StopLeaderControlPlane(ctx, l.Node(owner), wait)
 	if err != nil {
 		return nil, err
 	}
-	if err := l.StartControlPlane(ctx, h); err != nil {
+	if err := l.StartControlPlane(ctx, l.Node(owner)); err != nil {
 		return nil, err
 	}
 	return r, nil

@@ -88,7 +88,7 @@ func (l *Lab) StartDaemons(ctx context.Context, o ScenarioOptions) (map[string]*
 		}
 		p, err := l.RunVipd(ctx, n, c, o.Token)
 		if err != nil {
-			return nil, err
+			return procs, err
 		}
 		procs[n.Name] = p
 	}
@@ -139,28 +139,50 @@ func (l *Lab) Lease(ctx context.Context, ns, name string) (*coordinationv1.Lease
 	return le, err
 }
 
+// StartFresh deletes the Lease, starts vipd on every node and waits for an
+// owner. The caller stops the daemons (KillAll), also on error.
+func (l *Lab) StartFresh(ctx context.Context, o ScenarioOptions, timeout time.Duration) (map[string]*Proc, string, error) {
+	if err := l.Admin.CoordinationV1().Leases(o.Namespace).Delete(ctx, o.LeaseName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return nil, "", err
+	}
+	procs, err := l.StartDaemons(ctx, o)
+	if err != nil {
+		return procs, "", err
+	}
+	owner, err := l.WaitOwner(ctx, o, timeout)
+	return procs, owner, err
+}
+
+// KillAll kills every process of procs.
+func KillAll(procs map[string]*Proc) {
+	for _, p := range procs {
+		p.Kill()
+	}
+}
+
+// Node returns the node host with the given name, or nil.
+func (l *Lab) Node(name string) *Host {
+	for _, n := range l.Nodes {
+		if n.Name == name {
+			return n
+		}
+	}
+	return nil
+}
+
 // RunFault starts vipd on every node, waits for an owner, injects f on it
 // while observing, and measures the failover. Every daemon is stopped and
 // every fault undone before it returns.
 func (l *Lab) RunFault(ctx context.Context, o ScenarioOptions, f Fault) (*Result, error) {
-	if err := l.Admin.CoordinationV1().Leases(o.Namespace).Delete(ctx, o.LeaseName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-		return nil, err
-	}
-	procs, err := l.StartDaemons(ctx, o)
-	if err != nil {
-		return nil, err
-	}
+	procs, owner, err := l.StartFresh(ctx, o, 30*time.Second)
 	defer func() {
-		for _, p := range procs {
-			p.Kill()
-		}
+		KillAll(procs)
 		for _, n := range l.Nodes {
 			n.IPCmd("link", "set", "eth0", "up")
 			n.IPCmd("route", "del", "blackhole", CPAddr.String()+"/32")
 			n.IPCmd("addr", "del", l.VIP.String()+"/32", "dev", "eth0")
 		}
 	}()
-	owner, err := l.WaitOwner(ctx, o, 30*time.Second)
 	if err != nil {
 		return nil, err
 	}
