@@ -115,8 +115,8 @@ func manifestOptions(fs *pflag.FlagSet, mf manifestFlags) (manifest.Options, err
 	}
 	for _, kv := range config.Values(fs, env) {
 		switch kv.Name {
-		case "vip_nodename", "k8s_config_file":
-			continue // from spec.nodeName (DaemonSet) or the host name; the Pod adds its kubeconfig
+		case "vip_nodename", "k8s_config_file", "k8s_api":
+			continue // from spec.nodeName (DaemonSet) or the host name; the Pod adds its kubeconfig and k8s_api
 		}
 		if kv.Value == "" && kv.Name != "prometheus_server" {
 			continue

@@ -180,11 +180,15 @@ func DaemonSet(o Options) *appsv1.DaemonSet {
 	}
 }
 
-// Pod is a static Pod for kubeadm (/etc/kubernetes/manifests): it talks to
-// the local API server through the mounted kubeconfig.
+// Pod is a static Pod for kubeadm (/etc/kubernetes/manifests). It uses the
+// credentials of the mounted kubeconfig but talks to the API server of its
+// own node (k8s_api=local): the kubeconfig's server is usually the VIP,
+// which is not up yet while kubeadm init runs.
 func Pod(o Options) *corev1.Pod {
 	env := append([]corev1.EnvVar{}, o.Env...)
-	env = append(env, corev1.EnvVar{Name: "k8s_config_file", Value: o.Kubeconfig})
+	env = append(env,
+		corev1.EnvVar{Name: "k8s_config_file", Value: o.Kubeconfig},
+		corev1.EnvVar{Name: "k8s_api", Value: "local"})
 	c := container(o, env)
 	c.VolumeMounts = []corev1.VolumeMount{{Name: "kubeconfig", MountPath: o.Kubeconfig, ReadOnly: true}}
 	return &corev1.Pod{
@@ -193,7 +197,6 @@ func Pod(o Options) *corev1.Pod {
 		Spec: corev1.PodSpec{
 			Containers:  []corev1.Container{c},
 			HostNetwork: true,
-			HostAliases: []corev1.HostAlias{{IP: "127.0.0.1", Hostnames: []string{"kubernetes"}}},
 			Volumes: []corev1.Volume{{Name: "kubeconfig", VolumeSource: corev1.VolumeSource{
 				HostPath: &corev1.HostPathVolumeSource{Path: o.Kubeconfig, Type: ptr.To(corev1.HostPathFile)},
 			}}},
