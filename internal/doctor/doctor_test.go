@@ -3,6 +3,10 @@ package doctor
 import (
 	"context"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -58,5 +62,26 @@ func TestReporterPostsOnceAndWarnsOnceWhenForbidden(t *testing.T) {
 	}
 	if n := strings.Count(log.String(), "cannot post Events"); n != 1 {
 		t.Errorf("forbidden warning logged %d times", n)
+	}
+}
+
+func TestCertificateWithAndWithoutTheVIP(t *testing.T) {
+	srv := httptest.NewTLSServer(http.NotFoundHandler()) // certificate for 127.0.0.1 and ::1
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "https://")
+	d := (&net.Dialer{}).DialContext
+	fs, err := Certificate(context.Background(), d, addr, netip.MustParseAddr("127.0.0.1"))
+	if err != nil || len(fs) != 0 {
+		t.Fatalf("VIP in certificate: %v %v", fs, err)
+	}
+	fs, err = Certificate(context.Background(), d, addr, netip.MustParseAddr("198.51.100.200"))
+	if err != nil || len(fs) != 1 || fs[0].Reason != "VIPNotInCertificate" ||
+		!strings.Contains(fs[0].Message, "does not include the VIP 198.51.100.200 (its names: 127.0.0.1") ||
+		!strings.Contains(fs[0].Message, "--tls-san 198.51.100.200") {
+		t.Fatalf("VIP missing: %v %v", fs, err)
+	}
+	srv.Close()
+	if _, err := Certificate(context.Background(), d, addr, netip.MustParseAddr("198.51.100.200")); err == nil {
+		t.Fatal("no server: want an error, not a finding")
 	}
 }
