@@ -53,6 +53,9 @@ type Options struct {
 	Nodes int
 	// VIP is put in the API server's certificate (default DefaultVIP).
 	VIP netip.Addr
+	// IPv6 also gives every host an address in 2001:db8::/64 (node i:
+	// 2001:db8::11+i, client 2001:db8::100), for an IPv6 VIP.
+	IPv6 bool
 	// HA runs the seed's cluster: an etcd member and a kube-apiserver on
 	// every node, and 198.51.100.2:6443 forwarding to any of them.
 	HA bool
@@ -136,6 +139,18 @@ func New(ctx context.Context, o Options) (l *Lab, err error) {
 	}
 	if l.Client, err = l.net.addHost("client", ClientAddr); err != nil {
 		return l, err
+	}
+	if o.IPv6 {
+		for i, h := range append(append([]*Host{}, l.Nodes...), l.Client) {
+			a := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(0x11 + i)})
+			if h == l.Client {
+				a = netip.MustParseAddr("2001:db8::100")
+			}
+			if err := h.IPCmd("-6", "addr", "add", netip.PrefixFrom(a, 64).String(), "dev", "eth0", "nodad"); err != nil {
+				return l, err
+			}
+			h.IP6 = a
+		}
 	}
 	l.logf("lab network up: %d nodes, namespaces %s-*", o.Nodes, l.net.prefix)
 	if l.PKI, err = newPKI(dir); err != nil {

@@ -28,6 +28,8 @@ type Host struct {
 	NS string
 	// IP is eth0's address.
 	IP netip.Addr
+	// IP6 is eth0's IPv6 address in labs with Options.IPv6.
+	IP6 netip.Addr
 
 	ns     netns.NsHandle
 	handle *netlink.Handle
@@ -79,6 +81,9 @@ func (h *Host) Listen(network, addr string) (net.Listener, error) {
 
 // IP runs `ip args...` in the host's namespace.
 func (h *Host) IPCmd(args ...string) error {
+	if len(args) > 0 && (args[0] == "-6" || args[0] == "-4") {
+		return run("ip", append([]string{args[0], "-n", h.NS}, args[1:]...)...)
+	}
 	return run("ip", append([]string{"-n", h.NS}, args...)...)
 }
 

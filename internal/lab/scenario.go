@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"syscall"
 	"time"
@@ -180,7 +181,7 @@ func (l *Lab) RunFault(ctx context.Context, o ScenarioOptions, f Fault) (*Result
 		for _, n := range l.Nodes {
 			n.IPCmd("link", "set", "eth0", "up")
 			n.IPCmd("route", "del", "blackhole", CPAddr.String()+"/32")
-			n.IPCmd("addr", "del", l.VIP.String()+"/32", "dev", "eth0")
+			n.IPCmd("addr", "del", netip.PrefixFrom(l.VIP, l.VIP.BitLen()).String(), "dev", "eth0")
 		}
 	}()
 	if err != nil {
