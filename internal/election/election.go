@@ -256,7 +256,7 @@ func (e *Elector) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			wasLeading := s.leading
 			stepDown("shutting down")
-			if wasLeading || (s.observed != nil && s.observed.Spec.HolderIdentity != nil && *s.observed.Spec.HolderIdentity == e.o.Identity) {
+			if wasLeading || holder(s.observed) == e.o.Identity {
 				// The whole release fits in ShutdownBudget, so that vipd exits
 				// within a second of SIGTERM even with the API server away.
 				rctx, cancel := context.WithTimeout(context.Background(), ShutdownBudget)
@@ -300,8 +300,10 @@ func (e *Elector) Run(ctx context.Context) error {
 				continue
 			}
 			e.observe(&s, o.lease)
+			// Judge by what observe kept: a late watch event older than our
+			// own write must not make the holder step down.
 			if s.leading {
-				if h := holder(o.lease); h != e.o.Identity {
+				if h := holder(s.observed); h != e.o.Identity {
 					stepDown(fmt.Sprintf("Lease now held by %q", h))
 					schedule(try, e.o.RetryPeriod)
 				}

@@ -489,3 +489,30 @@ func TestClosedGateReleasesAfterTheFenceDropped(t *testing.T) {
 	gt.set(false)
 	eventually(t, "released", func() bool { return h.api.holder(t) == "" })
 }
+
+// TestObserveKeepsTheNewerVersion: a watch event older than the answer to
+// our own write (lower resourceVersion) does not replace it, so the holder
+// does not step down on a stale "held by other".
+func TestObserveKeepsTheNewerVersion(t *testing.T) {
+	e, err := New(Options{Client: fake.NewClientset(), Guard: &guard{}, Namespace: "kube-system", Name: "plndr-cp-lock", Identity: "n1",
+		LeaseDuration: 5 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lease := func(rv, holder string) *coordinationv1.Lease {
+		return &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: "plndr-cp-lock", Namespace: "kube-system", ResourceVersion: rv},
+			Spec:       coordinationv1.LeaseSpec{HolderIdentity: ptr.To(holder)},
+		}
+	}
+	s := &state{}
+	e.observe(s, lease("12", "n1"))
+	e.observe(s, lease("11", "other"))
+	if holder(s.observed) != "n1" {
+		t.Fatalf("an older version replaced the newer one: holder %q", holder(s.observed))
+	}
+	e.observe(s, lease("13", "other"))
+	if holder(s.observed) != "other" {
+		t.Fatalf("a newer version was ignored: holder %q", holder(s.observed))
+	}
+}
