@@ -41,6 +41,20 @@ func TestSeedControlPlane(t *testing.T) {
 		t.Errorf("Lease spec = holder %q duration %d, want holder %q duration 5", *lease.Spec.HolderIdentity, *lease.Spec.LeaseDurationSeconds, owner)
 	}
 
+	// vipd status, from the client host, as an operator would run it.
+	kc, err := l.Kubeconfig(netip.AddrPortFrom(lab.CPAddr, 6443))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin, err := lab.VipdBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("ip", "netns", "exec", l.Client.NS, bin, "status", "--kubeconfig", kc).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "Holder:       "+owner+"\n") || !strings.Contains(string(out), "VIP:          198.51.100.200/32") {
+		t.Errorf("vipd status: %v\n%s", err, out)
+	}
+
 	// ip a show eth0 on the leader: the VIP as an extra /32, deprecated, with a
 	// finite lifetime no longer than the renew deadline (3 s).
 	for _, n := range l.Nodes {

@@ -72,7 +72,7 @@ func root(stdout, stderr io.Writer) *cobra.Command {
 	}
 	c.SetOut(stdout)
 	c.SetErr(stderr)
-	c.AddCommand(versionCmd(), managerCmd(), manifestCmd())
+	c.AddCommand(versionCmd(), managerCmd(), manifestCmd(), statusCmd())
 	return c
 }
 

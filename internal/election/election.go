@@ -40,6 +40,10 @@ import (
 	"k8s.io/utils/ptr"
 )
 
+// VIPAnnotation on the Lease records the VIP its holder serves, for
+// `vipd status` (kube-vip's Leases carry none; it is informational).
+const VIPAnnotation = "vipd.io/vip"
+
 // ShutdownBudget bounds the Lease release on shutdown (after Drop).
 const ShutdownBudget = 800 * time.Millisecond
 
@@ -77,6 +81,8 @@ type Options struct {
 	RenewDeadline time.Duration
 	RetryPeriod   time.Duration
 	Guard         Guard
+	// Annotations are written on the Lease with every acquire and renewal.
+	Annotations map[string]string
 	// Gate, if set, keeps this node out of the election while closed; a
 	// holder whose gate closes steps down and releases the Lease.
 	Gate Gate
@@ -464,7 +470,7 @@ func (e *Elector) write(ctx context.Context, base *coordinationv1.Lease) (*coord
 	dur := ptr.To(int32(e.o.LeaseDuration / time.Second))
 	if base == nil {
 		return leases.Create(ctx, &coordinationv1.Lease{
-			ObjectMeta: metav1.ObjectMeta{Name: e.o.Name, Namespace: e.o.Namespace},
+			ObjectMeta: metav1.ObjectMeta{Name: e.o.Name, Namespace: e.o.Namespace, Annotations: e.o.Annotations},
 			Spec: coordinationv1.LeaseSpec{
 				HolderIdentity: ptr.To(e.o.Identity), LeaseDurationSeconds: dur,
 				AcquireTime: &now, RenewTime: &now, LeaseTransitions: ptr.To(int32(0)),
@@ -472,6 +478,14 @@ func (e *Elector) write(ctx context.Context, base *coordinationv1.Lease) (*coord
 		}, metav1.CreateOptions{})
 	}
 	l := base.DeepCopy()
+	for k, v := range e.o.Annotations {
+		if l.Annotations[k] != v {
+			if l.Annotations == nil {
+				l.Annotations = map[string]string{}
+			}
+			l.Annotations[k] = v
+		}
+	}
 	if holder(l) != e.o.Identity {
 		l.Spec.AcquireTime = &now
 		t := int32(0)

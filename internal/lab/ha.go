@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -198,13 +199,15 @@ func (l *Lab) serveProxy(h *Host, addr netip.AddrPort, backends []netip.AddrPort
 	return nil
 }
 
-// Kubectl runs the lab's kubectl in the client host against
-// https://<VIP>:6443, verifying the certificate with the cluster CA.
-func (l *Lab) Kubectl(ctx context.Context, args ...string) (string, error) {
-	kc := filepath.Join(l.Dir, "kubeconfig-vip")
-	if _, err := os.Stat(kc); err != nil {
-		b64 := base64.StdEncoding.EncodeToString
-		cfg := fmt.Sprintf(`apiVersion: v1
+// Kubeconfig writes (once) an admin kubeconfig for server, verified with
+// the cluster CA, and returns its path.
+func (l *Lab) Kubeconfig(server netip.AddrPort) (string, error) {
+	kc := filepath.Join(l.Dir, "kubeconfig-"+strings.NewReplacer(":", "_", "[", "", "]", "").Replace(server.String()))
+	if _, err := os.Stat(kc); err == nil {
+		return kc, nil
+	}
+	b64 := base64.StdEncoding.EncodeToString
+	cfg := fmt.Sprintf(`apiVersion: v1
 kind: Config
 clusters:
 - name: lab
@@ -220,10 +223,16 @@ contexts:
 - name: lab
   context: {cluster: lab, user: admin}
 current-context: lab
-`, netip.AddrPortFrom(l.VIP, 6443), b64(l.PKI.CAPEM), b64(l.PKI.AdminCrt), b64(l.PKI.AdminKey))
-		if err := os.WriteFile(kc, []byte(cfg), 0o600); err != nil {
-			return "", err
-		}
+`, server, b64(l.PKI.CAPEM), b64(l.PKI.AdminCrt), b64(l.PKI.AdminKey))
+	return kc, os.WriteFile(kc, []byte(cfg), 0o600)
+}
+
+// Kubectl runs the lab's kubectl in the client host against
+// https://<VIP>:6443, verifying the certificate with the cluster CA.
+func (l *Lab) Kubectl(ctx context.Context, args ...string) (string, error) {
+	kc, err := l.Kubeconfig(netip.AddrPortFrom(l.VIP, 6443))
+	if err != nil {
+		return "", err
 	}
 	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", l.Client.NS, filepath.Join(l.Bin, "kubectl"), "--kubeconfig", kc, "--request-timeout=2s"}, args...)...)
 	out, err := cmd.CombinedOutput()

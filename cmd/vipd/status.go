@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/vipd/vipd/internal/election"
+)
+
+// Status is what `vipd status` reports.
+type Status struct {
+	Lease        string    `json:"lease"`
+	VIP          string    `json:"vip,omitempty"`
+	Holder       string    `json:"holder"`
+	RenewedAgo   string    `json:"renewedAgo,omitempty"`
+	Duration     int32     `json:"leaseDurationSeconds"`
+	AcquiredAt   time.Time `json:"acquiredAt,omitzero"`
+	Transitions  int32     `json:"transitions"`
+	Expired      bool      `json:"expired"`
+	RecentEvents []string  `json:"recentEvents,omitempty"`
+}
+
+func statusCmd() *cobra.Command {
+	var kubeconfig, namespace, lease, output string
+	c := &cobra.Command{
+		Use:   "status",
+		Short: "Show who holds the VIP: the Lease holder, its age, and vipd's recent Events",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "text" && output != "json" {
+				return exitError{2, fmt.Errorf("-o %q: use text or json", output)}
+			}
+			rules := clientcmd.NewDefaultClientConfigLoadingRules()
+			rules.ExplicitPath = kubeconfig
+			rc, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, nil).ClientConfig()
+			if err != nil {
+				return exitError{2, fmt.Errorf("no usable kubeconfig (%w): pass --kubeconfig or set KUBECONFIG", err)}
+			}
+			rc.Timeout = 10 * time.Second
+			client, err := kubernetes.NewForConfig(rc)
+			if err != nil {
+				return err
+			}
+			st, err := readStatus(cmd.Context(), client, namespace, lease)
+			if err != nil {
+				return err
+			}
+			return printStatus(cmd.OutOrStdout(), st, output)
+		},
+	}
+	c.Flags().StringVar(&kubeconfig, "kubeconfig", "", "Kubeconfig (default: $KUBECONFIG, then ~/.kube/config)")
+	c.Flags().StringVarP(&namespace, "namespace", "n", "kube-system", "Namespace of the Lease (cp_namespace)")
+	c.Flags().StringVar(&lease, "lease", "plndr-cp-lock", "Name of the Lease (vip_leasename)")
+	c.Flags().StringVarP(&output, "output", "o", "text", "Output: text or json")
+	return c
+}
+
+func readStatus(ctx context.Context, c kubernetes.Interface, namespace, name string) (*Status, error) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	l, err := c.CoordinationV1().Leases(namespace).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, exitError{1, fmt.Errorf("Lease %s/%s does not exist: no vipd has been elected (is vipd running, with cp_enable=true?)", namespace, name)}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading Lease %s/%s: %w", namespace, name, err)
+	}
+	st := leaseStatus(l, time.Now())
+	evs, err := c.CoreV1().Events(namespace).List(ctx, metav1.ListOptions{})
+	if err == nil {
+		st.RecentEvents = vipdEvents(evs.Items, 5)
+	}
+	return st, nil
+}
+
+func leaseStatus(l *coordinationv1.Lease, now time.Time) *Status {
+	st := &Status{Lease: l.Namespace + "/" + l.Name, VIP: l.Annotations[election.VIPAnnotation]}
+	if l.Spec.HolderIdentity != nil {
+		st.Holder = *l.Spec.HolderIdentity
+	}
+	if l.Spec.LeaseDurationSeconds != nil {
+		st.Duration = *l.Spec.LeaseDurationSeconds
+	}
+	if l.Spec.LeaseTransitions != nil {
+		st.Transitions = *l.Spec.LeaseTransitions
+	}
+	if l.Spec.AcquireTime != nil {
+		st.AcquiredAt = l.Spec.AcquireTime.UTC()
+	}
+	if l.Spec.RenewTime != nil {
+		ago := now.Sub(l.Spec.RenewTime.Time)
+		st.RenewedAgo = ago.Round(100 * time.Millisecond).String()
+		st.Expired = ago > time.Duration(st.Duration)*time.Second
+	}
+	return st
+}
+
+func vipdEvents(evs []corev1.Event, n int) []string {
+	var mine []corev1.Event
+	for _, e := range evs {
+		if e.Source.Component == "vipd" || e.ReportingController == "vipd" {
+			mine = append(mine, e)
+		}
+	}
+	sort.Slice(mine, func(i, j int) bool { return mine[i].LastTimestamp.After(mine[j].LastTimestamp.Time) })
+	var out []string
+	for i, e := range mine {
+		if i == n {
+			break
+		}
+		out = append(out, fmt.Sprintf("%s %s %s (node %s): %s", e.LastTimestamp.UTC().Format(time.RFC3339), e.Type, e.Reason, e.Source.Host, e.Message))
+	}
+	return out
+}
+
+func printStatus(w io.Writer, st *Status, output string) error {
+	if output == "json" {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	holder := st.Holder
+	switch {
+	case holder == "":
+		holder = "(none: released, a follower takes over at once)"
+	case st.Expired:
+		holder += " (EXPIRED: no renewal for longer than the lease; a follower should take over)"
+	}
+	fmt.Fprintf(w, "Lease:        %s\n", st.Lease)
+	if st.VIP != "" {
+		fmt.Fprintf(w, "VIP:          %s\n", st.VIP)
+	}
+	fmt.Fprintf(w, "Holder:       %s\n", holder)
+	if st.RenewedAgo != "" {
+		fmt.Fprintf(w, "Renewed:      %s ago (lease %ds)\n", st.RenewedAgo, st.Duration)
+	}
+	if !st.AcquiredAt.IsZero() {
+		fmt.Fprintf(w, "Acquired:     %s (%d transitions)\n", st.AcquiredAt.Format(time.RFC3339), st.Transitions)
+	}
+	if len(st.RecentEvents) > 0 {
+		fmt.Fprintf(w, "Recent vipd events:\n  %s\n", strings.Join(st.RecentEvents, "\n  "))
+	}
+	return nil
+}
