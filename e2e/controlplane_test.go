@@ -55,6 +55,12 @@ func TestSeedControlPlane(t *testing.T) {
 		t.Errorf("vipd status: %v\n%s", err, out)
 	}
 
+	// vipd doctor on a healthy set-up: nothing to report, exit 0.
+	d := startOne(t, l, sc, l.Nodes[0], func(c *lab.Container) { c.Args = []string{"doctor"} })
+	if exited, err := d.Wait(15 * time.Second); !exited || err != nil || !strings.Contains(d.Output(), "no problems found") {
+		t.Errorf("vipd doctor on a healthy set-up: exited %v, %v:\n%s", exited, err, d.Output())
+	}
+
 	// ip a show eth0 on the leader: the VIP as an extra /32, deprecated, with a
 	// finite lifetime no longer than the renew deadline (3 s).
 	for _, n := range l.Nodes {

@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -117,6 +119,15 @@ func TestTrapServiceLB(t *testing.T) {
 	}
 
 	sc := seedScenario(t, l)
+
+	// vipd doctor, run where vipd runs with the same environment, finds it.
+	d := startOne(t, l, sc, l.Nodes[2], func(c *lab.Container) { c.Args = []string{"doctor"} })
+	exited, err := d.Wait(15 * time.Second)
+	var ee *exec.ExitError
+	if !exited || !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(d.Output(), "problem (ServiceLBEnabled)") || !strings.Contains(d.Output(), "configuration: ok") {
+		t.Errorf("vipd doctor: exited %v, %v; want exit 1 with the ServiceLB problem:\n%s", exited, err, d.Output())
+	}
+
 	p := startOne(t, l, sc, l.Nodes[0], nil)
 	waitLog(t, p, 15*time.Second, "K3s ServiceLB (klipper) is running in kube-system", "pod/svclb-traefik-0a1b2c3d-x7k2p", "--disable servicelb", "cannot post Events (forbidden by RBAC)")
 	if n := strings.Count(p.Output(), "cannot post Events"); n != 1 {
@@ -145,6 +156,10 @@ func TestTrapServiceLB(t *testing.T) {
 func TestTrapCertificateWithoutVIP(t *testing.T) {
 	l := newLabWith(t, lab.Options{Nodes: 3, CertWithoutVIP: true})
 	sc := seedScenario(t, l)
+	d := startOne(t, l, sc, l.Nodes[1], func(c *lab.Container) { c.Args = []string{"doctor"} })
+	if exited, _ := d.Wait(15 * time.Second); !exited || !strings.Contains(d.Output(), "problem (VIPNotInCertificate)") {
+		t.Errorf("vipd doctor does not report the certificate:\n%s", d.Output())
+	}
 	p := startOne(t, l, sc, l.Nodes[0], nil)
 	waitLog(t, p, 15*time.Second,
 		fmt.Sprintf("does not include the VIP %s", l.VIP),

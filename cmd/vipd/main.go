@@ -72,7 +72,7 @@ func root(stdout, stderr io.Writer) *cobra.Command {
 	}
 	c.SetOut(stdout)
 	c.SetErr(stderr)
-	c.AddCommand(versionCmd(), managerCmd(), manifestCmd(), statusCmd())
+	c.AddCommand(versionCmd(), managerCmd(), manifestCmd(), statusCmd(), doctorCmd())
 	return c
 }
 
@@ -134,7 +134,9 @@ func resolve(name string) ([]netip.Addr, error) {
 	return net.DefaultResolver.LookupNetIP(ctx, "ip", name)
 }
 
-func runManager(ctx context.Context, c *cobra.Command, log *slog.Logger) error {
+// loadConfig reads the manager's configuration from flags and environment,
+// checking it against this host (interfaces, DNS).
+func loadConfig(c *cobra.Command) (*config.Config, error) {
 	kernel := vip.Netlink{}
 	cfg, err := config.Load(c.Flags(), config.Deps{
 		Env:      config.OSEnv,
@@ -150,20 +152,42 @@ func runManager(ctx context.Context, c *cobra.Command, log *slog.Logger) error {
 		},
 	})
 	if err != nil {
-		err = fmt.Errorf("invalid configuration:\n  - %s", strings.ReplaceAll(err.Error(), "\n", "\n  - "))
-		reportConfigError(c, log, err)
-		return exitError{2, err}
+		return nil, fmt.Errorf("invalid configuration:\n  - %s", strings.ReplaceAll(err.Error(), "\n", "\n  - "))
 	}
-	for _, w := range cfg.Warnings {
-		log.Warn(w)
-	}
-	log.Info("starting", "version", version, "config", cfg.String())
+	return cfg, nil
+}
 
+// apiTargets returns the rest config of the manager and the addresses where
+// its certificate checks look for an API server.
+func apiTargets(cfg *config.Config) (*rest.Config, []string, error) {
 	apiPort := 0
 	if cfg.LocalAPI {
 		apiPort = cfg.Port
 	}
 	rc, apiHost, err := restConfig(cfg.Kubeconfig, apiPort)
+	if err != nil {
+		return nil, nil, err
+	}
+	return rc, []string{
+		apiHost,
+		net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.Port)),
+		net.JoinHostPort(cfg.VIP.String(), strconv.Itoa(cfg.Port)),
+	}, nil
+}
+
+func runManager(ctx context.Context, c *cobra.Command, log *slog.Logger) error {
+	cfg, err := loadConfig(c)
+	if err != nil {
+		reportConfigError(c, log, err)
+		return exitError{2, err}
+	}
+	kernel := vip.Netlink{}
+	for _, w := range cfg.Warnings {
+		log.Warn(w)
+	}
+	log.Info("starting", "version", version, "config", cfg.String())
+
+	rc, certAddrs, err := apiTargets(cfg)
 	if err != nil {
 		return exitError{2, err}
 	}
@@ -172,11 +196,7 @@ func runManager(ctx context.Context, c *cobra.Command, log *slog.Logger) error {
 		return exitError{2, err}
 	}
 	rep := &doctor.Reporter{Client: client, Namespace: cfg.Namespace, Lease: cfg.LeaseName, Node: cfg.NodeName, Log: log.With("component", "doctor")}
-	go checkLoop(ctx, client, rep, log.With("component", "doctor"), []string{
-		apiHost,
-		net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.Port)),
-		net.JoinHostPort(cfg.VIP.String(), strconv.Itoa(cfg.Port)),
-	}, cfg.VIP)
+	go checkLoop(ctx, client, rep, log.With("component", "doctor"), certAddrs, cfg.VIP)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
@@ -276,20 +296,8 @@ func restConfig(path string, localPort int) (*rest.Config, string, error) {
 // address where an API server answers (the one vipd uses, the local one, the
 // VIP once it is up).
 func checkLoop(ctx context.Context, c kubernetes.Interface, rep *doctor.Reporter, log *slog.Logger, certAddrs []string, vip netip.Addr) {
-	dialer := &net.Dialer{}
 	for {
-		fs, err := doctor.ServiceLB(ctx, c)
-		if err != nil {
-			log.Debug("ServiceLB check", "err", err)
-		}
-		for _, a := range certAddrs {
-			f, err := doctor.Certificate(ctx, dialer.DialContext, a, vip)
-			if err != nil {
-				log.Debug("certificate check", "addr", a, "err", err)
-			}
-			fs = append(fs, f...)
-		}
-		for _, f := range fs {
+		for _, f := range runChecks(ctx, c, log, certAddrs, vip) {
 			rep.Report(ctx, f)
 		}
 		select {
@@ -298,6 +306,23 @@ func checkLoop(ctx context.Context, c kubernetes.Interface, rep *doctor.Reporter
 		case <-time.After(time.Minute):
 		}
 	}
+}
+
+// runChecks runs every set-up check once.
+func runChecks(ctx context.Context, c kubernetes.Interface, log *slog.Logger, certAddrs []string, vip netip.Addr) []doctor.Finding {
+	dialer := &net.Dialer{}
+	fs, err := doctor.ServiceLB(ctx, c)
+	if err != nil {
+		log.Debug("ServiceLB check", "err", err)
+	}
+	for _, a := range certAddrs {
+		f, err := doctor.Certificate(ctx, dialer.DialContext, a, vip)
+		if err != nil {
+			log.Debug("certificate check", "addr", a, "err", err)
+		}
+		fs = append(fs, f...)
+	}
+	return fs
 }
 
 // reportConfigError posts a configuration error as an Event, best effort

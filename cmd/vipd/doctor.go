@@ -1,0 +1,55 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/vipd/vipd/internal/config"
+)
+
+func doctorCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "doctor",
+		Short: "Check this node's set-up once, with the manager's configuration, and print what is wrong",
+		Long: `Check this node's set-up once and print every problem with its fix: the
+configuration (read exactly as 'vipd manager' reads it: flags, then kube-vip
+environment variables), the interface, K3s ServiceLB left enabled, and API
+server certificates without the VIP. Exit code 0: nothing found; 1: findings;
+2: the configuration is invalid. Run it where vipd runs, e.g.
+kubectl exec -n kube-system <vipd pod> -- /vipd doctor.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			out := cmd.OutOrStdout()
+			cfg, err := loadConfig(cmd)
+			if err != nil {
+				return exitError{2, err}
+			}
+			fmt.Fprintf(out, "configuration: ok (%s)\n", cfg.String())
+			for _, w := range cfg.Warnings {
+				fmt.Fprintf(out, "warning: %s\n", w)
+			}
+			rc, certAddrs, err := apiTargets(cfg)
+			if err != nil {
+				return exitError{2, err}
+			}
+			client, err := kubernetes.NewForConfig(rc)
+			if err != nil {
+				return exitError{2, err}
+			}
+			fs := runChecks(cmd.Context(), client, slog.New(slog.DiscardHandler), certAddrs, cfg.VIP)
+			for _, f := range fs {
+				fmt.Fprintf(out, "problem (%s): %s\n", f.Reason, f.Message)
+			}
+			if len(fs) > 0 {
+				return exitError{1, fmt.Errorf("%d problem(s) found", len(fs))}
+			}
+			fmt.Fprintln(out, "no problems found")
+			return nil
+		},
+	}
+	config.AddFlags(c.Flags())
+	return c
+}
