@@ -5,7 +5,6 @@ import (
 	"log/slog"
 
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/vipd/vipd/internal/config"
 )
@@ -31,11 +30,7 @@ kubectl exec -n kube-system <vipd pod> -- /vipd doctor.`,
 			for _, w := range cfg.Warnings {
 				fmt.Fprintf(out, "warning: %s\n", w)
 			}
-			rc, certAddrs, err := apiTargets(cfg)
-			if err != nil {
-				return exitError{2, err}
-			}
-			client, err := kubernetes.NewForConfig(rc)
+			_, client, certAddrs, err := apiClient(cfg)
 			if err != nil {
 				return exitError{2, err}
 			}

@@ -157,18 +157,22 @@ func loadConfig(c *cobra.Command) (*config.Config, error) {
 	return cfg, nil
 }
 
-// apiTargets returns the rest config of the manager and the addresses where
-// its certificate checks look for an API server.
-func apiTargets(cfg *config.Config) (*rest.Config, []string, error) {
+// apiClient returns the manager's rest config and client, and the addresses
+// where its certificate checks look for an API server.
+func apiClient(cfg *config.Config) (*rest.Config, kubernetes.Interface, []string, error) {
 	apiPort := 0
 	if cfg.LocalAPI {
 		apiPort = cfg.Port
 	}
 	rc, apiHost, err := restConfig(cfg.Kubeconfig, apiPort)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return rc, []string{
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return rc, client, []string{
 		apiHost,
 		net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.Port)),
 		net.JoinHostPort(cfg.VIP.String(), strconv.Itoa(cfg.Port)),
@@ -187,11 +191,7 @@ func runManager(ctx context.Context, c *cobra.Command, log *slog.Logger) error {
 	}
 	log.Info("starting", "version", version, "config", cfg.String())
 
-	rc, certAddrs, err := apiTargets(cfg)
-	if err != nil {
-		return exitError{2, err}
-	}
-	client, err := kubernetes.NewForConfig(rc)
+	rc, client, certAddrs, err := apiClient(cfg)
 	if err != nil {
 		return exitError{2, err}
 	}
