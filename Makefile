@@ -27,9 +27,12 @@ test: k8s lint
 unit:
 	$(GO) test -count=1 ./internal/...
 
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
 
 # Failover gaps and two-owner time per fault, median of 5 runs (about 6 minutes).
 bench-failover: k8s

@@ -74,7 +74,7 @@ func readStatus(ctx context.Context, c kubernetes.Interface, namespace, name str
 	}
 	l, err := c.CoordinationV1().Leases(namespace).Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return nil, exitError{1, fmt.Errorf("Lease %s/%s does not exist: no vipd has been elected (is vipd running, with cp_enable=true?)", namespace, name)}
+		return nil, exitError{1, fmt.Errorf("the Lease %s/%s does not exist: no vipd has been elected (is vipd running, with cp_enable=true?)", namespace, name)}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading Lease %s/%s: %w", namespace, name, err)

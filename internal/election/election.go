@@ -106,7 +106,7 @@ type Elector struct {
 // once.
 func (e *Elector) Ready() error {
 	if !e.synced.Load() {
-		return fmt.Errorf("Lease %s/%s not read from the API server yet", e.o.Namespace, e.o.Name)
+		return fmt.Errorf("the Lease %s/%s has not been read from the API server yet", e.o.Namespace, e.o.Name)
 	}
 	return nil
 }
