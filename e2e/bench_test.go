@@ -119,3 +119,119 @@ func BenchmarkControlPlaneStop(b *testing.B) {
 	fmt.Print(sb.String())
 	b.ReportMetric(float64(median(rows[0].outs).Milliseconds()), "cpstop-ms")
 }
+
+// BenchmarkSteadyState measures, with three vipd at the seed's settings and
+// nothing failing, the Lease requests per second the API server served (its
+// own apiserver_request_total), and each daemon's resident memory and CPU,
+// over VIPD_STEADY_SECONDS (default 30).
+//
+//	make bench-steady
+func BenchmarkSteadyState(b *testing.B) {
+	window := 30 * time.Second
+	if n, err := strconv.Atoi(os.Getenv("VIPD_STEADY_SECONDS")); err == nil && n > 0 {
+		window = time.Duration(n) * time.Second
+	}
+	l := newLab(b)
+	sc := seedScenario(b, l)
+	ctx := context.Background()
+	procs, _, err := l.StartFresh(ctx, sc, 30*time.Second)
+	defer lab.KillAll(procs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	time.Sleep(3 * time.Second) // past the takeover burst
+	for range b.N {
+		before, err := leaseRequests(ctx, l)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cpu0 := map[string]time.Duration{}
+		for n, p := range procs {
+			cpu0[n], _ = procCPU(p.Cmd.Process.Pid)
+		}
+		time.Sleep(window)
+		after, err := leaseRequests(ctx, l)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var sb strings.Builder
+		fmt.Fprintf(&sb, "\nSteady state, 3 nodes, seed settings, %s window\n| Lease requests (verb) | per second |\n|---|---|\n", window)
+		verbs := []string{}
+		for v := range after {
+			verbs = append(verbs, v)
+		}
+		slices.Sort(verbs)
+		for _, v := range verbs {
+			fmt.Fprintf(&sb, "| %s | %.2f |\n", v, (after[v]-before[v])/window.Seconds())
+		}
+		fmt.Fprintf(&sb, "\n| vipd on | role | resident memory (MiB) | CPU (%% of one core) |\n|---|---|---|---|\n")
+		holder, _ := l.Holder(ctx, sc.Namespace, sc.LeaseName)
+		for _, n := range l.Nodes {
+			p := procs[n.Name]
+			rss, _ := procRSS(p.Cmd.Process.Pid)
+			cpu, _ := procCPU(p.Cmd.Process.Pid)
+			role := "follower"
+			if n.Name == holder {
+				role = "leader"
+			}
+			fmt.Fprintf(&sb, "| %s | %s | %.1f | %.2f |\n", n.Name, role, float64(rss)/(1<<20), 100*(cpu-cpu0[n.Name]).Seconds()/window.Seconds())
+		}
+		fmt.Print(sb.String())
+	}
+}
+
+// leaseRequests sums apiserver_request_total for resource="leases" in
+// kube-system by verb, from the API server's /metrics.
+func leaseRequests(ctx context.Context, l *lab.Lab) (map[string]float64, error) {
+	body, err := l.Admin.Discovery().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, "apiserver_request_total{") || !strings.Contains(line, `resource="leases"`) || strings.Contains(line, `scope="cluster"`) {
+			continue
+		}
+		// This includes the API server renewing its own identity Lease
+		// (one update per 10 s); the metric does not tell them apart.
+		i := strings.Index(line, `verb="`)
+		if i < 0 {
+			continue
+		}
+		verb := line[i+6:]
+		verb = verb[:strings.Index(verb, `"`)]
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err == nil {
+			out[verb] += v
+		}
+	}
+	return out, nil
+}
+
+func procRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			kb, err := strconv.ParseInt(strings.Fields(line)[1], 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS for %d", pid)
+}
+
+// procCPU is user+system CPU time of pid (clock ticks of 10 ms).
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	st := string(b)
+	f := strings.Fields(st[strings.LastIndexByte(st, ')')+2:])
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
+}
