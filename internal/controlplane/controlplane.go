@@ -69,7 +69,7 @@ func New(o Options) (*VIP, error) {
 	el, err := election.New(election.Options{
 		Client: o.Client, Namespace: o.Namespace, Name: o.LeaseName, Identity: o.NodeName,
 		LeaseDuration: o.LeaseDuration, RenewDeadline: o.RenewDeadline, RetryPeriod: o.RetryPeriod,
-		Annotations: map[string]string{election.VIPAnnotation: o.Prefix.String()},
+		Annotations: func() map[string]string { return map[string]string{election.VIPAnnotation: ow.Prefix().String()} },
 		Guard:       ow, Gate: o.Gate, FreshClient: o.FreshClient, Recorder: o.Metrics, Clock: o.Clock, Logger: log.With("component", "election"),
 	})
 	if err != nil {

@@ -9,9 +9,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/vipd/vipd/internal/election"
 	"github.com/vipd/vipd/internal/metrics"
 	"github.com/vipd/vipd/internal/vip"
 )
@@ -64,8 +66,9 @@ func TestSweepsLeftoversThenFollowsTheName(t *testing.T) {
 	clk := clocktesting.NewFakeClock(time.Now())
 	var mu sync.Mutex
 	answer := netip.MustParseAddr("198.51.100.200")
+	client := fake.NewClientset()
 	v, err := New(Options{
-		Client: fake.NewClientset(), Kernel: k, Sender: sender{},
+		Client: client, Kernel: k, Sender: sender{},
 		Interface: "eth0", Prefix: netip.MustParsePrefix("198.51.100.200/32"),
 		Resolve: func() (netip.Addr, error) {
 			mu.Lock()
@@ -96,6 +99,12 @@ func TestSweepsLeftoversThenFollowsTheName(t *testing.T) {
 	wait(t, "VIP moved to the new address", func() bool {
 		clk.Step(time.Second) // renewals keep the fence alive; the 30th second re-resolves
 		return k.has("198.51.100.201/32") && !k.has("198.51.100.200/32")
+	})
+	// The Lease's informational annotation follows the new address.
+	wait(t, "Lease annotation updated", func() bool {
+		clk.Step(time.Second)
+		l, err := client.CoordinationV1().Leases("kube-system").Get(context.Background(), "plndr-cp-lock", metav1.GetOptions{})
+		return err == nil && l.Annotations[election.VIPAnnotation] == "198.51.100.201/32"
 	})
 	cancel()
 	if err := <-done; err != nil {

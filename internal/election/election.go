@@ -81,8 +81,9 @@ type Options struct {
 	RenewDeadline time.Duration
 	RetryPeriod   time.Duration
 	Guard         Guard
-	// Annotations are written on the Lease with every acquire and renewal.
-	Annotations map[string]string
+	// Annotations, if set, returns annotations written on the Lease with
+	// every acquire and renewal (called from API goroutines).
+	Annotations func() map[string]string
 	// Gate, if set, keeps this node out of the election while closed; a
 	// holder whose gate closes steps down and releases the Lease.
 	Gate Gate
@@ -470,7 +471,7 @@ func (e *Elector) write(ctx context.Context, base *coordinationv1.Lease) (*coord
 	dur := ptr.To(int32(e.o.LeaseDuration / time.Second))
 	if base == nil {
 		return leases.Create(ctx, &coordinationv1.Lease{
-			ObjectMeta: metav1.ObjectMeta{Name: e.o.Name, Namespace: e.o.Namespace, Annotations: e.o.Annotations},
+			ObjectMeta: metav1.ObjectMeta{Name: e.o.Name, Namespace: e.o.Namespace, Annotations: e.annotations()},
 			Spec: coordinationv1.LeaseSpec{
 				HolderIdentity: ptr.To(e.o.Identity), LeaseDurationSeconds: dur,
 				AcquireTime: &now, RenewTime: &now, LeaseTransitions: ptr.To(int32(0)),
@@ -478,7 +479,7 @@ func (e *Elector) write(ctx context.Context, base *coordinationv1.Lease) (*coord
 		}, metav1.CreateOptions{})
 	}
 	l := base.DeepCopy()
-	for k, v := range e.o.Annotations {
+	for k, v := range e.annotations() {
 		if l.Annotations[k] != v {
 			if l.Annotations == nil {
 				l.Annotations = map[string]string{}
@@ -552,6 +553,13 @@ func (e *Elector) releaseWith(ctx context.Context, c kubernetes.Interface, l *co
 	}
 	e.log.Info("released Lease")
 	return nil
+}
+
+func (e *Elector) annotations() map[string]string {
+	if e.o.Annotations == nil {
+		return nil
+	}
+	return e.o.Annotations()
 }
 
 func (e *Elector) get(ctx context.Context) (*coordinationv1.Lease, error) {

@@ -129,6 +129,13 @@ func (v *VIP) Check() error {
 	return nil
 }
 
+// Prefix is the VIP currently managed (it changes with Retarget).
+func (v *VIP) Prefix() netip.Prefix {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.addr.Prefix()
+}
+
 // Holding reports whether this node currently owns the VIP.
 func (v *VIP) Holding() bool {
 	v.mu.Lock()
