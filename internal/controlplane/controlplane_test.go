@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -77,10 +78,12 @@ func TestSweepsLeftoversThenFollowsTheName(t *testing.T) {
 		},
 		ResolveEvery: 30 * time.Second,
 		Namespace:    "kube-system", LeaseName: "plndr-cp-lock", NodeName: "n1",
-		LeaseDuration: 5 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second,
+		// Long timings: the fake clock jumps ahead of the elector's loop, and
+		// the fence must not expire between two renewals because of that.
+		LeaseDuration: 100 * time.Second, RenewDeadline: 60 * time.Second, RetryPeriod: 10 * time.Second,
 		AnnouncePeriod: 3 * time.Second,
 		Metrics:        metrics.NewVIP(prometheus.NewRegistry(), "l", "v"),
-		Clock:          clk, Logger: slog.New(slog.DiscardHandler),
+		Clock:          clk, Logger: slog.New(slog.NewTextHandler(tlog{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -96,13 +99,14 @@ func TestSweepsLeftoversThenFollowsTheName(t *testing.T) {
 	mu.Lock()
 	answer = netip.MustParseAddr("198.51.100.201")
 	mu.Unlock()
+	clk.Step(31 * time.Second) // past ResolveEvery: the name is resolved again
 	wait(t, "VIP moved to the new address", func() bool {
-		clk.Step(time.Second) // renewals keep the fence alive; the 30th second re-resolves
 		return k.has("198.51.100.201/32") && !k.has("198.51.100.200/32")
 	})
 	// The Lease's informational annotation follows the new address.
 	wait(t, "Lease annotation updated", func() bool {
-		clk.Step(time.Second)
+		clk.Step(time.Second) // renewals every 10 s write it
+		time.Sleep(20 * time.Millisecond)
 		l, err := client.CoordinationV1().Leases("kube-system").Get(context.Background(), "plndr-cp-lock", metav1.GetOptions{})
 		return err == nil && l.Annotations[election.VIPAnnotation] == "198.51.100.201/32"
 	})
@@ -124,4 +128,12 @@ func wait(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// tlog sends log lines to the test log (shown when the test fails).
+type tlog struct{ t *testing.T }
+
+func (w tlog) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
 }

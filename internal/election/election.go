@@ -307,12 +307,14 @@ func (e *Elector) Run(ctx context.Context) error {
 				continue
 			}
 			e.observe(&s, o.lease)
-			// Judge by what observe kept: a late watch event older than our
-			// own write must not make the holder step down.
+			// A holder does not step down on a watch event alone: the event
+			// may be older than its own last write (the first List can
+			// answer "absent" after our create). A fresh quorum read
+			// decides; until then the fence keeps it safe.
 			if s.leading {
-				if h := holder(s.observed); h != e.o.Identity {
-					stepDown(fmt.Sprintf("Lease now held by %q", h))
-					schedule(try, e.o.RetryPeriod)
+				if holder(s.observed) != e.o.Identity {
+					s.known = false
+					schedule(try, 0)
 				}
 				continue
 			}
