@@ -222,7 +222,7 @@ func (e *Elector) Run(ctx context.Context) error {
 		if s.inflight {
 			return
 		}
-		if !s.leading && (s.known && !e.mayAcquire(&s) || e.o.Gate != nil && !e.o.Gate.Open()) {
+		if !s.leading && !e.mayAcquire(&s) {
 			return
 		}
 		s.inflight = true
@@ -246,7 +246,7 @@ func (e *Elector) Run(ctx context.Context) error {
 	}
 
 	onTry := func() {
-		if !s.leading && e.o.Gate != nil && !e.o.Gate.Open() {
+		if !s.leading && !e.gateOpen() {
 			return // the gate's next change schedules the next try
 		}
 		launch()
@@ -284,7 +284,7 @@ func (e *Elector) Run(ctx context.Context) error {
 			return nil
 
 		case <-gateChanged:
-			if e.o.Gate.Open() {
+			if e.gateOpen() {
 				schedule(try, e.nextTry(&s))
 				continue
 			}
@@ -343,7 +343,7 @@ func (e *Elector) Run(ctx context.Context) error {
 					stepDown(fmt.Sprintf("Lease now held by %q", holder(r.lease)))
 				}
 				schedule(try, e.nextTry(&s))
-			case r.err == nil && !s.leading && e.o.Gate != nil && !e.o.Gate.Open():
+			case r.err == nil && !s.leading && !e.gateOpen():
 				// Acquired while the gate closed: give it back at once.
 				e.observe(&s, r.lease)
 				rctx, cancel := context.WithTimeout(context.Background(), ShutdownBudget)
@@ -420,10 +420,12 @@ func older(a, b *coordinationv1.Lease) bool {
 // absent, released, ours, or unchanged for its whole duration since we
 // observed it.
 func (e *Elector) mayAcquire(s *state) bool {
-	if e.o.Gate != nil && !e.o.Gate.Open() {
-		return false
-	}
-	return e.nextTry(s) == 0
+	return e.gateOpen() && e.nextTry(s) == 0
+}
+
+// gateOpen reports whether the gate (if any) lets this node compete.
+func (e *Elector) gateOpen() bool {
+	return e.o.Gate == nil || e.o.Gate.Open()
 }
 
 // nextTry is how long a follower waits before trying to acquire.

@@ -467,6 +467,10 @@ func TestClosedGateNeverCompetes(t *testing.T) {
 	if held, _ := g.state(); held {
 		t.Fatal("a node with a closed gate took an absent Lease")
 	}
+	// Not even a write: a closed gate keeps the node out of the election.
+	if ev := h.j.list(); len(ev) != 0 {
+		t.Fatalf("API writes with the gate closed: %v", ev)
+	}
 }
 
 func TestClosedGateReleasesAfterTheFenceDropped(t *testing.T) {

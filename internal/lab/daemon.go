@@ -104,5 +104,5 @@ func (l *Lab) RunVipd(ctx context.Context, h *Host, c Container, token string) (
 		"KUBERNETES_SERVICE_PORT=6443",
 	}, c.Env...)
 	argv := append([]string{"unshare", "--uts", "--mount", "--propagation", "private", "sh", "-c", script + "\nexec \"$@\"", "sh", bin}, c.Args...)
-	return l.Start(h, "vipd-"+h.Name, env, "", argv...)
+	return l.Start(h, "vipd-"+h.Name, env, argv...)
 }

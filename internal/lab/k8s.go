@@ -117,7 +117,7 @@ func (l *Lab) startEtcd(h *Host, name string, cluster []member) (*Proc, error) {
 		}
 		initial = strings.Join(parts, ",")
 	}
-	return l.Start(h, "etcd-"+h.Name, nil, "", filepath.Join(l.Bin, "etcd"),
+	return l.Start(h, "etcd-"+h.Name, nil, filepath.Join(l.Bin, "etcd"),
 		"--name="+name, "--data-dir="+filepath.Join(l.Dir, "etcd-"+h.Name),
 		"--listen-client-urls="+clients, "--advertise-client-urls="+advertise,
 		"--listen-peer-urls="+peer, "--initial-advertise-peer-urls="+peer,
@@ -140,7 +140,7 @@ func (l *Lab) startAPIServer(h *Host, bind netip.Addr, sans []netip.Addr) (*Proc
 	}
 	// Its own host name, as on a real server: API servers name their
 	// identity Lease after it.
-	return l.Start(h, "kube-apiserver-"+h.Name, nil, "", "unshare", "--uts", "sh", "-c", "hostname "+h.Name+"; exec \"$@\"", "sh",
+	return l.Start(h, "kube-apiserver-"+h.Name, nil, "unshare", "--uts", "sh", "-c", "hostname "+h.Name+"; exec \"$@\"", "sh",
 		filepath.Join(l.Bin, "kube-apiserver"),
 		"--etcd-servers=http://127.0.0.1:2379",
 		"--bind-address="+bind.String(), "--advertise-address="+h.IP.String(), "--secure-port=6443",

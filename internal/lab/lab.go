@@ -214,19 +214,14 @@ type Proc struct {
 }
 
 // Start runs argv in host h with env (plus PATH), output to a log file in
-// the lab folder. script, if not empty, is a shell prelude run in the
-// host's mount namespace before exec'ing argv.
-func (l *Lab) Start(h *Host, name string, env []string, script string, argv ...string) (*Proc, error) {
+// the lab folder.
+func (l *Lab) Start(h *Host, name string, env []string, argv ...string) (*Proc, error) {
 	logPath := filepath.Join(l.Dir, fmt.Sprintf("%s-%d.log", name, procSeq.Add(1)))
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	args := []string{"netns", "exec", h.NS}
-	if script != "" {
-		args = append(args, "sh", "-c", script+"\nexec \"$@\"", "sh")
-	}
-	args = append(args, argv...)
+	args := append([]string{"netns", "exec", h.NS}, argv...)
 	cmd := exec.Command("ip", args...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
 	cmd.Stdout, cmd.Stderr = f, f

@@ -46,10 +46,7 @@ func (c *calls) Stop()                       { c.log = append(c.log, "announce s
 func (c *calls) SetPresent(bool)             {}
 
 func TestHoldThenDropInOrder(t *testing.T) {
-	c := &calls{}
-	clk := clocktesting.NewFakeClock(time.Unix(1000, 0))
-	a := &fakeAddr{c: c}
-	v := New(a, c, c, clk, slog.New(slog.DiscardHandler))
+	c, clk, _, v := newTest()
 	v.Hold(clk.Now().Add(3 * time.Second))
 	v.Hold(clk.Now().Add(4 * time.Second))
 	if err := v.Check(); err != nil {
@@ -66,10 +63,7 @@ func TestHoldThenDropInOrder(t *testing.T) {
 }
 
 func TestFencedHoldStopsAnnouncing(t *testing.T) {
-	c := &calls{}
-	clk := clocktesting.NewFakeClock(time.Unix(1000, 0))
-	a := &fakeAddr{c: c}
-	v := New(a, c, c, clk, slog.New(slog.DiscardHandler))
+	c, clk, a, v := newTest()
 	v.Hold(clk.Now().Add(3 * time.Second))
 	a.fenced = true
 	v.Hold(clk.Now().Add(500 * time.Millisecond))
@@ -79,10 +73,7 @@ func TestFencedHoldStopsAnnouncing(t *testing.T) {
 }
 
 func TestCheckReportsExpiredFenceAndMissingAddress(t *testing.T) {
-	c := &calls{}
-	clk := clocktesting.NewFakeClock(time.Unix(1000, 0))
-	a := &fakeAddr{c: c}
-	v := New(a, c, c, clk, slog.New(slog.DiscardHandler))
+	_, clk, a, v := newTest()
 	v.Hold(clk.Now().Add(3 * time.Second))
 	a.present = false
 	if err := v.Check(); err == nil || !strings.Contains(err.Error(), "missing from eth0") {
@@ -93,4 +84,12 @@ func TestCheckReportsExpiredFenceAndMissingAddress(t *testing.T) {
 	if err := v.Check(); err == nil || !strings.Contains(err.Error(), "fence passed 1s ago") {
 		t.Fatalf("expired fence: %v", err)
 	}
+}
+
+// newTest returns a VIP over a recording address and announcer.
+func newTest() (*calls, *clocktesting.FakeClock, *fakeAddr, *VIP) {
+	c := &calls{}
+	clk := clocktesting.NewFakeClock(time.Unix(1000, 0))
+	a := &fakeAddr{c: c}
+	return c, clk, a, New(a, c, c, clk, slog.New(slog.DiscardHandler))
 }
