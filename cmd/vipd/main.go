@@ -32,6 +32,7 @@ import (
 	"github.com/vipd/vipd/internal/doctor"
 	"github.com/vipd/vipd/internal/health"
 	"github.com/vipd/vipd/internal/metrics"
+	"github.com/vipd/vipd/internal/services"
 	"github.com/vipd/vipd/internal/vip"
 )
 
@@ -186,7 +187,6 @@ func runManager(ctx context.Context, c *cobra.Command, log *slog.Logger) error {
 		reportConfigError(c, log, err)
 		return exitError{2, err}
 	}
-	kernel := vip.Netlink{}
 	for _, w := range cfg.Warnings {
 		log.Warn(w)
 	}
@@ -197,16 +197,69 @@ func runManager(ctx context.Context, c *cobra.Command, log *slog.Logger) error {
 		return exitError{2, err}
 	}
 	rep := &doctor.Reporter{Client: client, Namespace: cfg.Namespace, Lease: cfg.LeaseName, Node: cfg.NodeName, Log: log.With("component", "doctor")}
+	if !cfg.ControlPlane {
+		certAddrs = nil // no VIP to look for in certificates
+	}
 	go checkLoop(ctx, client, rep, log.With("component", "doctor"), certAddrs, cfg.VIP)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m := metrics.NewVIP(reg, cfg.Namespace+"/"+cfg.LeaseName, cfg.Prefix().String())
+	var healthz, readyz []metrics.Check
+	var runs []func(context.Context) error
 
-	sender := &announce.Link{Interface: cfg.Interface}
-	defer sender.Close()
+	if cfg.ControlPlane {
+		cp, err := controlPlane(ctx, cfg, rc, client, reg, log)
+		if err != nil {
+			return err
+		}
+		healthz, readyz = append(healthz, cp.Check), append(readyz, cp.Ready)
+		runs = append(runs, cp.Run)
+	}
+	if cfg.Services {
+		svc, err := servicesController(cfg, rc, reg, log)
+		if err != nil {
+			return err
+		}
+		healthz, readyz = append(healthz, svc.Check), append(readyz, svc.Ready)
+		runs = append(runs, svc.Run)
+	}
+
+	if cfg.MetricsAddress != "" {
+		srv := &metrics.Server{Addr: cfg.MetricsAddress, Gatherer: reg, Log: log.With("component", "metrics"), Healthz: healthz, Readyz: readyz}
+		// The server ends with the main context, not the group's: it must keep
+		// answering while the VIPs step down.
+		if err := srv.Listen(); err != nil {
+			return exitError{2, err}
+		}
+		go srv.Serve(ctx)
+	}
+	// Each part steps down on its own when ctx ends; a part that fails ends
+	// the others too (the process exits and the DaemonSet restarts it).
+	gctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, len(runs))
+	for _, run := range runs {
+		go func() {
+			err := run(gctx)
+			cancel()
+			errs <- err
+		}()
+	}
+	var all []error
+	for range runs {
+		if err := <-errs; err != nil {
+			all = append(all, err)
+		}
+	}
+	log.Info("stopped")
+	return errors.Join(all...)
+}
+
+// controlPlane prepares the control-plane VIP.
+func controlPlane(ctx context.Context, cfg *config.Config, rc *rest.Config, client kubernetes.Interface, reg prometheus.Registerer, log *slog.Logger) (*controlplane.VIP, error) {
+	m := metrics.NewVIP(reg, cfg.Namespace+"/"+cfg.LeaseName, cfg.Prefix().String())
 	opts := controlplane.Options{
-		Client: client, Kernel: kernel, Sender: sender,
+		Client: client, Kernel: vip.Netlink{}, Sender: &announce.Link{Interface: cfg.Interface},
 		Interface: cfg.Interface, Prefix: cfg.Prefix(),
 		Namespace: cfg.Namespace, LeaseName: cfg.LeaseName, NodeName: cfg.NodeName,
 		LeaseDuration: cfg.LeaseDuration, RenewDeadline: cfg.RenewDeadline, RetryPeriod: cfg.RetryPeriod,
@@ -222,7 +275,7 @@ func runManager(ctx context.Context, c *cobra.Command, log *slog.Logger) error {
 		Logger: log.With("component", "health"), OnChange: m.SetGateOpen,
 	})
 	if err != nil {
-		return exitError{2, err}
+		return nil, exitError{2, err}
 	}
 	m.SetGateOpen(gate.Open())
 	go gate.Run(ctx)
@@ -234,27 +287,57 @@ func runManager(ctx context.Context, c *cobra.Command, log *slog.Logger) error {
 		fresh.Dial = (&net.Dialer{Timeout: 2 * time.Second}).DialContext
 		return kubernetes.NewForConfig(fresh)
 	}
-	cp, err := controlplane.New(opts)
-	if err != nil {
-		return err
-	}
+	return controlplane.New(opts)
+}
 
-	if cfg.MetricsAddress != "" {
-		srv := &metrics.Server{
-			Addr: cfg.MetricsAddress, Gatherer: reg, Log: log.With("component", "metrics"),
-			Healthz: []metrics.Check{cp.Check},
-			Readyz:  []metrics.Check{cp.Ready},
-		}
-		// The server ends with the main context, not the group's: it must keep
-		// answering while the VIP steps down.
-		if err := srv.Listen(); err != nil {
-			return exitError{2, err}
-		}
-		go srv.Serve(ctx)
+// servicesController prepares the LoadBalancer Services controller. It has
+// a client of its own with a higher rate limit: at start it may write
+// annotations and status of every Service.
+func servicesController(cfg *config.Config, rc *rest.Config, reg prometheus.Registerer, log *slog.Logger) (*services.Controller, error) {
+	src := rest.CopyConfig(rc)
+	src.QPS, src.Burst = 100, 200
+	client, err := kubernetes.NewForConfig(src)
+	if err != nil {
+		return nil, err
 	}
-	err = cp.Run(ctx)
-	log.Info("stopped")
-	return err
+	m := metrics.NewVIP(reg, cfg.Namespace+"/"+cfg.SvcLeaseName, "services")
+	kernel := vip.Netlink{}
+	iface := cfg.SvcInterface
+	ctl, err := services.New(services.Options{
+		Client: client, Kernel: kernel, Sender: &announce.Link{Interface: iface}, Interface: iface,
+		HasIPv6:   func() bool { return hasIPv6(kernel, iface) },
+		Namespace: cfg.SvcNamespace, LeaseNamespace: cfg.Namespace, LeaseName: cfg.SvcLeaseName, NodeName: cfg.NodeName,
+		LeaseDuration: cfg.LeaseDuration, RenewDeadline: cfg.RenewDeadline, RetryPeriod: cfg.RetryPeriod,
+		AnnouncePeriod: cfg.ARPRate, Filter: services.ClassFilter{Name: cfg.LBClassName, Only: cfg.LBClassOnly},
+		Reserved: cfg.VIP, Leader: m, Announce: m.Announced, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "vipd_service_vips_present", Help: "Service VIPs on this node's interface.",
+	}, func() float64 { return float64(ctl.Holding()) }))
+	return ctl, nil
+}
+
+// hasIPv6 reports whether iface has a global IPv6 address of the node's own
+// (a VIP, a full-length prefix, does not count).
+func hasIPv6(k vip.Netlink, iface string) bool {
+	ifs, err := k.Interfaces()
+	if err != nil {
+		return true // do not withhold VIPs on a failed lookup
+	}
+	for _, i := range ifs {
+		if i.Name != iface {
+			continue
+		}
+		for _, p := range i.Prefixes {
+			if p.Addr().Is6() && p.Addr().IsGlobalUnicast() && p.Bits() < 128 {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // restConfig uses the kubeconfig at path when set, else the in-cluster

@@ -45,7 +45,12 @@ var Settings = []Setting{
 	{"vip_arpRate", "3000", "Interval in milliseconds between periodic gratuitous ARPs after the takeover burst."},
 	{"cp_enable", "false", "Manage the control-plane VIP."},
 	{"cp_namespace", "kube-system", "Namespace of the control-plane Lease."},
-	{"svc_enable", "false", "Manage LoadBalancer Service VIPs (not implemented yet: accepted with a warning)."},
+	{"svc_enable", "false", "Manage LoadBalancer Service VIPs: addresses from annotations, spec.loadBalancerIP or the pools in ConfigMap kube-system/kubevip."},
+	{"svc_namespace", "", "Serve only the LoadBalancer Services of this namespace. Empty: all namespaces."},
+	{"svc_leasename", "plndr-svcs-lock", "Name of the Services Lease (in cp_namespace): its holder owns every externalTrafficPolicy: Cluster VIP and allocates addresses."},
+	{"vip_servicesinterface", "", "Interface that carries Service VIPs. Empty: vip_interface."},
+	{"lb_class_only", "false", "Serve only Services whose spec.loadBalancerClass is lb_class_name; otherwise Services without a class are served too."},
+	{"lb_class_name", "kube-vip.io/kube-vip-class", "The spec.loadBalancerClass vipd serves (kube-vip's, so existing Services keep working)."},
 	{"vip_leaderelection", "true", "Elect one owner through a Lease. vipd always elects; false is accepted with a warning."},
 	{"vip_leasename", "plndr-cp-lock", "Name of the control-plane Lease."},
 	{"vip_leaseduration", "5", "Seconds a Lease stays valid after its last renewal; a follower takes over after this."},
@@ -88,14 +93,20 @@ type Config struct {
 	// Interface is the link that carries the VIP (chosen when not given).
 	Interface string
 	// Bits is the prefix length used for the VIP on the interface.
-	Bits           int
-	DNSMode        string
-	ARP            bool
-	ARPRate        time.Duration
-	ControlPlane   bool
-	Namespace      string
-	Services       bool
-	LeaseName      string
+	Bits         int
+	DNSMode      string
+	ARP          bool
+	ARPRate      time.Duration
+	ControlPlane bool
+	Namespace    string
+	Services     bool
+	LeaseName    string
+	// Services settings.
+	SvcNamespace   string
+	SvcLeaseName   string
+	SvcInterface   string
+	LBClassOnly    bool
+	LBClassName    string
 	LeaseDuration  time.Duration
 	RenewDeadline  time.Duration
 	RetryPeriod    time.Duration
@@ -217,6 +228,13 @@ func Load(fs *pflag.FlagSet, d Deps) (*Config, error) {
 	c.ARP = boolean("vip_arp")
 	c.ControlPlane = boolean("cp_enable")
 	c.Services = boolean("svc_enable")
+	c.LBClassOnly = boolean("lb_class_only")
+	c.LBClassName, _ = r.get("lb_class_name")
+	c.SvcNamespace, _ = r.get("svc_namespace")
+	c.SvcLeaseName, _ = r.get("svc_leasename")
+	if c.Services && c.SvcLeaseName == "" {
+		errs = append(errs, errors.New("svc_leasename is empty: set it to the Services Lease name, plndr-svcs-lock by default"))
+	}
 	if !boolean("vip_leaderelection") {
 		c.Warnings = append(c.Warnings, "vip_leaderelection=false ignored: without an election every node would put the VIP on its interface; vipd always elects one owner through the Lease")
 	}
@@ -319,12 +337,11 @@ func Load(fs *pflag.FlagSet, d Deps) (*Config, error) {
 	if !c.ControlPlane && !c.Services {
 		errs = append(errs, errors.New("neither cp_enable nor svc_enable is true, so vipd has nothing to do: set cp_enable=true for the control-plane VIP"))
 	}
-	if c.Services {
-		c.Warnings = append(c.Warnings, "svc_enable=true: LoadBalancer Service VIPs are not implemented in this version of vipd and are ignored; only the control-plane VIP is managed")
-	}
-
 	if c.ControlPlane {
 		errs = append(errs, c.loadAddress(r, d)...)
+	}
+	if c.Services {
+		errs = append(errs, c.loadServicesInterface(r, d)...)
 	}
 	if c.HealthURL == "" {
 		c.HealthURL = fmt.Sprintf("https://127.0.0.1:%d/readyz", c.Port)
@@ -403,6 +420,42 @@ func (c *Config) loadAddress(r raw, d Deps) []error {
 	return append(errs, fmt.Errorf("%s=%q: no such interface on node %s; interfaces here: %s%s. Interface names differ between servers: check with `ip -br addr` on each node", origin, c.Interface, host, names(ifaces), hint))
 }
 
+// loadServicesInterface chooses the interface of Service VIPs:
+// vip_servicesinterface, else vip_interface (as given, or as chosen for the
+// control-plane VIP).
+func (c *Config) loadServicesInterface(r raw, d Deps) []error {
+	name, origin := r.get("vip_servicesinterface")
+	if name == "" && c.ControlPlane {
+		// vip_interface, checked (or chosen) with the control-plane VIP.
+		c.SvcInterface = c.Interface
+		return nil
+	}
+	if name == "" {
+		name, origin = r.get("vip_interface")
+	}
+	c.SvcInterface = name
+	if name == "" {
+		return []error{errors.New("svc_enable=true but neither vip_servicesinterface nor vip_interface is set: set vip_interface to the interface on the network where Service VIPs live")}
+	}
+	if d.Interfaces == nil {
+		return nil
+	}
+	ifaces, err := d.Interfaces()
+	if err != nil {
+		return []error{fmt.Errorf("listing network interfaces: %w", err)}
+	}
+	for _, i := range ifaces {
+		if i.Name == name {
+			return nil
+		}
+	}
+	host := c.NodeName
+	if host == "" {
+		host = "this node"
+	}
+	return []error{fmt.Errorf("%s=%q: no such interface on node %s; interfaces here: %s. Interface names differ between servers: check with `ip -br addr` on each node", origin, name, host, names(ifaces))}
+}
+
 // ResolveOne resolves name and picks one address according to mode.
 func ResolveOne(resolve Resolver, name, mode string) (netip.Addr, error) {
 	if resolve == nil {
@@ -467,6 +520,11 @@ func (c *Config) Prefix() netip.Prefix { return netip.PrefixFrom(c.VIP, c.Bits) 
 
 // String renders the configuration for the start-up log line.
 func (c *Config) String() string {
-	return fmt.Sprintf("address=%s vip=%s interface=%s bits=%d lease=%s/%s duration=%s renew=%s retry=%s arpRate=%s node=%s metrics=%q",
+	s := fmt.Sprintf("address=%s vip=%s interface=%s bits=%d lease=%s/%s duration=%s renew=%s retry=%s arpRate=%s node=%s metrics=%q",
 		c.Address, c.VIP, c.Interface, c.Bits, c.Namespace, c.LeaseName, c.LeaseDuration, c.RenewDeadline, c.RetryPeriod, c.ARPRate, c.NodeName, c.MetricsAddress)
+	if c.Services {
+		s += fmt.Sprintf(" services: interface=%s lease=%s/%s namespace=%q class=%s classOnly=%t",
+			c.SvcInterface, c.Namespace, c.SvcLeaseName, c.SvcNamespace, c.LBClassName, c.LBClassOnly)
+	}
+	return s
 }

@@ -52,8 +52,12 @@ func TestSeedEnvironment(t *testing.T) {
 		c.ARPRate != 3*time.Second || c.MetricsAddress != ":2112" || !c.ARP || !c.ControlPlane {
 		t.Fatalf("%+v", c)
 	}
-	if len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "svc_enable") {
-		t.Fatalf("warnings %v: want one about svc_enable", c.Warnings)
+	if !c.Services || c.SvcInterface != "eno3" || c.SvcLeaseName != "plndr-svcs-lock" || c.SvcNamespace != "" ||
+		c.LBClassOnly || c.LBClassName != "kube-vip.io/kube-vip-class" {
+		t.Fatalf("services settings %+v", c)
+	}
+	if len(c.Warnings) != 0 {
+		t.Fatalf("warnings %v: want none", c.Warnings)
 	}
 }
 
@@ -82,9 +86,11 @@ func TestChoices(t *testing.T) {
 		{"IPv6 VIP gets /128", map[string]string{"address": "2001:db8::200", "vip_subnet": ""}, func(c *Config) bool { return c.Bits == 128 && c.VIP.Is6() }},
 		{"name, first", map[string]string{"address": "vip.example.com"}, func(c *Config) bool { return c.IsName && c.VIP == netip.MustParseAddr("2001:db8::200") }},
 		{"name, ipv4", map[string]string{"address": "vip.example.com", "dns_mode": "ipv4"}, func(c *Config) bool { return c.VIP == netip.MustParseAddr("198.51.100.201") }},
-		{"leaderelection false only warns", map[string]string{"vip_leaderelection": "false"}, func(c *Config) bool { return len(c.Warnings) == 2 }},
+		{"leaderelection false only warns", map[string]string{"vip_leaderelection": "false"}, func(c *Config) bool { return len(c.Warnings) == 1 }},
 		{"old kube-vip names", map[string]string{"address": "", "vip_address": "198.51.100.7", "vip_subnet": "", "vip_cidr": "32"}, func(c *Config) bool { return c.VIP == netip.MustParseAddr("198.51.100.7") && c.Bits == 32 }},
-		{"BGP only warns", map[string]string{"bgp_enable": "true"}, func(c *Config) bool { return len(c.Warnings) == 2 && strings.Contains(c.Warnings[0], "BGP") }},
+		{"BGP only warns", map[string]string{"bgp_enable": "true"}, func(c *Config) bool { return len(c.Warnings) == 1 && strings.Contains(c.Warnings[0], "BGP") }},
+		{"services interface of its own", map[string]string{"vip_servicesinterface": "eno3"}, func(c *Config) bool { return c.SvcInterface == "eno3" }},
+		{"services only", map[string]string{"cp_enable": "false", "address": ""}, func(c *Config) bool { return c.Services && !c.ControlPlane && c.SvcInterface == "eno3" }},
 		{"node name from env", map[string]string{"vip_nodename": "n7"}, func(c *Config) bool { return c.NodeName == "n7" }},
 	} {
 		env := seedEnv()
@@ -123,6 +129,9 @@ func TestErrorsNameTheValueAndTheFix(t *testing.T) {
 		{"bad subnet", map[string]string{"vip_subnet": "33"}, []string{`env vip_subnet="33" is not a prefix length for 198.51.100.200`}},
 		{"bad port", map[string]string{"port": "0"}, []string{`env port="0" is not a TCP port`}},
 		{"bad dns mode", map[string]string{"dns_mode": "dual"}, []string{`dns_mode="dual" is not supported`}},
+		{"wrong services interface", map[string]string{"vip_servicesinterface": "eth1"}, []string{`env vip_servicesinterface="eth1": no such interface on node node-1`, "interfaces here: eno1, eno3, lo"}},
+		{"services only without interface", map[string]string{"cp_enable": "false", "vip_interface": ""}, []string{"svc_enable=true but neither vip_servicesinterface nor vip_interface is set"}},
+		{"bad class only", map[string]string{"lb_class_only": "yes"}, []string{`env lb_class_only="yes" is not a boolean`}},
 		{"bad arp rate", map[string]string{"vip_arpRate": "10"}, []string{`env vip_arpRate="10" must be a number of milliseconds of at least 100`}},
 	} {
 		env := seedEnv()

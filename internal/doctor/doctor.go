@@ -24,6 +24,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/vipd/vipd/internal/events"
 )
 
 // Finding is one problem, with what to do about it.
@@ -174,48 +176,14 @@ type Reporter struct {
 	Node      string
 	Log       *slog.Logger
 
-	mu        sync.Mutex
-	seen      map[string]bool
-	forbidden bool
+	once   sync.Once
+	poster *events.Poster
 }
 
 // Report logs and posts f, unless the same finding was reported before.
 func (r *Reporter) Report(ctx context.Context, f Finding) {
-	r.mu.Lock()
-	if r.seen == nil {
-		r.seen = map[string]bool{}
-	}
-	key := f.Reason + "\x00" + f.Message
-	if r.seen[key] {
-		r.mu.Unlock()
-		return
-	}
-	r.seen[key] = true
-	forbidden := r.forbidden
-	r.mu.Unlock()
-
-	r.Log.Warn(f.Message, "reason", f.Reason)
-	if forbidden || r.Client == nil {
-		return
-	}
-	now := metav1.NewTime(time.Now())
-	_, err := r.Client.CoreV1().Events(r.Namespace).Create(ctx, &corev1.Event{
-		ObjectMeta: metav1.ObjectMeta{GenerateName: "vipd-", Namespace: r.Namespace},
-		InvolvedObject: corev1.ObjectReference{
-			APIVersion: "coordination.k8s.io/v1", Kind: "Lease", Namespace: r.Namespace, Name: r.Lease,
-		},
-		Reason: f.Reason, Message: f.Message, Type: corev1.EventTypeWarning,
-		Source:         corev1.EventSource{Component: "vipd", Host: r.Node},
-		FirstTimestamp: now, LastTimestamp: now, Count: 1,
-		ReportingController: "vipd", ReportingInstance: "vipd-" + r.Node,
-	}, metav1.CreateOptions{})
-	switch {
-	case apierrors.IsForbidden(err):
-		r.mu.Lock()
-		r.forbidden = true
-		r.mu.Unlock()
-		r.Log.Warn("cannot post Events (forbidden by RBAC); findings appear only in this log. Add {apiGroups: [\"\"], resources: [\"events\"], verbs: [\"create\"]} to ClusterRole system:kube-vip-role to see them with kubectl get events", "err", err)
-	case err != nil:
-		r.Log.Warn("cannot post Event", "reason", f.Reason, "err", err)
-	}
+	r.once.Do(func() { r.poster = &events.Poster{Client: r.Client, Node: r.Node, Log: r.Log} })
+	r.poster.Post(ctx, corev1.ObjectReference{
+		APIVersion: "coordination.k8s.io/v1", Kind: "Lease", Namespace: r.Namespace, Name: r.Lease,
+	}, corev1.EventTypeWarning, f.Reason, f.Message)
 }

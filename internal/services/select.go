@@ -21,8 +21,9 @@ const (
 	AnnotationIPs = "kube-vip.io/loadbalancerIPs"
 )
 
-// DefaultClassName is the spec.loadBalancerClass vipd answers to.
-const DefaultClassName = "vipd.io/lb"
+// DefaultClassName is the spec.loadBalancerClass vipd answers to: kube-vip's,
+// so Services written for kube-vip keep working.
+const DefaultClassName = "kube-vip.io/kube-vip-class"
 
 // ClassFilter says which loadBalancerClass values are vipd's.
 type ClassFilter struct {

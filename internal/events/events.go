@@ -1,0 +1,87 @@
+// Package events posts Kubernetes Events for vipd, each distinct one once,
+// and degrades to a single log warning when RBAC forbids Events (the seed's
+// ClusterRole has no events permission).
+package events
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// Poster posts Events from one node.
+type Poster struct {
+	Client kubernetes.Interface
+	Node   string
+	Log    *slog.Logger
+
+	mu        sync.Mutex
+	last      map[string]string // object+reason -> last message posted
+	forbidden bool
+}
+
+// Post logs and posts an Event on obj unless the last Event with this reason
+// on obj had the same message. It returns false when it was a repeat.
+func (p *Poster) Post(ctx context.Context, obj corev1.ObjectReference, typ, reason, message string) bool {
+	p.mu.Lock()
+	if p.last == nil {
+		p.last = map[string]string{}
+	}
+	k := string(obj.UID) + "\x00" + obj.Kind + "\x00" + obj.Namespace + "/" + obj.Name + "\x00" + reason
+	if m, ok := p.last[k]; ok && m == message {
+		p.mu.Unlock()
+		return false
+	}
+	p.last[k] = message
+	forbidden := p.forbidden
+	p.mu.Unlock()
+
+	if typ == corev1.EventTypeWarning {
+		p.Log.Warn(message, "reason", reason)
+	} else {
+		p.Log.Info(message, "reason", reason)
+	}
+	if forbidden || p.Client == nil {
+		return true
+	}
+	now := metav1.NewTime(time.Now())
+	_, err := p.Client.CoreV1().Events(obj.Namespace).Create(ctx, &corev1.Event{
+		ObjectMeta:     metav1.ObjectMeta{GenerateName: "vipd-", Namespace: obj.Namespace},
+		InvolvedObject: obj,
+		Reason:         reason, Message: message, Type: typ,
+		Source:         corev1.EventSource{Component: "vipd", Host: p.Node},
+		FirstTimestamp: now, LastTimestamp: now, Count: 1,
+		ReportingController: "vipd", ReportingInstance: "vipd-" + p.Node,
+	}, metav1.CreateOptions{})
+	switch {
+	case apierrors.IsForbidden(err):
+		p.mu.Lock()
+		first := !p.forbidden
+		p.forbidden = true
+		p.mu.Unlock()
+		if first {
+			p.Log.Warn("cannot post Events (forbidden by RBAC); findings appear only in this log. Add {apiGroups: [\"\"], resources: [\"events\"], verbs: [\"create\"]} to ClusterRole system:kube-vip-role to see them with kubectl get events", "err", err)
+		}
+	case err != nil:
+		p.Log.Warn("cannot post Event", "reason", reason, "err", err)
+	}
+	return true
+}
+
+// Forget drops what was posted about obj (it was deleted), so the memory
+// stays bounded by the objects that exist.
+func (p *Poster) Forget(uid string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for k := range p.last {
+		if len(k) > len(uid) && k[:len(uid)] == uid && k[len(uid)] == 0 {
+			delete(p.last, k)
+		}
+	}
+}

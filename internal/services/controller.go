@@ -1,0 +1,744 @@
+package services
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	listerscorev1 "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/utils/clock"
+
+	"github.com/vipd/vipd/internal/announce"
+	"github.com/vipd/vipd/internal/election"
+	"github.com/vipd/vipd/internal/events"
+	"github.com/vipd/vipd/internal/ipam"
+	"github.com/vipd/vipd/internal/owner"
+	"github.com/vipd/vipd/internal/vip"
+)
+
+// PoolsNamespace and PoolsName locate the address pools, where
+// kube-vip-cloud-provider keeps them.
+const (
+	PoolsNamespace = "kube-system"
+	PoolsName      = "kubevip"
+)
+
+// LocalLeasePrefix names the per-Service Lease of an externalTrafficPolicy:
+// Local Service (kube-vip's name for its per-Service Leases).
+const LocalLeasePrefix = "kubevip-"
+
+// Options are what the Services controller needs.
+type Options struct {
+	Client    kubernetes.Interface
+	Kernel    vip.Kernel
+	Sender    announce.Sender
+	Interface string
+	// HasIPv6 reports whether Interface has a global IPv6 address; IPv6
+	// VIPs are not taken without one.
+	HasIPv6 func() bool
+	// Namespace limits vipd to the Services of one namespace ("" = all).
+	Namespace string
+	// LeaseNamespace/LeaseName: the Services Lease. Its holder owns every
+	// externalTrafficPolicy: Cluster VIP and is the one allocator.
+	LeaseNamespace, LeaseName                 string
+	NodeName                                  string
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+	AnnouncePeriod                            time.Duration
+	Filter                                    ClassFilter
+	// Reserved is the control-plane VIP (invalid when there is none).
+	Reserved netip.Addr
+	// Leader receives the Services Lease's metrics (may be nil).
+	Leader   election.Recorder
+	Announce func(error)
+	// Writers bounds concurrent API writes (default 8).
+	Writers int
+	Clock   clock.Clock
+	Logger  *slog.Logger
+}
+
+// Controller runs the VIPs of LoadBalancer Services on this node.
+type Controller struct {
+	o       Options
+	log     *slog.Logger
+	poster  *events.Poster
+	kick    chan struct{}
+	elector *election.Elector
+	wg      sync.WaitGroup
+
+	svcLister listerscorev1.ServiceLister
+	slices    cache.Indexer
+	cmLister  listerscorev1.ConfigMapLister
+	synced    []cache.InformerSynced
+	ready     chan struct{}
+
+	mu        sync.Mutex
+	leading   bool
+	until     time.Time
+	vips      map[netip.Addr]*held
+	pools     *ipam.Pools
+	poolsSeen string // the ConfigMap data last parsed
+	stopping  bool
+}
+
+// held is one VIP this node may own.
+type held struct {
+	ov    *owner.VIP
+	local string // the Service key for externalTrafficPolicy: Local; "" = Cluster
+	// cancel stops the per-Service election of a Local VIP; done closes
+	// when it has stepped down and released.
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// New prepares the controller; Run starts it.
+func New(o Options) (*Controller, error) {
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
+	}
+	if o.Writers <= 0 {
+		o.Writers = 8
+	}
+	if o.HasIPv6 == nil {
+		o.HasIPv6 = func() bool { return true }
+	}
+	log := o.Logger.With("component", "services")
+	c := &Controller{
+		o: o, log: log, kick: make(chan struct{}, 1), vips: map[netip.Addr]*held{}, ready: make(chan struct{}),
+		poster: &events.Poster{Client: o.Client, Node: o.NodeName, Log: log},
+	}
+	el, err := election.New(election.Options{
+		Client: o.Client, Namespace: o.LeaseNamespace, Name: o.LeaseName, Identity: o.NodeName,
+		LeaseDuration: o.LeaseDuration, RenewDeadline: o.RenewDeadline, RetryPeriod: o.RetryPeriod,
+		Guard: leaderGuard{c}, Recorder: o.Leader, Clock: o.Clock, Logger: log.With("lease", o.LeaseNamespace+"/"+o.LeaseName),
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.elector = el
+	return c, nil
+}
+
+// Ready reports an error until the caches are filled and the Services
+// Lease has been read.
+func (c *Controller) Ready() error {
+	select {
+	case <-c.ready:
+	default:
+		return errors.New("services: caches not synced yet")
+	}
+	return c.elector.Ready()
+}
+
+// Check is the health of the Services VIPs: an error when this node leads
+// but its fence has passed.
+func (c *Controller) Check() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.leading && !c.o.Clock.Now().Before(c.until) {
+		return fmt.Errorf("services: leader of %s/%s but no successful renewal: fence passed", c.o.LeaseNamespace, c.o.LeaseName)
+	}
+	return nil
+}
+
+// Holding counts the Service VIPs on this node's interface.
+func (c *Controller) Holding() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, h := range c.vips {
+		if h.ov.Holding() {
+			n++
+		}
+	}
+	return n
+}
+
+func (c *Controller) poke() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// leaderGuard applies the Services Lease to every Cluster VIP.
+type leaderGuard struct{ c *Controller }
+
+func (g leaderGuard) Hold(until time.Time) {
+	c := g.c
+	c.mu.Lock()
+	first := !c.leading
+	c.leading, c.until = true, until
+	for _, h := range c.vips {
+		if h.local == "" {
+			h.ov.Hold(until)
+		}
+	}
+	c.mu.Unlock()
+	if first {
+		c.poke()
+	}
+}
+
+func (g leaderGuard) Drop(reason string) {
+	c := g.c
+	c.mu.Lock()
+	c.leading = false
+	for _, h := range c.vips {
+		if h.local == "" {
+			h.ov.Drop(reason)
+		}
+	}
+	c.mu.Unlock()
+}
+
+// localGuard applies a per-Service Lease to its one VIP.
+type localGuard struct {
+	c  *Controller
+	ov *owner.VIP
+}
+
+func (g localGuard) Hold(until time.Time) {
+	first := !g.ov.Holding()
+	g.ov.Hold(until)
+	if first {
+		g.c.poke()
+	}
+}
+
+func (g localGuard) Drop(reason string) { g.ov.Drop(reason) }
+
+// Run watches Services until ctx ends, then steps down in order: stop
+// announcing, remove every VIP, release the Leases.
+func (c *Controller) Run(ctx context.Context) error {
+	c.startInformers(ctx)
+	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
+		return ctx.Err()
+	}
+	c.sweep()
+	close(c.ready)
+
+	c.wg.Add(1)
+	var runErr error
+	go func() {
+		defer c.wg.Done()
+		if err := c.elector.Run(ctx); err != nil {
+			runErr = fmt.Errorf("services election: %w", err)
+		}
+	}()
+	resync := time.NewTicker(30 * time.Second)
+	defer resync.Stop()
+	c.poke()
+	for {
+		select {
+		case <-ctx.Done():
+			c.mu.Lock()
+			c.stopping = true
+			for ip, h := range c.vips {
+				c.stopLocked(ip, h, "shutting down")
+			}
+			c.mu.Unlock()
+			c.wg.Wait()
+			return runErr
+		case <-c.kick:
+		case <-resync.C:
+		}
+		c.pass(ctx)
+	}
+}
+
+func (c *Controller) startInformers(ctx context.Context) {
+	opts := []informers.SharedInformerOption{}
+	if c.o.Namespace != "" {
+		opts = append(opts, informers.WithNamespace(c.o.Namespace))
+	}
+	f := informers.NewSharedInformerFactoryWithOptions(c.o.Client, 0, opts...)
+	kick := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { c.poke() },
+		UpdateFunc: func(any, any) { c.poke() },
+		DeleteFunc: func(any) { c.poke() },
+	}
+	si := f.Core().V1().Services()
+	_, _ = si.Informer().AddEventHandler(kick)
+	c.svcLister = si.Lister()
+	ei := f.Discovery().V1().EndpointSlices().Informer()
+	_ = ei.AddIndexers(cache.Indexers{"service": func(obj any) ([]string, error) {
+		s, ok := obj.(*discoveryv1.EndpointSlice)
+		if !ok || s.Labels[discoveryv1.LabelServiceName] == "" {
+			return nil, nil
+		}
+		return []string{s.Namespace + "/" + s.Labels[discoveryv1.LabelServiceName]}, nil
+	}})
+	_, _ = ei.AddEventHandler(kick)
+	c.slices = ei.GetIndexer()
+	c.synced = append(c.synced, si.Informer().HasSynced, ei.HasSynced)
+
+	// The pools ConfigMap: the seed's ClusterRole cannot read ConfigMaps.
+	// Then say so once and serve explicit addresses only.
+	_, err := c.o.Client.CoreV1().ConfigMaps(PoolsNamespace).Get(ctx, PoolsName, metav1.GetOptions{})
+	if apierrors.IsForbidden(err) {
+		c.log.Warn("cannot read ConfigMap "+PoolsNamespace+"/"+PoolsName+" (forbidden by RBAC), so there are no address pools: only Services with annotation "+AnnotationIPs+" or spec.loadBalancerIP get an address. Add {apiGroups: [\"\"], resources: [\"configmaps\"], verbs: [\"get\", \"list\", \"watch\"]} to ClusterRole system:kube-vip-role (vipd manifest rbac has it) and restart vipd", "err", err)
+	} else {
+		cf := informers.NewSharedInformerFactoryWithOptions(c.o.Client, 0, informers.WithNamespace(PoolsNamespace),
+			informers.WithTweakListOptions(func(lo *metav1.ListOptions) {
+				lo.FieldSelector = fields.OneTermEqualSelector("metadata.name", PoolsName).String()
+			}))
+		ci := cf.Core().V1().ConfigMaps()
+		_, _ = ci.Informer().AddEventHandler(kick)
+		c.cmLister = ci.Lister()
+		c.synced = append(c.synced, ci.Informer().HasSynced)
+		cf.Start(ctx.Done())
+	}
+	f.Start(ctx.Done())
+}
+
+// sweep removes Service addresses an earlier run left on this host (S4):
+// every address a Service names, where it carries vipd's mark (a finite
+// lifetime on a full-length prefix), so a node's own address is never touched.
+func (c *Controller) sweep() {
+	svcs, _ := c.svcLister.List(labels.Everything())
+	seen := map[netip.Addr]bool{}
+	for _, s := range svcs {
+		ips, _ := Requested(s)
+		for _, in := range s.Status.LoadBalancer.Ingress {
+			if ip, err := netip.ParseAddr(in.IP); err == nil {
+				ips = append(ips, ip.Unmap())
+			}
+		}
+		for _, ip := range ips {
+			if seen[ip] || ip == c.o.Reserved {
+				continue
+			}
+			seen[ip] = true
+			found, err := c.o.Kernel.Find(ip)
+			if err != nil {
+				c.log.Warn("cannot look for leftover Service VIP", "address", ip, "err", err)
+				continue
+			}
+			for _, f := range found {
+				if f.Valid == 0 || f.Prefix.Bits() != ip.BitLen() {
+					continue
+				}
+				if err := c.o.Kernel.Delete(f.Iface, f.Prefix); err != nil {
+					c.log.Warn("cannot remove leftover Service VIP", "address", f.Prefix, "interface", f.Iface, "err", err)
+					continue
+				}
+				c.log.Warn("removed leftover Service VIP before joining the election", "address", f.Prefix, "interface", f.Iface)
+			}
+		}
+	}
+}
+
+// readPools returns the pools: nil without a ConfigMap; the last good ones
+// when the ConfigMap is malformed (reported once, by the allocator).
+func (c *Controller) readPools(ctx context.Context, leading bool) *ipam.Pools {
+	if c.cmLister == nil {
+		return nil
+	}
+	cm, err := c.cmLister.ConfigMaps(PoolsNamespace).Get(PoolsName)
+	if err != nil {
+		c.pools, c.poolsSeen = nil, ""
+		return nil
+	}
+	seen := fmt.Sprint(cm.Data)
+	if seen == c.poolsSeen {
+		return c.pools
+	}
+	p, err := ipam.ParsePools(cm.Data)
+	if err != nil {
+		if leading {
+			c.poster.Post(ctx, ref(cm, "ConfigMap"), corev1.EventTypeWarning, "InvalidPools",
+				fmt.Sprintf("ConfigMap %s/%s is malformed, keeping the last good pools: %v", PoolsNamespace, PoolsName, err))
+			c.poolsSeen = seen
+		}
+		return c.pools
+	}
+	c.pools, c.poolsSeen = p, seen
+	c.log.Info("address pools loaded", "pools", describe(p))
+	return p
+}
+
+func describe(p *ipam.Pools) string {
+	var s []string
+	if p.Global != nil {
+		s = append(s, "global="+rangesOf(*p.Global))
+	}
+	for ns, pool := range p.Namespaces {
+		s = append(s, ns+"="+rangesOf(pool))
+	}
+	sort.Strings(s)
+	return strings.Join(s, " ")
+}
+
+func rangesOf(p ipam.Pool) string {
+	var s []string
+	for _, r := range p.Ranges {
+		s = append(s, r.String())
+	}
+	return strings.Join(s, ",")
+}
+
+func ref(obj metav1.Object, kind string) corev1.ObjectReference {
+	return corev1.ObjectReference{APIVersion: "v1", Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName(), UID: obj.GetUID(), ResourceVersion: obj.GetResourceVersion()}
+}
+
+// want is what should happen to one address.
+type want struct {
+	local string // Service key when externalTrafficPolicy: Local
+	svc   *corev1.Service
+}
+
+// pass makes the world match the Services: one plan, then VIPs, then writes.
+func (c *Controller) pass(ctx context.Context) {
+	all, err := c.svcLister.List(labels.Everything())
+	if err != nil {
+		c.log.Error("listing Services from the cache", "err", err)
+		return
+	}
+	var ours, stale []*corev1.Service
+	for _, s := range all {
+		if ok, _ := c.o.Filter.Ours(s); ok {
+			ours = append(ours, s)
+		} else if s.Annotations[AnnotationHost] != "" || s.Annotations[AnnotationAllocated] != "" {
+			stale = append(stale, s)
+		}
+	}
+	c.mu.Lock()
+	leading := c.leading && c.o.Clock.Now().Before(c.until)
+	pools := c.readPools(ctx, leading)
+	c.mu.Unlock()
+
+	plan := Plan(Input{Services: ours, Pools: pools, Reserved: c.o.Reserved, Allocate: leading})
+	desired := map[netip.Addr]want{}
+	ipv6 := c.o.HasIPv6()
+	for _, e := range plan {
+		if e.Problem != nil || len(e.Allocated) > 0 {
+			continue
+		}
+		for _, ip := range e.Addrs {
+			if ip.Is6() && !ipv6 {
+				if leading || e.Local && c.localReady(e.Key) {
+					c.poster.Post(ctx, ref(e.Svc, "Service"), corev1.EventTypeWarning, "NoIPv6",
+						fmt.Sprintf("service %s asks for IPv6 address %s, but interface %s on node %s has no global IPv6 address, so vipd does not announce it: give the nodes IPv6 on that interface, or use an IPv4 address", e.Key, ip, c.o.Interface, c.o.NodeName))
+				}
+				continue
+			}
+			w := want{svc: e.Svc}
+			if e.Local {
+				w.local = e.Key
+			}
+			desired[ip] = w
+		}
+	}
+	c.reconcile(ctx, desired)
+
+	var writes []func()
+	if leading {
+		writes = append(writes, c.allocatorWrites(ctx, plan, stale)...)
+	}
+	writes = append(writes, c.ownerWrites(ctx, plan)...)
+	c.run(writes)
+}
+
+// reconcile starts and stops VIPs to match desired.
+func (c *Controller) reconcile(ctx context.Context, desired map[netip.Addr]want) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopping {
+		return
+	}
+	for ip, h := range c.vips {
+		if w, ok := desired[ip]; !ok || w.local != h.local {
+			c.stopLocked(ip, h, "no longer a VIP of a Service vipd serves")
+		}
+	}
+	fenceOK := c.leading && c.o.Clock.Now().Before(c.until)
+	for ip, w := range desired {
+		h := c.vips[ip]
+		if h == nil {
+			h = c.newHeld(ip, w.local)
+			c.vips[ip] = h
+			if w.local == "" && fenceOK {
+				h.ov.Hold(c.until)
+			}
+		}
+		if w.local == "" {
+			continue
+		}
+		switch ready := c.localReady(w.local); {
+		case ready && h.cancel == nil:
+			c.startLocal(ctx, ip, h, w.svc)
+		case !ready && h.cancel != nil:
+			c.log.Info("no ready local endpoint any more: giving up the VIP", "service", w.local, "vip", ip)
+			h.ov.Drop("no ready local endpoint")
+			h.cancel()
+			h.cancel = nil
+		}
+	}
+}
+
+func (c *Controller) newHeld(ip netip.Addr, local string) *held {
+	log := c.log.With("service", local)
+	if local == "" {
+		log = c.log
+	}
+	ann := announce.New(c.o.Sender, announce.Options{Period: c.o.AnnouncePeriod}, c.o.Clock, log.With("component", "announce"), c.o.Announce)
+	addr := vip.NewAddress(c.o.Kernel, c.o.Interface, netip.PrefixFrom(ip, ip.BitLen()), c.o.Clock.Now)
+	return &held{ov: owner.New(addr, ann, nopPresent{}, c.o.Clock, log), local: local}
+}
+
+type nopPresent struct{}
+
+func (nopPresent) SetPresent(bool) {}
+
+// stopLocked takes a VIP off this node: Drop (S3), then, for a Local VIP,
+// its election steps down and releases in the background.
+func (c *Controller) stopLocked(ip netip.Addr, h *held, reason string) {
+	h.ov.Drop(reason)
+	if h.cancel != nil {
+		h.cancel()
+		h.cancel = nil
+	}
+	delete(c.vips, ip)
+}
+
+// startLocal joins the per-Service election of a Local VIP.
+func (c *Controller) startLocal(ctx context.Context, ip netip.Addr, h *held, svc *corev1.Service) {
+	el, err := election.New(election.Options{
+		Client: c.o.Client, Namespace: svc.Namespace, Name: LocalLeasePrefix + svc.Name, Identity: c.o.NodeName,
+		LeaseDuration: c.o.LeaseDuration, RenewDeadline: c.o.RenewDeadline, RetryPeriod: c.o.RetryPeriod,
+		Annotations: func() map[string]string { return map[string]string{election.VIPAnnotation: ip.String()} },
+		Guard:       localGuard{c: c, ov: h.ov}, Clock: c.o.Clock,
+		Logger: c.log.With("lease", svc.Namespace+"/"+LocalLeasePrefix+svc.Name),
+	})
+	if err != nil {
+		c.log.Error("cannot start the Service's election", "service", key(svc), "err", err)
+		return
+	}
+	lctx, cancel := context.WithCancel(ctx)
+	prev, done := h.done, make(chan struct{})
+	h.cancel, h.done = cancel, done
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer close(done)
+		if prev != nil {
+			<-prev // the previous election of this VIP has released its Lease
+		}
+		_ = el.Run(lctx)
+	}()
+}
+
+// localReady reports whether this node has a ready endpoint of the Service.
+func (c *Controller) localReady(svcKey string) bool {
+	objs, _ := c.slices.ByIndex("service", svcKey)
+	for _, o := range objs {
+		s := o.(*discoveryv1.EndpointSlice)
+		for _, ep := range s.Endpoints {
+			if ep.NodeName != nil && *ep.NodeName == c.o.NodeName && (ep.Conditions.Ready == nil || *ep.Conditions.Ready) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// allocatorWrites are the allocator's writes: addresses taken from pools,
+// Events for bad input, and clean-up of Services that are no longer vipd's.
+func (c *Controller) allocatorWrites(ctx context.Context, plan []*Entry, stale []*corev1.Service) []func() {
+	var w []func()
+	for _, e := range plan {
+		e := e
+		switch {
+		case e.Problem != nil:
+			c.poster.Post(ctx, ref(e.Svc, "Service"), corev1.EventTypeWarning, e.Problem.Reason, e.Problem.Message)
+			if len(e.Svc.Status.LoadBalancer.Ingress) > 0 || e.Svc.Annotations[AnnotationHost] != "" {
+				w = append(w, func() { c.clear(ctx, e.Svc, false) })
+			}
+		case len(e.Allocated) > 0:
+			w = append(w, func() { c.writeAllocation(ctx, e) })
+		}
+	}
+	for _, s := range stale {
+		s := s
+		w = append(w, func() { c.clear(ctx, s, true) })
+	}
+	return w
+}
+
+// writeAllocation records a pool address on the Service (optimistic
+// concurrency: the update carries the resourceVersion the plan was made from).
+func (c *Controller) writeAllocation(ctx context.Context, e *Entry) {
+	s := e.Svc.DeepCopy()
+	if s.Annotations == nil {
+		s.Annotations = map[string]string{}
+	}
+	var ips []string
+	for _, ip := range e.Allocated {
+		ips = append(ips, ip.String())
+	}
+	s.Annotations[AnnotationIPs] = strings.Join(ips, ",")
+	s.Annotations[AnnotationAllocated] = e.Pool
+	if _, err := c.o.Client.CoreV1().Services(s.Namespace).Update(ctx, s, metav1.UpdateOptions{}); err != nil {
+		c.retry("writing the allocated address", e.Key, err)
+		return
+	}
+	c.poster.Post(ctx, ref(s, "Service"), corev1.EventTypeNormal, "Allocated",
+		fmt.Sprintf("service %s: allocated %s from pool %s", e.Key, strings.Join(ips, ","), e.Pool))
+}
+
+// clear removes what vipd wrote on a Service that has no VIP: the status,
+// the owner annotation and, when released (not vipd's any more), an
+// allocation vipd made, which returns the address to the pool.
+func (c *Controller) clear(ctx context.Context, svc *corev1.Service, release bool) {
+	s := svc.DeepCopy()
+	changed := false
+	if _, ok := s.Annotations[AnnotationHost]; ok {
+		delete(s.Annotations, AnnotationHost)
+		changed = true
+	}
+	if release && s.Annotations[AnnotationAllocated] != "" {
+		delete(s.Annotations, AnnotationAllocated)
+		delete(s.Annotations, AnnotationIPs)
+		changed = true
+	}
+	var err error
+	if changed {
+		s, err = c.o.Client.CoreV1().Services(s.Namespace).Update(ctx, s, metav1.UpdateOptions{})
+		if err != nil {
+			c.retry("clearing the owner annotation", key(svc), err)
+			return
+		}
+	}
+	if len(s.Status.LoadBalancer.Ingress) > 0 {
+		s.Status.LoadBalancer.Ingress = nil
+		if _, err := c.o.Client.CoreV1().Services(s.Namespace).UpdateStatus(ctx, s, metav1.UpdateOptions{}); err != nil {
+			c.retry("clearing the status", key(svc), err)
+			return
+		}
+	}
+	c.log.Info("cleared the Service's VIP status", "service", key(svc))
+}
+
+// ownerWrites are this node's writes for the Services whose every VIP it
+// holds now: the owner annotation, then status.loadBalancer.ingress.
+func (c *Controller) ownerWrites(ctx context.Context, plan []*Entry) []func() {
+	var w []func()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, e := range plan {
+		if e.Problem != nil || len(e.Allocated) > 0 || len(e.Addrs) == 0 {
+			continue
+		}
+		all := true
+		for _, ip := range e.Addrs {
+			if h := c.vips[ip]; h == nil || !h.ov.Holding() {
+				all = false
+				break
+			}
+		}
+		if !all || (e.Svc.Annotations[AnnotationHost] == c.o.NodeName && sameIngress(e.Svc, e.Addrs)) {
+			continue
+		}
+		e := e
+		w = append(w, func() { c.writeOwner(ctx, e) })
+	}
+	return w
+}
+
+func sameIngress(s *corev1.Service, ips []netip.Addr) bool {
+	in := s.Status.LoadBalancer.Ingress
+	if len(in) != len(ips) {
+		return false
+	}
+	for i, ip := range ips {
+		if in[i].IP != ip.String() || in[i].Hostname != "" {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *Controller) writeOwner(ctx context.Context, e *Entry) {
+	s := e.Svc.DeepCopy()
+	prev := s.Annotations[AnnotationHost]
+	var err error
+	if prev != c.o.NodeName {
+		if s.Annotations == nil {
+			s.Annotations = map[string]string{}
+		}
+		s.Annotations[AnnotationHost] = c.o.NodeName
+		s, err = c.o.Client.CoreV1().Services(s.Namespace).Update(ctx, s, metav1.UpdateOptions{})
+		if err != nil {
+			c.retry("writing the owner annotation", e.Key, err)
+			return
+		}
+	}
+	if !sameIngress(s, e.Addrs) {
+		s.Status.LoadBalancer.Ingress = nil
+		for _, ip := range e.Addrs {
+			s.Status.LoadBalancer.Ingress = append(s.Status.LoadBalancer.Ingress, corev1.LoadBalancerIngress{IP: ip.String()})
+		}
+		if _, err := c.o.Client.CoreV1().Services(s.Namespace).UpdateStatus(ctx, s, metav1.UpdateOptions{}); err != nil {
+			c.retry("writing status.loadBalancer.ingress", e.Key, err)
+			return
+		}
+	}
+	ips := joinAddrs(e.Addrs)
+	switch prev {
+	case c.o.NodeName:
+	case "":
+		c.poster.Post(ctx, ref(s, "Service"), corev1.EventTypeNormal, "Announced", fmt.Sprintf("%s announced by node %s", ips, c.o.NodeName))
+	default:
+		c.poster.Post(ctx, ref(s, "Service"), corev1.EventTypeNormal, "Moved", fmt.Sprintf("%s moved from node %s to node %s", ips, prev, c.o.NodeName))
+	}
+}
+
+func joinAddrs(ips []netip.Addr) string {
+	var s []string
+	for _, ip := range ips {
+		s = append(s, ip.String())
+	}
+	return strings.Join(s, ",")
+}
+
+// retry logs a failed write and makes another pass soon; a conflict only
+// means the cache was behind, and the next pass sees the newer object.
+func (c *Controller) retry(what, svc string, err error) {
+	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+		c.log.Debug(what+": object changed meanwhile, trying again", "service", svc, "err", err)
+	} else {
+		c.log.Warn(what+" failed, trying again", "service", svc, "err", err)
+	}
+	time.AfterFunc(time.Second, c.poke)
+}
+
+// run does the writes, a few at a time.
+func (c *Controller) run(writes []func()) {
+	sem := make(chan struct{}, c.o.Writers)
+	var wg sync.WaitGroup
+	for _, w := range writes {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			w()
+		}()
+	}
+	wg.Wait()
+}

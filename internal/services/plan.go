@@ -1,0 +1,189 @@
+package services
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"sort"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/vipd/vipd/internal/ipam"
+)
+
+// More annotations. Names under vipd.io are vipd's own; kube-vip.io/vipHost
+// is kube-vip's, so tools that read it keep working.
+const (
+	// AnnotationShare lets Services with the same value share one address
+	// when their ports do not collide (MetalLB's allow-shared-ip, in vipd's name).
+	AnnotationShare = "vipd.io/allow-shared-ip"
+	// AnnotationAllocated marks an address vipd took from a pool and wrote
+	// into AnnotationIPs; its value is the pool's name.
+	AnnotationAllocated = "vipd.io/allocated-from"
+	// AnnotationHost names the node that owns the Service's VIP now.
+	AnnotationHost = "kube-vip.io/vipHost"
+)
+
+// Problem is bad input on one Service: nothing is announced for it.
+type Problem struct {
+	Reason  string
+	Message string
+}
+
+// Entry is the plan for one Service.
+type Entry struct {
+	Key string
+	Svc *corev1.Service
+	// Addrs are the Service's addresses, valid and not in conflict. Empty
+	// with no Problem means: waiting for an allocation.
+	Addrs []netip.Addr
+	// Allocated are addresses this plan took from a pool; they must be
+	// written to the Service before anyone announces them.
+	Allocated []netip.Addr
+	Pool      string
+	// Local is externalTrafficPolicy: Local.
+	Local   bool
+	Problem *Problem
+}
+
+// Input is what a plan is made from; every node makes the same plan from
+// the same input, so the ones that do not allocate agree with the one that does.
+type Input struct {
+	// Services are vipd's Services (already filtered by class).
+	Services []*corev1.Service
+	// Pools may be nil: no ConfigMap, so only explicit addresses.
+	Pools *ipam.Pools
+	// Reserved is the control-plane VIP, never given to a Service.
+	Reserved netip.Addr
+	// Allocate: this node is the allocator and may take pool addresses.
+	Allocate bool
+}
+
+// Plan decides every Service's addresses. Explicit requests are honoured
+// first, oldest Service first, so a pool allocation never takes an address a
+// Service asked for; then Services without a request get pool addresses.
+func Plan(in Input) []*Entry {
+	svcs := append([]*corev1.Service(nil), in.Services...)
+	sort.Slice(svcs, func(i, j int) bool {
+		a, b := svcs[i], svcs[j]
+		if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+			return a.CreationTimestamp.Before(&b.CreationTimestamp)
+		}
+		return key(a) < key(b)
+	})
+	alloc := ipam.New(in.Pools)
+	out := make([]*Entry, 0, len(svcs))
+	var pending []*Entry
+	for _, s := range svcs {
+		e := &Entry{Key: key(s), Svc: s, Local: s.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal}
+		out = append(out, e)
+		req, err := Requested(s)
+		if err != nil {
+			e.Problem = &Problem{"InvalidAddress", err.Error()}
+			continue
+		}
+		if len(req) == 0 {
+			pending = append(pending, e)
+			continue
+		}
+		e.Problem = assign(alloc, in, e, req)
+		if e.Problem != nil && s.Annotations[AnnotationAllocated] != "" && e.Problem.Reason == "AddressInUse" {
+			// An allocation of ours collided (two allocators for a moment, or
+			// a Service created with the same address meanwhile): allocate again.
+			e.Problem = nil
+			pending = append(pending, e)
+		}
+	}
+	for _, e := range pending {
+		if !in.Allocate {
+			continue // the allocator writes an address; then it is explicit
+		}
+		if in.Pools == nil {
+			e.Problem = &Problem{"NoAddressPool", fmt.Sprintf("service %s asks for no address and there are no address pools: set annotation %s (or spec.loadBalancerIP), or add cidr-global/range-global to ConfigMap kube-system/kubevip", e.Key, AnnotationIPs)}
+			continue
+		}
+		ip, err := alloc.Allocate(claim(e.Svc, 0), e.Svc.Namespace, family(e.Svc))
+		if err != nil {
+			reason := "NoAddressPool"
+			if errors.Is(err, ipam.ErrExhausted) {
+				reason = "PoolExhausted"
+			}
+			e.Problem = &Problem{reason, fmt.Sprintf("service %s: %v: widen the pool in ConfigMap kube-system/kubevip, or delete Services that no longer need an address", e.Key, err)}
+			continue
+		}
+		pool, _ := in.Pools.For(e.Svc.Namespace)
+		e.Addrs, e.Allocated, e.Pool = []netip.Addr{ip}, []netip.Addr{ip}, pool.Name
+	}
+	sharedLocal(out)
+	return out
+}
+
+// assign records the explicit addresses of e, or returns the problem.
+func assign(alloc *ipam.Allocator, in Input, e *Entry, req []netip.Addr) *Problem {
+	for i, ip := range req {
+		switch {
+		case ip == in.Reserved:
+			return &Problem{"AddressReserved", fmt.Sprintf("service %s asks for %s, the control-plane VIP: choose another address", e.Key, ip)}
+		case !ip.IsGlobalUnicast() && !ip.IsPrivate():
+			return &Problem{"InvalidAddress", fmt.Sprintf("service %s asks for %s, which is not a unicast address a node can own: choose a free address in the nodes' subnet", e.Key, ip)}
+		case in.Pools != nil && !alloc.InPools(ip):
+			return &Problem{"AddressOutsidePools", fmt.Sprintf("service %s asks for %s, which is outside every address pool in ConfigMap kube-system/kubevip: choose an address in a pool, or add it to one (e.g. range-global)", e.Key, ip)}
+		}
+		if err := alloc.Assign(claim(e.Svc, i), ip); err != nil {
+			for j := range i {
+				alloc.Release(claimKey(e.Key, j))
+			}
+			return &Problem{"AddressInUse", fmt.Sprintf("service %s: %v: choose a free address, or give both Services the same %s annotation", e.Key, err, AnnotationShare)}
+		}
+	}
+	e.Addrs = req
+	return nil
+}
+
+// sharedLocal refuses sharing for externalTrafficPolicy: Local, whose VIP
+// must follow its own endpoints: the later Services get a problem.
+func sharedLocal(es []*Entry) {
+	first := map[netip.Addr]*Entry{}
+	for _, e := range es {
+		for _, ip := range e.Addrs {
+			f, ok := first[ip]
+			if !ok {
+				first[ip] = e
+				continue
+			}
+			if e.Local || f.Local {
+				e.Problem = &Problem{"AddressInUse", fmt.Sprintf("service %s shares %s with %s, but a Service with externalTrafficPolicy: Local cannot share its address: use externalTrafficPolicy: Cluster on both, or separate addresses", e.Key, ip, f.Key)}
+				e.Addrs, e.Allocated = nil, nil
+				break
+			}
+		}
+	}
+}
+
+func key(s *corev1.Service) string { return s.Namespace + "/" + s.Name }
+
+func claimKey(k string, i int) string {
+	if i == 0 {
+		return k
+	}
+	return fmt.Sprintf("%s#%d", k, i)
+}
+
+func claim(s *corev1.Service, i int) ipam.Claim {
+	c := ipam.Claim{Service: claimKey(key(s), i), ShareKey: s.Annotations[AnnotationShare]}
+	for _, p := range s.Spec.Ports {
+		proto := string(p.Protocol)
+		if proto == "" {
+			proto = "TCP"
+		}
+		c.Ports = append(c.Ports, ipam.Port{Protocol: proto, Port: p.Port})
+	}
+	return c
+}
+
+func family(s *corev1.Service) int {
+	if len(s.Spec.IPFamilies) > 0 && s.Spec.IPFamilies[0] == corev1.IPv6Protocol {
+		return 6
+	}
+	return 4
+}

@@ -1,0 +1,190 @@
+package services
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/vipd/vipd/internal/ipam"
+)
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// lb is a LoadBalancer Service created age seconds after t0.
+func lb(ns, name string, age int, mod func(*corev1.Service)) *corev1.Service {
+	s := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Annotations: map[string]string{},
+			CreationTimestamp: metav1.NewTime(t0.Add(time.Duration(age) * time.Second))},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{{Protocol: "TCP", Port: 80}}},
+	}
+	if mod != nil {
+		mod(s)
+	}
+	return s
+}
+
+func annotate(k, v string) func(*corev1.Service) {
+	return func(s *corev1.Service) { s.Annotations[k] = v }
+}
+
+func pools(t *testing.T, data map[string]string) *ipam.Pools {
+	t.Helper()
+	p, err := ipam.ParsePools(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func byKey(es []*Entry) map[string]*Entry {
+	m := map[string]*Entry{}
+	for _, e := range es {
+		m[e.Key] = e
+	}
+	return m
+}
+
+func addrs(e *Entry) string { return joinAddrs(e.Addrs) }
+
+func TestPlanOrderAnnotationSpecPool(t *testing.T) {
+	p := pools(t, map[string]string{"range-global": "198.51.100.10-198.51.100.12", "cidr-team": "203.0.113.0/30"})
+	plan := byKey(Plan(Input{Allocate: true, Pools: p, Services: []*corev1.Service{
+		lb("default", "pooled", 0, nil),
+		lb("default", "annotated", 1, func(s *corev1.Service) {
+			s.Annotations[AnnotationIPs] = "198.51.100.10"
+			s.Spec.LoadBalancerIP = "198.51.100.11"
+		}),
+		lb("default", "spec", 2, func(s *corev1.Service) { s.Spec.LoadBalancerIP = "198.51.100.11" }),
+		lb("team", "ns-pool", 3, nil),
+	}}))
+	for k, want := range map[string]string{
+		"default/annotated": "198.51.100.10", "default/spec": "198.51.100.11",
+		// The older pooled Service still does not take an address asked for.
+		"default/pooled": "198.51.100.12", "team/ns-pool": "203.0.113.1", // a cidr skips its network address
+	} {
+		if e := plan[k]; e.Problem != nil || addrs(e) != want {
+			t.Errorf("%s: got %q problem %+v, want %s", k, addrs(e), e.Problem, want)
+		}
+	}
+	if e := plan["default/pooled"]; len(e.Allocated) != 1 || e.Pool != "global" {
+		t.Errorf("pooled: allocated %v from %q, want one from global", e.Allocated, e.Pool)
+	}
+	if e := plan["default/annotated"]; len(e.Allocated) != 0 {
+		t.Errorf("an explicit address is not an allocation: %v", e.Allocated)
+	}
+}
+
+func TestPlanOnlyTheAllocatorAllocates(t *testing.T) {
+	p := pools(t, map[string]string{"cidr-global": "198.51.100.0/30"})
+	e := Plan(Input{Pools: p, Services: []*corev1.Service{lb("default", "a", 0, nil)}})[0]
+	if e.Problem != nil || len(e.Addrs) != 0 || len(e.Allocated) != 0 {
+		t.Fatalf("a node that is not the allocator must wait, got %+v", e)
+	}
+}
+
+func TestPlanBadInput(t *testing.T) {
+	p := pools(t, map[string]string{"range-global": "198.51.100.10-198.51.100.11"})
+	cp := netip.MustParseAddr("198.51.100.200")
+	for _, tc := range []struct {
+		name   string
+		pools  *ipam.Pools
+		svcs   []*corev1.Service
+		key    string
+		reason string
+		msg    []string
+	}{
+		{"outside pools", p, []*corev1.Service{lb("default", "x", 0, annotate(AnnotationIPs, "203.0.113.9"))},
+			"default/x", "AddressOutsidePools", []string{"default/x", "203.0.113.9", "outside every address pool"}},
+		{"in use", nil, []*corev1.Service{
+			lb("default", "old", 0, annotate(AnnotationIPs, "198.51.100.10")),
+			lb("default", "new", 1, func(s *corev1.Service) { s.Spec.LoadBalancerIP = "198.51.100.10" })},
+			"default/new", "AddressInUse", []string{"198.51.100.10 is already used by default/old", AnnotationShare}},
+		{"exhausted", p, []*corev1.Service{lb("default", "a", 0, nil), lb("default", "b", 1, nil), lb("default", "c", 2, nil)},
+			"default/c", "PoolExhausted", []string{"default/c", "198.51.100.10-198.51.100.11", "widen the pool"}},
+		{"no pools", nil, []*corev1.Service{lb("default", "a", 0, nil)},
+			"default/a", "NoAddressPool", []string{"asks for no address and there are no address pools"}},
+		{"not an address", nil, []*corev1.Service{lb("default", "a", 0, annotate(AnnotationIPs, "198.51.100.300"))},
+			"default/a", "InvalidAddress", []string{`"198.51.100.300" is not an IP address`}},
+		{"control-plane VIP", nil, []*corev1.Service{lb("default", "a", 0, func(s *corev1.Service) { s.Spec.LoadBalancerIP = "198.51.100.200" })},
+			"default/a", "AddressReserved", []string{"the control-plane VIP"}},
+		{"local cannot share", nil, []*corev1.Service{
+			lb("default", "a", 0, func(s *corev1.Service) {
+				s.Annotations[AnnotationIPs] = "198.51.100.10"
+				s.Annotations[AnnotationShare] = "k"
+			}),
+			lb("default", "b", 1, func(s *corev1.Service) {
+				s.Annotations[AnnotationIPs] = "198.51.100.10"
+				s.Annotations[AnnotationShare] = "k"
+				s.Spec.Ports[0].Port = 443
+				s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+			})},
+			"default/b", "AddressInUse", []string{"externalTrafficPolicy: Local cannot share"}},
+	} {
+		e := byKey(Plan(Input{Allocate: true, Pools: tc.pools, Reserved: cp, Services: tc.svcs}))[tc.key]
+		if e.Problem == nil || e.Problem.Reason != tc.reason {
+			t.Errorf("%s: problem %+v, want reason %s", tc.name, e.Problem, tc.reason)
+			continue
+		}
+		if len(e.Addrs) != 0 {
+			t.Errorf("%s: a Service with a problem must get no address, got %s", tc.name, addrs(e))
+		}
+		for _, m := range tc.msg {
+			if !strings.Contains(e.Problem.Message, m) {
+				t.Errorf("%s: message %q lacks %q", tc.name, e.Problem.Message, m)
+			}
+		}
+	}
+}
+
+func TestPlanSharingNeedsTheSameKeyAndOtherPorts(t *testing.T) {
+	shared := func(port int32) func(*corev1.Service) {
+		return func(s *corev1.Service) { s.Annotations[AnnotationShare] = "dns"; s.Spec.Ports[0].Port = port }
+	}
+	p := pools(t, map[string]string{"range-global": "198.51.100.10-198.51.100.20"})
+	plan := byKey(Plan(Input{Allocate: true, Pools: p, Services: []*corev1.Service{
+		lb("default", "tcp", 0, shared(53)),
+		lb("default", "udp", 1, func(s *corev1.Service) { shared(53)(s); s.Spec.Ports[0].Protocol = "UDP" }),
+		lb("default", "clash", 2, shared(53)),
+		lb("default", "other", 3, nil),
+	}}))
+	if addrs(plan["default/tcp"]) != "198.51.100.10" || addrs(plan["default/udp"]) != "198.51.100.10" {
+		t.Errorf("tcp %s udp %s: want both on 198.51.100.10", addrs(plan["default/tcp"]), addrs(plan["default/udp"]))
+	}
+	if a := addrs(plan["default/clash"]); a == "198.51.100.10" || a == "" {
+		t.Errorf("clash (same port) got %q: want an address of its own", a)
+	}
+	if a := addrs(plan["default/other"]); a == "198.51.100.10" || a == addrs(plan["default/clash"]) {
+		t.Errorf("other got %q: want an address of its own", a)
+	}
+}
+
+func TestPlanReallocatesACollidingAllocation(t *testing.T) {
+	// Two allocators for a moment gave one address to two Services: the
+	// older keeps it, the younger's allocation is redone.
+	p := pools(t, map[string]string{"range-global": "198.51.100.10-198.51.100.20"})
+	mine := func(s *corev1.Service) {
+		s.Annotations[AnnotationIPs] = "198.51.100.10"
+		s.Annotations[AnnotationAllocated] = "global"
+	}
+	plan := byKey(Plan(Input{Allocate: true, Pools: p, Services: []*corev1.Service{lb("default", "a", 0, mine), lb("default", "b", 1, mine)}}))
+	if addrs(plan["default/a"]) != "198.51.100.10" || addrs(plan["default/b"]) != "198.51.100.11" || len(plan["default/b"].Allocated) != 1 {
+		t.Fatalf("a %s, b %s (allocated %v): want b moved to 198.51.100.11", addrs(plan["default/a"]), addrs(plan["default/b"]), plan["default/b"].Allocated)
+	}
+}
+
+func TestPlanDeletedServicesReturnTheirAddresses(t *testing.T) {
+	p := pools(t, map[string]string{"range-global": "198.51.100.10-198.51.100.10"})
+	first := Plan(Input{Allocate: true, Pools: p, Services: []*corev1.Service{lb("default", "a", 0, nil)}})[0]
+	if addrs(first) != "198.51.100.10" {
+		t.Fatalf("a got %s", addrs(first))
+	}
+	// a is gone; b gets the only address.
+	second := Plan(Input{Allocate: true, Pools: p, Services: []*corev1.Service{lb("default", "b", 1, nil)}})[0]
+	if addrs(second) != "198.51.100.10" {
+		t.Fatalf("b got %s problem %+v", addrs(second), second.Problem)
+	}
+}
