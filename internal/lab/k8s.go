@@ -152,7 +152,7 @@ func (l *Lab) startAPIServer(h *Host, bind netip.Addr, sans []netip.Addr) (*Proc
 		"--service-account-signing-key-file="+l.PKI.SAKey,
 		// Service ClusterIPs come from the benchmark range: no address
 		// outside the documentation and benchmark ranges appears anywhere.
-		"--service-cluster-ip-range=198.18.0.0/24",
+		"--service-cluster-ip-range=198.18.0.0/20",
 		"--endpoint-reconciler-type=none",
 		"--profiling=false",
 		"--cert-dir="+filepath.Join(l.Dir, "apiserver-certs-"+h.Name),

@@ -3,11 +3,14 @@ package lab
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"sort"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/vishvananda/netlink"
 )
 
 // Sample is which nodes had the VIP on an interface that is up, at one time.
@@ -103,6 +106,33 @@ func (l *Lab) Owners(vip netip.Addr) (Sample, error) {
 		}
 	}
 	return s, nil
+}
+
+// AllOwners returns, for every address on an up eth0 of any node that is not
+// the node's own, the nodes that have it: one netlink dump per node.
+func (l *Lab) AllOwners() (map[netip.Addr][]string, error) {
+	out := map[netip.Addr][]string{}
+	for _, n := range l.Nodes {
+		link, err := n.Netlink().LinkByName("eth0")
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", n.Name, err)
+		}
+		if link.Attrs().Flags&net.FlagUp == 0 {
+			continue
+		}
+		addrs, err := n.Netlink().AddrList(link, netlink.FAMILY_ALL)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", n.Name, err)
+		}
+		for _, a := range addrs {
+			ip, ok := netip.AddrFromSlice(a.IP)
+			if !ok || ip.Unmap() == n.IP || ip.Unmap() == n.IP6 || ip.IsLinkLocalUnicast() {
+				continue
+			}
+			out[ip.Unmap()] = append(out[ip.Unmap()], n.Name)
+		}
+	}
+	return out, nil
 }
 
 // Stop ends observation and returns what was seen.

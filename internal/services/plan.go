@@ -72,6 +72,10 @@ func Plan(in Input) []*Entry {
 		return key(a) < key(b)
 	})
 	alloc := ipam.New(in.Pools)
+	if in.Reserved.IsValid() {
+		// Never allocated; asking for it is refused in assign.
+		_ = alloc.Assign(ipam.Claim{Service: "the control-plane VIP"}, in.Reserved)
+	}
 	out := make([]*Entry, 0, len(svcs))
 	var pending []*Entry
 	for _, s := range svcs {
@@ -122,7 +126,7 @@ func Plan(in Input) []*Entry {
 func assign(alloc *ipam.Allocator, in Input, e *Entry, req []netip.Addr) *Problem {
 	for i, ip := range req {
 		switch {
-		case ip == in.Reserved:
+		case ip == in.Reserved && in.Reserved.IsValid():
 			return &Problem{"AddressReserved", fmt.Sprintf("service %s asks for %s, the control-plane VIP: choose another address", e.Key, ip)}
 		case !ip.IsGlobalUnicast() && !ip.IsPrivate():
 			return &Problem{"InvalidAddress", fmt.Sprintf("service %s asks for %s, which is not a unicast address a node can own: choose a free address in the nodes' subnet", e.Key, ip)}

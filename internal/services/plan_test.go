@@ -140,6 +140,14 @@ func TestPlanBadInput(t *testing.T) {
 	}
 }
 
+func TestPlanNeverAllocatesTheControlPlaneVIP(t *testing.T) {
+	p := pools(t, map[string]string{"range-global": "198.51.100.200-198.51.100.201"})
+	e := Plan(Input{Allocate: true, Pools: p, Reserved: netip.MustParseAddr("198.51.100.200"), Services: []*corev1.Service{lb("default", "a", 0, nil)}})[0]
+	if addrs(e) != "198.51.100.201" {
+		t.Fatalf("got %s (%+v), want 198.51.100.201: the control-plane VIP is never allocated", addrs(e), e.Problem)
+	}
+}
+
 func TestPlanSharingNeedsTheSameKeyAndOtherPorts(t *testing.T) {
 	shared := func(port int32) func(*corev1.Service) {
 		return func(s *corev1.Service) { s.Annotations[AnnotationShare] = "dns"; s.Spec.Ports[0].Port = port }
