@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: all build image k8s test unit lint bench-failover bench-steady demo clean
+.PHONY: all build image k8s test unit lint bench-failover bench-steady bench-services demo clean
 
 all: build
 
@@ -37,6 +37,10 @@ lint:
 # Failover gaps and two-owner time per fault, median of 5 runs (about 6 minutes).
 bench-failover: k8s
 	$(GO) test ./e2e -run '^$$' -bench 'BenchmarkFailover|BenchmarkControlPlaneStop' -benchtime 1x -timeout 60m
+
+# 100 and 1000 LoadBalancer Services: convergence time, API requests/s, memory and CPU (about 3 minutes).
+bench-services: k8s
+	$(GO) test ./e2e -run '^$$' -bench BenchmarkServices -benchtime 1x -timeout 30m
 
 # Lease requests per second, and each daemon's memory and CPU, with nothing failing (about 1 minute).
 bench-steady: k8s

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"slices"
 	"strconv"
@@ -10,7 +11,13 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
 	"github.com/vipd/vipd/internal/lab"
+	"github.com/vipd/vipd/internal/services"
 )
 
 // BenchmarkFailover runs every fault of the matrix VIPD_BENCH_RUNS times
@@ -234,4 +241,165 @@ func procCPU(pid int) (time.Duration, error) {
 	utime, _ := strconv.ParseInt(f[11], 10, 64)
 	stime, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
+}
+
+// BenchmarkServices measures, for N = 100 and N = 1000 LoadBalancer
+// Services (pool-allocated, so each needs an allocation write, an owner
+// annotation and a status write) on three nodes at the seed's settings: time
+// from vipd start to every VIP on exactly one interface and every status
+// set; then API requests per second in steady state (the API server's own
+// apiserver_request_total, all resources), and each daemon's resident memory
+// and CPU over VIPD_STEADY_SECONDS (default 30).
+//
+//	make bench-services
+func BenchmarkServices(b *testing.B) {
+	window := 30 * time.Second
+	if n, err := strconv.Atoi(os.Getenv("VIPD_STEADY_SECONDS")); err == nil && n > 0 {
+		window = time.Duration(n) * time.Second
+	}
+	l := newLab(b)
+	if err := l.Apply(context.Background(), poolsRBAC); err != nil {
+		b.Fatal(err)
+	}
+	sc := seedScenario(b, l)
+	ctx := context.Background()
+	c := l.Admin
+	// 2048 addresses from the benchmark range, away from the Service CIDR.
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: services.PoolsNamespace, Name: services.PoolsName},
+		Data: map[string]string{"range-global": "198.18.64.0-198.18.71.255"}}
+	if _, err := c.CoreV1().ConfigMaps(cm.Namespace).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "\nLoadBalancer Services from the pool, 3 nodes, seed settings; steady state over %s\n", window)
+	fmt.Fprintf(&sb, "| Services | start → all VIPs up and all status set (s) | API requests/s in steady state (writes/s) | leader RSS (MiB) | follower RSS (MiB) | leader CPU (%% of a core) | follower CPU (%%) |\n|---|---|---|---|---|---|---|\n")
+	for range b.N {
+		for _, n := range []int{100, 1000} {
+			ns := fmt.Sprintf("bench-%d", n)
+			if _, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+				b.Fatal(err)
+			}
+			for i := range n {
+				s := lbService(ns, fmt.Sprintf("s%04d", i), port, func(s *corev1.Service) { s.Spec.AllocateLoadBalancerNodePorts = ptr.To(false) })
+				if _, err := c.CoreV1().Services(ns).Create(ctx, s, metav1.CreateOptions{}); err != nil {
+					b.Fatalf("creating Service %d: %v", i, err)
+				}
+			}
+			if err := c.CoordinationV1().Leases(leaseNS).Delete(ctx, svcLease, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				b.Fatal(err)
+			}
+			start := time.Now()
+			procs, err := l.StartDaemons(ctx, sc)
+			if err != nil {
+				lab.KillAll(procs)
+				b.Fatal(err)
+			}
+			var last string
+			for {
+				ok, why := servicesUp(ctx, l, ns, n)
+				if ok {
+					break
+				}
+				if time.Since(start) > 5*time.Minute {
+					lab.KillAll(procs)
+					b.Fatalf("N=%d: not converged in 5 min: %s (last: %s)", n, why, last)
+				}
+				last = why
+				time.Sleep(100 * time.Millisecond)
+			}
+			converge := time.Since(start)
+			time.Sleep(5 * time.Second) // past the takeover bursts
+			before, err := apiRequests(ctx, l)
+			if err != nil {
+				b.Fatal(err)
+			}
+			cpu0 := map[string]time.Duration{}
+			for name, p := range procs {
+				cpu0[name], _ = procCPU(p.Cmd.Process.Pid)
+			}
+			time.Sleep(window)
+			after, err := apiRequests(ctx, l)
+			if err != nil {
+				b.Fatal(err)
+			}
+			holder, _ := l.Holder(ctx, leaseNS, svcLease)
+			var lRSS, lCPU float64
+			var fRSS, fCPU []float64
+			for name, p := range procs {
+				rss, _ := procRSS(p.Cmd.Process.Pid)
+				cpu, _ := procCPU(p.Cmd.Process.Pid)
+				r, u := float64(rss)/(1<<20), 100*(cpu-cpu0[name]).Seconds()/window.Seconds()
+				if name == holder {
+					lRSS, lCPU = r, u
+				} else {
+					fRSS, fCPU = append(fRSS, r), append(fCPU, u)
+				}
+			}
+			lab.KillAll(procs)
+			all := (after["all"] - before["all"]) / window.Seconds()
+			writes := (after["write"] - before["write"]) / window.Seconds()
+			fmt.Fprintf(&sb, "| %d | %.1f | %.2f (%.2f) | %.1f | %.1f-%.1f | %.2f | %.2f-%.2f |\n", n, converge.Seconds(), all, writes,
+				lRSS, slices.Min(fRSS), slices.Max(fRSS), lCPU, slices.Min(fCPU), slices.Max(fCPU))
+			b.ReportMetric(converge.Seconds(), fmt.Sprintf("converge-%d-s", n))
+			for i := range n {
+				if err := c.CoreV1().Services(ns).Delete(ctx, fmt.Sprintf("s%04d", i), metav1.DeleteOptions{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			time.Sleep(4 * time.Second) // the killed daemons' VIPs expire
+		}
+	}
+	fmt.Print(sb.String())
+}
+
+// servicesUp reports whether all n Services in ns have their status set and
+// their VIP on exactly one node, the one the owner annotation names.
+func servicesUp(ctx context.Context, l *lab.Lab, ns string, n int) (bool, string) {
+	list, err := l.Admin.CoreV1().Services(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return false, err.Error()
+	}
+	owners, err := l.AllOwners()
+	if err != nil {
+		return false, err.Error()
+	}
+	done := 0
+	for _, s := range list.Items {
+		in := s.Status.LoadBalancer.Ingress
+		if len(in) != 1 {
+			continue
+		}
+		o := owners[netip.MustParseAddr(in[0].IP)]
+		if len(o) == 1 && o[0] == s.Annotations[services.AnnotationHost] {
+			done++
+		}
+	}
+	return done == n, fmt.Sprintf("%d of %d up", done, n)
+}
+
+// apiRequests sums the API server's apiserver_request_total: "all", and
+// "write" for the verbs that change something.
+func apiRequests(ctx context.Context, l *lab.Lab) (map[string]float64, error) {
+	body, err := l.Admin.Discovery().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, "apiserver_request_total{") {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			continue
+		}
+		out["all"] += v
+		for _, w := range []string{`verb="POST"`, `verb="PUT"`, `verb="PATCH"`, `verb="DELETE"`} {
+			if strings.Contains(line, w) {
+				out["write"] += v
+			}
+		}
+	}
+	return out, nil
 }
