@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os/exec"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -432,6 +434,23 @@ func badInput(t *testing.T, l *lab.Lab, addrs map[string]string) {
 	}
 	if ip := netip.MustParseAddr(addrs["default/annotated-0"]); len(owners[ip]) != 1 {
 		t.Errorf("%s (asked for twice) is on %v, want exactly one node", ip, owners[ip])
+	}
+
+	// vipd status shows who holds what, and why a Service has nothing.
+	kc, err := l.Kubeconfig(netip.AddrPortFrom(lab.CPAddr, 6443))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin, err := lab.VipdBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("ip", "netns", "exec", l.Client.NS, bin, "status", "--kubeconfig", kc).CombinedOutput()
+	holder, _ := l.Holder(ctx, leaseNS, svcLease)
+	okLine := regexp.MustCompile(`(?m)^  default/annotated-0 +` + regexp.QuoteMeta(addrs["default/annotated-0"]) + ` +` + regexp.QuoteMeta(owners[netip.MustParseAddr(addrs["default/annotated-0"])][0]) + ` +announced$`)
+	badLine := regexp.MustCompile(`(?m)^  default/bad-outside +- +- +AddressOutsidePools: service default/bad-outside asks for 203.0.113.50`)
+	if err != nil || !okLine.Match(out) || !badLine.Match(out) || !strings.Contains(string(out), "Services:     Lease kube-system/plndr-svcs-lock held by "+holder) {
+		t.Errorf("vipd status: %v\n%s", err, out)
 	}
 
 	// A malformed ConfigMap: an Event on it, and the last good pools still serve.

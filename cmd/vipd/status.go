@@ -7,6 +7,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -18,6 +19,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/vipd/vipd/internal/election"
+	"github.com/vipd/vipd/internal/services"
 )
 
 // Status is what `vipd status` reports.
@@ -31,13 +33,27 @@ type Status struct {
 	Transitions  int32     `json:"transitions"`
 	Expired      bool      `json:"expired"`
 	RecentEvents []string  `json:"recentEvents,omitempty"`
+	// ServicesLease is the Services Lease (svc_leasename), when it exists.
+	ServicesLease *Status `json:"servicesLease,omitempty"`
+	// Services are the LoadBalancer Services vipd serves or refused.
+	Services []ServiceStatus `json:"services,omitempty"`
+}
+
+// ServiceStatus is one LoadBalancer Service as vipd left it.
+type ServiceStatus struct {
+	Service string   `json:"service"`
+	VIPs    []string `json:"vips,omitempty"`
+	Owner   string   `json:"owner,omitempty"`
+	// State is "announced", "waiting", or the reason of vipd's last warning.
+	State   string `json:"state"`
+	Message string `json:"message,omitempty"`
 }
 
 func statusCmd() *cobra.Command {
-	var kubeconfig, namespace, lease, output string
+	var kubeconfig, namespace, lease, svcLease, output string
 	c := &cobra.Command{
 		Use:   "status",
-		Short: "Show who holds the VIP: the Lease holder, its age, and vipd's recent Events",
+		Short: "Show who holds what: the control-plane Lease holder, every LoadBalancer Service's VIP and owner, and vipd's recent Events",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "text" && output != "json" {
@@ -54,7 +70,7 @@ func statusCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			st, err := readStatus(cmd.Context(), client, namespace, lease)
+			st, err := readStatus(cmd.Context(), client, namespace, lease, svcLease)
 			if err != nil {
 				return err
 			}
@@ -64,27 +80,81 @@ func statusCmd() *cobra.Command {
 	c.Flags().StringVar(&kubeconfig, "kubeconfig", "", "Kubeconfig (default: $KUBECONFIG, then ~/.kube/config)")
 	c.Flags().StringVarP(&namespace, "namespace", "n", "kube-system", "Namespace of the Lease (cp_namespace)")
 	c.Flags().StringVar(&lease, "lease", "plndr-cp-lock", "Name of the Lease (vip_leasename)")
+	c.Flags().StringVar(&svcLease, "services-lease", "plndr-svcs-lock", "Name of the Services Lease (svc_leasename)")
 	c.Flags().StringVarP(&output, "output", "o", "text", "Output: text or json")
 	return c
 }
 
-func readStatus(ctx context.Context, c kubernetes.Interface, namespace, name string) (*Status, error) {
+func readStatus(ctx context.Context, c kubernetes.Interface, namespace, name, svcName string) (*Status, error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	sl, err := c.CoordinationV1().Leases(namespace).Get(ctx, svcName, metav1.GetOptions{})
+	var svcLease *Status
+	if err == nil {
+		svcLease = leaseStatus(sl, time.Now())
+	}
 	l, err := c.CoordinationV1().Leases(namespace).Get(ctx, name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
+	var st *Status
+	switch {
+	case apierrors.IsNotFound(err) && svcLease != nil:
+		st = &Status{Lease: namespace + "/" + name, Holder: "(no control-plane Lease: cp_enable is false)"}
+	case apierrors.IsNotFound(err):
 		return nil, exitError{1, fmt.Errorf("the Lease %s/%s does not exist: no vipd has been elected (is vipd running, with cp_enable=true?)", namespace, name)}
-	}
-	if err != nil {
+	case err != nil:
 		return nil, fmt.Errorf("reading Lease %s/%s: %w", namespace, name, err)
+	default:
+		st = leaseStatus(l, time.Now())
 	}
-	st := leaseStatus(l, time.Now())
-	evs, err := c.CoreV1().Events(namespace).List(ctx, metav1.ListOptions{})
+	st.ServicesLease = svcLease
+	evs, err := c.CoreV1().Events("").List(ctx, metav1.ListOptions{})
 	if err == nil {
 		st.RecentEvents = vipdEvents(evs.Items, 5)
 	}
+	if svcs, err := c.CoreV1().Services("").List(ctx, metav1.ListOptions{}); err == nil {
+		var items []corev1.Event
+		if evs != nil {
+			items = evs.Items
+		}
+		st.Services = serviceStatuses(svcs.Items, items)
+	}
 	return st, nil
+}
+
+// serviceStatuses describes the LoadBalancer Services: VIPs and owner when
+// announced, else vipd's last warning about them.
+func serviceStatuses(svcs []corev1.Service, evs []corev1.Event) []ServiceStatus {
+	warn := map[string]corev1.Event{}
+	for _, e := range evs {
+		if e.ReportingController != "vipd" || e.Type != corev1.EventTypeWarning || e.InvolvedObject.Kind != "Service" {
+			continue
+		}
+		k := e.InvolvedObject.Namespace + "/" + e.InvolvedObject.Name
+		if w, ok := warn[k]; !ok || e.LastTimestamp.After(w.LastTimestamp.Time) {
+			warn[k] = e
+		}
+	}
+	var out []ServiceStatus
+	for _, s := range svcs {
+		if s.Spec.Type != corev1.ServiceTypeLoadBalancer {
+			continue
+		}
+		st := ServiceStatus{Service: s.Namespace + "/" + s.Name, Owner: s.Annotations[services.AnnotationHost], State: "waiting"}
+		for _, in := range s.Status.LoadBalancer.Ingress {
+			st.VIPs = append(st.VIPs, in.IP)
+		}
+		switch w, ok := warn[st.Service]; {
+		case len(st.VIPs) > 0 && st.Owner != "":
+			st.State = "announced"
+		case ok:
+			st.State, st.Message = w.Reason, w.Message
+		case s.Spec.LoadBalancerClass != nil:
+			st.State = "class " + *s.Spec.LoadBalancerClass
+		}
+		out = append(out, st)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Service < out[j].Service })
+	return out
 }
 
 func leaseStatus(l *coordinationv1.Lease, now time.Time) *Status {
@@ -150,6 +220,34 @@ func printStatus(w io.Writer, st *Status, output string) error {
 	}
 	if !st.AcquiredAt.IsZero() {
 		fmt.Fprintf(w, "Acquired:     %s (%d transitions)\n", st.AcquiredAt.Format(time.RFC3339), st.Transitions)
+	}
+	if sl := st.ServicesLease; sl != nil {
+		h := sl.Holder
+		if h == "" {
+			h = "(none)"
+		} else if sl.Expired {
+			h += " (EXPIRED)"
+		}
+		fmt.Fprintf(w, "Services:     Lease %s held by %s (owns every externalTrafficPolicy: Cluster VIP)\n", sl.Lease, h)
+	}
+	if len(st.Services) > 0 {
+		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  SERVICE\tVIP\tOWNER\tSTATE")
+		for _, s := range st.Services {
+			vips, owner := strings.Join(s.VIPs, ","), s.Owner
+			if vips == "" {
+				vips = "-"
+			}
+			if owner == "" {
+				owner = "-"
+			}
+			state := s.State
+			if s.Message != "" {
+				state += ": " + s.Message
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", s.Service, vips, owner, state)
+		}
+		tw.Flush()
 	}
 	if len(st.RecentEvents) > 0 {
 		fmt.Fprintf(w, "Recent vipd events:\n  %s\n", strings.Join(st.RecentEvents, "\n  "))

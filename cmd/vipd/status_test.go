@@ -7,10 +7,12 @@ import (
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
 	"github.com/vipd/vipd/internal/election"
+	"github.com/vipd/vipd/internal/services"
 )
 
 func TestStatusText(t *testing.T) {
@@ -36,5 +38,48 @@ func TestStatusText(t *testing.T) {
 	printStatus(&b, st, "text")
 	if !st.Expired || !strings.Contains(b.String(), "EXPIRED") {
 		t.Errorf("an old renewal is not reported as expired:\n%s", b.String())
+	}
+}
+
+func TestStatusShowsServices(t *testing.T) {
+	now := time.Date(2026, 11, 28, 7, 0, 0, 0, time.UTC)
+	lb := func(name string, mod func(*corev1.Service)) corev1.Service {
+		s := corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name, Annotations: map[string]string{}},
+			Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer}}
+		mod(&s)
+		return s
+	}
+	svcs := []corev1.Service{
+		lb("web", func(s *corev1.Service) {
+			s.Annotations[services.AnnotationHost] = "n2"
+			s.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "198.51.100.120"}}
+		}),
+		lb("bad", func(*corev1.Service) {}),
+		lb("other", func(s *corev1.Service) { s.Spec.LoadBalancerClass = ptr.To("example.com/lb") }),
+		{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "cluster-ip"}},
+	}
+	evs := []corev1.Event{{
+		InvolvedObject: corev1.ObjectReference{Kind: "Service", Namespace: "default", Name: "bad"}, ReportingController: "vipd",
+		Type: corev1.EventTypeWarning, Reason: "AddressOutsidePools", Message: "service default/bad asks for 203.0.113.9, which is outside every address pool",
+		LastTimestamp: metav1.NewTime(now),
+	}}
+	st := &Status{Lease: "kube-system/plndr-cp-lock", Holder: "n1", Services: serviceStatuses(svcs, evs),
+		ServicesLease: &Status{Lease: "kube-system/plndr-svcs-lock", Holder: "n2"}}
+	var b bytes.Buffer
+	if err := printStatus(&b, st, "text"); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"Services:     Lease kube-system/plndr-svcs-lock held by n2",
+		"default/web    198.51.100.120  n2     announced",
+		"default/bad    -               -      AddressOutsidePools: service default/bad asks for 203.0.113.9",
+		"default/other  -               -      class example.com/lb",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("lacks %q:\n%s", want, b.String())
+		}
+	}
+	if strings.Contains(b.String(), "cluster-ip") {
+		t.Errorf("lists a ClusterIP Service:\n%s", b.String())
 	}
 }

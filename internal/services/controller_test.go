@@ -1,0 +1,217 @@
+package services
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/utils/ptr"
+
+	"github.com/vipd/vipd/internal/vip"
+)
+
+// kernel is a fake vip.Kernel that records the addresses on one host.
+type kernel struct {
+	mu    sync.Mutex
+	addrs map[netip.Prefix]time.Duration
+	log   []string
+}
+
+func (k *kernel) Replace(iface string, p netip.Prefix, valid time.Duration) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if _, ok := k.addrs[p]; !ok {
+		k.log = append(k.log, "add "+p.String())
+	}
+	k.addrs[p] = valid
+	return nil
+}
+
+func (k *kernel) Delete(iface string, p netip.Prefix) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if _, ok := k.addrs[p]; ok {
+		k.log = append(k.log, "del "+p.String())
+	}
+	delete(k.addrs, p)
+	return nil
+}
+
+func (k *kernel) Find(a netip.Addr) ([]vip.Found, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var out []vip.Found
+	for p, v := range k.addrs {
+		if p.Addr() == a {
+			out = append(out, vip.Found{Iface: "eth0", Prefix: p, Up: true, Valid: v})
+		}
+	}
+	return out, nil
+}
+
+func (k *kernel) has(ip string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	_, ok := k.addrs[netip.PrefixFrom(netip.MustParseAddr(ip), 32)]
+	return ok
+}
+
+type sender struct{}
+
+func (sender) Announce(netip.Addr) error { return nil }
+
+// node runs one controller against client; stop ends it and waits.
+func node(t *testing.T, client *fake.Clientset, name string) (k *kernel, stop func()) {
+	t.Helper()
+	k = &kernel{addrs: map[netip.Prefix]time.Duration{}}
+	c, err := New(Options{
+		Client: client, Kernel: k, Sender: sender{}, Interface: "eth0",
+		LeaseNamespace: "kube-system", LeaseName: "plndr-svcs-lock", NodeName: name,
+		// The shortest timings the rules allow with a lifetime of at least 1 s.
+		LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 500 * time.Millisecond,
+		AnnouncePeriod: time.Second, Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return k, stop
+}
+
+func waitFor(t *testing.T, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func announced(client *fake.Clientset, ns, name, ip, owner string) func() error {
+	return func() error {
+		s, err := client.CoreV1().Services(ns).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if in := s.Status.LoadBalancer.Ingress; len(in) != 1 || in[0].IP != ip || s.Annotations[AnnotationHost] != owner {
+			return fmt.Errorf("status %v, owner %q: want %s on %s", in, s.Annotations[AnnotationHost], ip, owner)
+		}
+		return nil
+	}
+}
+
+func TestClusterVIPFollowsTheServicesLease(t *testing.T) {
+	client := fake.NewClientset(lb("default", "web", 0, annotate(AnnotationIPs, "198.51.100.120")))
+	k, stop := node(t, client, "n1")
+	waitFor(t, "VIP announced with status and owner", announced(client, "default", "web", "198.51.100.120", "n1"))
+	if !k.has("198.51.100.120") {
+		t.Fatal("status written but the VIP is not on the interface")
+	}
+	if err := client.CoreV1().Services("default").Delete(context.Background(), "web", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "VIP removed with its Service", func() error {
+		if k.has("198.51.100.120") {
+			return fmt.Errorf("still there")
+		}
+		return nil
+	})
+	stop()
+	l, err := client.CoordinationV1().Leases("kube-system").Get(context.Background(), "plndr-svcs-lock", metav1.GetOptions{})
+	if err != nil || l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity != "" {
+		t.Fatalf("Lease after shutdown: %v %v, want released", l, err)
+	}
+}
+
+func TestNotTheLeaseHolderHoldsNoClusterVIP(t *testing.T) {
+	now := metav1.NewMicroTime(time.Now())
+	lease := &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "plndr-svcs-lock"},
+		Spec:       coordinationv1.LeaseSpec{HolderIdentity: ptr.To("n9"), LeaseDurationSeconds: ptr.To(int32(30)), RenewTime: &now, AcquireTime: &now},
+	}
+	client := fake.NewClientset(lease, lb("default", "web", 0, annotate(AnnotationIPs, "198.51.100.120")))
+	k, _ := node(t, client, "n1")
+	time.Sleep(1500 * time.Millisecond) // well within the other holder's lease
+	if k.has("198.51.100.120") {
+		t.Fatal("a node that does not hold the Services Lease put a Cluster VIP on its interface")
+	}
+}
+
+func TestLocalVIPNeedsAReadyLocalEndpoint(t *testing.T) {
+	local := func(s *corev1.Service) {
+		s.Annotations[AnnotationIPs] = "198.51.100.121"
+		s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+	}
+	slice := &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web-1", Labels: map[string]string{discoveryv1.LabelServiceName: "web"}},
+		Endpoints: []discoveryv1.Endpoint{{Addresses: []string{"198.18.0.10"}, NodeName: ptr.To("n2"),
+			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
+	}
+	client := fake.NewClientset(lb("default", "web", 0, local), slice)
+	k, _ := node(t, client, "n1")
+	time.Sleep(1500 * time.Millisecond)
+	if k.has("198.51.100.121") {
+		t.Fatal("n1 has no local endpoint but took the Local VIP")
+	}
+	// A not-ready endpoint on n1 does not count either.
+	slice.Endpoints = append(slice.Endpoints, discoveryv1.Endpoint{Addresses: []string{"198.18.0.11"}, NodeName: ptr.To("n1"),
+		Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(false)}})
+	if _, err := client.DiscoveryV1().EndpointSlices("default").Update(context.Background(), slice, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	if k.has("198.51.100.121") {
+		t.Fatal("n1 took the Local VIP for a not-ready endpoint")
+	}
+	slice.Endpoints[1].Conditions.Ready = ptr.To(true)
+	if _, err := client.DiscoveryV1().EndpointSlices("default").Update(context.Background(), slice, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "Local VIP on the node with the endpoint", announced(client, "default", "web", "198.51.100.121", "n1"))
+	l, err := client.CoordinationV1().Leases("default").Get(context.Background(), LocalLeasePrefix+"web", metav1.GetOptions{})
+	if err != nil || *l.Spec.HolderIdentity != "n1" {
+		t.Fatalf("per-Service Lease: %v %v", l, err)
+	}
+	// The endpoint goes: the VIP leaves and the Lease is released for others.
+	slice.Endpoints = slice.Endpoints[:1]
+	if _, err := client.DiscoveryV1().EndpointSlices("default").Update(context.Background(), slice, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "VIP and Lease given up", func() error {
+		l, err := client.CoordinationV1().Leases("default").Get(context.Background(), LocalLeasePrefix+"web", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if k.has("198.51.100.121") || *l.Spec.HolderIdentity != "" {
+			return fmt.Errorf("VIP present %v, holder %q", k.has("198.51.100.121"), *l.Spec.HolderIdentity)
+		}
+		return nil
+	})
+}
