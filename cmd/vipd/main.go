@@ -295,7 +295,7 @@ func controlPlane(ctx context.Context, cfg *config.Config, rc *rest.Config, clie
 // annotations and status of every Service.
 func servicesController(cfg *config.Config, rc *rest.Config, reg prometheus.Registerer, log *slog.Logger) (*services.Controller, error) {
 	src := rest.CopyConfig(rc)
-	src.QPS, src.Burst = 100, 200
+	src.QPS, src.Burst = 200, 400
 	client, err := kubernetes.NewForConfig(src)
 	if err != nil {
 		return nil, err

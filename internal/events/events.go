@@ -6,6 +6,7 @@ package events
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -74,13 +75,14 @@ func (p *Poster) Post(ctx context.Context, obj corev1.ObjectReference, typ, reas
 	return true
 }
 
-// Forget drops what was posted about obj (it was deleted), so the memory
-// stays bounded by the objects that exist.
-func (p *Poster) Forget(uid string) {
+// Retain forgets what was posted about objects whose UID keep rejects
+// (deleted ones), so memory stays bounded by the objects that exist.
+func (p *Poster) Retain(keep func(uid string) bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for k := range p.last {
-		if len(k) > len(uid) && k[:len(uid)] == uid && k[len(uid)] == 0 {
+		uid, _, _ := strings.Cut(k, "\x00")
+		if !keep(uid) {
 			delete(p.last, k)
 		}
 	}

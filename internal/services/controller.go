@@ -93,6 +93,12 @@ type Controller struct {
 	pools     *ipam.Pools
 	poolsSeen string // the ConfigMap data last parsed
 	stopping  bool
+
+	// based maps a Service to the resourceVersions our successful writes
+	// replaced: while the cache still shows one of them, it is behind our
+	// own write and the Service is left alone (a write would only conflict).
+	basedMu sync.Mutex
+	based   map[string]map[string]bool
 }
 
 // held is one VIP this node may own.
@@ -118,7 +124,7 @@ func New(o Options) (*Controller, error) {
 	}
 	log := o.Logger.With("component", "services")
 	c := &Controller{
-		o: o, log: log, kick: make(chan struct{}, 1), vips: map[netip.Addr]*held{}, ready: make(chan struct{}),
+		o: o, log: log, kick: make(chan struct{}, 1), vips: map[netip.Addr]*held{}, ready: make(chan struct{}), based: map[string]map[string]bool{},
 		poster: &events.Poster{Client: o.Client, Node: o.NodeName, Log: log},
 	}
 	el, err := election.New(election.Options{
@@ -409,6 +415,7 @@ func (c *Controller) pass(ctx context.Context) {
 		c.log.Error("listing Services from the cache", "err", err)
 		return
 	}
+	c.forget(all)
 	var ours, stale []*corev1.Service
 	for _, s := range all {
 		if ok, _ := c.o.Filter.Ours(s); ok {
@@ -563,6 +570,9 @@ func (c *Controller) allocatorWrites(ctx context.Context, plan []*Entry, stale [
 	var w []func()
 	for _, e := range plan {
 		e := e
+		if c.behind(e.Svc) {
+			continue
+		}
 		switch {
 		case e.Problem != nil:
 			c.poster.Post(ctx, ref(e.Svc, "Service"), corev1.EventTypeWarning, e.Problem.Reason, e.Problem.Message)
@@ -575,7 +585,9 @@ func (c *Controller) allocatorWrites(ctx context.Context, plan []*Entry, stale [
 	}
 	for _, s := range stale {
 		s := s
-		w = append(w, func() { c.clear(ctx, s, true) })
+		if !c.behind(s) {
+			w = append(w, func() { c.clear(ctx, s, true) })
+		}
 	}
 	return w
 }
@@ -593,10 +605,16 @@ func (c *Controller) writeAllocation(ctx context.Context, e *Entry) {
 	}
 	s.Annotations[AnnotationIPs] = strings.Join(ips, ",")
 	s.Annotations[AnnotationAllocated] = e.Pool
+	if !e.Local {
+		// The allocator holds the Services Lease, so it owns the VIP next:
+		// one write instead of two. The status waits for the announcement.
+		s.Annotations[AnnotationHost] = c.o.NodeName
+	}
 	if _, err := c.o.Client.CoreV1().Services(s.Namespace).Update(ctx, s, metav1.UpdateOptions{}); err != nil {
 		c.retry("writing the allocated address", e.Key, err)
 		return
 	}
+	c.wrote(e.Key, e.Svc.ResourceVersion)
 	c.poster.Post(ctx, ref(s, "Service"), corev1.EventTypeNormal, "Allocated",
 		fmt.Sprintf("service %s: allocated %s from pool %s", e.Key, strings.Join(ips, ","), e.Pool))
 }
@@ -623,6 +641,7 @@ func (c *Controller) clear(ctx context.Context, svc *corev1.Service, release boo
 			c.retry("clearing the owner annotation", key(svc), err)
 			return
 		}
+		c.wrote(key(svc), svc.ResourceVersion)
 	}
 	if len(s.Status.LoadBalancer.Ingress) > 0 {
 		s.Status.LoadBalancer.Ingress = nil
@@ -630,6 +649,7 @@ func (c *Controller) clear(ctx context.Context, svc *corev1.Service, release boo
 			c.retry("clearing the status", key(svc), err)
 			return
 		}
+		c.wrote(key(svc), s.ResourceVersion)
 	}
 	c.log.Info("cleared the Service's VIP status", "service", key(svc))
 }
@@ -641,7 +661,7 @@ func (c *Controller) ownerWrites(ctx context.Context, plan []*Entry) []func() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, e := range plan {
-		if e.Problem != nil || len(e.Allocated) > 0 || len(e.Addrs) == 0 {
+		if e.Problem != nil || len(e.Allocated) > 0 || len(e.Addrs) == 0 || c.behind(e.Svc) {
 			continue
 		}
 		all := true
@@ -675,18 +695,20 @@ func sameIngress(s *corev1.Service, ips []netip.Addr) bool {
 
 func (c *Controller) writeOwner(ctx context.Context, e *Entry) {
 	s := e.Svc.DeepCopy()
-	prev := s.Annotations[AnnotationHost]
+	prev, wasUp := s.Annotations[AnnotationHost], len(s.Status.LoadBalancer.Ingress) > 0
 	var err error
 	if prev != c.o.NodeName {
 		if s.Annotations == nil {
 			s.Annotations = map[string]string{}
 		}
 		s.Annotations[AnnotationHost] = c.o.NodeName
+		rv := s.ResourceVersion
 		s, err = c.o.Client.CoreV1().Services(s.Namespace).Update(ctx, s, metav1.UpdateOptions{})
 		if err != nil {
 			c.retry("writing the owner annotation", e.Key, err)
 			return
 		}
+		c.wrote(e.Key, rv)
 	}
 	if !sameIngress(s, e.Addrs) {
 		s.Status.LoadBalancer.Ingress = nil
@@ -697,13 +719,13 @@ func (c *Controller) writeOwner(ctx context.Context, e *Entry) {
 			c.retry("writing status.loadBalancer.ingress", e.Key, err)
 			return
 		}
+		c.wrote(e.Key, s.ResourceVersion)
 	}
 	ips := joinAddrs(e.Addrs)
-	switch prev {
-	case c.o.NodeName:
-	case "":
+	switch {
+	case prev == "" || prev == c.o.NodeName && !wasUp:
 		c.poster.Post(ctx, ref(s, "Service"), corev1.EventTypeNormal, "Announced", fmt.Sprintf("%s announced by node %s", ips, c.o.NodeName))
-	default:
+	case prev != c.o.NodeName:
 		c.poster.Post(ctx, ref(s, "Service"), corev1.EventTypeNormal, "Moved", fmt.Sprintf("%s moved from node %s to node %s", ips, prev, c.o.NodeName))
 	}
 }
@@ -725,6 +747,49 @@ func (c *Controller) retry(what, svc string, err error) {
 		c.log.Warn(what+" failed, trying again", "service", svc, "err", err)
 	}
 	time.AfterFunc(time.Second, c.poke)
+}
+
+// forget drops what is remembered about Services that no longer exist.
+func (c *Controller) forget(all []*corev1.Service) {
+	keys, uids := make(map[string]bool, len(all)), make(map[string]bool, len(all))
+	for _, s := range all {
+		keys[key(s)], uids[string(s.UID)] = true, true
+	}
+	c.basedMu.Lock()
+	for k := range c.based {
+		if !keys[k] {
+			delete(c.based, k)
+		}
+	}
+	c.basedMu.Unlock()
+	if c.cmLister != nil {
+		if cm, err := c.cmLister.ConfigMaps(PoolsNamespace).Get(PoolsName); err == nil {
+			uids[string(cm.UID)] = true
+		}
+	}
+	c.poster.Retain(func(uid string) bool { return uids[uid] })
+}
+
+// wrote records that a successful write replaced version rv of Service k.
+func (c *Controller) wrote(k, rv string) {
+	c.basedMu.Lock()
+	defer c.basedMu.Unlock()
+	if c.based[k] == nil {
+		c.based[k] = map[string]bool{}
+	}
+	c.based[k][rv] = true
+}
+
+// behind reports whether the cache still shows a version of svc that a
+// write of ours already replaced.
+func (c *Controller) behind(svc *corev1.Service) bool {
+	c.basedMu.Lock()
+	defer c.basedMu.Unlock()
+	if c.based[key(svc)][svc.ResourceVersion] {
+		return true
+	}
+	delete(c.based, key(svc))
+	return false
 }
 
 // run does the writes, a few at a time.
