@@ -249,7 +249,8 @@ func procCPU(pid int) (time.Duration, error) {
 // from vipd start to every VIP on exactly one interface and every status
 // set; then API requests per second in steady state (the API server's own
 // apiserver_request_total, all resources), and each daemon's resident memory
-// and CPU over VIPD_STEADY_SECONDS (default 30).
+// and CPU over VIPD_STEADY_SECONDS (default 30). VIPD_BENCH_SERVICES=100,1000
+// chooses the sizes; VIPD_BENCH_LOG=<path> writes the leader's log to <path>.<N>.
 //
 //	make bench-services
 func BenchmarkServices(b *testing.B) {
@@ -270,11 +271,23 @@ func BenchmarkServices(b *testing.B) {
 	if _, err := c.CoreV1().ConfigMaps(cm.Namespace).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
 		b.Fatal(err)
 	}
+	if _, err := lab.VipdBinary(); err != nil { // built before the clock starts
+		b.Fatal(err)
+	}
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "\nLoadBalancer Services from the pool, 3 nodes, seed settings; steady state over %s\n", window)
 	fmt.Fprintf(&sb, "| Services | start → all VIPs up and all status set (s) | API requests/s in steady state (writes/s) | leader RSS (MiB) | follower RSS (MiB) | leader CPU (%% of a core) | follower CPU (%%) |\n|---|---|---|---|---|---|---|\n")
 	for range b.N {
-		for _, n := range []int{100, 1000} {
+		sizes := []int{100, 1000}
+		if v := os.Getenv("VIPD_BENCH_SERVICES"); v != "" {
+			sizes = nil
+			for _, f := range strings.Split(v, ",") {
+				if n, err := strconv.Atoi(f); err == nil && n > 0 {
+					sizes = append(sizes, n)
+				}
+			}
+		}
+		for _, n := range sizes {
 			ns := fmt.Sprintf("bench-%d", n)
 			if _, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 				b.Fatal(err)
@@ -323,6 +336,9 @@ func BenchmarkServices(b *testing.B) {
 				b.Fatal(err)
 			}
 			holder, _ := l.Holder(ctx, leaseNS, svcLease)
+			if path := os.Getenv("VIPD_BENCH_LOG"); path != "" {
+				_ = os.WriteFile(fmt.Sprintf("%s.%d", path, n), []byte(procs[holder].Output()), 0o644)
+			}
 			var lRSS, lCPU float64
 			var fRSS, fCPU []float64
 			for name, p := range procs {

@@ -641,7 +641,7 @@ func TestServicesFailover(t *testing.T) {
 	svc := sc
 	svc.LeaseName = svcLease
 	bound := leaseDuration + 3*time.Second
-	for _, f := range lab.Faults[1:] { // SIGKILL, power loss, SIGSTOP, API blackhole
+	for _, f := range lab.Faults { // SIGTERM, SIGKILL, power loss, SIGSTOP, API blackhole
 		t.Run(strings.Fields(f.Name)[0], func(t *testing.T) {
 			procs, err := l.StartDaemons(ctx, sc)
 			dumpOnFailure(t, procs)

@@ -71,10 +71,15 @@ func (sender) Announce(netip.Addr) error { return nil }
 
 // node runs one controller against client; stop ends it and waits.
 func node(t *testing.T, client *fake.Clientset, name string) (k *kernel, stop func()) {
+	return nodeIn(t, client, name, "")
+}
+
+// nodeIn is node serving only namespace ns ("" = all).
+func nodeIn(t *testing.T, client *fake.Clientset, name, ns string) (k *kernel, stop func()) {
 	t.Helper()
 	k = &kernel{addrs: map[netip.Prefix]time.Duration{}}
 	c, err := New(Options{
-		Client: client, Kernel: k, Sender: sender{}, Interface: "eth0",
+		Client: client, Kernel: k, Sender: sender{}, Interface: "eth0", Namespace: ns,
 		LeaseNamespace: "kube-system", LeaseName: "plndr-svcs-lock", NodeName: name,
 		// The shortest timings the rules allow with a lifetime of at least 1 s.
 		LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 500 * time.Millisecond,
@@ -147,6 +152,21 @@ func TestClusterVIPFollowsTheServicesLease(t *testing.T) {
 	l, err := client.CoordinationV1().Leases("kube-system").Get(context.Background(), "plndr-svcs-lock", metav1.GetOptions{})
 	if err != nil || l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity != "" {
 		t.Fatalf("Lease after shutdown: %v %v, want released", l, err)
+	}
+}
+
+func TestOnlyTheServedNamespace(t *testing.T) {
+	client := fake.NewClientset(
+		lb("team", "web", 0, annotate(AnnotationIPs, "198.51.100.120")),
+		lb("default", "web", 0, annotate(AnnotationIPs, "198.51.100.121")))
+	k, _ := nodeIn(t, client, "n1", "team")
+	waitFor(t, "team/web announced", announced(client, "team", "web", "198.51.100.120", "n1"))
+	time.Sleep(500 * time.Millisecond)
+	if k.has("198.51.100.121") {
+		t.Fatal("svc_namespace=team, but a Service in default got its VIP")
+	}
+	if s, _ := client.CoreV1().Services("default").Get(context.Background(), "web", metav1.GetOptions{}); len(s.Status.LoadBalancer.Ingress) != 0 {
+		t.Fatalf("a Service outside svc_namespace got status %v", s.Status.LoadBalancer.Ingress)
 	}
 }
 
