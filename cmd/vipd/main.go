@@ -259,7 +259,7 @@ func runManager(ctx context.Context, c *cobra.Command, log *slog.Logger) error {
 func controlPlane(ctx context.Context, cfg *config.Config, rc *rest.Config, client kubernetes.Interface, reg prometheus.Registerer, log *slog.Logger) (*controlplane.VIP, error) {
 	m := metrics.NewVIP(reg, cfg.Namespace+"/"+cfg.LeaseName, cfg.Prefix().String())
 	opts := controlplane.Options{
-		Client: client, Kernel: vip.Netlink{}, Sender: &announce.Link{Interface: cfg.Interface},
+		Client: client, Sender: &announce.Link{Interface: cfg.Interface},
 		Interface: cfg.Interface, Prefix: cfg.Prefix(),
 		Namespace: cfg.Namespace, LeaseName: cfg.LeaseName, NodeName: cfg.NodeName,
 		LeaseDuration: cfg.LeaseDuration, RenewDeadline: cfg.RenewDeadline, RetryPeriod: cfg.RetryPeriod,
@@ -287,6 +287,11 @@ func controlPlane(ctx context.Context, cfg *config.Config, rc *rest.Config, clie
 		fresh.Dial = (&net.Dialer{Timeout: 2 * time.Second}).DialContext
 		return kubernetes.NewForConfig(fresh)
 	}
+	kernel, err := vip.NewNetlink()
+	if err != nil {
+		return nil, exitError{2, err}
+	}
+	opts.Kernel = kernel
 	return controlplane.New(opts)
 }
 
@@ -301,7 +306,10 @@ func servicesController(cfg *config.Config, rc *rest.Config, reg prometheus.Regi
 		return nil, err
 	}
 	m := metrics.NewVIP(reg, cfg.Namespace+"/"+cfg.SvcLeaseName, "services")
-	kernel := vip.Netlink{}
+	kernel, err := vip.NewNetlink()
+	if err != nil {
+		return nil, exitError{2, err}
+	}
 	iface := cfg.SvcInterface
 	ctl, err := services.New(services.Options{
 		Client: client, Kernel: kernel, Sender: &announce.Link{Interface: iface}, Interface: iface,

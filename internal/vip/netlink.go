@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -14,8 +15,22 @@ import (
 // Netlink is the Kernel of the host (or of the network namespace the process
 // runs in), through rtnetlink.
 type Netlink struct {
-	// H is the netlink handle; nil means the current network namespace.
+	// H is the netlink handle; nil means the current network namespace,
+	// with a new socket per call.
 	H *netlink.Handle
+	// links caches interfaces by name (see NewNetlink); nil: no cache.
+	links *sync.Map
+}
+
+// NewNetlink returns a Kernel with one netlink socket kept open and the
+// interfaces cached, for a daemon that refreshes many addresses every
+// second (every Service VIP after every renewal).
+func NewNetlink() (Netlink, error) {
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return Netlink{}, fmt.Errorf("opening a netlink socket: %w", err)
+	}
+	return Netlink{H: h, links: &sync.Map{}}, nil
 }
 
 func (n Netlink) h() *netlink.Handle {
@@ -26,11 +41,37 @@ func (n Netlink) h() *netlink.Handle {
 }
 
 func (n Netlink) link(iface string) (netlink.Link, error) {
+	if n.links != nil {
+		if l, ok := n.links.Load(iface); ok {
+			return l.(netlink.Link), nil
+		}
+	}
 	l, err := n.h().LinkByName(iface)
 	if err != nil {
 		return nil, fmt.Errorf("interface %q: %w", iface, err)
 	}
+	if n.links != nil {
+		n.links.Store(iface, l)
+	}
 	return l, nil
+}
+
+// retry runs op on the cached interface; if that fails, the interface may
+// have been recreated with a new index: look it up again and retry once.
+func (n Netlink) retry(iface string, op func(netlink.Link) error) error {
+	l, err := n.link(iface)
+	if err != nil {
+		return err
+	}
+	err = op(l)
+	if err == nil || n.links == nil {
+		return err
+	}
+	n.links.Delete(iface)
+	if l, lerr := n.link(iface); lerr == nil {
+		return op(l)
+	}
+	return err
 }
 
 func toAddr(p netip.Prefix) *netlink.Addr {
@@ -42,10 +83,6 @@ func toAddr(p netip.Prefix) *netlink.Addr {
 
 // Replace implements Kernel.
 func (n Netlink) Replace(iface string, p netip.Prefix, valid time.Duration) error {
-	l, err := n.link(iface)
-	if err != nil {
-		return err
-	}
 	a := toAddr(p)
 	a.ValidLft = int(valid / time.Second)
 	a.PreferedLft = 0
@@ -54,20 +91,18 @@ func (n Netlink) Replace(iface string, p netip.Prefix, valid time.Duration) erro
 		// for a second after every takeover; the Lease already makes it unique.
 		a.Flags = unix.IFA_F_NODAD
 	}
-	return n.h().AddrReplace(l, a)
+	return n.retry(iface, func(l netlink.Link) error { return n.h().AddrReplace(l, a) })
 }
 
 // Delete implements Kernel.
 func (n Netlink) Delete(iface string, p netip.Prefix) error {
-	l, err := n.link(iface)
-	if err != nil {
+	return n.retry(iface, func(l netlink.Link) error {
+		err := n.h().AddrDel(l, toAddr(p))
+		if errors.Is(err, unix.EADDRNOTAVAIL) || errors.Is(err, unix.ENOENT) {
+			return nil
+		}
 		return err
-	}
-	err = n.h().AddrDel(l, toAddr(p))
-	if errors.Is(err, unix.EADDRNOTAVAIL) || errors.Is(err, unix.ENOENT) {
-		return nil
-	}
-	return err
+	})
 }
 
 // Find implements Kernel.

@@ -1,8 +1,10 @@
 package vip
 
 import (
+	"net/netip"
 	"os"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -120,5 +122,32 @@ func TestNetlinkKernelExpiresTheAddress(t *testing.T) {
 			t.Fatal("the kernel did not remove the VIP when its lifetime ended")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestNetlinkCachedInterfaceRecreated(t *testing.T) {
+	k := inFreshNetns(t)
+	k.links = &sync.Map{}
+	p := netip.MustParsePrefix("198.51.100.200/32")
+	if err := k.Replace("vip0", p, 3*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	old, _ := k.H.LinkByName("vip0")
+	// The interface is deleted and created again: a new index behind the cached name.
+	if err := k.H.LinkDel(old); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.H.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "vip0"}, PeerName: "vip1"}); err != nil {
+		t.Fatal(err)
+	}
+	if l, _ := k.H.LinkByName("vip0"); l.Attrs().Index == old.Attrs().Index {
+		t.Fatalf("the kernel reused index %d: the test needs a new one", old.Attrs().Index)
+	}
+	if err := k.Replace("vip0", p, 3*time.Second); err != nil {
+		t.Fatalf("Replace after the interface was recreated: %v", err)
+	}
+	found, err := k.Find(p.Addr())
+	if err != nil || len(found) != 1 || found[0].Iface != "vip0" {
+		t.Fatalf("found %+v (%v), want the VIP on the new vip0", found, err)
 	}
 }
