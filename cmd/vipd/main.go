@@ -305,6 +305,13 @@ func servicesController(cfg *config.Config, rc *rest.Config, reg prometheus.Regi
 	if err != nil {
 		return nil, err
 	}
+	// Events through a client (and rate limit) of their own.
+	erc := rest.CopyConfig(src)
+	erc.QPS, erc.Burst = 100, 200
+	evClient, err := kubernetes.NewForConfig(erc)
+	if err != nil {
+		return nil, err
+	}
 	m := metrics.NewVIP(reg, cfg.Namespace+"/"+cfg.SvcLeaseName, "services")
 	kernel, err := vip.NewNetlink()
 	if err != nil {
@@ -312,7 +319,7 @@ func servicesController(cfg *config.Config, rc *rest.Config, reg prometheus.Regi
 	}
 	iface := cfg.SvcInterface
 	ctl, err := services.New(services.Options{
-		Client: client, Kernel: kernel, Sender: &announce.Link{Interface: iface}, Interface: iface,
+		Client: client, EventClient: evClient, Kernel: kernel, Sender: &announce.Link{Interface: iface}, Interface: iface,
 		HasIPv6:   func() bool { return hasIPv6(kernel, iface) },
 		Namespace: cfg.SvcNamespace, LeaseNamespace: cfg.Namespace, LeaseName: cfg.SvcLeaseName, NodeName: cfg.NodeName,
 		LeaseDuration: cfg.LeaseDuration, RenewDeadline: cfg.RenewDeadline, RetryPeriod: cfg.RetryPeriod,

@@ -25,6 +25,24 @@ type Poster struct {
 	mu        sync.Mutex
 	last      map[string]string // object+reason -> last message posted
 	forbidden bool
+	queue     chan *corev1.Event
+}
+
+// Async makes Post return at once and create Events from a queue of size
+// n, so a burst of Events does not slow the writes they describe. Events
+// beyond a full queue are logged but not posted. It ends with ctx.
+func (p *Poster) Async(ctx context.Context, n int) {
+	p.queue = make(chan *corev1.Event, n)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case ev := <-p.queue:
+				p.create(ctx, ev)
+			}
+		}
+	}()
 }
 
 // Post logs and posts an Event on obj unless the last Event with this reason
@@ -52,14 +70,35 @@ func (p *Poster) Post(ctx context.Context, obj corev1.ObjectReference, typ, reas
 		return true
 	}
 	now := metav1.NewTime(time.Now())
-	_, err := p.Client.CoreV1().Events(obj.Namespace).Create(ctx, &corev1.Event{
+	ev := &corev1.Event{
 		ObjectMeta:     metav1.ObjectMeta{GenerateName: "vipd-", Namespace: obj.Namespace},
 		InvolvedObject: obj,
 		Reason:         reason, Message: message, Type: typ,
 		Source:         corev1.EventSource{Component: "vipd", Host: p.Node},
 		FirstTimestamp: now, LastTimestamp: now, Count: 1,
 		ReportingController: "vipd", ReportingInstance: "vipd-" + p.Node,
-	}, metav1.CreateOptions{})
+	}
+	if p.queue == nil {
+		p.create(ctx, ev)
+		return true
+	}
+	select {
+	case p.queue <- ev:
+	default:
+		p.Log.Debug("Event queue full; this Event is only in the log", "reason", reason)
+	}
+	return true
+}
+
+func (p *Poster) create(ctx context.Context, ev *corev1.Event) {
+	p.mu.Lock()
+	forbidden := p.forbidden
+	p.mu.Unlock()
+	if forbidden {
+		return
+	}
+	_, err := p.Client.CoreV1().Events(ev.Namespace).Create(ctx, ev, metav1.CreateOptions{})
+	reason := ev.Reason
 	switch {
 	case apierrors.IsForbidden(err):
 		p.mu.Lock()
@@ -72,7 +111,6 @@ func (p *Poster) Post(ctx context.Context, obj corev1.ObjectReference, typ, reas
 	case err != nil:
 		p.Log.Warn("cannot post Event", "reason", reason, "err", err)
 	}
-	return true
 }
 
 // Retain forgets what was posted about objects whose UID keep rejects

@@ -44,10 +44,13 @@ const LocalLeasePrefix = "kubevip-"
 
 // Options are what the Services controller needs.
 type Options struct {
-	Client    kubernetes.Interface
-	Kernel    vip.Kernel
-	Sender    announce.Sender
-	Interface string
+	Client kubernetes.Interface
+	// EventClient posts Events (default Client); a client of its own keeps
+	// a burst of Events from slowing the writes they describe.
+	EventClient kubernetes.Interface
+	Kernel      vip.Kernel
+	Sender      announce.Sender
+	Interface   string
 	// HasIPv6 reports whether Interface has a global IPv6 address; IPv6
 	// VIPs are not taken without one.
 	HasIPv6 func() bool
@@ -65,7 +68,7 @@ type Options struct {
 	// Leader receives the Services Lease's metrics (may be nil).
 	Leader   election.Recorder
 	Announce func(error)
-	// Writers bounds concurrent API writes (default 8).
+	// Writers bounds concurrent API writes (default 16).
 	Writers int
 	Clock   clock.Clock
 	Logger  *slog.Logger
@@ -117,7 +120,10 @@ func New(o Options) (*Controller, error) {
 		o.Clock = clock.RealClock{}
 	}
 	if o.Writers <= 0 {
-		o.Writers = 8
+		o.Writers = 16
+	}
+	if o.EventClient == nil {
+		o.EventClient = o.Client
 	}
 	if o.HasIPv6 == nil {
 		o.HasIPv6 = func() bool { return true }
@@ -125,7 +131,7 @@ func New(o Options) (*Controller, error) {
 	log := o.Logger.With("component", "services")
 	c := &Controller{
 		o: o, log: log, kick: make(chan struct{}, 1), vips: map[netip.Addr]*held{}, ready: make(chan struct{}), based: map[string]map[string]bool{},
-		poster: &events.Poster{Client: o.Client, Node: o.NodeName, Log: log},
+		poster: &events.Poster{Client: o.EventClient, Node: o.NodeName, Log: log},
 	}
 	el, err := election.New(election.Options{
 		Client: o.Client, Namespace: o.LeaseNamespace, Name: o.LeaseName, Identity: o.NodeName,
@@ -231,6 +237,7 @@ func (g localGuard) Drop(reason string) { g.ov.Drop(reason) }
 // Run watches Services until ctx ends, then steps down in order: stop
 // announcing, remove every VIP, release the Leases.
 func (c *Controller) Run(ctx context.Context) error {
+	c.poster.Async(ctx, 4096)
 	c.startInformers(ctx)
 	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
 		return ctx.Err()
