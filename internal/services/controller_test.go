@@ -182,6 +182,9 @@ func TestNotTheLeaseHolderHoldsNoClusterVIP(t *testing.T) {
 	if k.has("198.51.100.120") {
 		t.Fatal("a node that does not hold the Services Lease put a Cluster VIP on its interface")
 	}
+	if s, _ := client.CoreV1().Services("default").Get(context.Background(), "web", metav1.GetOptions{}); len(s.Status.LoadBalancer.Ingress) != 0 || s.Annotations[AnnotationHost] != "" {
+		t.Fatalf("a node without the VIP wrote status %v / owner %q", s.Status.LoadBalancer.Ingress, s.Annotations[AnnotationHost])
+	}
 }
 
 func TestLocalVIPNeedsAReadyLocalEndpoint(t *testing.T) {
