@@ -134,13 +134,6 @@ func eventually(t *testing.T, timeout time.Duration, what string, f func() error
 	}
 }
 
-// svcState is one Service as the test sees it from outside vipd.
-type svcState struct {
-	key     string
-	ingress []string
-	host    string
-}
-
 // converged checks that every Service in keys has its status set to the
 // addresses in want (if given), that each address is on exactly one node, the
 // one named in the owner annotation, and that a client reaches that node
@@ -358,15 +351,6 @@ func TestServices(t *testing.T) {
 		_, err := converged(ctx, l, []string{"default/after-delete"}, map[string]string{"default/after-delete": lowest})
 		return err
 	})
-}
-
-func contains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // badInput: each bad input gets its Event naming the Service and the fix,
