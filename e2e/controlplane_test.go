@@ -42,15 +42,7 @@ func TestSeedControlPlane(t *testing.T) {
 	}
 
 	// vipd status, from the client host, as an operator would run it.
-	kc, err := l.Kubeconfig(netip.AddrPortFrom(lab.CPAddr, 6443))
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin, err := lab.VipdBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command("ip", "netns", "exec", l.Client.NS, bin, "status", "--kubeconfig", kc).CombinedOutput()
+	out, err := vipdStatus(t, l)
 	if err != nil || !strings.Contains(string(out), "Holder:       "+owner+"\n") || !strings.Contains(string(out), "VIP:          198.51.100.200/32") {
 		t.Errorf("vipd status: %v\n%s", err, out)
 	}

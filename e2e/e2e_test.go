@@ -5,7 +5,9 @@ package e2e
 
 import (
 	"context"
+	"net/netip"
 	"os"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -66,6 +68,21 @@ func seedScenario(t testing.TB, l *lab.Lab) lab.ScenarioOptions {
 		Token:     token, Namespace: leaseNS, LeaseName: leaseName, Port: port,
 		Settle: 3 * time.Second,
 	}
+}
+
+// vipdStatus runs `vipd status` from the client host with an admin
+// kubeconfig, as an operator would.
+func vipdStatus(t testing.TB, l *lab.Lab) ([]byte, error) {
+	t.Helper()
+	kc, err := l.Kubeconfig(netip.AddrPortFrom(lab.CPAddr, 6443))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin, err := lab.VipdBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return exec.Command("ip", "netns", "exec", l.Client.NS, bin, "status", "--kubeconfig", kc).CombinedOutput()
 }
 
 type testWriter struct{ t testing.TB }

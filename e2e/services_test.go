@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os/exec"
 	"regexp"
 	"sort"
 	"strings"
@@ -421,15 +420,7 @@ func badInput(t *testing.T, l *lab.Lab, addrs map[string]string) {
 	}
 
 	// vipd status shows who holds what, and why a Service has nothing.
-	kc, err := l.Kubeconfig(netip.AddrPortFrom(lab.CPAddr, 6443))
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin, err := lab.VipdBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command("ip", "netns", "exec", l.Client.NS, bin, "status", "--kubeconfig", kc).CombinedOutput()
+	out, err := vipdStatus(t, l)
 	holder, _ := l.Holder(ctx, leaseNS, svcLease)
 	okLine := regexp.MustCompile(`(?m)^  default/annotated-0 +` + regexp.QuoteMeta(addrs["default/annotated-0"]) + ` +` + regexp.QuoteMeta(owners[netip.MustParseAddr(addrs["default/annotated-0"])][0]) + ` +announced$`)
 	badLine := regexp.MustCompile(`(?m)^  default/bad-outside +- +- +AddressOutsidePools: service default/bad-outside asks for 203.0.113.50`)

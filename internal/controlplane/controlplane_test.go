@@ -16,54 +16,15 @@ import (
 
 	"github.com/vipd/vipd/internal/election"
 	"github.com/vipd/vipd/internal/metrics"
-	"github.com/vipd/vipd/internal/vip"
+	"github.com/vipd/vipd/internal/vip/viptest"
 )
-
-// kernel is an in-memory vip.Kernel.
-type kernel struct {
-	mu    sync.Mutex
-	addrs map[netip.Prefix]string
-}
-
-func (k *kernel) Replace(iface string, p netip.Prefix, _ time.Duration) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.addrs[p] = iface
-	return nil
-}
-
-func (k *kernel) Delete(_ string, p netip.Prefix) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	delete(k.addrs, p)
-	return nil
-}
-
-func (k *kernel) Find(a netip.Addr) ([]vip.Found, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	var out []vip.Found
-	for p, i := range k.addrs {
-		if p.Addr() == a {
-			out = append(out, vip.Found{Iface: i, Prefix: p, Up: true})
-		}
-	}
-	return out, nil
-}
-
-func (k *kernel) has(p string) bool {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	_, ok := k.addrs[netip.MustParsePrefix(p)]
-	return ok
-}
 
 type sender struct{}
 
 func (sender) Announce(netip.Addr) error { return nil }
 
 func TestSweepsLeftoversThenFollowsTheName(t *testing.T) {
-	k := &kernel{addrs: map[netip.Prefix]string{netip.MustParsePrefix("198.51.100.200/32"): "eth1"}}
+	k := viptest.New(map[string]string{"198.51.100.200/32": "eth1"})
 	clk := clocktesting.NewFakeClock(time.Now())
 	var mu sync.Mutex
 	answer := netip.MustParseAddr("198.51.100.200")
@@ -88,20 +49,20 @@ func TestSweepsLeftoversThenFollowsTheName(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if k.has("198.51.100.200/32") {
+	if k.Has("198.51.100.200/32") {
 		t.Fatal("leftover on eth1 not swept before the election")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- v.Run(ctx) }()
-	wait(t, "VIP held", func() bool { return k.has("198.51.100.200/32") })
+	wait(t, "VIP held", func() bool { return k.Has("198.51.100.200/32") })
 
 	mu.Lock()
 	answer = netip.MustParseAddr("198.51.100.201")
 	mu.Unlock()
 	clk.Step(31 * time.Second) // past ResolveEvery: the name is resolved again
 	wait(t, "VIP moved to the new address", func() bool {
-		return k.has("198.51.100.201/32") && !k.has("198.51.100.200/32")
+		return k.Has("198.51.100.201/32") && !k.Has("198.51.100.200/32")
 	})
 	// The Lease's informational annotation follows the new address.
 	wait(t, "Lease annotation updated", func() bool {
@@ -114,7 +75,7 @@ func TestSweepsLeftoversThenFollowsTheName(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if k.has("198.51.100.201/32") {
+	if k.Has("198.51.100.201/32") {
 		t.Fatal("VIP left on the interface after shutdown")
 	}
 }

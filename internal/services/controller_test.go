@@ -16,68 +16,22 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/utils/ptr"
 
-	"github.com/vipd/vipd/internal/vip"
+	"github.com/vipd/vipd/internal/vip/viptest"
 )
-
-// kernel is a fake vip.Kernel that records the addresses on one host.
-type kernel struct {
-	mu    sync.Mutex
-	addrs map[netip.Prefix]time.Duration
-	log   []string
-}
-
-func (k *kernel) Replace(iface string, p netip.Prefix, valid time.Duration) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if _, ok := k.addrs[p]; !ok {
-		k.log = append(k.log, "add "+p.String())
-	}
-	k.addrs[p] = valid
-	return nil
-}
-
-func (k *kernel) Delete(iface string, p netip.Prefix) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if _, ok := k.addrs[p]; ok {
-		k.log = append(k.log, "del "+p.String())
-	}
-	delete(k.addrs, p)
-	return nil
-}
-
-func (k *kernel) Find(a netip.Addr) ([]vip.Found, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	var out []vip.Found
-	for p, v := range k.addrs {
-		if p.Addr() == a {
-			out = append(out, vip.Found{Iface: "eth0", Prefix: p, Up: true, Valid: v})
-		}
-	}
-	return out, nil
-}
-
-func (k *kernel) has(ip string) bool {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	_, ok := k.addrs[netip.PrefixFrom(netip.MustParseAddr(ip), 32)]
-	return ok
-}
 
 type sender struct{}
 
 func (sender) Announce(netip.Addr) error { return nil }
 
 // node runs one controller against client; stop ends it and waits.
-func node(t *testing.T, client *fake.Clientset, name string) (k *kernel, stop func()) {
+func node(t *testing.T, client *fake.Clientset, name string) (k *viptest.Kernel, stop func()) {
 	return nodeIn(t, client, name, "")
 }
 
 // nodeIn is node serving only namespace ns ("" = all).
-func nodeIn(t *testing.T, client *fake.Clientset, name, ns string) (k *kernel, stop func()) {
+func nodeIn(t *testing.T, client *fake.Clientset, name, ns string) (k *viptest.Kernel, stop func()) {
 	t.Helper()
-	k = &kernel{addrs: map[netip.Prefix]time.Duration{}}
+	k = viptest.New(nil)
 	c, err := New(Options{
 		Client: client, Kernel: k, Sender: sender{}, Interface: "eth0", Namespace: ns,
 		LeaseNamespace: "kube-system", LeaseName: "plndr-svcs-lock", NodeName: name,
@@ -136,14 +90,14 @@ func TestClusterVIPFollowsTheServicesLease(t *testing.T) {
 	client := fake.NewClientset(lb("default", "web", 0, annotate(AnnotationIPs, "198.51.100.120")))
 	k, stop := node(t, client, "n1")
 	waitFor(t, "VIP announced with status and owner", announced(client, "default", "web", "198.51.100.120", "n1"))
-	if !k.has("198.51.100.120") {
+	if !k.Has("198.51.100.120/32") {
 		t.Fatal("status written but the VIP is not on the interface")
 	}
 	if err := client.CoreV1().Services("default").Delete(context.Background(), "web", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "VIP removed with its Service", func() error {
-		if k.has("198.51.100.120") {
+		if k.Has("198.51.100.120/32") {
 			return fmt.Errorf("still there")
 		}
 		return nil
@@ -162,7 +116,7 @@ func TestOnlyTheServedNamespace(t *testing.T) {
 	k, _ := nodeIn(t, client, "n1", "team")
 	waitFor(t, "team/web announced", announced(client, "team", "web", "198.51.100.120", "n1"))
 	time.Sleep(500 * time.Millisecond)
-	if k.has("198.51.100.121") {
+	if k.Has("198.51.100.121/32") {
 		t.Fatal("svc_namespace=team, but a Service in default got its VIP")
 	}
 	if s, _ := client.CoreV1().Services("default").Get(context.Background(), "web", metav1.GetOptions{}); len(s.Status.LoadBalancer.Ingress) != 0 {
@@ -179,7 +133,7 @@ func TestNotTheLeaseHolderHoldsNoClusterVIP(t *testing.T) {
 	client := fake.NewClientset(lease, lb("default", "web", 0, annotate(AnnotationIPs, "198.51.100.120")))
 	k, _ := node(t, client, "n1")
 	time.Sleep(1500 * time.Millisecond) // well within the other holder's lease
-	if k.has("198.51.100.120") {
+	if k.Has("198.51.100.120/32") {
 		t.Fatal("a node that does not hold the Services Lease put a Cluster VIP on its interface")
 	}
 	if s, _ := client.CoreV1().Services("default").Get(context.Background(), "web", metav1.GetOptions{}); len(s.Status.LoadBalancer.Ingress) != 0 || s.Annotations[AnnotationHost] != "" {
@@ -200,7 +154,7 @@ func TestLocalVIPNeedsAReadyLocalEndpoint(t *testing.T) {
 	client := fake.NewClientset(lb("default", "web", 0, local), slice)
 	k, _ := node(t, client, "n1")
 	time.Sleep(1500 * time.Millisecond)
-	if k.has("198.51.100.121") {
+	if k.Has("198.51.100.121/32") {
 		t.Fatal("n1 has no local endpoint but took the Local VIP")
 	}
 	// A not-ready endpoint on n1 does not count either.
@@ -210,7 +164,7 @@ func TestLocalVIPNeedsAReadyLocalEndpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(time.Second)
-	if k.has("198.51.100.121") {
+	if k.Has("198.51.100.121/32") {
 		t.Fatal("n1 took the Local VIP for a not-ready endpoint")
 	}
 	slice.Endpoints[1].Conditions.Ready = ptr.To(true)
@@ -232,8 +186,8 @@ func TestLocalVIPNeedsAReadyLocalEndpoint(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if k.has("198.51.100.121") || *l.Spec.HolderIdentity != "" {
-			return fmt.Errorf("VIP present %v, holder %q", k.has("198.51.100.121"), *l.Spec.HolderIdentity)
+		if k.Has("198.51.100.121/32") || *l.Spec.HolderIdentity != "" {
+			return fmt.Errorf("VIP present %v, holder %q", k.Has("198.51.100.121/32"), *l.Spec.HolderIdentity)
 		}
 		return nil
 	})
