@@ -4,12 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"regexp"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -245,6 +250,29 @@ func TestServices(t *testing.T) {
 		return err
 	})
 	t.Logf("50 Services converged %s after vipd started", time.Since(start).Round(time.Millisecond))
+
+	// Metrics: each node counts the Service VIPs on its interface.
+	owners, err := l.AllOwners()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range l.Nodes {
+		held := 0
+		for ip, o := range owners {
+			if ip != l.VIP && len(o) == 1 && o[0] == n.Name {
+				held++
+			}
+		}
+		body, err := lab.HTTPClient(l.Client, 2*time.Second).Get(fmt.Sprintf("http://%s:2112/metrics", n.IP))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, _ := io.ReadAll(body.Body)
+		body.Body.Close()
+		if want := fmt.Sprintf("\nvipd_service_vips_present %d\n", held); !strings.Contains(string(m), want) {
+			t.Errorf("%s has %d Service VIPs; its /metrics lacks %q", n.Name, held, strings.TrimSpace(want))
+		}
+	}
 
 	// Distinct addresses, except the pair; namespace pools honoured.
 	users := map[string][]string{}
@@ -674,4 +702,109 @@ func TestServicesFailover(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestServicesIPv6: Service VIPs over IPv6 (a /128, announced with
+// unsolicited neighbor advertisements) and dual-stack (one IPv4 and one IPv6
+// address in the annotation, both on the same node, both in the status),
+// reachable from the client before and after a planned handover.
+func TestServicesIPv6(t *testing.T) {
+	l := newLabWith(t, lab.Options{Nodes: 3, IPv6: true})
+	if err := l.Apply(context.Background(), poolsRBAC); err != nil {
+		t.Fatal(err)
+	}
+	sc := seedScenario(t, l)
+	ctx := context.Background()
+	c := l.Admin
+	create(t, c, lbService("default", "v6", port, withIPs("2001:db8::150")))
+	create(t, c, lbService("default", "dual", port, withIPs("198.51.100.151,2001:db8::151")))
+	want := map[string][]string{"v6": {"2001:db8::150"}, "dual": {"198.51.100.151", "2001:db8::151"}}
+
+	// up checks every address of every Service: in the status, on exactly
+	// the owner node, reached through by the client; it returns the owner.
+	up := func() (string, error) {
+		owners, err := l.AllOwners()
+		if err != nil {
+			return "", err
+		}
+		owner := ""
+		for name, ips := range want {
+			s, err := c.CoreV1().Services("default").Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return "", err
+			}
+			var got []string
+			for _, in := range s.Status.LoadBalancer.Ingress {
+				got = append(got, in.IP)
+			}
+			if strings.Join(got, ",") != strings.Join(ips, ",") {
+				return "", fmt.Errorf("%s: status %v, want %v", name, got, ips)
+			}
+			host := s.Annotations[services.AnnotationHost]
+			for _, ip := range ips {
+				a := netip.MustParseAddr(ip)
+				if o := owners[a]; len(o) != 1 || o[0] != host {
+					return "", fmt.Errorf("%s: %s on %v, owner annotation %q", name, ip, o, host)
+				}
+				if node, err := l.Reach(ctx, a, port, time.Second); err != nil || node != host {
+					return "", fmt.Errorf("%s: client through %s reached %q (%v), want %s", name, ip, node, err, host)
+				}
+			}
+			if owner != "" && owner != host {
+				return "", fmt.Errorf("Cluster VIPs on %s and %s: want one owner (the Services Lease holder)", owner, host)
+			}
+			owner = host
+		}
+		return owner, nil
+	}
+
+	procs, err := l.StartDaemons(ctx, sc)
+	dumpOnFailure(t, procs)
+	t.Cleanup(func() { lab.KillAll(procs) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var owner string
+	eventually(t, 30*time.Second, "IPv6 and dual-stack Services up", func() error {
+		owner, err = up()
+		return err
+	})
+	for _, a := range []string{"2001:db8::150", "2001:db8::151"} {
+		if err := checkV6Address(l.Node(owner), netip.MustParseAddr(a)); err != nil {
+			t.Error(err)
+		}
+	}
+	// A planned handover moves every address, v4 and v6, to one new owner.
+	if err := procs[owner].Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "Services up on a new owner", func() error {
+		o, err := up()
+		if err == nil && o == owner {
+			err = fmt.Errorf("still on %s", owner)
+		}
+		return err
+	})
+}
+
+// checkV6Address: a Service VIP over IPv6 is a deprecated /128 with a
+// lifetime of 1-3 s (the renew deadline).
+func checkV6Address(n *lab.Host, ip netip.Addr) error {
+	link, err := n.Netlink().LinkByName("eth0")
+	if err != nil {
+		return err
+	}
+	addrs, err := n.Netlink().AddrList(link, netlink.FAMILY_V6)
+	if err != nil {
+		return err
+	}
+	for _, a := range addrs {
+		if got, _ := netip.AddrFromSlice(a.IP); got == ip {
+			if ones, _ := a.Mask.Size(); ones != 128 || a.Flags&unix.IFA_F_DEPRECATED == 0 || a.ValidLft <= 0 || a.ValidLft > 3 {
+				return fmt.Errorf("%s on %s: /%d flags %#x valid_lft %d; want /128, deprecated, 1-3 s", ip, n.Name, ones, a.Flags, a.ValidLft)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("%s not on %s", ip, n.Name)
 }

@@ -73,6 +73,10 @@ func waitFor(t *testing.T, what string, f func() error) {
 	}
 }
 
+func withSpec(ip string) func(*corev1.Service) {
+	return func(s *corev1.Service) { s.Spec.LoadBalancerIP = ip }
+}
+
 func announced(client *fake.Clientset, ns, name, ip, owner string) func() error {
 	return func() error {
 		s, err := client.CoreV1().Services(ns).Get(context.Background(), name, metav1.GetOptions{})
@@ -121,6 +125,46 @@ func TestOnlyTheServedNamespace(t *testing.T) {
 	}
 	if s, _ := client.CoreV1().Services("default").Get(context.Background(), "web", metav1.GetOptions{}); len(s.Status.LoadBalancer.Ingress) != 0 {
 		t.Fatalf("a Service outside svc_namespace got status %v", s.Status.LoadBalancer.Ingress)
+	}
+}
+
+func TestLeftoversSweptBeforeJoining(t *testing.T) {
+	// Another node holds the Services Lease, so nothing is added here: what
+	// disappears was swept.
+	now := metav1.NewMicroTime(time.Now())
+	lease := &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "plndr-svcs-lock"},
+		Spec:       coordinationv1.LeaseSpec{HolderIdentity: ptr.To("n9"), LeaseDurationSeconds: ptr.To(int32(30)), RenewTime: &now, AcquireTime: &now},
+	}
+	client := fake.NewClientset(lease,
+		lb("default", "web", 0, annotate(AnnotationIPs, "198.51.100.120")),
+		lb("default", "old", 0, func(s *corev1.Service) {
+			s.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "198.51.100.122"}}
+		}),
+		lb("default", "mistake", 0, withSpec("198.51.100.11")))
+	k := viptest.New(nil)
+	// Left by an earlier run: finite lifetimes on full-length prefixes.
+	_ = k.Replace("eth0", netip.MustParsePrefix("198.51.100.120/32"), 2*time.Second)
+	_ = k.Replace("eth0", netip.MustParsePrefix("198.51.100.122/32"), 2*time.Second)
+	// The node's own address, which a Service asks for by mistake: permanent.
+	_ = k.Replace("eth0", netip.MustParsePrefix("198.51.100.11/24"), 0)
+	c, err := New(Options{Client: client, Kernel: k, Sender: sender{}, Interface: "eth0",
+		LeaseNamespace: "kube-system", LeaseName: "plndr-svcs-lock", NodeName: "n1",
+		LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 500 * time.Millisecond,
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- c.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "ready", c.Ready)
+	if k.Has("198.51.100.120/32") || k.Has("198.51.100.122/32") {
+		t.Error("leftover Service VIPs were not swept before joining the election")
+	}
+	if !k.Has("198.51.100.11/24") {
+		t.Error("the sweep removed the node's own address")
 	}
 }
 
