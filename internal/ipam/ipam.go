@@ -53,6 +53,9 @@ func (p Pool) Contains(ip netip.Addr) bool {
 	return false
 }
 
+// String lists the pool's ranges, e.g. "198.51.100.10-198.51.100.20, 2001:db8::/124".
+func (p Pool) String() string { return rangesString(p.Ranges) }
+
 // Pools are the configured pools.
 type Pools struct {
 	Global     *Pool
@@ -295,7 +298,7 @@ func (a *Allocator) Allocate(c Claim, namespace string, family int) (netip.Addr,
 			}
 		}
 	}
-	return netip.Addr{}, fmt.Errorf("pool %q (%s): %w", pool.Name, rangesString(pool.Ranges), ErrExhausted)
+	return netip.Addr{}, fmt.Errorf("pool %q (%s): %w", pool.Name, pool, ErrExhausted)
 }
 
 func bits(family int) int {

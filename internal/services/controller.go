@@ -388,21 +388,13 @@ func (c *Controller) readPools(ctx context.Context, leading bool) *ipam.Pools {
 func describe(p *ipam.Pools) string {
 	var s []string
 	if p.Global != nil {
-		s = append(s, "global="+rangesOf(*p.Global))
+		s = append(s, "global: "+p.Global.String())
 	}
 	for ns, pool := range p.Namespaces {
-		s = append(s, ns+"="+rangesOf(pool))
+		s = append(s, ns+": "+pool.String())
 	}
 	sort.Strings(s)
-	return strings.Join(s, " ")
-}
-
-func rangesOf(p ipam.Pool) string {
-	var s []string
-	for _, r := range p.Ranges {
-		s = append(s, r.String())
-	}
-	return strings.Join(s, ",")
+	return strings.Join(s, "; ")
 }
 
 func ref(obj metav1.Object, kind string) corev1.ObjectReference {
