@@ -320,8 +320,8 @@ func (c *Controller) startInformers(ctx context.Context) {
 }
 
 // sweep removes Service addresses an earlier run left on this host (S4):
-// every address a Service names, where it carries vipd's mark (a finite
-// lifetime on a full-length prefix), so a node's own address is never touched.
+// every address a Service names, where it carries vipd's mark
+// (vip.SweepMarked), so a node's own address is never touched.
 func (c *Controller) sweep() {
 	svcs, _ := c.svcLister.List(labels.Everything())
 	seen := map[netip.Addr]bool{}
@@ -337,19 +337,11 @@ func (c *Controller) sweep() {
 				continue
 			}
 			seen[ip] = true
-			found, err := c.o.Kernel.Find(ip)
+			removed, err := vip.SweepMarked(c.o.Kernel, ip)
 			if err != nil {
-				c.log.Warn("cannot look for leftover Service VIP", "address", ip, "err", err)
-				continue
+				c.log.Warn("cannot remove a leftover Service VIP", "address", ip, "err", err)
 			}
-			for _, f := range found {
-				if f.Valid == 0 || f.Prefix.Bits() != ip.BitLen() {
-					continue
-				}
-				if err := c.o.Kernel.Delete(f.Iface, f.Prefix); err != nil {
-					c.log.Warn("cannot remove leftover Service VIP", "address", f.Prefix, "interface", f.Iface, "err", err)
-					continue
-				}
+			for _, f := range removed {
 				c.log.Warn("removed leftover Service VIP before joining the election", "address", f.Prefix, "interface", f.Iface)
 			}
 		}

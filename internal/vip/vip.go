@@ -113,15 +113,33 @@ func (a *Address) Present() (bool, error) {
 // length: what a previous vipd run may have left behind (invariant S4). It
 // returns what it removed.
 func Sweep(k Kernel, addr netip.Addr) ([]Found, error) {
+	return sweep(k, addr, func(Found) bool { return true })
+}
+
+// SweepMarked removes only the copies of addr that carry vipd's mark, a
+// finite lifetime on a full-length prefix, so an address the node owns
+// itself (permanent, with its subnet) is never touched. It is the sweep for
+// addresses that users name, such as Service VIPs.
+func SweepMarked(k Kernel, addr netip.Addr) ([]Found, error) {
+	return sweep(k, addr, func(f Found) bool { return f.Valid > 0 && f.Prefix.Bits() == addr.BitLen() })
+}
+
+func sweep(k Kernel, addr netip.Addr, ours func(Found) bool) ([]Found, error) {
 	found, err := k.Find(addr)
 	if err != nil {
 		return nil, fmt.Errorf("looking for leftover %s: %w", addr, err)
 	}
+	var removed []Found
 	var errs []error
 	for _, f := range found {
+		if !ours(f) {
+			continue
+		}
 		if err := k.Delete(f.Iface, f.Prefix); err != nil {
 			errs = append(errs, fmt.Errorf("removing leftover %s from %s: %w", f.Prefix, f.Iface, err))
+			continue
 		}
+		removed = append(removed, f)
 	}
-	return found, errors.Join(errs...)
+	return removed, errors.Join(errs...)
 }
