@@ -136,7 +136,7 @@ func New(o Options) (*Controller, error) {
 	el, err := election.New(election.Options{
 		Client: o.Client, Namespace: o.LeaseNamespace, Name: o.LeaseName, Identity: o.NodeName,
 		LeaseDuration: o.LeaseDuration, RenewDeadline: o.RenewDeadline, RetryPeriod: o.RetryPeriod,
-		Guard: leaderGuard{c}, Recorder: o.Leader, Clock: o.Clock, Logger: log.With("lease", o.LeaseNamespace+"/"+o.LeaseName),
+		Guard: leaderGuard{c}, Recorder: o.Leader, Clock: o.Clock, Logger: log,
 	})
 	if err != nil {
 		return nil, err
@@ -521,7 +521,7 @@ func (c *Controller) startLocal(ctx context.Context, ip netip.Addr, h *held, svc
 		LeaseDuration: c.o.LeaseDuration, RenewDeadline: c.o.RenewDeadline, RetryPeriod: c.o.RetryPeriod,
 		Annotations: func() map[string]string { return map[string]string{election.VIPAnnotation: ip.String()} },
 		Guard:       localGuard{c: c, ov: h.ov}, Clock: c.o.Clock,
-		Logger: c.log.With("lease", svc.Namespace+"/"+LocalLeasePrefix+svc.Name),
+		Logger: c.log,
 	})
 	if err != nil {
 		c.log.Error("cannot start the Service's election", "service", key(svc), "err", err)
