@@ -134,9 +134,9 @@ func BenchmarkControlPlaneStop(b *testing.B) {
 //
 //	make bench-steady
 func BenchmarkSteadyState(b *testing.B) {
-	window := 30 * time.Second
+	win := 30 * time.Second
 	if n, err := strconv.Atoi(os.Getenv("VIPD_STEADY_SECONDS")); err == nil && n > 0 {
-		window = time.Duration(n) * time.Second
+		win = time.Duration(n) * time.Second
 	}
 	l := newLab(b)
 	sc := seedScenario(b, l)
@@ -148,72 +148,98 @@ func BenchmarkSteadyState(b *testing.B) {
 	}
 	time.Sleep(3 * time.Second) // past the takeover burst
 	for range b.N {
-		before, err := leaseRequests(ctx, l)
-		if err != nil {
-			b.Fatal(err)
-		}
-		cpu0 := map[string]time.Duration{}
-		for n, p := range procs {
-			cpu0[n], _ = procCPU(p.Cmd.Process.Pid)
-		}
-		time.Sleep(window)
-		after, err := leaseRequests(ctx, l)
-		if err != nil {
-			b.Fatal(err)
-		}
+		rates, rss, cpu := window(ctx, b, l, procs, win, leaseRequests)
 		var sb strings.Builder
-		fmt.Fprintf(&sb, "\nSteady state, 3 nodes, seed settings, %s window\n| Lease requests (verb) | per second |\n|---|---|\n", window)
+		fmt.Fprintf(&sb, "\nSteady state, 3 nodes, seed settings, %s window\n| Lease requests (verb) | per second |\n|---|---|\n", win)
 		verbs := []string{}
-		for v := range after {
+		for v := range rates {
 			verbs = append(verbs, v)
 		}
 		slices.Sort(verbs)
 		for _, v := range verbs {
-			fmt.Fprintf(&sb, "| %s | %.2f |\n", v, (after[v]-before[v])/window.Seconds())
+			fmt.Fprintf(&sb, "| %s | %.2f |\n", v, rates[v])
 		}
 		fmt.Fprintf(&sb, "\n| vipd on | role | resident memory (MiB) | CPU (%% of one core) |\n|---|---|---|---|\n")
 		holder, _ := l.Holder(ctx, sc.Namespace, sc.LeaseName)
 		for _, n := range l.Nodes {
-			p := procs[n.Name]
-			rss, _ := procRSS(p.Cmd.Process.Pid)
-			cpu, _ := procCPU(p.Cmd.Process.Pid)
 			role := "follower"
 			if n.Name == holder {
 				role = "leader"
 			}
-			fmt.Fprintf(&sb, "| %s | %s | %.1f | %.2f |\n", n.Name, role, float64(rss)/(1<<20), 100*(cpu-cpu0[n.Name]).Seconds()/window.Seconds())
+			fmt.Fprintf(&sb, "| %s | %s | %.1f | %.2f |\n", n.Name, role, rss[n.Name], cpu[n.Name])
 		}
 		fmt.Print(sb.String())
 	}
 }
 
-// leaseRequests sums apiserver_request_total for resource="leases" in
-// kube-system by verb, from the API server's /metrics.
-func leaseRequests(ctx context.Context, l *lab.Lab) (map[string]float64, error) {
+// requestTotals sums the API server's apiserver_request_total (from its own
+// /metrics) under the keys that keys returns for each series' labels.
+func requestTotals(ctx context.Context, l *lab.Lab, keys func(labels string) []string) (map[string]float64, error) {
 	body, err := l.Admin.Discovery().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]float64{}
 	for _, line := range strings.Split(string(body), "\n") {
-		if !strings.HasPrefix(line, "apiserver_request_total{") || !strings.Contains(line, `resource="leases"`) || strings.Contains(line, `scope="cluster"`) {
+		if !strings.HasPrefix(line, "apiserver_request_total{") {
 			continue
 		}
-		// This includes the API server renewing its own identity Lease
-		// (one update per 10 s); the metric does not tell them apart.
-		i := strings.Index(line, `verb="`)
-		if i < 0 {
-			continue
-		}
-		verb := line[i+6:]
-		verb = verb[:strings.Index(verb, `"`)]
 		f := strings.Fields(line)
 		v, err := strconv.ParseFloat(f[len(f)-1], 64)
-		if err == nil {
-			out[verb] += v
+		if err != nil {
+			continue
+		}
+		for _, k := range keys(line) {
+			out[k] += v
 		}
 	}
 	return out, nil
+}
+
+// leaseRequests sums apiserver_request_total for resource="leases" in
+// kube-system by verb. This includes the API server renewing its own
+// identity Lease (one update per 10 s); the metric does not tell them apart.
+func leaseRequests(ctx context.Context, l *lab.Lab) (map[string]float64, error) {
+	return requestTotals(ctx, l, func(line string) []string {
+		if !strings.Contains(line, `resource="leases"`) || strings.Contains(line, `scope="cluster"`) {
+			return nil
+		}
+		i := strings.Index(line, `verb="`)
+		if i < 0 {
+			return nil
+		}
+		verb := line[i+6:]
+		return []string{verb[:strings.Index(verb, `"`)]}
+	})
+}
+
+// window measures, over d, the requests counted by count (per second) and
+// each daemon's CPU (% of one core), and its resident memory (MiB) at the end.
+func window(ctx context.Context, b *testing.B, l *lab.Lab, procs map[string]*lab.Proc, d time.Duration,
+	count func(context.Context, *lab.Lab) (map[string]float64, error)) (rates map[string]float64, rssMiB, cpuPct map[string]float64) {
+	before, err := count(ctx, l)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cpu0 := map[string]time.Duration{}
+	for n, p := range procs {
+		cpu0[n], _ = procCPU(p.Cmd.Process.Pid)
+	}
+	time.Sleep(d)
+	after, err := count(ctx, l)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rates, rssMiB, cpuPct = map[string]float64{}, map[string]float64{}, map[string]float64{}
+	for k, v := range after {
+		rates[k] = (v - before[k]) / d.Seconds()
+	}
+	for n, p := range procs {
+		rss, _ := procRSS(p.Cmd.Process.Pid)
+		cpu, _ := procCPU(p.Cmd.Process.Pid)
+		rssMiB[n], cpuPct[n] = float64(rss)/(1<<20), 100*(cpu-cpu0[n]).Seconds()/d.Seconds()
+	}
+	return rates, rssMiB, cpuPct
 }
 
 func procRSS(pid int) (int64, error) {
@@ -254,9 +280,9 @@ func procCPU(pid int) (time.Duration, error) {
 //
 //	make bench-services
 func BenchmarkServices(b *testing.B) {
-	window := 30 * time.Second
+	win := 30 * time.Second
 	if n, err := strconv.Atoi(os.Getenv("VIPD_STEADY_SECONDS")); err == nil && n > 0 {
-		window = time.Duration(n) * time.Second
+		win = time.Duration(n) * time.Second
 	}
 	l := newLab(b)
 	if err := l.Apply(context.Background(), poolsRBAC); err != nil {
@@ -275,7 +301,7 @@ func BenchmarkServices(b *testing.B) {
 		b.Fatal(err)
 	}
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "\nLoadBalancer Services from the pool, 3 nodes, seed settings; steady state over %s\n", window)
+	fmt.Fprintf(&sb, "\nLoadBalancer Services from the pool, 3 nodes, seed settings; steady state over %s\n", win)
 	fmt.Fprintf(&sb, "| Services | start → all VIPs up and all status set (s) | API requests/s in steady state (writes/s) | leader RSS (MiB) | follower RSS (MiB) | leader CPU (%% of a core) | follower CPU (%%) |\n|---|---|---|---|---|---|---|\n")
 	for range b.N {
 		sizes := []int{100, 1000}
@@ -322,41 +348,21 @@ func BenchmarkServices(b *testing.B) {
 			}
 			converge := time.Since(start)
 			settled := waitSettled(ctx, b, l)
-			before, err := apiRequests(ctx, l)
-			if err != nil {
-				b.Fatal(err)
-			}
-			cpu0 := map[string]time.Duration{}
-			for name, p := range procs {
-				cpu0[name], _ = procCPU(p.Cmd.Process.Pid)
-			}
-			time.Sleep(window)
-			after, err := apiRequests(ctx, l)
-			if err != nil {
-				b.Fatal(err)
-			}
+			rates, rss, cpu := window(ctx, b, l, procs, win, apiRequests)
 			holder, _ := l.Holder(ctx, leaseNS, svcLease)
 			if path := os.Getenv("VIPD_BENCH_LOG"); path != "" {
 				_ = os.WriteFile(fmt.Sprintf("%s.%d", path, n), []byte(procs[holder].Output()), 0o644)
 			}
-			var lRSS, lCPU float64
+			lab.KillAll(procs)
 			var fRSS, fCPU []float64
-			for name, p := range procs {
-				rss, _ := procRSS(p.Cmd.Process.Pid)
-				cpu, _ := procCPU(p.Cmd.Process.Pid)
-				r, u := float64(rss)/(1<<20), 100*(cpu-cpu0[name]).Seconds()/window.Seconds()
-				if name == holder {
-					lRSS, lCPU = r, u
-				} else {
-					fRSS, fCPU = append(fRSS, r), append(fCPU, u)
+			for name := range procs {
+				if name != holder {
+					fRSS, fCPU = append(fRSS, rss[name]), append(fCPU, cpu[name])
 				}
 			}
-			lab.KillAll(procs)
-			all := (after["all"] - before["all"]) / window.Seconds()
-			writes := (after["write"] - before["write"]) / window.Seconds()
 			b.Logf("N=%d: writes settled (the Events' backlog posted) %s after convergence", n, settled.Round(time.Second))
-			fmt.Fprintf(&sb, "| %d | %.1f | %.2f (%.2f) | %.1f | %.1f-%.1f | %.2f | %.2f-%.2f |\n", n, converge.Seconds(), all, writes,
-				lRSS, slices.Min(fRSS), slices.Max(fRSS), lCPU, slices.Min(fCPU), slices.Max(fCPU))
+			fmt.Fprintf(&sb, "| %d | %.1f | %.2f (%.2f) | %.1f | %.1f-%.1f | %.2f | %.2f-%.2f |\n", n, converge.Seconds(), rates["all"], rates["write"],
+				rss[holder], slices.Min(fRSS), slices.Max(fRSS), cpu[holder], slices.Min(fCPU), slices.Max(fCPU))
 			b.ReportMetric(converge.Seconds(), fmt.Sprintf("converge-%d-s", n))
 			for i := range n {
 				if err := c.CoreV1().Services(ns).Delete(ctx, fmt.Sprintf("s%04d", i), metav1.DeleteOptions{}); err != nil {
@@ -420,26 +426,12 @@ func servicesUp(ctx context.Context, l *lab.Lab, ns string, n int) (bool, string
 // apiRequests sums the API server's apiserver_request_total: "all", and
 // "write" for the verbs that change something.
 func apiRequests(ctx context.Context, l *lab.Lab) (map[string]float64, error) {
-	body, err := l.Admin.Discovery().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]float64{}
-	for _, line := range strings.Split(string(body), "\n") {
-		if !strings.HasPrefix(line, "apiserver_request_total{") {
-			continue
-		}
-		f := strings.Fields(line)
-		v, err := strconv.ParseFloat(f[len(f)-1], 64)
-		if err != nil {
-			continue
-		}
-		out["all"] += v
+	return requestTotals(ctx, l, func(line string) []string {
 		for _, w := range []string{`verb="POST"`, `verb="PUT"`, `verb="PATCH"`, `verb="DELETE"`} {
 			if strings.Contains(line, w) {
-				out["write"] += v
+				return []string{"all", "write"}
 			}
 		}
-	}
-	return out, nil
+		return []string{"all"}
+	})
 }
