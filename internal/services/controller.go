@@ -422,13 +422,14 @@ func (c *Controller) pass(ctx context.Context) {
 
 	plan := Plan(Input{Services: ours, Pools: pools, Reserved: c.o.Reserved, Allocate: leading})
 	desired := map[netip.Addr]want{}
-	ipv6 := c.o.HasIPv6()
+	// Asked of the kernel only when some Service has an IPv6 address.
+	ipv6 := sync.OnceValue(c.o.HasIPv6)
 	for _, e := range plan {
 		if e.Problem != nil || len(e.Allocated) > 0 {
 			continue
 		}
 		for _, ip := range e.Addrs {
-			if ip.Is6() && !ipv6 {
+			if ip.Is6() && !ipv6() {
 				if leading || e.Local && c.localReady(e.Key) {
 					c.poster.Post(ctx, ref(e.Svc, "Service"), corev1.EventTypeWarning, "NoIPv6",
 						fmt.Sprintf("service %s asks for IPv6 address %s, but interface %s on node %s has no global IPv6 address, so vipd does not announce it: give the nodes IPv6 on that interface, or use an IPv4 address", e.Key, ip, c.o.Interface, c.o.NodeName))
