@@ -198,7 +198,7 @@ func TestBadInput(t *testing.T) {
 		{"address not an IP", map[string]string{"address": "198.51.100.300/24"}, []string{`address="198.51.100.300/24"`, "neither an IP address nor a DNS name"}},
 		{"address unresolvable", map[string]string{"address": "no-such-vip.lab.example"}, []string{`address="no-such-vip.lab.example"`, "cannot resolve"}},
 		{"interface missing", map[string]string{"vip_interface": "eno3"}, []string{`vip_interface="eno3"`, "no such interface on node n1", "interfaces here: eth0, lo", "set vip_interface=eth0"}},
-		{"lease not above renew deadline", map[string]string{"vip_leaseduration": "3"}, []string{"vip_leaseduration=3 must exceed vip_renewdeadline=3 by at least 1 second", "use vip_leaseduration=4"}},
+		{"lease not above renew deadline", map[string]string{"vip_leaseduration": "3"}, []string{"vip_leaseduration=3 must exceed vip_renewdeadline=3 by at least 2 seconds", "use vip_leaseduration=5"}},
 		{"renew deadline too short", map[string]string{"vip_renewdeadline": "2"}, []string{"vip_renewdeadline=2 must be more than twice vip_retryperiod=1", "use vip_renewdeadline=3"}},
 		{"arp off", map[string]string{"vip_arp": "false"}, []string{"vip_arp", "set vip_arp=true"}},
 		{"not a boolean", map[string]string{"cp_enable": "yes please"}, []string{`cp_enable="yes please" is not a boolean`}},

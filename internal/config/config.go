@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/vipd/vipd/internal/election"
 )
 
 // Setting describes one configuration knob.
@@ -321,9 +323,9 @@ func Load(fs *pflag.FlagSet, d Deps) (*Config, error) {
 
 	// Timings: these rules are what makes the kernel lifetime a fence (S2).
 	if c.LeaseDuration > 0 && c.RenewDeadline > 0 && c.RetryPeriod > 0 {
-		if c.LeaseDuration < c.RenewDeadline+time.Second {
-			errs = append(errs, fmt.Errorf("vip_leaseduration=%d must exceed vip_renewdeadline=%d by at least 1 second: the kernel removes an expired VIP up to a second late, and another node may take the Lease after vip_leaseduration; use vip_leaseduration=%d or a smaller vip_renewdeadline",
-				secs(c.LeaseDuration), secs(c.RenewDeadline), secs(c.RenewDeadline)+1))
+		if m := election.FenceMargin; c.LeaseDuration < c.RenewDeadline+m {
+			errs = append(errs, fmt.Errorf("vip_leaseduration=%d must exceed vip_renewdeadline=%d by at least %d seconds: the kernel removes an expired VIP up to a second late, and another node may take the Lease after vip_leaseduration; use vip_leaseduration=%d or a smaller vip_renewdeadline",
+				secs(c.LeaseDuration), secs(c.RenewDeadline), secs(m), secs(c.RenewDeadline+m)))
 		}
 		if c.RenewDeadline <= 2*c.RetryPeriod {
 			errs = append(errs, fmt.Errorf("vip_renewdeadline=%d must be more than twice vip_retryperiod=%d so that a holder gets several renewal tries before its VIP is fenced; use vip_renewdeadline=%d or a smaller vip_retryperiod",

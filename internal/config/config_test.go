@@ -120,7 +120,7 @@ func TestErrorsNameTheValueAndTheFix(t *testing.T) {
 		{"unresolvable", map[string]string{"address": "nope.example.com"}, []string{`env address="nope.example.com"`, "cannot resolve", "no such host"}},
 		{"wrong interface", map[string]string{"vip_interface": "eth0"}, []string{`env vip_interface="eth0"`, "no such interface on node node-1", "interfaces here: eno1, eno3, lo", "set vip_interface=eno3"}},
 		{"no interface for VIP", map[string]string{"vip_interface": "", "address": "198.18.0.5"}, []string{"no interface here has a subnet that contains 198.18.0.5"}},
-		{"lease too short", map[string]string{"vip_leaseduration": "3"}, []string{"vip_leaseduration=3 must exceed vip_renewdeadline=3 by at least 1 second", "use vip_leaseduration=4"}},
+		{"lease too short", map[string]string{"vip_leaseduration": "3"}, []string{"vip_leaseduration=3 must exceed vip_renewdeadline=3 by at least 2 seconds", "use vip_leaseduration=5"}},
 		{"renew too short", map[string]string{"vip_renewdeadline": "2"}, []string{"vip_renewdeadline=2 must be more than twice vip_retryperiod=1", "use vip_renewdeadline=3"}},
 		{"not a number", map[string]string{"vip_retryperiod": "1s"}, []string{`env vip_retryperiod="1s" must be a whole number of seconds`}},
 		{"arp off", map[string]string{"vip_arp": "false"}, []string{"set vip_arp=true"}},

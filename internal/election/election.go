@@ -15,10 +15,15 @@
 //     the Lease it observed has not changed for the Lease's duration measured
 //     from the moment it observed it; the takeover write carries the observed
 //     resourceVersion, so a renewal it did not see makes the write fail.
-//   - This is only safe if leaseDuration >= renewDeadline + 1 s (the
-//     kernel's lifetime granularity) and clocks of the nodes run at about the
-//     same rate. Wall clocks need not agree: no timestamp in the Lease is
-//     compared with the local clock.
+//   - A deleted Lease counts as an observation of its last holder: followers
+//     wait a whole lease duration from the deletion (S8), since the holder
+//     may still hold the VIP (kubectl delete lease during a partition).
+//   - Any answer to a write started before this node's latest release is
+//     ignored, and a holder writes only on a version that names it; one
+//     that names another node is read again (quorum read) first.
+//   - This is only safe if leaseDuration >= renewDeadline + FenceMargin and
+//     the clocks of the nodes run at about the same rate. Wall clocks need
+//     not agree: no timestamp in the Lease is compared with the local clock.
 package election
 
 import (
@@ -43,6 +48,15 @@ import (
 // VIPAnnotation on the Lease records the VIP its holder serves, for
 // `vipd status` (kube-vip's Leases carry none; it is informational).
 const VIPAnnotation = "vipd.io/vip"
+
+// FenceMargin is the least time by which the lease duration must exceed
+// the renew deadline. The kernel keeps lifetimes in whole seconds (vipd
+// rounds down, which costs nothing) but removes an expired address up to
+// about 1 s late when other addresses were refreshed just before (measured:
+// 7-376 ms on a quiet host, 905-914 ms while vipd refreshes other VIPs);
+// the second second is the margin for that measurement, scheduling and
+// clock-rate differences between nodes.
+const FenceMargin = 2 * time.Second
 
 // ShutdownBudget bounds the Lease release on shutdown (after Drop).
 const ShutdownBudget = 800 * time.Millisecond
@@ -127,8 +141,8 @@ func New(o Options) (*Elector, error) {
 		return nil, fmt.Errorf("election: retry period %s must be positive", o.RetryPeriod)
 	case o.RenewDeadline <= 2*o.RetryPeriod:
 		return nil, fmt.Errorf("election: renew deadline %s must exceed twice the retry period %s", o.RenewDeadline, o.RetryPeriod)
-	case o.LeaseDuration < o.RenewDeadline+time.Second:
-		return nil, fmt.Errorf("election: lease duration %s must exceed the renew deadline %s by at least 1s", o.LeaseDuration, o.RenewDeadline)
+	case o.LeaseDuration < o.RenewDeadline+FenceMargin:
+		return nil, fmt.Errorf("election: lease duration %s must exceed the renew deadline %s by at least %s", o.LeaseDuration, o.RenewDeadline, FenceMargin)
 	}
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
@@ -154,27 +168,249 @@ type observation struct {
 	err   error                 // a watch/list failure, for logging
 }
 
+// request is one write the loop asks its driver to make.
+type request struct {
+	base    *coordinationv1.Lease // nil: create
+	unknown bool                  // read the Lease first (quorum read); write only if free or ours
+	epoch   uint64
+	start   time.Time // monotonic start of the call
+	timeout time.Duration
+}
+
 // result is the outcome of one attempt.
 type result struct {
 	lease *coordinationv1.Lease
 	wrote bool // false: the attempt only read the Lease and found another holder
 	err   error
 	start time.Time // monotonic start of the call
+	epoch uint64    // the loop's epoch when the write started
 }
 
-// state is owned by Run's loop; nothing else touches it.
+// driver is what the loop needs from the outside world: the API calls and
+// the timers. Run provides the real one; tests provide one they step by hand.
+type driver interface {
+	now() time.Time
+	// write starts an attempt; its result comes back through loop.onResult.
+	write(r request)
+	// release hands the Lease back (fresh: through new connections) and
+	// returns when done or given up (bounded by ShutdownBudget).
+	release(l *coordinationv1.Lease, fresh bool) error
+	// try and fence (re)arm the two timers; d <= 0 means now.
+	try(d time.Duration)
+	fence(d time.Duration)
+	stopFence()
+}
+
+// state is owned by the loop; nothing else touches it.
 type state struct {
-	leading    bool
-	deadline   time.Time // leading: start of last successful renewal + renew deadline
+	leading  bool
+	deadline time.Time // leading: start of last successful renewal + renew deadline
+	// observed is the newest version of the Lease seen. With deleted, it is
+	// the last version before the Lease was deleted: a deletion counts as an
+	// observation of its last holder, who may still hold the VIP.
 	observed   *coordinationv1.Lease
+	deleted    bool
 	observedAt time.Time // when observed last changed
-	known      bool      // observed is meaningful (a list or watch answered)
+	known      bool      // observed is meaningful (a list, watch or write answered)
 	inflight   bool
+	// epoch counts releases. A write started before the latest release
+	// carries an older epoch, and its answer is ignored: it must not make
+	// this node holder again after it gave the Lease away.
+	epoch uint64
+}
+
+// loop is the election's state machine. Each handler is called from one
+// goroutine (Run's, or a test's), in the order the events arrive.
+type loop struct {
+	e *Elector
+	d driver
+	s state
+}
+
+func (l *loop) stepDown(reason string) {
+	l.e.o.Guard.Drop(reason)
+	if l.s.leading {
+		l.s.leading = false
+		l.e.o.Recorder.SetLeader(false)
+		l.e.log.Warn("stepped down", "reason", reason)
+	}
+	l.d.stopFence()
+}
+
+// release gives the Lease back after the guard dropped (S3). Every write
+// started before it is void from now on.
+func (l *loop) release(base *coordinationv1.Lease, fresh bool) {
+	l.s.epoch++
+	if err := l.d.release(base, fresh); err != nil {
+		l.e.log.Warn("could not release the Lease; followers take over when it expires", "err", err)
+	}
+	l.s.known = false
+}
+
+// launch starts a write unless one is in flight.
+func (l *loop) launch() {
+	s := &l.s
+	if s.inflight {
+		return
+	}
+	if !s.leading && !l.e.mayAcquire(s) {
+		return
+	}
+	start := l.d.now()
+	r := request{base: s.observed, unknown: !s.known, epoch: s.epoch, start: start, timeout: l.e.o.RenewDeadline}
+	if s.deleted {
+		r.base = nil
+	}
+	if s.leading {
+		r.timeout = s.deadline.Sub(start)
+		// A leader writes only on a version that names it: one that names
+		// another node (or none) is read again first, never written over.
+		if holder(s.observed) != l.e.o.Identity {
+			r.unknown = true
+		}
+	}
+	s.inflight = true
+	l.d.write(r)
+}
+
+// onTry is the try timer: renew, or try to acquire.
+func (l *loop) onTry() {
+	if !l.s.leading && !l.e.gateOpen() {
+		return // the gate's next change schedules the next try
+	}
+	l.launch()
+	if l.s.leading {
+		l.d.try(l.e.o.RetryPeriod)
+	} else if !l.s.inflight {
+		l.d.try(l.e.nextTry(&l.s))
+	}
+}
+
+// onGate is a change of the health gate.
+func (l *loop) onGate() {
+	if l.e.gateOpen() {
+		l.d.try(l.e.nextTry(&l.s))
+		return
+	}
+	// Release also when the fence already dropped the VIP but the Lease
+	// still names this node: followers need not wait for it to expire.
+	if l.s.leading || holder(l.s.observed) == l.e.o.Identity && !l.s.deleted {
+		l.stepDown("local API server not ready (health gate closed)")
+		l.release(l.s.observed, true)
+	}
+}
+
+// onObserve is a version of the Lease (nil: absent) from the list or watch.
+func (l *loop) onObserve(lease *coordinationv1.Lease) {
+	l.e.observe(&l.s, lease)
+	// A holder does not step down on a watch event alone: the event may be
+	// older than its own last write (the first List can answer "absent"
+	// after our create). A fresh quorum read decides; until then the fence
+	// keeps it safe.
+	if l.s.leading {
+		if holder(l.s.observed) != l.e.o.Identity || l.s.deleted {
+			l.s.known = false
+			l.d.try(0)
+		}
+		return
+	}
+	l.d.try(l.e.nextTry(&l.s))
+}
+
+// onFence is the fence timer: no successful renewal within the deadline.
+func (l *loop) onFence() {
+	if l.s.leading && !l.d.now().Before(l.s.deadline) {
+		l.e.o.Recorder.RenewFailure()
+		l.stepDown(fmt.Sprintf("no successful renewal within the renew deadline (%s)", l.e.o.RenewDeadline))
+		l.d.try(l.e.o.RetryPeriod)
+	}
+}
+
+// onResult is the answer to a write.
+func (l *loop) onResult(r result) {
+	s, e := &l.s, l.e
+	s.inflight = false
+	if r.epoch != s.epoch {
+		// Started before a release: whatever it says is void. The next try
+		// reads the Lease afresh.
+		s.known = false
+		l.d.try(e.nextTry(s))
+		return
+	}
+	switch {
+	case r.err == nil && !r.wrote:
+		e.observe(s, r.lease)
+		if s.leading {
+			l.stepDown(fmt.Sprintf("Lease now held by %q", holder(r.lease)))
+		}
+		l.d.try(e.nextTry(s))
+	case r.err == nil && !s.leading && !e.gateOpen():
+		// Acquired while the gate closed: give it back at once.
+		e.observe(s, r.lease)
+		l.release(r.lease, false)
+	case r.err == nil:
+		e.observe(s, r.lease)
+		deadline := r.start.Add(e.o.RenewDeadline)
+		if !l.d.now().Before(deadline) {
+			// The answer came too late to count (the fence handles a
+			// holder); the Lease names this node, so try again at once.
+			l.d.try(0)
+			return
+		}
+		if !s.leading {
+			s.leading = true
+			e.o.Recorder.SetLeader(true)
+			e.o.Recorder.Transition()
+			e.log.Info("acquired Lease", "identity", e.o.Identity)
+		}
+		s.deadline = deadline
+		e.o.Guard.Hold(deadline)
+		l.d.fence(deadline.Sub(l.d.now()))
+		l.d.try(r.start.Add(e.o.RetryPeriod).Sub(l.d.now()))
+	case apierrors.IsConflict(r.err) || apierrors.IsAlreadyExists(r.err) || apierrors.IsNotFound(r.err):
+		// Someone wrote since we looked: the next attempt starts with a
+		// fresh quorum read, and writes only if the rule still allows.
+		e.log.Debug("lease write lost a race", "err", r.err)
+		s.known = false
+		l.d.try(0)
+	default:
+		if s.leading {
+			e.o.Recorder.RenewFailure()
+			e.log.Warn("renewal failed", "err", r.err, "fenceIn", s.deadline.Sub(l.d.now()).Round(time.Millisecond))
+			if d := s.deadline.Sub(l.d.now()); d > 0 {
+				l.d.try(min(e.o.RetryPeriod/4, d))
+			}
+		} else {
+			e.log.Debug("acquire failed", "err", r.err)
+			l.d.try(e.o.RetryPeriod)
+		}
+	}
+}
+
+// onShutdown steps down and, if this node may hold the Lease, releases it.
+// pending is the answer to the write in flight, if it came in time.
+func (l *loop) onShutdown(pending *result) {
+	wasLeading := l.s.leading
+	l.stepDown("shutting down")
+	mayHold := wasLeading || holder(l.s.observed) == l.e.o.Identity && !l.s.deleted
+	if l.s.inflight {
+		// An acquire or renewal may have committed: release unless it
+		// provably did not (its answer says another node holds the Lease).
+		mayHold = true
+		if pending != nil && pending.err == nil {
+			l.s.observed, l.s.deleted = pending.lease, false
+			mayHold = holder(pending.lease) == l.e.o.Identity
+		}
+		l.s.inflight = false
+	}
+	if mayHold {
+		l.release(l.s.observed, false)
+	}
 }
 
 // Run takes part in the election until ctx ends. On the way out, if it
-// holds the Lease, it calls Drop and then releases the Lease so another node
-// can take over at once. It returns nil after a clean release.
+// may hold the Lease, it calls Drop and then releases the Lease so another
+// node can take over at once.
 func (e *Elector) Run(ctx context.Context) error {
 	clk := e.o.Clock
 	obsCh := make(chan observation, 16)
@@ -183,223 +419,134 @@ func (e *Elector) Run(ctx context.Context) error {
 	defer stopWatch()
 	go e.watch(watchCtx, obsCh)
 
-	var s state
-	try := clk.NewTimer(time.Hour)
-	try.Stop()
-	fence := clk.NewTimer(time.Hour)
-	fence.Stop()
-	// tryNow triggers the try case without a timer: a zero-length timer is
-	// not a "now" on every clock.
-	tryNow := make(chan struct{}, 1)
-	schedule := func(t clock.Timer, d time.Duration) {
-		t.Stop()
-		if d > 0 {
-			t.Reset(d)
-			return
-		}
-		if t == try {
-			select {
-			case tryNow <- struct{}{}:
-			default:
-			}
-		} else {
-			t.Reset(0)
-		}
-	}
-
-	stepDown := func(reason string) {
-		e.o.Guard.Drop(reason)
-		if s.leading {
-			s.leading = false
-			e.o.Recorder.SetLeader(false)
-			e.log.Warn("stepped down", "reason", reason)
-		}
-		fence.Stop()
-	}
-
-	// launch starts a write unless one is in flight; its outcome comes back on resCh.
-	launch := func() {
-		if s.inflight {
-			return
-		}
-		if !s.leading && !e.mayAcquire(&s) {
-			return
-		}
-		s.inflight = true
-		start := clk.Now()
-		timeout := e.o.RenewDeadline
-		if s.leading {
-			timeout = s.deadline.Sub(start)
-		}
-		base, unknown := s.observed, !s.known
-		go func() {
-			cctx, cancel := context.WithTimeout(context.Background(), timeout)
-			defer cancel()
-			l, wrote, err := e.attempt(cctx, base, unknown)
-			resCh <- result{lease: l, wrote: wrote, err: err, start: start}
-		}()
-	}
+	d := &runDriver{e: e, res: resCh, tryNow: make(chan struct{}, 1)}
+	d.tryT = clk.NewTimer(time.Hour)
+	d.tryT.Stop()
+	d.fenceT = clk.NewTimer(time.Hour)
+	d.fenceT.Stop()
+	l := &loop{e: e, d: d}
 
 	var gateChanged <-chan struct{}
 	if e.o.Gate != nil {
 		gateChanged = e.o.Gate.Changed()
 	}
-
-	onTry := func() {
-		if !s.leading && !e.gateOpen() {
-			return // the gate's next change schedules the next try
-		}
-		launch()
-		if s.leading {
-			schedule(try, e.o.RetryPeriod)
-		} else if !s.inflight {
-			schedule(try, e.nextTry(&s))
-		}
-	}
-
-	schedule(try, 0)
+	d.try(0)
 	for {
 		select {
 		case <-ctx.Done():
-			wasLeading := s.leading
-			stepDown("shutting down")
-			if wasLeading || holder(s.observed) == e.o.Identity {
-				// The whole release fits in ShutdownBudget, so that vipd exits
-				// within a second of SIGTERM even with the API server away.
-				rctx, cancel := context.WithTimeout(context.Background(), ShutdownBudget)
-				defer cancel()
-				if s.inflight {
-					// Take the in-flight write's answer so the release carries
-					// the newest resourceVersion.
-					select {
-					case r := <-resCh:
-						if r.err == nil {
-							s.observed = r.lease
-						}
-					case <-rctx.Done():
-					}
+			var pending *result
+			if l.s.inflight {
+				// Wait (bounded) for the write in flight: an acquire that lands
+				// after we left would name a departed node for a lease duration.
+				t := clk.NewTimer(ShutdownBudget / 4)
+				select {
+				case r := <-resCh:
+					pending = &r
+				case <-t.C():
 				}
-				return e.release(rctx, s.observed)
+				t.Stop()
 			}
+			l.onShutdown(pending)
 			return nil
-
 		case <-gateChanged:
-			if e.gateOpen() {
-				schedule(try, e.nextTry(&s))
-				continue
-			}
-			// Release also when the fence already dropped the VIP but the
-			// Lease still names this node: followers need not wait for it
-			// to expire.
-			if s.leading || holder(s.observed) == e.o.Identity {
-				stepDown("local API server not ready (health gate closed)")
-				rctx, cancel := context.WithTimeout(context.Background(), ShutdownBudget)
-				if err := e.releaseFresh(rctx, s.observed); err != nil {
-					e.log.Warn("could not release the Lease; followers take over when it expires", "err", err)
-				}
-				cancel()
-				s.known = false
-			}
-
+			l.onGate()
 		case o := <-obsCh:
 			if o.err != nil {
 				e.log.Debug("lease watch", "err", o.err)
 				continue
 			}
-			e.observe(&s, o.lease)
-			// A holder does not step down on a watch event alone: the event
-			// may be older than its own last write (the first List can
-			// answer "absent" after our create). A fresh quorum read
-			// decides; until then the fence keeps it safe.
-			if s.leading {
-				if holder(s.observed) != e.o.Identity {
-					s.known = false
-					schedule(try, 0)
-				}
-				continue
-			}
-			schedule(try, e.nextTry(&s))
-
-		case <-tryNow:
-			try.Stop()
-			onTry()
-
-		case <-try.C():
-			onTry()
-
-		case <-fence.C():
-			if s.leading && !clk.Now().Before(s.deadline) {
-				e.o.Recorder.RenewFailure()
-				stepDown(fmt.Sprintf("no successful renewal within the renew deadline (%s)", e.o.RenewDeadline))
-				schedule(try, e.o.RetryPeriod)
-			}
-
+			l.onObserve(o.lease)
+		case <-d.tryNow:
+			d.tryT.Stop()
+			l.onTry()
+		case <-d.tryT.C():
+			l.onTry()
+		case <-d.fenceT.C():
+			l.onFence()
 		case r := <-resCh:
-			s.inflight = false
-			switch {
-			case r.err == nil && !r.wrote:
-				e.observe(&s, r.lease)
-				if s.leading {
-					stepDown(fmt.Sprintf("Lease now held by %q", holder(r.lease)))
-				}
-				schedule(try, e.nextTry(&s))
-			case r.err == nil && !s.leading && !e.gateOpen():
-				// Acquired while the gate closed: give it back at once.
-				e.observe(&s, r.lease)
-				rctx, cancel := context.WithTimeout(context.Background(), ShutdownBudget)
-				if err := e.release(rctx, r.lease); err != nil {
-					e.log.Warn("could not release the Lease; followers take over when it expires", "err", err)
-				}
-				cancel()
-				s.known = false
-			case r.err == nil:
-				e.observe(&s, r.lease)
-				deadline := r.start.Add(e.o.RenewDeadline)
-				if !clk.Now().Before(deadline) {
-					// The answer came too late to count; the fence handles it.
-					continue
-				}
-				if !s.leading {
-					s.leading = true
-					e.o.Recorder.SetLeader(true)
-					e.o.Recorder.Transition()
-					e.log.Info("acquired Lease", "identity", e.o.Identity)
-				}
-				s.deadline = deadline
-				e.o.Guard.Hold(deadline)
-				schedule(fence, deadline.Sub(clk.Now()))
-				schedule(try, r.start.Add(e.o.RetryPeriod).Sub(clk.Now()))
-			case apierrors.IsConflict(r.err) || apierrors.IsAlreadyExists(r.err) || apierrors.IsNotFound(r.err):
-				// Someone wrote since we looked: the next attempt starts with a
-				// fresh quorum read, and writes only if the rule still allows.
-				e.log.Debug("lease write lost a race", "err", r.err)
-				s.known = false
-				schedule(try, 0)
-			default:
-				if s.leading {
-					e.o.Recorder.RenewFailure()
-					e.log.Warn("renewal failed", "err", r.err, "fenceIn", s.deadline.Sub(clk.Now()).Round(time.Millisecond))
-					if d := s.deadline.Sub(clk.Now()); d > 0 {
-						schedule(try, min(e.o.RetryPeriod/4, d))
-					}
-				} else {
-					e.log.Debug("acquire failed", "err", r.err)
-					schedule(try, e.o.RetryPeriod)
-				}
-			}
+			l.onResult(r)
 		}
 	}
 }
 
-// observe records l as the latest known state of the Lease.
+// runDriver is the production driver: API calls in goroutines, timers on
+// the Elector's clock.
+type runDriver struct {
+	e            *Elector
+	res          chan result
+	tryT, fenceT clock.Timer
+	// tryNow triggers the try case without a timer: a zero-length timer is
+	// not a "now" on every clock.
+	tryNow chan struct{}
+}
+
+func (d *runDriver) now() time.Time { return d.e.o.Clock.Now() }
+
+func (d *runDriver) write(r request) {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
+		defer cancel()
+		l, wrote, err := d.e.attempt(ctx, r.base, r.unknown)
+		d.res <- result{lease: l, wrote: wrote, err: err, start: r.start, epoch: r.epoch}
+	}()
+}
+
+func (d *runDriver) release(l *coordinationv1.Lease, fresh bool) error {
+	ctx, cancel := context.WithTimeout(context.Background(), ShutdownBudget)
+	defer cancel()
+	if fresh {
+		return d.e.releaseFresh(ctx, l)
+	}
+	return d.e.release(ctx, l)
+}
+
+func (d *runDriver) try(dur time.Duration) {
+	d.tryT.Stop()
+	if dur > 0 {
+		d.tryT.Reset(dur)
+		return
+	}
+	select {
+	case d.tryNow <- struct{}{}:
+	default:
+	}
+}
+
+func (d *runDriver) fence(dur time.Duration) {
+	d.fenceT.Stop()
+	d.fenceT.Reset(max(dur, 0))
+}
+
+func (d *runDriver) stopFence() { d.fenceT.Stop() }
+
+// observe records l (nil: the Lease is absent) as the latest known state
+// of the Lease. Absence after a version with a holder is a deletion: the
+// last version is kept, marked deleted, and followers wait a whole lease
+// duration from now, since its holder may still hold the VIP (S8).
 func (e *Elector) observe(s *state, l *coordinationv1.Lease) {
-	if s.known && rv(s.observed) == rv(l) {
+	now := e.o.Clock.Now()
+	if l == nil {
+		if s.known && (s.observed == nil || s.deleted) {
+			return
+		}
+		if s.observed != nil && holder(s.observed) != "" {
+			if !s.deleted {
+				s.deleted, s.observedAt = true, now
+			}
+		} else {
+			s.observed, s.deleted, s.observedAt = nil, false, now
+		}
+		s.known = true
+		e.synced.Store(true)
 		return
 	}
-	if s.known && older(l, s.observed) {
+	if s.known && !s.deleted && rv(s.observed) == rv(l) {
 		return
 	}
-	s.observed, s.observedAt, s.known = l, e.o.Clock.Now(), true
+	if older(l, s.observed) {
+		return // a version older than one we saw is stale
+	}
+	s.observed, s.deleted, s.observedAt, s.known = l, false, now, true
 	e.synced.Store(true)
 }
 
@@ -432,7 +579,7 @@ func (e *Elector) gateOpen() bool {
 func (e *Elector) nextTry(s *state) time.Duration {
 	l := s.observed
 	if !s.known || l == nil {
-		return 0
+		return 0 // unknown (a quorum read decides) or never seen: free
 	}
 	h := holder(l)
 	if h == "" || h == e.o.Identity {

@@ -239,7 +239,7 @@ func TestNewRejectsUnsafeTimings(t *testing.T) {
 		t.Fatalf("seed timings rejected: %v", err)
 	}
 	for name, mod := range map[string]func(*Options){
-		"lease not 1s above renew": func(o *Options) { o.LeaseDuration = 3*time.Second + 999*time.Millisecond },
+		"lease not 2s above renew": func(o *Options) { o.LeaseDuration = 4*time.Second + 999*time.Millisecond },
 		"renew not above 2 retry":  func(o *Options) { o.RenewDeadline = 2 * time.Second },
 		"no retry":                 func(o *Options) { o.RetryPeriod = 0 },
 		"no identity":              func(o *Options) { o.Identity = "" },

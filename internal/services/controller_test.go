@@ -36,7 +36,7 @@ func nodeIn(t *testing.T, client *fake.Clientset, name, ns string) (k *viptest.K
 		Client: client, Kernel: k, Sender: sender{}, Interface: "eth0", Namespace: ns,
 		LeaseNamespace: "kube-system", LeaseName: "plndr-svcs-lock", NodeName: name,
 		// The shortest timings the rules allow with a lifetime of at least 1 s.
-		LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 500 * time.Millisecond,
+		LeaseDuration: 4 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 500 * time.Millisecond,
 		AnnouncePeriod: time.Second, Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
@@ -150,7 +150,7 @@ func TestLeftoversSweptBeforeJoining(t *testing.T) {
 	_ = k.Replace("eth0", netip.MustParsePrefix("198.51.100.11/24"), 0)
 	c, err := New(Options{Client: client, Kernel: k, Sender: sender{}, Interface: "eth0",
 		LeaseNamespace: "kube-system", LeaseName: "plndr-svcs-lock", NodeName: "n1",
-		LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 500 * time.Millisecond,
+		LeaseDuration: 4 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 500 * time.Millisecond,
 		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)

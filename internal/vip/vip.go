@@ -6,8 +6,9 @@
 // holder's renew deadline, so if vipd dies or freezes the kernel removes the
 // address on its own, before another node can take the Lease.
 //
-// The kernel checks IPv4 lifetimes with up to about one second of delay; the
-// configuration rule "lease duration >= renew deadline + 1 s" covers that.
+// The kernel removes an expired address up to about one second late; the
+// configuration rule "lease duration >= renew deadline + 2 s"
+// (election.FenceMargin) covers that.
 package vip
 
 import (

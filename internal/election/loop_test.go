@@ -1,0 +1,437 @@
+package election
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+	clocktesting "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
+)
+
+// This file drives two election loops by hand against a model of the API
+// server, so that a test can choose the order of every event: a write that
+// commits and a separate, possibly late, answer; a watch that lags on one
+// node only; a deletion; a gate change; a timer. Each scenario is a
+// multiset of such steps, and the test runs every order of it, checking
+// the safety invariants after every single step.
+
+// store is the model API server: one Lease, resourceVersions, history.
+type store struct {
+	lease *coordinationv1.Lease // nil: absent
+	rv    int
+	nodes []*node
+	fail  func(format string, args ...any)
+}
+
+func (st *store) publish() {
+	for _, n := range st.nodes {
+		var l *coordinationv1.Lease
+		if st.lease != nil {
+			l = st.lease.DeepCopy()
+		}
+		n.watchQ = append(n.watchQ, l)
+	}
+}
+
+// apply runs one attempt (or a release) against the store, as attempt and
+// write do against a real API server.
+func (st *store) apply(n *node, r request) result {
+	res := result{start: r.start, epoch: r.epoch}
+	base := r.base
+	if r.unknown {
+		if h := holder(st.lease); h != "" && h != n.id {
+			res.lease = st.lease.DeepCopy()
+			return res
+		}
+		base = nil
+		if st.lease != nil {
+			base = st.lease.DeepCopy()
+		}
+	}
+	gr := leaseGVR.GroupResource()
+	switch {
+	case base == nil && st.lease != nil:
+		res.err = apierrors.NewAlreadyExists(gr, "plndr-cp-lock")
+		return res
+	case base != nil && st.lease == nil:
+		res.err = apierrors.NewNotFound(gr, "plndr-cp-lock")
+		return res
+	case base != nil && base.ResourceVersion != st.lease.ResourceVersion:
+		res.err = apierrors.NewConflict(gr, "plndr-cp-lock", fmt.Errorf("rv %s != %s", base.ResourceVersion, st.lease.ResourceVersion))
+		return res
+	}
+	// A takeover of a Lease that names another node is allowed only once
+	// that node's fence has passed: otherwise both may hold the VIP.
+	if prev := holder(st.lease); prev != "" && prev != n.id {
+		for _, o := range st.nodes {
+			if o.id == prev && o.g.holding(n.clk.Now()) {
+				st.fail("%s took the Lease over while %s still held the VIP (fence until %s, now %s)", n.id, prev, o.g.until.Sub(n.clk.Now()), n.clk.Now())
+			}
+		}
+	}
+	st.rv++
+	l := &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: "plndr-cp-lock", Namespace: "kube-system", ResourceVersion: strconv.Itoa(st.rv)},
+		Spec:       coordinationv1.LeaseSpec{HolderIdentity: ptr.To(n.id), LeaseDurationSeconds: ptr.To(int32(5))},
+	}
+	st.lease = l
+	st.publish()
+	res.lease, res.wrote = l.DeepCopy(), true
+	return res
+}
+
+// pguard is a Guard that remembers its fence.
+type pguard struct {
+	held  bool
+	until time.Time
+	fail  func(format string, args ...any)
+	id    string
+}
+
+func (g *pguard) Hold(until time.Time) { g.held, g.until = true, until }
+func (g *pguard) Drop(string)          { g.held = false }
+
+// holding: the VIP is on the interface (the kernel removes it at until).
+func (g *pguard) holding(now time.Time) bool { return g.held && now.Before(g.until) }
+
+type pgate struct {
+	open bool
+}
+
+func (g *pgate) Open() bool               { return g.open }
+func (g *pgate) Changed() <-chan struct{} { return nil }
+
+type pending struct {
+	r         request
+	committed bool
+	res       result
+}
+
+// node is one vipd: a loop, its driver state, its lagging watch.
+type node struct {
+	id      string
+	l       *loop
+	g       *pguard
+	gate    *pgate
+	st      *store
+	clk     *clocktesting.FakeClock
+	writes  []*pending
+	watchQ  []*coordinationv1.Lease
+	tryAt   *time.Time
+	fenceAt *time.Time
+	down    bool // shut down
+}
+
+func (n *node) now() time.Time      { return n.clk.Now() }
+func (n *node) write(r request)     { n.writes = append(n.writes, &pending{r: r}) }
+func (n *node) stopFence()          { n.fenceAt = nil }
+func (n *node) try(d time.Duration) { t := n.clk.Now().Add(max(d, 0)); n.tryAt = &t }
+func (n *node) fence(d time.Duration) {
+	t := n.clk.Now().Add(max(d, 0))
+	n.fenceAt = &t
+}
+
+func (n *node) release(base *coordinationv1.Lease, fresh bool) error {
+	if n.g.held {
+		n.st.fail("%s released the Lease while still holding the VIP (S3)", n.id)
+	}
+	st := n.st
+	if holder(st.lease) != n.id {
+		return nil
+	}
+	st.rv++
+	l := st.lease.DeepCopy()
+	l.ResourceVersion = strconv.Itoa(st.rv)
+	l.Spec.HolderIdentity = ptr.To("")
+	st.lease = l
+	st.publish()
+	return nil
+}
+
+// world is two nodes on one store and one clock.
+type world struct {
+	st    *store
+	clk   *clocktesting.FakeClock
+	nodes map[string]*node
+	order []*node
+	log   []string
+	t     *testing.T
+	bad   bool
+}
+
+func newWorld(t *testing.T) *world {
+	w := &world{clk: clocktesting.NewFakeClock(time.Unix(1000, 0)), nodes: map[string]*node{}, t: t}
+	w.st = &store{fail: w.fail}
+	for _, id := range []string{"n1", "n2"} {
+		n := &node{id: id, st: w.st, clk: w.clk, gate: &pgate{open: true}}
+		n.g = &pguard{fail: w.fail, id: id}
+		e, err := New(Options{Client: fake.NewClientset(), Namespace: "kube-system", Name: "plndr-cp-lock", Identity: id,
+			LeaseDuration: 5 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second,
+			Guard: n.g, Gate: n.gate, Clock: w.clk})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.l = &loop{e: e, d: n}
+		n.try(0) // as Run starts
+		w.nodes[id] = n
+		w.order = append(w.order, n)
+		w.st.nodes = append(w.st.nodes, n)
+	}
+	return w
+}
+
+func (w *world) fail(format string, args ...any) {
+	if !w.bad {
+		w.bad = true
+		w.t.Errorf("%s\nsteps: %s", fmt.Sprintf(format, args...), strings.Join(w.log, ", "))
+	}
+}
+
+// check is the invariant after every step: never two nodes with the VIP.
+func (w *world) check() {
+	now := w.clk.Now()
+	var holders []string
+	for _, n := range w.order {
+		if n.g.holding(now) {
+			holders = append(holders, n.id)
+		}
+	}
+	if len(holders) > 1 {
+		w.fail("two nodes hold the VIP: %v", holders)
+	}
+}
+
+// step runs one named step; a step that does not apply now is a no-op.
+func (w *world) step(s string) {
+	w.log = append(w.log, s)
+	parts := strings.SplitN(s, ":", 2)
+	verb, n := parts[0], (*node)(nil)
+	if len(parts) == 2 {
+		n = w.nodes[parts[1]]
+		if n.down && verb != "commit" {
+			return
+		}
+	}
+	switch verb {
+	case "tick": // the clock moves to the next timer of any node, which fires
+		var next *time.Time
+		for _, m := range w.order {
+			for _, t := range []*time.Time{m.fenceAt, m.tryAt} {
+				if t != nil && !m.down && (next == nil || t.Before(*next)) {
+					next = t
+				}
+			}
+		}
+		if next == nil {
+			return
+		}
+		if next.After(w.clk.Now()) {
+			w.clk.SetTime(*next)
+		}
+		w.check()
+		for _, m := range w.order {
+			if m.down {
+				continue
+			}
+			if m.fenceAt != nil && !m.fenceAt.After(w.clk.Now()) {
+				m.fenceAt = nil
+				m.l.onFence()
+			}
+			if m.tryAt != nil && !m.tryAt.After(w.clk.Now()) {
+				m.tryAt = nil
+				m.l.onTry()
+			}
+		}
+	case "commit": // the oldest uncommitted write reaches the API server
+		for _, p := range n.writes {
+			if !p.committed {
+				p.committed, p.res = true, w.st.apply(n, p.r)
+				break
+			}
+		}
+	case "answer": // the oldest committed write's answer reaches the node
+		if len(n.writes) > 0 && n.writes[0].committed {
+			p := n.writes[0]
+			n.writes = n.writes[1:]
+			if !w.clk.Now().Before(p.r.start.Add(p.r.timeout)) {
+				p.res = result{err: errors.New("context deadline exceeded"), start: p.r.start, epoch: p.r.epoch}
+			}
+			n.l.onResult(p.res)
+		}
+	case "lost": // the oldest write times out without reaching the server
+		if len(n.writes) > 0 && !n.writes[0].committed {
+			p := n.writes[0]
+			n.writes = n.writes[1:]
+			n.l.onResult(result{err: errors.New("context deadline exceeded"), start: p.r.start, epoch: p.r.epoch})
+		}
+	case "watch": // the node's watch delivers the next version
+		if len(n.watchQ) > 0 {
+			l := n.watchQ[0]
+			n.watchQ = n.watchQ[1:]
+			n.l.onObserve(l)
+		}
+	case "stall": // the process is frozen for longer than the renew deadline
+		w.clk.Step(3500 * time.Millisecond)
+	case "close":
+		n.gate.open = false
+		n.l.onGate()
+	case "open":
+		n.gate.open = true
+		n.l.onGate()
+	case "delete": // kubectl delete lease
+		if w.st.lease != nil {
+			w.st.lease = nil
+			w.st.publish()
+		}
+	case "stop": // SIGTERM; the write in flight answers in time if committed
+		var p *result
+		if len(n.writes) > 0 && n.writes[0].committed {
+			p = &n.writes[0].res
+		}
+		n.writes = nil
+		n.l.onShutdown(p)
+		n.down, n.tryAt, n.fenceAt = true, nil, nil
+	default:
+		w.t.Fatalf("unknown step %q", s)
+	}
+	w.check()
+}
+
+// setup makes n1 the holder, seen by both watches.
+func (w *world) setup() {
+	for _, s := range []string{"tick", "commit:n1", "answer:n1", "commit:n2", "answer:n2", "watch:n1", "watch:n2", "watch:n1", "watch:n2"} {
+		w.step(s)
+	}
+	if !w.nodes["n1"].g.held || w.nodes["n2"].g.held {
+		w.t.Fatalf("setup: n1 held=%v n2 held=%v; steps %v", w.nodes["n1"].g.held, w.nodes["n2"].g.held, w.log)
+	}
+}
+
+// permutations calls f with every distinct order of steps.
+func permutations(steps []string, f func([]string)) int {
+	count := map[string]int{}
+	var keys []string
+	for _, s := range steps {
+		if count[s] == 0 {
+			keys = append(keys, s)
+		}
+		count[s]++
+	}
+	seq := make([]string, 0, len(steps))
+	runs := 0
+	var rec func()
+	rec = func() {
+		if len(seq) == len(steps) {
+			runs++
+			f(seq)
+			return
+		}
+		for _, k := range keys {
+			if count[k] == 0 {
+				continue
+			}
+			count[k]--
+			seq = append(seq, k)
+			rec()
+			seq = seq[:len(seq)-1]
+			count[k]++
+		}
+	}
+	rec()
+	return runs
+}
+
+func TestPermutations(t *testing.T) {
+	for _, sc := range []struct {
+		name   string
+		prefix string // steps run first, in this order
+		steps  []string
+	}{
+		// Defect: the gate closes and reopens while a renewal that
+		// committed answers late; n2 takes the released Lease meanwhile.
+		{"gate flaps during a slow renewal", "tick commit:n1", []string{"close:n1", "open:n1", "answer:n1", "watch:n2", "watch:n2", "tick", "commit:n2", "answer:n2", "watch:n1"}},
+		// Defect: kubectl delete lease while the holder looks partitioned.
+		{"lease deleted while the holder is partitioned", "", []string{"delete", "watch:n2", "tick", "tick", "tick", "commit:n2", "answer:n2", "lost:n1", "tick"}},
+		// The holder renews through a deletion and recreation.
+		{"lease deleted while the holder renews", "", []string{"delete", "watch:n1", "watch:n2", "tick", "commit:n1", "answer:n1", "commit:n2", "answer:n2", "watch:n2"}},
+		// Writes that commit but answer late, on both nodes.
+		{"late answers and a lagging watch", "tick", []string{"tick", "commit:n1", "lost:n1", "commit:n2", "answer:n2", "answer:n1", "watch:n2", "tick", "tick"}},
+		// Planned handover racing a renewal.
+		{"shutdown during a renewal", "tick commit:n1", []string{"stop:n1", "watch:n2", "watch:n2", "tick", "commit:n2", "answer:n2", "watch:n2", "tick"}},
+		// A follower partitioned from the API server while the holder is not.
+		{"follower partitioned", "tick commit:n1 answer:n1", []string{"tick", "tick", "tick", "commit:n2", "lost:n2", "watch:n2", "tick", "commit:n1", "answer:n1"}},
+	} {
+		t.Run(sc.name, func(t *testing.T) {
+			runs := permutations(sc.steps, func(order []string) {
+				w := newWorld(t)
+				w.setup()
+				for _, s := range append(strings.Fields(sc.prefix), order...) {
+					w.step(s)
+					if w.bad {
+						return
+					}
+				}
+			})
+			t.Logf("%d orders", runs)
+			if t.Failed() {
+				t.FailNow()
+			}
+		})
+	}
+}
+
+// TestShutdownDuringAcquireReleases: cancelled while its acquire is in
+// flight, the elector takes the answer and releases the Lease it just got,
+// so that it does not name a departed node for a lease duration.
+func TestShutdownDuringAcquireReleases(t *testing.T) {
+	w := newWorld(t)
+	for _, s := range []string{"tick", "commit:n1", "stop:n1"} {
+		w.step(s)
+	}
+	if h := holder(w.st.lease); h != "" {
+		t.Fatalf("Lease holder %q after n1 stopped during its acquire; want released", h)
+	}
+	// n2 takes it on the release, without waiting for expiry.
+	for _, s := range []string{"commit:n2", "answer:n2", "watch:n2", "watch:n2", "tick", "commit:n2", "answer:n2"} {
+		w.step(s)
+	}
+	if !w.nodes["n2"].g.held {
+		t.Fatalf("n2 did not take the released Lease: %v", w.log)
+	}
+}
+
+// TestLateAcquireAnswerTriesAgain: an acquire answered after its deadline
+// does not count, but the next try is scheduled at once (the Lease names
+// this node, so it renews and holds).
+func TestLateAcquireAnswerTriesAgain(t *testing.T) {
+	w := newWorld(t)
+	for _, s := range []string{"tick", "commit:n1"} {
+		w.step(s)
+	}
+	n1 := w.nodes["n1"]
+	// The answer arrived in time, but the loop takes it only after a stall.
+	p := n1.writes[0]
+	n1.writes = nil
+	w.step("stall")
+	n1.l.onResult(p.res)
+	if n1.g.held {
+		t.Fatal("a late answer made n1 hold the VIP")
+	}
+	if n1.tryAt == nil || n1.tryAt.After(w.clk.Now()) {
+		t.Fatalf("no try scheduled after a late answer (tryAt %v)", n1.tryAt)
+	}
+	for _, s := range []string{"tick", "commit:n1", "answer:n1"} {
+		w.step(s)
+	}
+	if !n1.g.held {
+		t.Fatalf("n1 does not hold after trying again: %v", w.log)
+	}
+}
