@@ -202,6 +202,8 @@ func TestBadInput(t *testing.T) {
 		{"renew deadline too short", map[string]string{"vip_renewdeadline": "2"}, []string{"vip_renewdeadline=2 must be more than twice vip_retryperiod=1", "use vip_renewdeadline=3"}},
 		{"arp off", map[string]string{"vip_arp": "false"}, []string{"vip_arp", "set vip_arp=true"}},
 		{"not a boolean", map[string]string{"cp_enable": "yes please"}, []string{`cp_enable="yes please" is not a boolean`}},
+		// S7: the node's own address is never taken over, nor swept.
+		{"address is the node's own", map[string]string{"address": "198.51.100.11"}, []string{"address=198.51.100.11 is already on this node's interface eth0 as 198.51.100.11/24, not added by vipd", "ip addr del"}},
 	}
 	node := l.Nodes[0]
 	for _, tc := range cases {
@@ -237,6 +239,9 @@ func TestBadInput(t *testing.T) {
 			}
 			if s, err := l.Owners(l.VIP); err != nil || len(s.Owners) != 0 {
 				t.Errorf("VIP on %v after bad input (%v)", s.Owners, err)
+			}
+			if s, err := l.Owners(lab.NodeAddr(0)); err != nil || len(s.Owners) != 1 || s.Owners[0] != node.Name {
+				t.Errorf("the node's own address %s is on %v after bad input (%v), want only on %s", lab.NodeAddr(0), s.Owners, err, node.Name)
 			}
 		})
 	}

@@ -209,6 +209,10 @@ func runManager(ctx context.Context, c *cobra.Command, log *slog.Logger) error {
 
 	if cfg.ControlPlane {
 		cp, err := controlPlane(ctx, cfg, rc, client, reg, log)
+		if errors.Is(err, controlplane.ErrForeignAddress) {
+			reportConfigError(c, log, err)
+			return exitError{2, err}
+		}
 		if err != nil {
 			return err
 		}

@@ -4,6 +4,7 @@ package controlplane
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -42,6 +43,10 @@ type Options struct {
 	Logger      *slog.Logger
 }
 
+// ErrForeignAddress: the VIP is already an address of this node that vipd
+// did not add. It is a configuration error (S7).
+var ErrForeignAddress = errors.New("the VIP is an address vipd does not own")
+
 // VIP is a running control-plane VIP.
 type VIP struct {
 	o       Options
@@ -57,9 +62,13 @@ func New(o Options) (*VIP, error) {
 		o.Clock = clock.RealClock{}
 	}
 	log := o.Logger.With("component", "controlplane")
-	removed, err := vip.Sweep(o.Kernel, o.Prefix.Addr())
+	removed, foreign, err := vip.SweepMarked(o.Kernel, o.Prefix.Addr())
 	if err != nil {
 		return nil, err
+	}
+	if len(foreign) > 0 {
+		f := foreign[0]
+		return nil, fmt.Errorf("%w: address=%s is already on this node's interface %s as %s, not added by vipd (a node address, or a VIP another tool added permanently, such as kube-vip): vipd never takes over or removes an address it did not add; choose a free address for the VIP, or remove it first (ip addr del %s dev %s) if it is a leftover", ErrForeignAddress, o.Prefix.Addr(), f.Iface, f.Prefix, f.Prefix, f.Iface)
 	}
 	for _, f := range removed {
 		log.Warn("removed leftover VIP before joining the election", "address", f.Prefix, "interface", f.Iface)

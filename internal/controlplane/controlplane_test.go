@@ -1,6 +1,7 @@
 package controlplane
 
 import (
+	"errors"
 	"context"
 	"log/slog"
 	"net/netip"
@@ -24,7 +25,8 @@ type sender struct{}
 func (sender) Announce(netip.Addr) error { return nil }
 
 func TestSweepsLeftoversThenFollowsTheName(t *testing.T) {
-	k := viptest.New(map[string]string{"198.51.100.200/32": "eth1"})
+	k := viptest.New(nil)
+	k.Put("eth1", "198.51.100.200/32", 2*time.Second, true) // vipd's mark: left by an earlier run
 	clk := clocktesting.NewFakeClock(time.Now())
 	var mu sync.Mutex
 	answer := netip.MustParseAddr("198.51.100.200")
@@ -97,4 +99,31 @@ type tlog struct{ t *testing.T }
 func (w tlog) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
+}
+
+// TestRefusesAnAddressItDidNotAdd: a VIP that is already on the node and
+// not vipd's (the node's own /24, a permanent /32 such as kube-vip leaves,
+// a DHCP /32) is a configuration error; nothing is removed (S7).
+func TestRefusesAnAddressItDidNotAdd(t *testing.T) {
+	for name, put := range map[string]func(*viptest.Kernel){
+		"node address":  func(k *viptest.Kernel) { k.Put("eth0", "198.51.100.200/24", 0, false) },
+		"permanent /32": func(k *viptest.Kernel) { k.Put("eth0", "198.51.100.200/32", 0, false) },
+		"DHCP /32":      func(k *viptest.Kernel) { k.Put("eth0", "198.51.100.200/32", time.Hour, false) },
+	} {
+		k := viptest.New(nil)
+		put(k)
+		_, err := New(Options{
+			Client: fake.NewClientset(), Kernel: k, Sender: sender{},
+			Interface: "eth0", Prefix: netip.MustParsePrefix("198.51.100.200/32"),
+			Namespace: "kube-system", LeaseName: "plndr-cp-lock", NodeName: "n1",
+			LeaseDuration: 5 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second,
+			Metrics: metrics.NewVIP(prometheus.NewRegistry(), "l", "v"), Logger: slog.New(slog.DiscardHandler),
+		})
+		if !errors.Is(err, ErrForeignAddress) || !strings.Contains(err.Error(), "eth0") || !strings.Contains(err.Error(), "ip addr del") {
+			t.Errorf("%s: err %v, want ErrForeignAddress naming the interface and the fix", name, err)
+		}
+		if found, _ := k.Find(netip.MustParseAddr("198.51.100.200")); len(found) != 1 {
+			t.Errorf("%s: the address was touched: %v", name, found)
+		}
+	}
 }

@@ -320,12 +320,18 @@ func (c *Controller) startInformers(ctx context.Context) {
 }
 
 // sweep removes Service addresses an earlier run left on this host (S4):
-// every address a Service names, where it carries vipd's mark
-// (vip.SweepMarked), so a node's own address is never touched.
+// the addresses of the Services vipd serves, and only where they carry
+// vipd's mark (vip.Found.Marked). Services of other classes and addresses
+// another controller wrote into a status (K3s' ServiceLB writes node
+// addresses there) are not vipd's to look at; the mark protects a node's
+// own address, a DHCP /32 and anything permanent.
 func (c *Controller) sweep() {
 	svcs, _ := c.svcLister.List(labels.Everything())
 	seen := map[netip.Addr]bool{}
 	for _, s := range svcs {
+		if ok, _ := c.o.Filter.Ours(s); !ok {
+			continue
+		}
 		ips, _ := Requested(s)
 		for _, in := range s.Status.LoadBalancer.Ingress {
 			if ip, err := netip.ParseAddr(in.IP); err == nil {
@@ -337,7 +343,7 @@ func (c *Controller) sweep() {
 				continue
 			}
 			seen[ip] = true
-			removed, err := vip.SweepMarked(c.o.Kernel, ip)
+			removed, _, err := vip.SweepMarked(c.o.Kernel, ip)
 			if err != nil {
 				c.log.Warn("cannot remove a leftover Service VIP", "address", ip, "err", err)
 			}

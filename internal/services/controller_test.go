@@ -141,13 +141,24 @@ func TestLeftoversSweptBeforeJoining(t *testing.T) {
 		lb("default", "old", 0, func(s *corev1.Service) {
 			s.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "198.51.100.122"}}
 		}),
-		lb("default", "mistake", 0, withSpec("198.51.100.11")))
+		lb("default", "mistake", 0, withSpec("198.51.100.11")),
+		lb("default", "dhcp", 0, withSpec("198.51.100.124")),
+		lb("default", "mistake32", 0, withSpec("198.51.100.125")),
+		lb("default", "klipper", 0, func(s *corev1.Service) {
+			s.Spec.LoadBalancerClass = ptr.To("other.io/lb")
+			s.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "198.51.100.123"}}
+		}))
 	k := viptest.New(nil)
-	// Left by an earlier run: finite lifetimes on full-length prefixes.
-	_ = k.Replace("eth0", netip.MustParsePrefix("198.51.100.120/32"), 2*time.Second)
-	_ = k.Replace("eth0", netip.MustParsePrefix("198.51.100.122/32"), 2*time.Second)
-	// The node's own address, which a Service asks for by mistake: permanent.
-	_ = k.Replace("eth0", netip.MustParsePrefix("198.51.100.11/24"), 0)
+	// Left by an earlier run: vipd's mark (preferred 0, finite, full length).
+	k.Put("eth0", "198.51.100.120/32", 2*time.Second, true)
+	k.Put("eth0", "198.51.100.122/32", 2*time.Second, true)
+	// The node's own addresses, which Services ask for by mistake: its /24,
+	// a DHCP /32 (finite, preferred), a permanent /32.
+	k.Put("eth0", "198.51.100.11/24", 0, false)
+	k.Put("eth0", "198.51.100.124/32", time.Hour, false)
+	k.Put("eth0", "198.51.100.125/32", 0, false)
+	// Named only by a Service of another class: not vipd's to sweep.
+	k.Put("eth1", "198.51.100.123/32", 2*time.Second, true)
 	c, err := New(Options{Client: client, Kernel: k, Sender: sender{}, Interface: "eth0",
 		LeaseNamespace: "kube-system", LeaseName: "plndr-svcs-lock", NodeName: "n1",
 		LeaseDuration: 4 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 500 * time.Millisecond,
@@ -163,8 +174,10 @@ func TestLeftoversSweptBeforeJoining(t *testing.T) {
 	if k.Has("198.51.100.120/32") || k.Has("198.51.100.122/32") {
 		t.Error("leftover Service VIPs were not swept before joining the election")
 	}
-	if !k.Has("198.51.100.11/24") {
-		t.Error("the sweep removed the node's own address")
+	for _, p := range []string{"198.51.100.11/24", "198.51.100.124/32", "198.51.100.125/32", "198.51.100.123/32"} {
+		if !k.Has(p) {
+			t.Errorf("the sweep removed %s, which is not vipd's", p)
+		}
 	}
 }
 

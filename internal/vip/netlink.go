@@ -135,6 +135,7 @@ func (n Netlink) Find(addr netip.Addr) ([]Found, error) {
 			if a.ValidLft > 0 && uint32(a.ValidLft) != 0xffffffff {
 				f.Valid = time.Duration(a.ValidLft) * time.Second
 			}
+			f.Deprecated = a.PreferedLft == 0 || a.Flags&unix.IFA_F_DEPRECATED != 0
 			out = append(out, f)
 		}
 	}

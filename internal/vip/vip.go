@@ -36,6 +36,8 @@ type Found struct {
 	Up     bool
 	// Valid is the remaining valid lifetime; 0 means forever.
 	Valid time.Duration
+	// Deprecated: the preferred lifetime is 0, as vipd sets it.
+	Deprecated bool
 }
 
 // ErrFenced is returned by Hold when the deadline leaves less than one second
@@ -66,26 +68,29 @@ func (a *Address) Interface() string { return a.iface }
 // no longer than until (a monotonic instant). The lifetime is rounded down to
 // whole seconds, the kernel's granularity. With less than a second left the
 // address is removed and ErrFenced returned.
+//
+// The kernel counts the lifetime from when it handles the call, not from
+// when vipd read its clock: a stall in between (a freeze, CPU throttling,
+// reclaim) would let the address outlive until by the stall. So after each
+// call the lifetime is checked against the clock read after it, and set
+// again, shorter, until now + lifetime <= until holds.
 func (a *Address) Hold(until time.Time) error {
-	left := until.Sub(a.now()).Truncate(time.Second)
-	if left < time.Second {
-		if err := a.Remove(); err != nil {
-			return err
+	for range 3 {
+		left := until.Sub(a.now()).Truncate(time.Second)
+		if left < time.Second {
+			break
 		}
-		return ErrFenced
-	}
-	if err := a.k.Replace(a.iface, a.prefix, left); err != nil {
-		return fmt.Errorf("adding %s to %s: %w", a.prefix, a.iface, err)
-	}
-	// The process may have been frozen between reading the clock and the
-	// syscall; if the deadline passed meanwhile, undo at once.
-	if !a.now().Before(until) {
-		if err := a.Remove(); err != nil {
-			return err
+		if err := a.k.Replace(a.iface, a.prefix, left); err != nil {
+			return fmt.Errorf("adding %s to %s: %w", a.prefix, a.iface, err)
 		}
-		return ErrFenced
+		if !a.now().Add(left).After(until) {
+			return nil
+		}
 	}
-	return nil
+	if err := a.Remove(); err != nil {
+		return err
+	}
+	return ErrFenced
 }
 
 // Remove takes the address off the interface; absent is not an error.
@@ -110,30 +115,27 @@ func (a *Address) Present() (bool, error) {
 	return false, nil
 }
 
-// Sweep removes addr from every interface of the host, whatever its prefix
-// length: what a previous vipd run may have left behind (invariant S4). It
-// returns what it removed.
-func Sweep(k Kernel, addr netip.Addr) ([]Found, error) {
-	return sweep(k, addr, func(Found) bool { return true })
+// Marked reports whether f carries vipd's mark: preferred lifetime 0
+// (deprecated), a finite valid lifetime and a full-length prefix. A
+// node's own address has its subnet's prefix or a preferred lifetime
+// (DHCP's /32 and DHCPv6's /128 too), and kube-vip's VIPs are permanent.
+func (f Found) Marked() bool {
+	return f.Deprecated && f.Valid > 0 && f.Prefix.Bits() == f.Prefix.Addr().BitLen()
 }
 
-// SweepMarked removes only the copies of addr that carry vipd's mark, a
-// finite lifetime on a full-length prefix, so an address the node owns
-// itself (permanent, with its subnet) is never touched. It is the sweep for
-// addresses that users name, such as Service VIPs.
-func SweepMarked(k Kernel, addr netip.Addr) ([]Found, error) {
-	return sweep(k, addr, func(f Found) bool { return f.Valid > 0 && f.Prefix.Bits() == addr.BitLen() })
-}
-
-func sweep(k Kernel, addr netip.Addr, ours func(Found) bool) ([]Found, error) {
+// SweepMarked removes the copies of addr that carry vipd's mark (Marked):
+// what a previous vipd run may have left behind (invariant S4). Nothing
+// else is touched. It returns what it removed, and what it left: copies of
+// addr that are not vipd's.
+func SweepMarked(k Kernel, addr netip.Addr) (removed, foreign []Found, err error) {
 	found, err := k.Find(addr)
 	if err != nil {
-		return nil, fmt.Errorf("looking for leftover %s: %w", addr, err)
+		return nil, nil, fmt.Errorf("looking for leftover %s: %w", addr, err)
 	}
-	var removed []Found
 	var errs []error
 	for _, f := range found {
-		if !ours(f) {
+		if !f.Marked() {
+			foreign = append(foreign, f)
 			continue
 		}
 		if err := k.Delete(f.Iface, f.Prefix); err != nil {
@@ -142,5 +144,5 @@ func sweep(k Kernel, addr netip.Addr, ours func(Found) bool) ([]Found, error) {
 		}
 		removed = append(removed, f)
 	}
-	return removed, errors.Join(errs...)
+	return removed, foreign, errors.Join(errs...)
 }

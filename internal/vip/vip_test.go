@@ -3,15 +3,14 @@ package vip
 import (
 	"errors"
 	"net/netip"
-	"reflect"
 	"testing"
 	"time"
 )
 
-// fakeKernel records calls; now is advanced by Replace to simulate a freeze
-// between reading the clock and the syscall.
+// fakeKernel records calls and lifetimes; onAdd runs inside Replace to
+// simulate a freeze between reading the clock and the syscall.
 type fakeKernel struct {
-	addrs    map[string][]netip.Prefix
+	addrs    map[string][]Found
 	calls    []string
 	onAdd    func()
 	failFind error
@@ -22,21 +21,18 @@ func (k *fakeKernel) Replace(iface string, p netip.Prefix, valid time.Duration) 
 	if k.onAdd != nil {
 		k.onAdd()
 	}
-	for _, q := range k.addrs[iface] {
-		if q == p {
-			return nil
-		}
-	}
-	k.addrs[iface] = append(k.addrs[iface], p)
+	_ = k.Delete(iface, p)
+	k.calls = k.calls[:len(k.calls)-1]
+	k.addrs[iface] = append(k.addrs[iface], Found{Iface: iface, Prefix: p, Up: true, Valid: valid, Deprecated: true})
 	return nil
 }
 
 func (k *fakeKernel) Delete(iface string, p netip.Prefix) error {
 	k.calls = append(k.calls, "delete "+iface+" "+p.String())
-	var keep []netip.Prefix
-	for _, q := range k.addrs[iface] {
-		if q != p {
-			keep = append(keep, q)
+	var keep []Found
+	for _, f := range k.addrs[iface] {
+		if f.Prefix != p {
+			keep = append(keep, f)
 		}
 	}
 	k.addrs[iface] = keep
@@ -48,10 +44,10 @@ func (k *fakeKernel) Find(a netip.Addr) ([]Found, error) {
 		return nil, k.failFind
 	}
 	var out []Found
-	for iface, ps := range k.addrs {
-		for _, p := range ps {
-			if p.Addr() == a {
-				out = append(out, Found{Iface: iface, Prefix: p, Up: true})
+	for _, fs := range k.addrs {
+		for _, f := range fs {
+			if f.Prefix.Addr() == a {
+				out = append(out, f)
 			}
 		}
 	}
@@ -62,7 +58,7 @@ var vipPrefix = netip.MustParsePrefix("198.51.100.200/32")
 
 func TestHoldRoundsLifetimeDownToWholeSeconds(t *testing.T) {
 	now := time.Unix(100, 0)
-	k := &fakeKernel{addrs: map[string][]netip.Prefix{}}
+	k := &fakeKernel{addrs: map[string][]Found{}}
 	a := NewAddress(k, "eth0", vipPrefix, func() time.Time { return now })
 	for _, tc := range []struct {
 		left time.Duration
@@ -87,7 +83,7 @@ func TestHoldRoundsLifetimeDownToWholeSeconds(t *testing.T) {
 
 func TestHoldUndoesAnAddThatLandedAfterTheDeadline(t *testing.T) {
 	now := time.Unix(100, 0)
-	k := &fakeKernel{addrs: map[string][]netip.Prefix{}}
+	k := &fakeKernel{addrs: map[string][]Found{}}
 	// The process is frozen for 5 s between the clock read and the syscall.
 	k.onAdd = func() { now = now.Add(5 * time.Second) }
 	a := NewAddress(k, "eth0", vipPrefix, func() time.Time { return now })
@@ -99,23 +95,66 @@ func TestHoldUndoesAnAddThatLandedAfterTheDeadline(t *testing.T) {
 	}
 }
 
-func TestSweepRemovesEveryCopy(t *testing.T) {
-	k := &fakeKernel{addrs: map[string][]netip.Prefix{
-		"eth0": {netip.MustParsePrefix("198.51.100.11/24"), vipPrefix},
-		"eth1": {netip.MustParsePrefix("198.51.100.200/24")},
+// TestHoldNeverOutlivesUntil: a stall inside the netlink call (shorter
+// than the time left) must not let the kernel's lifetime, counted from the
+// call, run past until; the lifetime is set again, shorter.
+func TestHoldNeverOutlivesUntil(t *testing.T) {
+	now := time.Unix(100, 0)
+	k := &fakeKernel{addrs: map[string][]Found{}}
+	stalled := false
+	var lastAt time.Time
+	var last time.Duration
+	k.onAdd = func() {
+		if !stalled {
+			stalled = true
+			now = now.Add(950 * time.Millisecond)
+		}
+		lastAt = now
+	}
+	a := NewAddress(k, "eth0", vipPrefix, func() time.Time { return now })
+	until := now.Add(3 * time.Second)
+	if err := a.Hold(until); err != nil {
+		t.Fatalf("Hold: %v", err)
+	}
+	found, _ := k.Find(vipPrefix.Addr())
+	if len(found) != 1 {
+		t.Fatalf("found %v", found)
+	}
+	last = found[0].Valid
+	if end := lastAt.Add(last); end.After(until) {
+		t.Fatalf("address lives until %s, %s past the fence (calls %v)", end.Sub(time.Unix(100, 0)), end.Sub(until), k.calls)
+	}
+}
+
+// TestSweepMarkedTouchesOnlyVipdsAddresses: vipd's mark is preferred 0, a
+// finite valid lifetime and a full-length prefix. A node's /24, a DHCP
+// /32 (finite, preferred), a permanent /32 (kube-vip, or a hosting
+// provider's primary address) and a copy on another interface that is not
+// marked all stay, and are reported as foreign.
+func TestSweepMarkedTouchesOnlyVipdsAddresses(t *testing.T) {
+	ip := vipPrefix.Addr()
+	k := &fakeKernel{addrs: map[string][]Found{
+		"eth0": {{Iface: "eth0", Prefix: netip.MustParsePrefix("198.51.100.200/24")}},
+		"eth1": {{Iface: "eth1", Prefix: vipPrefix, Valid: 3 * time.Second, Deprecated: true}},
+		"eth2": {{Iface: "eth2", Prefix: vipPrefix, Valid: 3600 * time.Second}},
+		"eth3": {{Iface: "eth3", Prefix: vipPrefix}},
 	}}
-	found, err := Sweep(k, vipPrefix.Addr())
-	if err != nil || len(found) != 2 {
-		t.Fatalf("Sweep: %v %v", found, err)
+	removed, foreign, err := SweepMarked(k, ip)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if left, _ := k.Find(vipPrefix.Addr()); len(left) != 0 {
-		t.Fatalf("left: %v", left)
+	if len(removed) != 1 || removed[0].Iface != "eth1" {
+		t.Fatalf("removed %v, want only the marked copy on eth1", removed)
 	}
-	if !reflect.DeepEqual(k.addrs["eth0"], []netip.Prefix{netip.MustParsePrefix("198.51.100.11/24")}) {
-		t.Fatalf("node address touched: %v", k.addrs["eth0"])
+	if len(foreign) != 3 {
+		t.Fatalf("foreign %v, want the copies on eth0, eth2, eth3", foreign)
+	}
+	left, _ := k.Find(ip)
+	if len(left) != 3 {
+		t.Fatalf("left %v", left)
 	}
 	k.failFind = errors.New("netlink down")
-	if _, err := Sweep(k, vipPrefix.Addr()); err == nil {
+	if _, _, err := SweepMarked(k, ip); err == nil {
 		t.Fatal("error hidden")
 	}
 }

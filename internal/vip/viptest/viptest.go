@@ -9,40 +9,54 @@ import (
 	"github.com/vipd/vipd/internal/vip"
 )
 
-// Kernel is an in-memory vip.Kernel: one host's addresses, each with its
-// interface and valid lifetime.
+// Kernel is an in-memory vip.Kernel: one host's addresses, each on its
+// interface with its lifetimes, as netlink reports them.
 type Kernel struct {
 	mu    sync.Mutex
-	addrs map[netip.Prefix]entry
+	addrs map[slot]entry
+}
+
+type slot struct {
+	iface  string
+	prefix netip.Prefix
 }
 
 type entry struct {
-	iface string
-	valid time.Duration
+	valid      time.Duration // 0: forever
+	deprecated bool
 }
 
-// New returns a Kernel with addresses already on interfaces (prefix -> interface).
+// New returns a Kernel with permanent addresses already on interfaces
+// (prefix -> interface), as a node's own addresses are.
 func New(initial map[string]string) *Kernel {
-	k := &Kernel{addrs: map[netip.Prefix]entry{}}
+	k := &Kernel{addrs: map[slot]entry{}}
 	for p, i := range initial {
-		k.addrs[netip.MustParsePrefix(p)] = entry{iface: i}
+		k.Put(i, p, 0, false)
 	}
 	return k
 }
 
-// Replace implements vip.Kernel.
+// Put adds prefix to iface with the given valid lifetime (0: forever) and
+// preferred lifetime 0 when deprecated: an address someone else added.
+func (k *Kernel) Put(iface, prefix string, valid time.Duration, deprecated bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.addrs[slot{iface, netip.MustParsePrefix(prefix)}] = entry{valid, deprecated}
+}
+
+// Replace implements vip.Kernel, as vipd's netlink does: preferred 0.
 func (k *Kernel) Replace(iface string, p netip.Prefix, valid time.Duration) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.addrs[p] = entry{iface, valid}
+	k.addrs[slot{iface, p}] = entry{valid, true}
 	return nil
 }
 
-// Delete implements vip.Kernel.
-func (k *Kernel) Delete(_ string, p netip.Prefix) error {
+// Delete implements vip.Kernel: only the address on that interface.
+func (k *Kernel) Delete(iface string, p netip.Prefix) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	delete(k.addrs, p)
+	delete(k.addrs, slot{iface, p})
 	return nil
 }
 
@@ -51,9 +65,9 @@ func (k *Kernel) Find(a netip.Addr) ([]vip.Found, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	var out []vip.Found
-	for p, e := range k.addrs {
-		if p.Addr() == a {
-			out = append(out, vip.Found{Iface: e.iface, Prefix: p, Up: true, Valid: e.valid})
+	for s, e := range k.addrs {
+		if s.prefix.Addr() == a {
+			out = append(out, vip.Found{Iface: s.iface, Prefix: s.prefix, Up: true, Valid: e.valid, Deprecated: e.deprecated})
 		}
 	}
 	return out, nil
@@ -63,6 +77,11 @@ func (k *Kernel) Find(a netip.Addr) ([]vip.Found, error) {
 func (k *Kernel) Has(prefix string) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	_, ok := k.addrs[netip.MustParsePrefix(prefix)]
-	return ok
+	p := netip.MustParsePrefix(prefix)
+	for s := range k.addrs {
+		if s.prefix == p {
+			return true
+		}
+	}
+	return false
 }
