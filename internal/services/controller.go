@@ -102,6 +102,9 @@ type Controller struct {
 	// own write and the Service is left alone (a write would only conflict).
 	basedMu sync.Mutex
 	based   map[string]map[string]bool
+	// unconfirmed: allocations written whose Service the cache still
+	// shows without a requested address (key -> addresses).
+	unconfirmed map[string][]netip.Addr
 }
 
 // held is one VIP this node may own.
@@ -130,7 +133,7 @@ func New(o Options) (*Controller, error) {
 	}
 	log := o.Logger.With("component", "services")
 	c := &Controller{
-		o: o, log: log, kick: make(chan struct{}, 1), vips: map[netip.Addr]*held{}, ready: make(chan struct{}), based: map[string]map[string]bool{},
+		o: o, log: log, kick: make(chan struct{}, 1), vips: map[netip.Addr]*held{}, ready: make(chan struct{}), based: map[string]map[string]bool{}, unconfirmed: map[string][]netip.Addr{},
 		poster: &events.Poster{Client: o.EventClient, Node: o.NodeName, Log: log},
 	}
 	el, err := election.New(election.Options{
@@ -426,7 +429,7 @@ func (c *Controller) pass(ctx context.Context) {
 	pools := c.readPools(ctx, leading)
 	c.mu.Unlock()
 
-	plan := Plan(Input{Services: ours, Pools: pools, Reserved: c.o.Reserved, Allocate: leading})
+	plan := Plan(Input{Services: ours, Pools: pools, Reserved: c.o.Reserved, Allocate: leading, Unconfirmed: c.confirm(ours)})
 	desired := map[netip.Addr]want{}
 	// Asked of the kernel only when some Service has an IPv6 address.
 	ipv6 := sync.OnceValue(c.o.HasIPv6)
@@ -613,6 +616,9 @@ func (c *Controller) writeAllocation(ctx context.Context, e *Entry) {
 		return
 	}
 	c.wrote(e.Key, e.Svc.ResourceVersion)
+	c.basedMu.Lock()
+	c.unconfirmed[e.Key] = e.Allocated
+	c.basedMu.Unlock()
 	c.poster.Post(ctx, ref(s, "Service"), corev1.EventTypeNormal, "Allocated",
 		fmt.Sprintf("service %s: allocated %s from pool %s", e.Key, strings.Join(ips, ","), e.Pool))
 }
@@ -766,6 +772,31 @@ func (c *Controller) forget(all []*corev1.Service) {
 		}
 	}
 	c.poster.Retain(func(uid string) bool { return uids[uid] })
+}
+
+// confirm forgets the allocations that the cache now shows (the Service
+// has a request of its own, or is gone) and returns the others.
+func (c *Controller) confirm(svcs []*corev1.Service) map[string][]netip.Addr {
+	c.basedMu.Lock()
+	defer c.basedMu.Unlock()
+	if len(c.unconfirmed) == 0 {
+		return nil
+	}
+	pending := map[string]bool{}
+	for _, s := range svcs {
+		if req, err := Requested(s); err == nil && len(req) == 0 {
+			pending[key(s)] = true
+		}
+	}
+	out := map[string][]netip.Addr{}
+	for k, ips := range c.unconfirmed {
+		if !pending[k] {
+			delete(c.unconfirmed, k)
+			continue
+		}
+		out[k] = ips
+	}
+	return out
 }
 
 // wrote records that a successful write replaced version rv of Service k.

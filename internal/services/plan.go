@@ -57,6 +57,11 @@ type Input struct {
 	Reserved netip.Addr
 	// Allocate: this node is the allocator and may take pool addresses.
 	Allocate bool
+	// Unconfirmed are allocations this node wrote that the cache does not
+	// show yet (Service key -> addresses). They count as the Services'
+	// requests, so a Service planned before its cache catches up (created
+	// in the same second with a smaller name) is not given the same address.
+	Unconfirmed map[string][]netip.Addr
 }
 
 // Plan decides every Service's addresses. Explicit requests are honoured
@@ -85,6 +90,9 @@ func Plan(in Input) []*Entry {
 		if err != nil {
 			e.Problem = &Problem{"InvalidAddress", err.Error()}
 			continue
+		}
+		if len(req) == 0 && in.Unconfirmed[e.Key] != nil {
+			req = in.Unconfirmed[e.Key]
 		}
 		if len(req) == 0 {
 			pending = append(pending, e)

@@ -196,3 +196,22 @@ func TestPlanDeletedServicesReturnTheirAddresses(t *testing.T) {
 		t.Fatalf("b got %s problem %+v", addrs(second), second.Problem)
 	}
 }
+
+// TestPlanCountsUnconfirmedAllocations: the allocator wrote web=.10, the
+// cache does not show it yet, and api, created in the same second with a
+// smaller name, is planned first: it must not get .10 as well.
+func TestPlanCountsUnconfirmedAllocations(t *testing.T) {
+	p := pools(t, map[string]string{"range-global": "198.51.100.10-198.51.100.12"})
+	svcs := []*corev1.Service{lb("default", "web", 0, nil), lb("default", "api", 0, nil)}
+	plan := byKey(Plan(Input{Allocate: true, Pools: p, Services: svcs,
+		Unconfirmed: map[string][]netip.Addr{"default/web": {netip.MustParseAddr("198.51.100.10")}}}))
+	if got := addrs(plan["default/web"]); got != "198.51.100.10" {
+		t.Errorf("web %q, want its unconfirmed 198.51.100.10", got)
+	}
+	if len(plan["default/web"].Allocated) != 0 {
+		t.Errorf("web allocated again: %v", plan["default/web"].Allocated)
+	}
+	if got := addrs(plan["default/api"]); got == "198.51.100.10" || got == "" {
+		t.Errorf("api %q, want another pool address", got)
+	}
+}
