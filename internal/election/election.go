@@ -115,6 +115,17 @@ type Elector struct {
 	o      Options
 	log    *slog.Logger
 	synced atomic.Bool
+	renew  chan struct{}
+}
+
+// Renew asks a holder to renew now rather than at its next retry period,
+// so that what Annotations returns reaches the Lease at once (a new VIP
+// is published before it is added). It never blocks; a follower ignores it.
+func (e *Elector) Renew() {
+	select {
+	case e.renew <- struct{}{}:
+	default:
+	}
 }
 
 // Ready reports an error until the Lease has been read from the API server
@@ -153,7 +164,7 @@ func New(o Options) (*Elector, error) {
 	if o.Recorder == nil {
 		o.Recorder = nopRecorder{}
 	}
-	return &Elector{o: o, log: o.Logger.With("lease", o.Namespace+"/"+o.Name)}, nil
+	return &Elector{o: o, log: o.Logger.With("lease", o.Namespace+"/"+o.Name), renew: make(chan struct{}, 1)}, nil
 }
 
 type nopRecorder struct{}
@@ -213,6 +224,7 @@ type state struct {
 	observedAt time.Time // when observed last changed
 	known      bool      // observed is meaningful (a list, watch or write answered)
 	inflight   bool
+	again      bool // a renewal was asked for while a write was in flight
 	// epoch counts releases. A write started before the latest release
 	// carries an older epoch, and its answer is ignored: it must not make
 	// this node holder again after it gave the Lease away.
@@ -284,6 +296,18 @@ func (l *loop) onTry() {
 	} else if !l.s.inflight {
 		l.d.try(l.e.nextTry(&l.s))
 	}
+}
+
+// onRenew is a request to renew now (Elector.Renew).
+func (l *loop) onRenew() {
+	if !l.s.leading {
+		return
+	}
+	if l.s.inflight {
+		l.s.again = true
+		return
+	}
+	l.onTry()
 }
 
 // onGate is a change of the health gate.
@@ -366,6 +390,11 @@ func (l *loop) onResult(r result) {
 		s.deadline = deadline
 		e.o.Guard.Hold(deadline)
 		l.d.fence(deadline.Sub(l.d.now()))
+		if s.again {
+			s.again = false
+			l.d.try(0)
+			return
+		}
 		l.d.try(r.start.Add(e.o.RetryPeriod).Sub(l.d.now()))
 	case apierrors.IsConflict(r.err) || apierrors.IsAlreadyExists(r.err) || apierrors.IsNotFound(r.err):
 		// Someone wrote since we looked: the next attempt starts with a
@@ -450,6 +479,8 @@ func (e *Elector) Run(ctx context.Context) error {
 			return nil
 		case <-gateChanged:
 			l.onGate()
+		case <-e.renew:
+			l.onRenew()
 		case o := <-obsCh:
 			if o.err != nil {
 				e.log.Debug("lease watch", "err", o.err)

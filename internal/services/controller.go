@@ -89,9 +89,14 @@ type Controller struct {
 	synced    []cache.InformerSynced
 	ready     chan struct{}
 
-	mu        sync.Mutex
-	leading   bool
-	until     time.Time
+	runCtx context.Context
+
+	mu      sync.Mutex
+	cluster *group            // the Services Lease: every Cluster VIP
+	locals  map[string]*group // Local Services' Leases, by Service key
+	// localDone: the last election of a Local Service's Lease, which a new
+	// one waits for (one elector per Lease at a time).
+	localDone map[string]chan struct{}
 	vips      map[netip.Addr]*held
 	pools     *ipam.Pools
 	poolsSeen string // the ConfigMap data last parsed
@@ -105,16 +110,16 @@ type Controller struct {
 	// unconfirmed: allocations written whose Service the cache still
 	// shows without a requested address (key -> addresses).
 	unconfirmed map[string][]netip.Addr
+
+	seenMu sync.Mutex
+	seen   map[string]seenLease
 }
 
 // held is one VIP this node may own.
 type held struct {
 	ov    *owner.VIP
 	local string // the Service key for externalTrafficPolicy: Local; "" = Cluster
-	// cancel stops the per-Service election of a Local VIP; done closes
-	// when it has stepped down and released.
-	cancel context.CancelFunc
-	done   chan struct{}
+	g     *group
 }
 
 // New prepares the controller; Run starts it.
@@ -134,12 +139,15 @@ func New(o Options) (*Controller, error) {
 	log := o.Logger.With("component", "services")
 	c := &Controller{
 		o: o, log: log, kick: make(chan struct{}, 1), vips: map[netip.Addr]*held{}, ready: make(chan struct{}), based: map[string]map[string]bool{}, unconfirmed: map[string][]netip.Addr{},
+		locals: map[string]*group{}, localDone: map[string]chan struct{}{}, seen: map[string]seenLease{}, runCtx: context.Background(),
 		poster: &events.Poster{Client: o.EventClient, Node: o.NodeName, Log: log},
 	}
+	c.cluster = c.newGroup(o.LeaseNamespace + "/" + o.LeaseName)
 	el, err := election.New(election.Options{
 		Client: o.Client, Namespace: o.LeaseNamespace, Name: o.LeaseName, Identity: o.NodeName,
 		LeaseDuration: o.LeaseDuration, RenewDeadline: o.RenewDeadline, RetryPeriod: o.RetryPeriod,
-		Guard: leaderGuard{c}, Recorder: o.Leader, Clock: o.Clock, Logger: log,
+		Annotations: c.cluster.annotations,
+		Guard:       c.cluster, Recorder: o.Leader, Clock: o.Clock, Logger: log,
 	})
 	if err != nil {
 		return nil, err
@@ -164,7 +172,7 @@ func (c *Controller) Ready() error {
 func (c *Controller) Check() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.leading && !c.o.Clock.Now().Before(c.until) {
+	if c.cluster.leading && !c.o.Clock.Now().Before(c.cluster.until) {
 		return fmt.Errorf("services: leader of %s/%s but no successful renewal: fence passed", c.o.LeaseNamespace, c.o.LeaseName)
 	}
 	return nil
@@ -190,53 +198,6 @@ func (c *Controller) poke() {
 	}
 }
 
-// leaderGuard applies the Services Lease to every Cluster VIP.
-type leaderGuard struct{ c *Controller }
-
-func (g leaderGuard) Hold(until time.Time) {
-	c := g.c
-	c.mu.Lock()
-	first := !c.leading
-	c.leading, c.until = true, until
-	for _, h := range c.vips {
-		if h.local == "" {
-			h.ov.Hold(until)
-		}
-	}
-	c.mu.Unlock()
-	if first {
-		c.poke()
-	}
-}
-
-func (g leaderGuard) Drop(reason string) {
-	c := g.c
-	c.mu.Lock()
-	c.leading = false
-	for _, h := range c.vips {
-		if h.local == "" {
-			h.ov.Drop(reason)
-		}
-	}
-	c.mu.Unlock()
-}
-
-// localGuard applies a per-Service Lease to its one VIP.
-type localGuard struct {
-	c  *Controller
-	ov *owner.VIP
-}
-
-func (g localGuard) Hold(until time.Time) {
-	first := !g.ov.Holding()
-	g.ov.Hold(until)
-	if first {
-		g.c.poke()
-	}
-}
-
-func (g localGuard) Drop(reason string) { g.ov.Drop(reason) }
-
 // Run watches Services until ctx ends, then steps down in order: stop
 // announcing, remove every VIP, release the Leases.
 func (c *Controller) Run(ctx context.Context) error {
@@ -246,6 +207,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		return ctx.Err()
 	}
 	c.sweep()
+	c.runCtx = ctx
 	close(c.ready)
 
 	c.wg.Add(1)
@@ -425,7 +387,7 @@ func (c *Controller) pass(ctx context.Context) {
 		}
 	}
 	c.mu.Lock()
-	leading := c.leading && c.o.Clock.Now().Before(c.until)
+	leading := c.cluster.fenceOK()
 	pools := c.readPools(ctx, leading)
 	c.mu.Unlock()
 
@@ -462,7 +424,9 @@ func (c *Controller) pass(ctx context.Context) {
 	c.run(writes)
 }
 
-// reconcile starts and stops VIPs to match desired.
+// reconcile starts and stops VIPs to match desired. Each VIP belongs to
+// one group (the Services Lease, or its Local Service's Lease), which
+// decides when it goes on the interface (see group).
 func (c *Controller) reconcile(ctx context.Context, desired map[netip.Addr]want) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -474,27 +438,36 @@ func (c *Controller) reconcile(ctx context.Context, desired map[netip.Addr]want)
 			c.stopLocked(ip, h, "no longer a VIP of a Service vipd serves")
 		}
 	}
-	fenceOK := c.leading && c.o.Clock.Now().Before(c.until)
+	svcs := map[string]*corev1.Service{}
 	for ip, w := range desired {
-		h := c.vips[ip]
-		if h == nil {
-			h = c.newHeld(ip, w.local)
-			c.vips[ip] = h
-			if w.local == "" && fenceOK {
-				h.ov.Hold(c.until)
-			}
+		if w.local != "" {
+			svcs[w.local] = w.svc
 		}
-		if w.local == "" {
+		if c.vips[ip] != nil {
 			continue
 		}
-		switch ready := c.localReady(w.local); {
-		case ready && h.cancel == nil:
-			c.startLocal(ctx, ip, h, w.svc)
-		case !ready && h.cancel != nil:
-			c.log.Info("no ready local endpoint any more: giving up the VIP", "service", w.local, "vip", ip)
-			h.ov.Drop("no ready local endpoint")
-			h.cancel()
-			h.cancel = nil
+		g := c.cluster
+		if w.local != "" {
+			if g = c.locals[w.local]; g == nil {
+				g = c.newGroup(w.svc.Namespace + "/" + LocalLeasePrefix + w.svc.Name)
+				c.locals[w.local] = g
+			}
+		}
+		h := c.newHeld(ip, w.local)
+		h.g = g
+		c.vips[ip] = h
+		g.add(ip, h.ov)
+	}
+	for k, g := range c.locals {
+		switch ready := c.localReady(k); {
+		case len(g.vips) == 0:
+			c.stopLocal(k, g)
+			delete(c.locals, k)
+		case ready && g.cancel == nil:
+			c.startLocal(ctx, k, g, svcs[k])
+		case !ready && g.cancel != nil:
+			c.log.Info("no ready local endpoint any more: giving up the VIP", "service", k)
+			c.stopLocal(k, g)
 		}
 	}
 }
@@ -513,41 +486,61 @@ type nopPresent struct{}
 
 func (nopPresent) SetPresent(bool) {}
 
-// stopLocked takes a VIP off this node: Drop (S3), then, for a Local VIP,
-// its election steps down and releases in the background.
+// stopLocked takes a VIP off this node (S3) and out of its group; the
+// group's next write no longer lists it.
 func (c *Controller) stopLocked(ip netip.Addr, h *held, reason string) {
 	h.ov.Drop(reason)
-	if h.cancel != nil {
-		h.cancel()
-		h.cancel = nil
-	}
+	h.g.remove(ip)
 	delete(c.vips, ip)
 }
 
-// startLocal joins the per-Service election of a Local VIP.
-func (c *Controller) startLocal(ctx context.Context, ip netip.Addr, h *held, svc *corev1.Service) {
+// stopLocal ends a Local Service's election: its addresses are dropped
+// first, then the election steps down and releases in the background.
+func (c *Controller) stopLocal(k string, g *group) {
+	for _, ov := range g.vips {
+		ov.Drop("no ready local endpoint")
+	}
+	if g.cancel != nil {
+		g.cancel()
+		g.cancel = nil
+	}
+}
+
+// startLocal joins the election of a Local Service's Lease: one elector
+// for all its addresses, started only after the previous elector of the
+// same Lease has released it.
+func (c *Controller) startLocal(ctx context.Context, k string, g *group, svc *corev1.Service) {
 	el, err := election.New(election.Options{
 		Client: c.o.Client, Namespace: svc.Namespace, Name: LocalLeasePrefix + svc.Name, Identity: c.o.NodeName,
 		LeaseDuration: c.o.LeaseDuration, RenewDeadline: c.o.RenewDeadline, RetryPeriod: c.o.RetryPeriod,
-		Annotations: func() map[string]string { return map[string]string{election.VIPAnnotation: ip.String()} },
-		Guard:       localGuard{c: c, ov: h.ov}, Clock: c.o.Clock,
-		Logger: c.log,
+		Annotations: func() map[string]string {
+			a := g.annotations()
+			a[election.VIPAnnotation] = a[HoldsAnnotation]
+			return a
+		},
+		Guard: g, Clock: c.o.Clock, Logger: c.log,
 	})
 	if err != nil {
-		c.log.Error("cannot start the Service's election", "service", key(svc), "err", err)
+		c.log.Error("cannot start the Service's election", "service", k, "err", err)
 		return
 	}
 	lctx, cancel := context.WithCancel(ctx)
-	prev, done := h.done, make(chan struct{})
-	h.cancel, h.done = cancel, done
+	prev, done := c.localDone[k], make(chan struct{})
+	g.el, g.cancel, g.done = el, cancel, done
+	c.localDone[k] = done
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
 		defer close(done)
 		if prev != nil {
-			<-prev // the previous election of this VIP has released its Lease
+			<-prev // the previous election of this Lease has released it
 		}
 		_ = el.Run(lctx)
+		c.mu.Lock()
+		if c.localDone[k] == done {
+			delete(c.localDone, k)
+		}
+		c.mu.Unlock()
 	}()
 }
 

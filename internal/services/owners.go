@@ -1,0 +1,299 @@
+package services
+
+import (
+	"context"
+	"net/netip"
+	"sort"
+	"strings"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/vipd/vipd/internal/election"
+	"github.com/vipd/vipd/internal/owner"
+)
+
+// HoldsAnnotation on a Lease lists the Service VIPs its holder has on its
+// interface or is about to add, comma-separated. It is written before an
+// address is added and after it is removed, so that another node can tell
+// whether the address has been let go (S8).
+const HoldsAnnotation = "vipd.io/holds"
+
+// group is one source of ownership: a Lease whose holder owns a set of
+// Service VIPs. The Services Lease is the group of every
+// externalTrafficPolicy: Cluster VIP; each Local Service has a group of its
+// own (its Lease, one elector for all its addresses).
+//
+// It is the one decision point for a Service VIP on this node. An address
+// goes on the interface only when all of these hold:
+//
+//  1. this node holds the group's Lease, with an unexpired fence;
+//  2. a successful write of that Lease (an acquire or a renewal) listed the
+//     address in HoldsAnnotation;
+//  3. a quorum read of every Lease, made after that write, found no other
+//     Lease held by another node that lists the address, unless that Lease
+//     has not changed for its whole duration since this node first saw it
+//     (its holder's fence has passed).
+//
+// Two nodes that want one address under different Leases (a Service
+// switching externalTrafficPolicy, an address passing from one Service to
+// another, caches that disagree) each write before they read, so at least
+// one of them sees the other and waits; the one whose cache is behind lets
+// go when it catches up, and its next write says so. Every field is
+// guarded by Controller.mu.
+type group struct {
+	c     *Controller
+	lease string // namespace/name
+	vips  map[netip.Addr]*owner.VIP
+
+	leading bool
+	until   time.Time
+	gen     uint64 // counts Drops: a check started before one is void
+
+	writing   map[netip.Addr]bool // what the write in flight lists
+	published map[netip.Addr]bool // what the last successful write listed
+	cleared   map[netip.Addr]bool // published, and no other live Lease lists it
+	checking  bool
+
+	// A Local Service's election; the Cluster group uses Controller.elector.
+	el     *election.Elector
+	cancel context.CancelFunc // nil: the election is not running
+	done   chan struct{}      // closes when the last election released
+}
+
+func (c *Controller) newGroup(lease string) *group {
+	return &group{c: c, lease: lease, vips: map[netip.Addr]*owner.VIP{}, cleared: map[netip.Addr]bool{}}
+}
+
+// Hold is election.Guard: the group's Lease was written successfully.
+func (g *group) Hold(until time.Time) {
+	c := g.c
+	c.mu.Lock()
+	first := !g.leading
+	g.leading, g.until = true, until
+	g.published = g.writing
+	check := false
+	for ip, ov := range g.vips {
+		switch {
+		case g.cleared[ip]:
+			ov.Hold(until)
+		case g.published[ip]:
+			check = true
+		}
+	}
+	c.mu.Unlock()
+	if check {
+		c.check(g)
+	}
+	if first {
+		c.poke()
+	}
+}
+
+// Drop is election.Guard: stop announcing and remove every address (S3).
+// What was cleared is forgotten: another node may claim meanwhile.
+func (g *group) Drop(reason string) {
+	c := g.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g.leading = false
+	g.gen++
+	g.published, g.cleared = nil, map[netip.Addr]bool{}
+	for _, ov := range g.vips {
+		ov.Drop(reason)
+	}
+}
+
+// annotations lists the group's addresses for the write about to start.
+func (g *group) annotations() map[string]string {
+	c := g.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g.writing = make(map[netip.Addr]bool, len(g.vips))
+	for ip := range g.vips {
+		g.writing[ip] = true
+	}
+	return map[string]string{HoldsAnnotation: joinSet(g.writing)}
+}
+
+// add puts ip under the group (c.mu held). It goes on the interface once
+// published and checked; a holder publishes at once.
+func (g *group) add(ip netip.Addr, ov *owner.VIP) {
+	g.vips[ip] = ov
+	if g.leading {
+		if g.el != nil {
+			g.el.Renew()
+		} else {
+			g.c.elector.Renew()
+		}
+	}
+}
+
+// remove takes ip out of the group (c.mu held) after it was dropped; the
+// group's next write no longer lists it.
+func (g *group) remove(ip netip.Addr) {
+	delete(g.vips, ip)
+	delete(g.cleared, ip)
+}
+
+// fenceOK: this node holds the group's Lease with an unexpired fence.
+func (g *group) fenceOK() bool { return g.leading && g.c.o.Clock.Now().Before(g.until) }
+
+// check runs the quorum read for the group's published, not yet cleared
+// addresses, and holds those that no other live Lease lists. While some
+// stay blocked it runs again every retry period.
+func (c *Controller) check(g *group) {
+	c.mu.Lock()
+	if g.checking || !g.fenceOK() {
+		c.mu.Unlock()
+		return
+	}
+	var want []netip.Addr
+	for ip := range g.published {
+		if g.vips[ip] != nil && !g.cleared[ip] {
+			want = append(want, ip)
+		}
+	}
+	if len(want) == 0 {
+		c.mu.Unlock()
+		return
+	}
+	g.checking = true
+	gen := g.gen
+	c.mu.Unlock()
+
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		blocked, err := c.claimed(c.runCtx, g.lease, want)
+		if err != nil {
+			c.log.Warn("cannot read the Leases to check who holds a Service VIP; trying again", "lease", g.lease, "err", err)
+		}
+		c.mu.Lock()
+		g.checking = false
+		stale := gen != g.gen || !g.fenceOK() || c.stopping
+		held, again := 0, err != nil
+		if !stale && err == nil {
+			for _, ip := range want {
+				ov := g.vips[ip]
+				switch {
+				case ov == nil || !g.published[ip]:
+				case blocked[ip] != "":
+					again = true
+					c.log.Info("waiting for the address to be let go before claiming it", "vip", ip, "lease", g.lease, "heldUnder", blocked[ip])
+				default:
+					g.cleared[ip] = true
+					ov.Hold(g.until)
+					held++
+				}
+			}
+		}
+		c.mu.Unlock()
+		if held > 0 {
+			c.poke()
+		}
+		if again && !stale {
+			t := c.o.Clock.NewTimer(c.o.RetryPeriod)
+			select {
+			case <-t.C():
+				c.check(g)
+			case <-c.runCtx.Done():
+				t.Stop()
+			}
+		}
+	}()
+}
+
+// claimed reads every Lease (a quorum read) and returns, for each address
+// of want that another node's live Lease lists, that Lease and holder.
+func (c *Controller) claimed(ctx context.Context, self string, want []netip.Addr) (map[netip.Addr]string, error) {
+	list, err := c.o.Client.CoordinationV1().Leases("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	now := c.o.Clock.Now()
+	wanted := map[netip.Addr]bool{}
+	for _, ip := range want {
+		wanted[ip] = true
+	}
+	c.seenMu.Lock()
+	defer c.seenMu.Unlock()
+	out := map[netip.Addr]string{}
+	block := func(k string, s seenLease) {
+		for _, f := range strings.Split(s.holds, ",") {
+			if ip, err := netip.ParseAddr(strings.TrimSpace(f)); err == nil && wanted[ip.Unmap()] {
+				out[ip.Unmap()] = k + " (held by " + s.holder + ")"
+			}
+		}
+	}
+	present := map[string]bool{}
+	for i := range list.Items {
+		l := &list.Items[i]
+		k := l.Namespace + "/" + l.Name
+		v, ok := l.Annotations[HoldsAnnotation]
+		if !ok || k == self {
+			continue
+		}
+		present[k] = true
+		s, ok := c.seen[k]
+		if !ok || s.rv != l.ResourceVersion {
+			s = seenLease{rv: l.ResourceVersion, at: now, holder: leaseHolder(l), holds: v, dur: leaseDuration(l, c.o.LeaseDuration)}
+			c.seen[k] = s
+		}
+		if s.holder == "" || s.holder == c.o.NodeName || now.Sub(s.at) >= s.dur {
+			continue // released, ours, or unchanged for its whole duration
+		}
+		block(k, s)
+	}
+	// A Lease deleted while its holder may still hold its addresses
+	// (kubectl delete lease) counts as that holder's for its duration.
+	for k, s := range c.seen {
+		if present[k] {
+			continue
+		}
+		if s.gone.IsZero() {
+			s.gone = now
+			c.seen[k] = s
+		}
+		if s.holder == "" || s.holder == c.o.NodeName || now.Sub(s.gone) >= s.dur {
+			delete(c.seen, k)
+			continue
+		}
+		block(k, s)
+	}
+	return out, nil
+}
+
+// seenLease is a Lease's version as this node first saw it, and when.
+type seenLease struct {
+	rv     string
+	at     time.Time
+	holder string
+	holds  string
+	dur    time.Duration
+	gone   time.Time // when a read first missed it (deleted)
+}
+
+func leaseHolder(l *coordinationv1.Lease) string {
+	if l.Spec.HolderIdentity == nil {
+		return ""
+	}
+	return *l.Spec.HolderIdentity
+}
+
+func leaseDuration(l *coordinationv1.Lease, def time.Duration) time.Duration {
+	if l.Spec.LeaseDurationSeconds != nil && *l.Spec.LeaseDurationSeconds > 0 {
+		return time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second
+	}
+	return def
+}
+
+func joinSet(set map[netip.Addr]bool) string {
+	ips := make([]netip.Addr, 0, len(set))
+	for ip := range set {
+		ips = append(ips, ip)
+	}
+	sort.Slice(ips, func(i, j int) bool { return ips[i].Less(ips[j]) })
+	return joinAddrs(ips)
+}

@@ -1,0 +1,157 @@
+package services
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/utils/ptr"
+)
+
+// localOn makes a Service externalTrafficPolicy: Local with the given
+// addresses, and an EndpointSlice with a ready endpoint on node.
+func localOn(name, ips, node string) (*corev1.Service, *discoveryv1.EndpointSlice) {
+	svc := lb("default", name, 0, func(s *corev1.Service) {
+		s.Annotations[AnnotationIPs] = ips
+		s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+	})
+	slice := &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name + "-1", Labels: map[string]string{discoveryv1.LabelServiceName: name}},
+		Endpoints: []discoveryv1.Endpoint{{Addresses: []string{"198.18.0.10"}, NodeName: ptr.To(node),
+			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
+	}
+	return svc, slice
+}
+
+// servicesLeaseOf is the Services Lease as another node n9 holds it, listing holds.
+func servicesLeaseOf(holder, holds string) *coordinationv1.Lease {
+	now := metav1.NewMicroTime(time.Now())
+	return &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "plndr-svcs-lock", Annotations: map[string]string{HoldsAnnotation: holds}},
+		Spec:       coordinationv1.LeaseSpec{HolderIdentity: ptr.To(holder), LeaseDurationSeconds: ptr.To(int32(4)), RenewTime: &now, AcquireTime: &now},
+	}
+}
+
+func holderOf(client *fake.Clientset, ns, name string) string {
+	l, err := client.CoordinationV1().Leases(ns).Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		return "<" + err.Error() + ">"
+	}
+	return ptr.Deref(l.Spec.HolderIdentity, "")
+}
+
+// TestClaimWaitsUntilTheOtherLeaseLetsGo: the Service switched from
+// Cluster to Local, but n9, which holds the Services Lease, still lists
+// the address (its cache is behind). n1 wins the Service's own Lease and
+// must not add the address until n9's Lease no longer lists it (S8).
+func TestClaimWaitsUntilTheOtherLeaseLetsGo(t *testing.T) {
+	svc, slice := localOn("web", "198.51.100.120", "n1")
+	client := fake.NewClientset(servicesLeaseOf("n9", "198.51.100.140,198.51.100.120"), svc, slice)
+	k, _ := node(t, client, "n1")
+	waitFor(t, "n1 holds the Service's Lease", func() error {
+		if h := holderOf(client, "default", LocalLeasePrefix+"web"); h != "n1" {
+			return fmt.Errorf("holder %q", h)
+		}
+		return nil
+	})
+	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if k.Has("198.51.100.120/32") {
+			t.Fatal("n1 added the address while n9's live Services Lease still lists it")
+		}
+	}
+	// n9 catches up: it removed the address, and its renewal says so.
+	l := servicesLeaseOf("n9", "198.51.100.140")
+	cur, _ := client.CoordinationV1().Leases("kube-system").Get(context.Background(), "plndr-svcs-lock", metav1.GetOptions{})
+	l.ResourceVersion = cur.ResourceVersion + "1"
+	if _, err := client.CoordinationV1().Leases("kube-system").Update(context.Background(), l, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "address claimed once let go", announced(client, "default", "web", "198.51.100.120", "n1"))
+	got, _ := client.CoordinationV1().Leases("default").Get(context.Background(), LocalLeasePrefix+"web", metav1.GetOptions{})
+	if got.Annotations[HoldsAnnotation] != "198.51.100.120" {
+		t.Errorf("the Service's Lease lists %q, want the address it holds", got.Annotations[HoldsAnnotation])
+	}
+}
+
+// TestClaimAfterTheOtherLeaseExpires: n9 never renews (it died): once its
+// Lease has not changed for its whole duration, its fence has passed.
+func TestClaimAfterTheOtherLeaseExpires(t *testing.T) {
+	svc, slice := localOn("web", "198.51.100.120", "n1")
+	client := fake.NewClientset(servicesLeaseOf("n9", "198.51.100.120"), svc, slice)
+	k, _ := node(t, client, "n1")
+	start := time.Now()
+	waitFor(t, "address claimed after the other Lease expired", func() error {
+		if !k.Has("198.51.100.120/32") {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	if waited := time.Since(start); waited < 3*time.Second {
+		t.Fatalf("claimed after %s, before n9's Lease (4 s) could have expired", waited)
+	}
+}
+
+// TestDeletedLeaseStillCounts: kubectl delete lease of the Lease that lists
+// the address: its holder may still have it, so n1 waits its duration.
+func TestDeletedLeaseStillCounts(t *testing.T) {
+	svc, slice := localOn("web", "198.51.100.120", "n1")
+	client := fake.NewClientset(servicesLeaseOf("n9", "198.51.100.120"), svc, slice)
+	k, _ := node(t, client, "n1")
+	waitFor(t, "n1 holds the Service's Lease", func() error {
+		if h := holderOf(client, "default", LocalLeasePrefix+"web"); h != "n1" {
+			return fmt.Errorf("holder %q", h)
+		}
+		return nil
+	})
+	time.Sleep(300 * time.Millisecond) // n1 has read n9's Lease
+	if err := client.CoordinationV1().Leases("kube-system").Delete(context.Background(), "plndr-svcs-lock", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deleted := time.Now()
+	for time.Since(deleted) < 1500*time.Millisecond {
+		if k.Has("198.51.100.120/32") {
+			t.Fatal("n1 added the address right after the Lease that listed it was deleted")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestDualStackLocalKeepsItsLease: one elector per Lease. A dual-stack
+// Local Service loses its IPv6 address: the IPv6 VIP goes, the IPv4 VIP and
+// the Service's Lease stay, without a single release in between.
+func TestDualStackLocalKeepsItsLease(t *testing.T) {
+	svc, slice := localOn("web", "198.51.100.130,2001:db8::130", "n1")
+	client := fake.NewClientset(svc, slice)
+	k, _ := node(t, client, "n1")
+	waitFor(t, "both VIPs up", func() error {
+		if !k.Has("198.51.100.130/32") || !k.Has("2001:db8::130/128") {
+			return fmt.Errorf("v4 %v v6 %v", k.Has("198.51.100.130/32"), k.Has("2001:db8::130/128"))
+		}
+		return nil
+	})
+	cur, err := client.CoreV1().Services("default").Get(context.Background(), "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur.Annotations[AnnotationIPs] = "198.51.100.130"
+	if _, err := client.CoreV1().Services("default").Update(context.Background(), cur, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		if h := holderOf(client, "default", LocalLeasePrefix+"web"); h != "n1" {
+			t.Fatalf("the Service's Lease changed to %q while its IPv4 address is still served", h)
+		}
+		if !k.Has("198.51.100.130/32") {
+			t.Fatal("the IPv4 VIP left with the IPv6 one")
+		}
+	}
+	if k.Has("2001:db8::130/128") {
+		t.Fatal("the IPv6 VIP stayed after the Service dropped it")
+	}
+}
