@@ -1,8 +1,8 @@
 package controlplane
 
 import (
-	"errors"
 	"context"
+	"errors"
 	"log/slog"
 	"net/netip"
 	"strings"
