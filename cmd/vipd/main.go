@@ -207,8 +207,11 @@ func runManager(ctx context.Context, c *cobra.Command, log *slog.Logger) error {
 	var healthz, readyz []metrics.Check
 	var runs []func(context.Context) error
 
+	// The Services controller never gives a Service the control-plane VIP,
+	// also after a DNS name moved it; it plans again when it moves.
+	reserved, onRetarget := func() netip.Addr { return cfg.VIP }, func() {}
 	if cfg.ControlPlane {
-		cp, err := controlPlane(ctx, cfg, rc, client, reg, log)
+		cp, err := controlPlane(ctx, cfg, rc, client, reg, log, func() { onRetarget() })
 		if errors.Is(err, controlplane.ErrForeignAddress) {
 			reportConfigError(c, log, err)
 			return exitError{2, err}
@@ -218,12 +221,14 @@ func runManager(ctx context.Context, c *cobra.Command, log *slog.Logger) error {
 		}
 		healthz, readyz = append(healthz, cp.Check), append(readyz, cp.Ready)
 		runs = append(runs, cp.Run)
+		reserved = cp.Addr
 	}
 	if cfg.Services {
-		svc, err := servicesController(cfg, rc, reg, log)
+		svc, err := servicesController(cfg, rc, reg, log, reserved)
 		if err != nil {
 			return err
 		}
+		onRetarget = svc.Poke
 		healthz, readyz = append(healthz, svc.Check), append(readyz, svc.Ready)
 		runs = append(runs, svc.Run)
 	}
@@ -260,7 +265,7 @@ func runManager(ctx context.Context, c *cobra.Command, log *slog.Logger) error {
 }
 
 // controlPlane prepares the control-plane VIP.
-func controlPlane(ctx context.Context, cfg *config.Config, rc *rest.Config, client kubernetes.Interface, reg prometheus.Registerer, log *slog.Logger) (*controlplane.VIP, error) {
+func controlPlane(ctx context.Context, cfg *config.Config, rc *rest.Config, client kubernetes.Interface, reg prometheus.Registerer, log *slog.Logger, onRetarget func()) (*controlplane.VIP, error) {
 	m := metrics.NewVIP(reg, cfg.Namespace+"/"+cfg.LeaseName, cfg.Prefix().String())
 	opts := controlplane.Options{
 		Client: client, Sender: &announce.Link{Interface: cfg.Interface},
@@ -284,6 +289,7 @@ func controlPlane(ctx context.Context, cfg *config.Config, rc *rest.Config, clie
 	m.SetGateOpen(gate.Open())
 	go gate.Run(ctx)
 	opts.Gate = gate
+	opts.OnRetarget = onRetarget
 	opts.FreshClient = func() (kubernetes.Interface, error) {
 		// A Dial of its own gives the client its own transport: client-go
 		// shares one between identical configs.
@@ -302,7 +308,7 @@ func controlPlane(ctx context.Context, cfg *config.Config, rc *rest.Config, clie
 // servicesController prepares the LoadBalancer Services controller. It has
 // a client of its own with a higher rate limit: at start it may write
 // annotations and status of every Service.
-func servicesController(cfg *config.Config, rc *rest.Config, reg prometheus.Registerer, log *slog.Logger) (*services.Controller, error) {
+func servicesController(cfg *config.Config, rc *rest.Config, reg prometheus.Registerer, log *slog.Logger, reserved func() netip.Addr) (*services.Controller, error) {
 	src := rest.CopyConfig(rc)
 	src.QPS, src.Burst = 200, 400
 	client, err := kubernetes.NewForConfig(src)
@@ -328,7 +334,7 @@ func servicesController(cfg *config.Config, rc *rest.Config, reg prometheus.Regi
 		Namespace: cfg.SvcNamespace, LeaseNamespace: cfg.Namespace, LeaseName: cfg.SvcLeaseName, NodeName: cfg.NodeName,
 		LeaseDuration: cfg.LeaseDuration, RenewDeadline: cfg.RenewDeadline, RetryPeriod: cfg.RetryPeriod,
 		AnnouncePeriod: cfg.ARPRate, Filter: services.ClassFilter{Name: cfg.LBClassName, Only: cfg.LBClassOnly},
-		Reserved: cfg.VIP, Leader: m, Announce: m.Announced, Logger: log,
+		Reserved: reserved, Leader: m, Announce: m.Announced, Logger: log,
 	})
 	if err != nil {
 		return nil, err

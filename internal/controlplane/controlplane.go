@@ -39,8 +39,10 @@ type Options struct {
 	Gate election.Gate
 	// FreshClient returns a client on new connections (see election.Options).
 	FreshClient func() (kubernetes.Interface, error)
-	Clock       clock.Clock
-	Logger      *slog.Logger
+	// OnRetarget, if set, is called after the VIP moved to a new address.
+	OnRetarget func()
+	Clock      clock.Clock
+	Logger     *slog.Logger
 }
 
 // ErrForeignAddress: the VIP is already an address of this node that vipd
@@ -87,6 +89,9 @@ func New(o Options) (*VIP, error) {
 	return &VIP{o: o, owner: ow, elector: el, log: log}, nil
 }
 
+// Addr is the VIP now (it follows a DNS name that resolves elsewhere).
+func (v *VIP) Addr() netip.Addr { return v.owner.Prefix().Addr() }
+
 // Check is the health of the VIP (see owner.VIP.Check).
 func (v *VIP) Check() error { return v.owner.Check() }
 
@@ -130,5 +135,8 @@ func (v *VIP) follow(ctx context.Context) {
 		v.log.Info("VIP's name resolves to a new address", "from", cur.Addr(), "to", ip)
 		v.owner.Retarget(vip.NewAddress(v.o.Kernel, v.o.Interface, next, v.o.Clock.Now))
 		cur = next
+		if v.o.OnRetarget != nil {
+			v.o.OnRetarget()
+		}
 	}
 }

@@ -65,6 +65,10 @@ func New(addr Address, ann Announcer, rec Recorder, clk clock.Clock, log *slog.L
 func (v *VIP) Hold(until time.Time) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	v.holdLocked(until)
+}
+
+func (v *VIP) holdLocked(until time.Time) {
 	err := v.addr.Hold(until)
 	if errors.Is(err, vip.ErrFenced) {
 		v.stopLocked("fence deadline reached while adding")
@@ -145,7 +149,8 @@ func (v *VIP) Holding() bool {
 
 // Retarget replaces the address (a DNS name in the configuration now
 // resolves elsewhere). If this node holds the VIP, the old address is taken
-// off and the new one put on and announced, with the same fence.
+// off and the new one put on and announced, with the same fence, under one
+// lock: no Drop or Hold of the election can come in between.
 func (v *VIP) Retarget(a Address) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -156,8 +161,6 @@ func (v *VIP) Retarget(a Address) {
 	v.addr = a
 	v.log = v.log.With("vip", a.Prefix().String())
 	if holding {
-		v.mu.Unlock()
-		v.Hold(until)
-		v.mu.Lock()
+		v.holdLocked(until)
 	}
 }

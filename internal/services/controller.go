@@ -63,8 +63,9 @@ type Options struct {
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 	AnnouncePeriod                            time.Duration
 	Filter                                    ClassFilter
-	// Reserved is the control-plane VIP (invalid when there is none).
-	Reserved netip.Addr
+	// Reserved returns the control-plane VIP now (nil or invalid: none); it
+	// follows a DNS name that resolves elsewhere.
+	Reserved func() netip.Addr
 	// Leader receives the Services Lease's metrics (may be nil).
 	Leader   election.Recorder
 	Announce func(error)
@@ -191,6 +192,16 @@ func (c *Controller) Holding() int {
 	return n
 }
 
+func (c *Controller) reserved() netip.Addr {
+	if c.o.Reserved == nil {
+		return netip.Addr{}
+	}
+	return c.o.Reserved()
+}
+
+// Poke makes the controller plan again soon (the control-plane VIP moved).
+func (c *Controller) Poke() { c.poke() }
+
 func (c *Controller) poke() {
 	select {
 	case c.kick <- struct{}{}:
@@ -293,6 +304,7 @@ func (c *Controller) startInformers(ctx context.Context) {
 func (c *Controller) sweep() {
 	svcs, _ := c.svcLister.List(labels.Everything())
 	seen := map[netip.Addr]bool{}
+	reserved := c.reserved()
 	for _, s := range svcs {
 		if ok, _ := c.o.Filter.Ours(s); !ok {
 			continue
@@ -304,7 +316,7 @@ func (c *Controller) sweep() {
 			}
 		}
 		for _, ip := range ips {
-			if seen[ip] || ip == c.o.Reserved {
+			if seen[ip] || ip == reserved {
 				continue
 			}
 			seen[ip] = true
@@ -391,7 +403,7 @@ func (c *Controller) pass(ctx context.Context) {
 	pools := c.readPools(ctx, leading)
 	c.mu.Unlock()
 
-	plan := Plan(Input{Services: ours, Pools: pools, Reserved: c.o.Reserved, Allocate: leading, Unconfirmed: c.confirm(ours)})
+	plan := Plan(Input{Services: ours, Pools: pools, Reserved: c.reserved(), Allocate: leading, Unconfirmed: c.confirm(ours)})
 	desired := map[netip.Addr]want{}
 	// Asked of the kernel only when some Service has an IPv6 address.
 	ipv6 := sync.OnceValue(c.o.HasIPv6)
@@ -640,7 +652,10 @@ func (c *Controller) clear(ctx context.Context, svc *corev1.Service, release boo
 		}
 		c.wrote(key(svc), svc.ResourceVersion)
 	}
-	if len(s.Status.LoadBalancer.Ingress) > 0 {
+	// A Service that is no longer vipd's (another class, or
+	// kube-vip.io/ignore) keeps a status that vipd did not write: only one
+	// that matches the owner annotation vipd wrote and its addresses goes.
+	if len(s.Status.LoadBalancer.Ingress) > 0 && (!release || vipdStatus(svc)) {
 		s.Status.LoadBalancer.Ingress = nil
 		if _, err := c.o.Client.CoreV1().Services(s.Namespace).UpdateStatus(ctx, s, metav1.UpdateOptions{}); err != nil {
 			c.retry("clearing the status", key(svc), err)
@@ -675,6 +690,13 @@ func (c *Controller) ownerWrites(ctx context.Context, plan []*Entry) []func() {
 		w = append(w, func() { c.writeOwner(ctx, e) })
 	}
 	return w
+}
+
+// vipdStatus reports whether the status is the one vipd wrote: vipd's owner
+// annotation is set and the status lists exactly the requested addresses.
+func vipdStatus(s *corev1.Service) bool {
+	req, err := Requested(s)
+	return err == nil && len(req) > 0 && s.Annotations[AnnotationHost] != "" && sameIngress(s, req)
 }
 
 func sameIngress(s *corev1.Service, ips []netip.Addr) bool {

@@ -249,3 +249,70 @@ func TestLocalVIPNeedsAReadyLocalEndpoint(t *testing.T) {
 		return nil
 	})
 }
+
+// TestIgnoredServiceKeepsAStatusVipdDidNotWrite: kube-vip.io/ignore means
+// leave alone. vipd removes what it wrote (its owner annotation, and a
+// status that lists the addresses it served), never another controller's.
+func TestIgnoredServiceKeepsAStatusVipdDidNotWrite(t *testing.T) {
+	ignored := func(ip, status string) func(*corev1.Service) {
+		return func(s *corev1.Service) {
+			s.Annotations[AnnotationIgnore] = "true"
+			s.Annotations[AnnotationHost] = "n1"
+			s.Annotations[AnnotationIPs] = ip
+			s.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: status}}
+		}
+	}
+	client := fake.NewClientset(
+		lb("default", "theirs", 0, ignored("198.51.100.120", "203.0.113.7")),
+		lb("default", "ours", 0, ignored("198.51.100.121", "198.51.100.121")))
+	node(t, client, "n1")
+	waitFor(t, "owner annotations removed", func() error {
+		for _, n := range []string{"theirs", "ours"} {
+			s, _ := client.CoreV1().Services("default").Get(context.Background(), n, metav1.GetOptions{})
+			if s.Annotations[AnnotationHost] != "" {
+				return fmt.Errorf("%s still has %s", n, AnnotationHost)
+			}
+		}
+		s, _ := client.CoreV1().Services("default").Get(context.Background(), "ours", metav1.GetOptions{})
+		if len(s.Status.LoadBalancer.Ingress) != 0 {
+			return fmt.Errorf("vipd's own status stays: %v", s.Status.LoadBalancer.Ingress)
+		}
+		return nil
+	})
+	s, _ := client.CoreV1().Services("default").Get(context.Background(), "theirs", metav1.GetOptions{})
+	if in := s.Status.LoadBalancer.Ingress; len(in) != 1 || in[0].IP != "203.0.113.7" {
+		t.Fatalf("another controller's status was changed to %v", in)
+	}
+}
+
+// TestReservedFollowsTheControlPlaneVIP: a DNS-named control-plane VIP
+// moves to an address a Service asks for: the Service loses it.
+func TestReservedFollowsTheControlPlaneVIP(t *testing.T) {
+	var mu sync.Mutex
+	reserved := netip.MustParseAddr("198.51.100.200")
+	client := fake.NewClientset(lb("default", "web", 0, annotate(AnnotationIPs, "198.51.100.120")))
+	k := viptest.New(nil)
+	c, err := New(Options{Client: client, Kernel: k, Sender: sender{}, Interface: "eth0",
+		LeaseNamespace: "kube-system", LeaseName: "plndr-svcs-lock", NodeName: "n1",
+		LeaseDuration: 4 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 500 * time.Millisecond,
+		Reserved: func() netip.Addr { mu.Lock(); defer mu.Unlock(); return reserved },
+		Logger:   slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- c.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "VIP announced", announced(client, "default", "web", "198.51.100.120", "n1"))
+	mu.Lock()
+	reserved = netip.MustParseAddr("198.51.100.120")
+	mu.Unlock()
+	c.Poke()
+	waitFor(t, "the Service loses the control-plane VIP's new address", func() error {
+		if k.Has("198.51.100.120/32") {
+			return fmt.Errorf("still on the interface")
+		}
+		return nil
+	})
+}

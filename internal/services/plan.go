@@ -99,9 +99,10 @@ func Plan(in Input) []*Entry {
 			continue
 		}
 		e.Problem = assign(alloc, in, e, req)
-		if e.Problem != nil && s.Annotations[AnnotationAllocated] != "" && e.Problem.Reason == "AddressInUse" {
+		if e.Problem != nil && s.Annotations[AnnotationAllocated] != "" && (e.Problem.Reason == "AddressInUse" || e.Problem.Reason == "AddressOutsidePools") {
 			// An allocation of ours collided (two allocators for a moment, or
-			// a Service created with the same address meanwhile): allocate again.
+			// a Service created with the same address meanwhile), or a pool
+			// edit left it outside every pool: allocate again.
 			e.Problem = nil
 			pending = append(pending, e)
 		}

@@ -215,3 +215,24 @@ func TestPlanCountsUnconfirmedAllocations(t *testing.T) {
 		t.Errorf("api %q, want another pool address", got)
 	}
 }
+
+// TestPlanReallocatesAnAllocationOutsideThePools: a pool edit leaves an
+// address vipd allocated outside every pool: it is allocated again rather
+// than left stranded with AddressOutsidePools.
+func TestPlanReallocatesAnAllocationOutsideThePools(t *testing.T) {
+	p := pools(t, map[string]string{"range-global": "198.51.100.20-198.51.100.21"})
+	plan := byKey(Plan(Input{Allocate: true, Pools: p, Services: []*corev1.Service{
+		lb("default", "web", 0, func(s *corev1.Service) {
+			s.Annotations[AnnotationIPs] = "198.51.100.10"
+			s.Annotations[AnnotationAllocated] = "range-global"
+		}),
+		lb("default", "mine", 0, annotate(AnnotationIPs, "198.51.100.11")),
+	}}))
+	if e := plan["default/web"]; e.Problem != nil || addrs(e) != "198.51.100.20" || len(e.Allocated) != 1 {
+		t.Errorf("web: problem %v, addrs %q, allocated %v; want a new pool address", e.Problem, addrs(e), e.Allocated)
+	}
+	// An address the user chose keeps its problem: vipd never rewrites it.
+	if e := plan["default/mine"]; e.Problem == nil || e.Problem.Reason != "AddressOutsidePools" {
+		t.Errorf("mine: %v, want AddressOutsidePools", e.Problem)
+	}
+}
