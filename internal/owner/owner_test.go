@@ -93,4 +93,3 @@ func newTest() (*calls, *clocktesting.FakeClock, *fakeAddr, *VIP) {
 	a := &fakeAddr{c: c}
 	return c, clk, a, New(a, c, c, clk, slog.New(slog.DiscardHandler))
 }
-
