@@ -121,20 +121,27 @@ func (g *group) annotations() map[string]string {
 // published and checked; a holder publishes at once.
 func (g *group) add(ip netip.Addr, ov *owner.VIP) {
 	g.vips[ip] = ov
-	if g.leading {
-		if g.el != nil {
-			g.el.Renew()
-		} else {
-			g.c.elector.Renew()
-		}
-	}
+	g.publish()
 }
 
-// remove takes ip out of the group (c.mu held) after it was dropped; the
-// group's next write no longer lists it.
+// remove takes ip out of the group (c.mu held) after it was dropped; a
+// holder's next write, at once, says it let go.
 func (g *group) remove(ip netip.Addr) {
 	delete(g.vips, ip)
 	delete(g.cleared, ip)
+	g.publish()
+}
+
+// publish asks a holder to write its Lease now.
+func (g *group) publish() {
+	if !g.leading {
+		return
+	}
+	if g.el != nil {
+		g.el.Renew()
+	} else {
+		g.c.elector.Renew()
+	}
 }
 
 // fenceOK: this node holds the group's Lease with an unexpired fence.
