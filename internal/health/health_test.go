@@ -1,6 +1,7 @@
 package health
 
 import (
+	"slices"
 	"context"
 	"errors"
 	"testing"
@@ -27,18 +28,31 @@ func TestGateStates(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		prev := g.Open()
+		var wantChanges []bool
 		for i, e := range tc.steps {
 			g.record(e)
 			if got := g.Open(); got != tc.want[i] {
 				t.Errorf("%s %v: after step %d open=%v, want %v", tc.mode, tc.steps, i, got, tc.want[i])
 			}
+			if tc.want[i] != prev {
+				wantChanges = append(wantChanges, tc.want[i])
+				prev = tc.want[i]
+			}
 		}
-		// Every change was signalled (the channel holds at most one).
-		if len(changes) > 0 {
-			select {
-			case <-g.Changed():
-			default:
-				t.Errorf("%s: changes %v but nothing on Changed()", tc.mode, changes)
+		// OnChange saw exactly the changes, in order, and Changed() was
+		// signalled if and only if there was one (it holds at most one).
+		if !slices.Equal(changes, wantChanges) {
+			t.Errorf("%s %v: OnChange saw %v, want %v", tc.mode, tc.steps, changes, wantChanges)
+		}
+		select {
+		case <-g.Changed():
+			if len(wantChanges) == 0 {
+				t.Errorf("%s %v: Changed() signalled without a change", tc.mode, tc.steps)
+			}
+		default:
+			if len(wantChanges) > 0 {
+				t.Errorf("%s %v: changes %v but nothing on Changed()", tc.mode, tc.steps, wantChanges)
 			}
 		}
 	}

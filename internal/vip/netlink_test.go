@@ -102,27 +102,41 @@ func TestNetlinkAddressIsDeprecatedWithFiniteLifetime(t *testing.T) {
 	}
 }
 
+// TestNetlinkKernelExpiresTheAddress: an address held with a 1 s lifetime
+// carries vipd's mark, is there while its lifetime runs, and the kernel
+// removes it by itself within the margin the timing rule allows
+// (election.FenceMargin: lease duration >= renew deadline + 2 s). A kernel
+// later than that would break the fence argument, so this test fails then.
 func TestNetlinkKernelExpiresTheAddress(t *testing.T) {
 	k := inFreshNetns(t)
 	a := NewAddress(k, "vip0", vipPrefix, time.Now)
-	if err := a.Hold(time.Now().Add(1500 * time.Millisecond)); err != nil {
+	start := time.Now()
+	if err := a.Hold(start.Add(1500 * time.Millisecond)); err != nil {
 		t.Fatal(err)
 	}
-	// valid_lft 1 s: the kernel removes it by itself within about 1 s more.
-	deadline := time.Now().Add(5 * time.Second)
+	found, err := k.Find(vipPrefix.Addr())
+	if err != nil || len(found) != 1 || !found[0].Marked() || found[0].Valid != time.Second {
+		t.Fatalf("after Hold: %+v (%v), want one marked copy with a 1 s lifetime", found, err)
+	}
+	const margin = 2 * time.Second // election.FenceMargin (not imported: election is above vip)
 	for {
 		ok, err := a.Present()
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !ok {
-			return
+			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the kernel did not remove the VIP when its lifetime ended")
+		if time.Since(start) > time.Second+margin {
+			t.Fatalf("the kernel has not removed the VIP %s after its 1 s lifetime ended", time.Since(start)-time.Second)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
+	gone := time.Since(start)
+	if gone < 900*time.Millisecond {
+		t.Fatalf("the VIP was gone after %s, before its 1 s lifetime ended", gone)
+	}
+	t.Logf("removed by the kernel %s after its lifetime ended", gone-time.Second)
 }
 
 func TestNetlinkCachedInterfaceRecreated(t *testing.T) {
