@@ -1,9 +1,9 @@
 package health
 
 import (
-	"slices"
 	"context"
 	"errors"
+	"slices"
 	"testing"
 )
 
