@@ -23,17 +23,18 @@ type sender struct{}
 
 func (sender) Announce(netip.Addr) error { return nil }
 
-// node runs one controller against client; stop ends it and waits.
-func node(t *testing.T, client *fake.Clientset, name string) (k *viptest.Kernel, stop func()) {
-	return nodeIn(t, client, name, "")
+// node runs one controller against api, with a client of its own; stop
+// ends it and waits.
+func node(t *testing.T, api *apiServer, name string) (k *viptest.Kernel, stop func()) {
+	return nodeIn(t, api, name, "")
 }
 
 // nodeIn is node serving only namespace ns ("" = all).
-func nodeIn(t *testing.T, client *fake.Clientset, name, ns string) (k *viptest.Kernel, stop func()) {
+func nodeIn(t *testing.T, api *apiServer, name, ns string) (k *viptest.Kernel, stop func()) {
 	t.Helper()
 	k = viptest.New(nil)
 	c, err := New(Options{
-		Client: client, Kernel: k, Sender: sender{}, Interface: "eth0", Namespace: ns,
+		Client: api.client(0), Kernel: k, Sender: sender{}, Interface: "eth0", Namespace: ns,
 		LeaseNamespace: "kube-system", LeaseName: "plndr-svcs-lock", NodeName: name,
 		// The shortest timings the rules allow with a lifetime of at least 1 s.
 		LeaseDuration: 4 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 500 * time.Millisecond,
@@ -91,8 +92,8 @@ func announced(client *fake.Clientset, ns, name, ip, owner string) func() error 
 }
 
 func TestClusterVIPFollowsTheServicesLease(t *testing.T) {
-	client := fake.NewClientset(lb("default", "web", 0, annotate(AnnotationIPs, "198.51.100.120")))
-	k, stop := node(t, client, "n1")
+	api, client := newCluster(lb("default", "web", 0, annotate(AnnotationIPs, "198.51.100.120")))
+	k, stop := node(t, api, "n1")
 	waitFor(t, "VIP announced with status and owner", announced(client, "default", "web", "198.51.100.120", "n1"))
 	if !k.Has("198.51.100.120/32") {
 		t.Fatal("status written but the VIP is not on the interface")
@@ -114,10 +115,10 @@ func TestClusterVIPFollowsTheServicesLease(t *testing.T) {
 }
 
 func TestOnlyTheServedNamespace(t *testing.T) {
-	client := fake.NewClientset(
+	api, client := newCluster(
 		lb("team", "web", 0, annotate(AnnotationIPs, "198.51.100.120")),
 		lb("default", "web", 0, annotate(AnnotationIPs, "198.51.100.121")))
-	k, _ := nodeIn(t, client, "n1", "team")
+	k, _ := nodeIn(t, api, "n1", "team")
 	waitFor(t, "team/web announced", announced(client, "team", "web", "198.51.100.120", "n1"))
 	time.Sleep(500 * time.Millisecond)
 	if k.Has("198.51.100.121/32") {
@@ -136,7 +137,7 @@ func TestLeftoversSweptBeforeJoining(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "plndr-svcs-lock"},
 		Spec:       coordinationv1.LeaseSpec{HolderIdentity: ptr.To("n9"), LeaseDurationSeconds: ptr.To(int32(30)), RenewTime: &now, AcquireTime: &now},
 	}
-	client := fake.NewClientset(lease,
+	_, client := newCluster(lease,
 		lb("default", "web", 0, annotate(AnnotationIPs, "198.51.100.120")),
 		lb("default", "old", 0, func(s *corev1.Service) {
 			s.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "198.51.100.122"}}
@@ -187,8 +188,8 @@ func TestNotTheLeaseHolderHoldsNoClusterVIP(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "plndr-svcs-lock"},
 		Spec:       coordinationv1.LeaseSpec{HolderIdentity: ptr.To("n9"), LeaseDurationSeconds: ptr.To(int32(30)), RenewTime: &now, AcquireTime: &now},
 	}
-	client := fake.NewClientset(lease, lb("default", "web", 0, annotate(AnnotationIPs, "198.51.100.120")))
-	k, _ := node(t, client, "n1")
+	api, client := newCluster(lease, lb("default", "web", 0, annotate(AnnotationIPs, "198.51.100.120")))
+	k, _ := node(t, api, "n1")
 	time.Sleep(1500 * time.Millisecond) // well within the other holder's lease
 	if k.Has("198.51.100.120/32") {
 		t.Fatal("a node that does not hold the Services Lease put a Cluster VIP on its interface")
@@ -208,8 +209,8 @@ func TestLocalVIPNeedsAReadyLocalEndpoint(t *testing.T) {
 		Endpoints: []discoveryv1.Endpoint{{Addresses: []string{"198.18.0.10"}, NodeName: ptr.To("n2"),
 			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
 	}
-	client := fake.NewClientset(lb("default", "web", 0, local), slice)
-	k, _ := node(t, client, "n1")
+	api, client := newCluster(lb("default", "web", 0, local), slice)
+	k, _ := node(t, api, "n1")
 	time.Sleep(1500 * time.Millisecond)
 	if k.Has("198.51.100.121/32") {
 		t.Fatal("n1 has no local endpoint but took the Local VIP")
@@ -262,10 +263,10 @@ func TestIgnoredServiceKeepsAStatusVipdDidNotWrite(t *testing.T) {
 			s.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: status}}
 		}
 	}
-	client := fake.NewClientset(
+	api, client := newCluster(
 		lb("default", "theirs", 0, ignored("198.51.100.120", "203.0.113.7")),
 		lb("default", "ours", 0, ignored("198.51.100.121", "198.51.100.121")))
-	node(t, client, "n1")
+	node(t, api, "n1")
 	waitFor(t, "owner annotations removed", func() error {
 		for _, n := range []string{"theirs", "ours"} {
 			s, _ := client.CoreV1().Services("default").Get(context.Background(), n, metav1.GetOptions{})
@@ -290,7 +291,7 @@ func TestIgnoredServiceKeepsAStatusVipdDidNotWrite(t *testing.T) {
 func TestReservedFollowsTheControlPlaneVIP(t *testing.T) {
 	var mu sync.Mutex
 	reserved := netip.MustParseAddr("198.51.100.200")
-	client := fake.NewClientset(lb("default", "web", 0, annotate(AnnotationIPs, "198.51.100.120")))
+	_, client := newCluster(lb("default", "web", 0, annotate(AnnotationIPs, "198.51.100.120")))
 	k := viptest.New(nil)
 	c, err := New(Options{Client: client, Kernel: k, Sender: sender{}, Interface: "eth0",
 		LeaseNamespace: "kube-system", LeaseName: "plndr-svcs-lock", NodeName: "n1",

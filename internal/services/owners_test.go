@@ -3,6 +3,8 @@ package services
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +14,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/utils/ptr"
+
+	"github.com/vipd/vipd/internal/vip/viptest"
 )
 
 // localOn makes a Service externalTrafficPolicy: Local with the given
@@ -52,8 +56,8 @@ func holderOf(client *fake.Clientset, ns, name string) string {
 // must not add the address until n9's Lease no longer lists it (S8).
 func TestClaimWaitsUntilTheOtherLeaseLetsGo(t *testing.T) {
 	svc, slice := localOn("web", "198.51.100.120", "n1")
-	client := fake.NewClientset(servicesLeaseOf("n9", "198.51.100.140,198.51.100.120"), svc, slice)
-	k, _ := node(t, client, "n1")
+	api, client := newCluster(servicesLeaseOf("n9", "198.51.100.140,198.51.100.120"), svc, slice)
+	k, _ := node(t, api, "n1")
 	waitFor(t, "n1 holds the Service's Lease", func() error {
 		if h := holderOf(client, "default", LocalLeasePrefix+"web"); h != "n1" {
 			return fmt.Errorf("holder %q", h)
@@ -68,7 +72,7 @@ func TestClaimWaitsUntilTheOtherLeaseLetsGo(t *testing.T) {
 	// n9 catches up: it removed the address, and its renewal says so.
 	l := servicesLeaseOf("n9", "198.51.100.140")
 	cur, _ := client.CoordinationV1().Leases("kube-system").Get(context.Background(), "plndr-svcs-lock", metav1.GetOptions{})
-	l.ResourceVersion = cur.ResourceVersion + "1"
+	l.ResourceVersion = cur.ResourceVersion
 	if _, err := client.CoordinationV1().Leases("kube-system").Update(context.Background(), l, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -83,8 +87,8 @@ func TestClaimWaitsUntilTheOtherLeaseLetsGo(t *testing.T) {
 // Lease has not changed for its whole duration, its fence has passed.
 func TestClaimAfterTheOtherLeaseExpires(t *testing.T) {
 	svc, slice := localOn("web", "198.51.100.120", "n1")
-	client := fake.NewClientset(servicesLeaseOf("n9", "198.51.100.120"), svc, slice)
-	k, _ := node(t, client, "n1")
+	api, _ := newCluster(servicesLeaseOf("n9", "198.51.100.120"), svc, slice)
+	k, _ := node(t, api, "n1")
 	start := time.Now()
 	waitFor(t, "address claimed after the other Lease expired", func() error {
 		if !k.Has("198.51.100.120/32") {
@@ -101,8 +105,8 @@ func TestClaimAfterTheOtherLeaseExpires(t *testing.T) {
 // the address: its holder may still have it, so n1 waits its duration.
 func TestDeletedLeaseStillCounts(t *testing.T) {
 	svc, slice := localOn("web", "198.51.100.120", "n1")
-	client := fake.NewClientset(servicesLeaseOf("n9", "198.51.100.120"), svc, slice)
-	k, _ := node(t, client, "n1")
+	api, client := newCluster(servicesLeaseOf("n9", "198.51.100.120"), svc, slice)
+	k, _ := node(t, api, "n1")
 	waitFor(t, "n1 holds the Service's Lease", func() error {
 		if h := holderOf(client, "default", LocalLeasePrefix+"web"); h != "n1" {
 			return fmt.Errorf("holder %q", h)
@@ -127,8 +131,8 @@ func TestDeletedLeaseStillCounts(t *testing.T) {
 // the Service's Lease stay, without a single release in between.
 func TestDualStackLocalKeepsItsLease(t *testing.T) {
 	svc, slice := localOn("web", "198.51.100.130,2001:db8::130", "n1")
-	client := fake.NewClientset(svc, slice)
-	k, _ := node(t, client, "n1")
+	api, client := newCluster(svc, slice)
+	k, _ := node(t, api, "n1")
 	waitFor(t, "both VIPs up", func() error {
 		if !k.Has("198.51.100.130/32") || !k.Has("2001:db8::130/128") {
 			return fmt.Errorf("v4 %v v6 %v", k.Has("198.51.100.130/32"), k.Has("2001:db8::130/128"))
@@ -153,5 +157,90 @@ func TestDualStackLocalKeepsItsLease(t *testing.T) {
 	}
 	if k.Has("2001:db8::130/128") {
 		t.Fatal("the IPv6 VIP stayed after the Service dropped it")
+	}
+}
+
+// startOn runs a controller for node name with its own client (and lag).
+func startOn(t *testing.T, api *apiServer, name string, lag time.Duration) *viptest.Kernel {
+	t.Helper()
+	k := viptest.New(nil)
+	c, err := New(Options{
+		Client: api.client(lag), Kernel: k, Sender: sender{}, Interface: "eth0",
+		LeaseNamespace: "kube-system", LeaseName: "plndr-svcs-lock", NodeName: name,
+		LeaseDuration: 4 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 500 * time.Millisecond,
+		AnnouncePeriod: time.Second, Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return k
+}
+
+// TestTrafficPolicySwitchWithALaggingWatch: defect 1 of the ownership
+// review, as a unit test. n1 holds the Services Lease and its watches lag
+// 1.5 s; n2 has the Service's endpoint. Each switch of
+// externalTrafficPolicy hands the address between them while their caches
+// disagree for 1.5 s. Sampled every 2 ms: never on both.
+func TestTrafficPolicySwitchWithALaggingWatch(t *testing.T) {
+	svc, slice := localOn("web", "198.51.100.120", "n2")
+	svc.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyCluster
+	api := newAPIServer(svc, slice)
+	admin := api.client(0)
+	k1 := startOn(t, api, "n1", 1500*time.Millisecond)
+	waitFor(t, "n1 holds the Cluster VIP", func() error {
+		if !k1.Has("198.51.100.120/32") {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	k2 := startOn(t, api, "n2", 0)
+	var mu sync.Mutex
+	both := 0
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			if k1.Has("198.51.100.120/32") && k2.Has("198.51.100.120/32") {
+				mu.Lock()
+				both++
+				mu.Unlock()
+			}
+		}
+	}()
+	for _, step := range []struct {
+		p    corev1.ServiceExternalTrafficPolicy
+		want *viptest.Kernel
+	}{{corev1.ServiceExternalTrafficPolicyLocal, k2}, {corev1.ServiceExternalTrafficPolicyCluster, k1}, {corev1.ServiceExternalTrafficPolicyLocal, k2}} {
+		waitFor(t, "switching", func() error {
+			s, err := admin.CoreV1().Services("default").Get(context.Background(), "web", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			s.Spec.ExternalTrafficPolicy = step.p
+			_, err = admin.CoreV1().Services("default").Update(context.Background(), s, metav1.UpdateOptions{})
+			return err
+		})
+		deadline := time.Now().Add(15 * time.Second)
+		for !step.want.Has("198.51.100.120/32") || (k1.Has("198.51.100.120/32") && k2.Has("198.51.100.120/32")) {
+			if time.Now().After(deadline) {
+				t.Fatalf("switch to %s: the address never reached its new owner alone", step.p)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	close(stop)
+	<-sampled
+	if both > 0 {
+		t.Fatalf("the address was on both nodes in %d samples (2 ms apart)", both)
 	}
 }
