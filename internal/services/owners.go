@@ -196,9 +196,26 @@ func (c *Controller) check(g *group) {
 				}
 			}
 		}
+		// Addresses published while this check ran are checked at once.
+		more := false
+		if !stale {
+			asked := make(map[netip.Addr]bool, len(want))
+			for _, ip := range want {
+				asked[ip] = true
+			}
+			for ip := range g.published {
+				if g.vips[ip] != nil && !g.cleared[ip] && !asked[ip] {
+					more = true
+				}
+			}
+		}
 		c.mu.Unlock()
 		if held > 0 {
 			c.poke()
+		}
+		if more {
+			c.check(g)
+			return
 		}
 		if again && !stale {
 			t := c.o.Clock.NewTimer(c.o.RetryPeriod)
