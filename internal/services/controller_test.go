@@ -33,13 +33,19 @@ func node(t *testing.T, api *apiServer, name string) (k *viptest.Kernel, stop fu
 func nodeIn(t *testing.T, api *apiServer, name, ns string) (k *viptest.Kernel, stop func()) {
 	t.Helper()
 	k = viptest.New(nil)
-	c, err := New(Options{
-		Client: api.client(0), Kernel: k, Sender: sender{}, Interface: "eth0", Namespace: ns,
-		LeaseNamespace: "kube-system", LeaseName: "plndr-svcs-lock", NodeName: name,
-		// The shortest timings the rules allow with a lifetime of at least 1 s.
-		LeaseDuration: 4 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 500 * time.Millisecond,
-		AnnouncePeriod: time.Second, Logger: slog.New(slog.DiscardHandler),
-	})
+	_, stop = run(t, Options{Client: api.client(0), Kernel: k, NodeName: name, Namespace: ns})
+	return k, stop
+}
+
+// run starts a controller with o, the test defaults filled in: interface
+// eth0, the Services Lease, the shortest timings the rules allow with a
+// lifetime of at least 1 s. stop ends it and waits (also at cleanup).
+func run(t *testing.T, o Options) (c *Controller, stop func()) {
+	t.Helper()
+	o.Sender, o.Interface, o.LeaseNamespace, o.LeaseName = sender{}, "eth0", "kube-system", "plndr-svcs-lock"
+	o.LeaseDuration, o.RenewDeadline, o.RetryPeriod = 4*time.Second, 2*time.Second, 500*time.Millisecond
+	o.AnnouncePeriod, o.Logger = time.Second, slog.New(slog.DiscardHandler)
+	c, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +62,7 @@ func nodeIn(t *testing.T, api *apiServer, name, ns string) (k *viptest.Kernel, s
 		})
 	}
 	t.Cleanup(stop)
-	return k, stop
+	return c, stop
 }
 
 func waitFor(t *testing.T, what string, f func() error) {
@@ -160,17 +166,7 @@ func TestLeftoversSweptBeforeJoining(t *testing.T) {
 	k.Put("eth0", "198.51.100.125/32", 0, false)
 	// Named only by a Service of another class: not vipd's to sweep.
 	k.Put("eth1", "198.51.100.123/32", 2*time.Second, true)
-	c, err := New(Options{Client: client, Kernel: k, Sender: sender{}, Interface: "eth0",
-		LeaseNamespace: "kube-system", LeaseName: "plndr-svcs-lock", NodeName: "n1",
-		LeaseDuration: 4 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 500 * time.Millisecond,
-		Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- c.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	c, _ := run(t, Options{Client: client, Kernel: k, NodeName: "n1"})
 	waitFor(t, "ready", c.Ready)
 	if k.Has("198.51.100.120/32") || k.Has("198.51.100.122/32") {
 		t.Error("leftover Service VIPs were not swept before joining the election")
@@ -293,18 +289,8 @@ func TestReservedFollowsTheControlPlaneVIP(t *testing.T) {
 	reserved := netip.MustParseAddr("198.51.100.200")
 	_, client := newCluster(lb("default", "web", 0, annotate(AnnotationIPs, "198.51.100.120")))
 	k := viptest.New(nil)
-	c, err := New(Options{Client: client, Kernel: k, Sender: sender{}, Interface: "eth0",
-		LeaseNamespace: "kube-system", LeaseName: "plndr-svcs-lock", NodeName: "n1",
-		LeaseDuration: 4 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 500 * time.Millisecond,
-		Reserved: func() netip.Addr { mu.Lock(); defer mu.Unlock(); return reserved },
-		Logger:   slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- c.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	c, _ := run(t, Options{Client: client, Kernel: k, NodeName: "n1",
+		Reserved: func() netip.Addr { mu.Lock(); defer mu.Unlock(); return reserved }})
 	waitFor(t, "VIP announced", announced(client, "default", "web", "198.51.100.120", "n1"))
 	mu.Lock()
 	reserved = netip.MustParseAddr("198.51.100.120")

@@ -3,7 +3,6 @@ package services
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -42,6 +41,17 @@ func servicesLeaseOf(holder, holds string) *coordinationv1.Lease {
 	}
 }
 
+// waitHolder waits until the Lease ns/name names holder.
+func waitHolder(t *testing.T, client *fake.Clientset, ns, name, holder string) {
+	t.Helper()
+	waitFor(t, ns+"/"+name+" held by "+holder, func() error {
+		if h := holderOf(client, ns, name); h != holder {
+			return fmt.Errorf("holder %q", h)
+		}
+		return nil
+	})
+}
+
 func holderOf(client *fake.Clientset, ns, name string) string {
 	l, err := client.CoordinationV1().Leases(ns).Get(context.Background(), name, metav1.GetOptions{})
 	if err != nil {
@@ -58,12 +68,7 @@ func TestClaimWaitsUntilTheOtherLeaseLetsGo(t *testing.T) {
 	svc, slice := localOn("web", "198.51.100.120", "n1")
 	api, client := newCluster(servicesLeaseOf("n9", "198.51.100.140,198.51.100.120"), svc, slice)
 	k, _ := node(t, api, "n1")
-	waitFor(t, "n1 holds the Service's Lease", func() error {
-		if h := holderOf(client, "default", LocalLeasePrefix+"web"); h != "n1" {
-			return fmt.Errorf("holder %q", h)
-		}
-		return nil
-	})
+	waitHolder(t, client, "default", LocalLeasePrefix+"web", "n1")
 	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
 		if k.Has("198.51.100.120/32") {
 			t.Fatal("n1 added the address while n9's live Services Lease still lists it")
@@ -107,12 +112,7 @@ func TestDeletedLeaseStillCounts(t *testing.T) {
 	svc, slice := localOn("web", "198.51.100.120", "n1")
 	api, client := newCluster(servicesLeaseOf("n9", "198.51.100.120"), svc, slice)
 	k, _ := node(t, api, "n1")
-	waitFor(t, "n1 holds the Service's Lease", func() error {
-		if h := holderOf(client, "default", LocalLeasePrefix+"web"); h != "n1" {
-			return fmt.Errorf("holder %q", h)
-		}
-		return nil
-	})
+	waitHolder(t, client, "default", LocalLeasePrefix+"web", "n1")
 	time.Sleep(300 * time.Millisecond) // n1 has read n9's Lease
 	if err := client.CoordinationV1().Leases("kube-system").Delete(context.Background(), "plndr-svcs-lock", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
@@ -164,19 +164,7 @@ func TestDualStackLocalKeepsItsLease(t *testing.T) {
 func startOn(t *testing.T, api *apiServer, name string, lag time.Duration) *viptest.Kernel {
 	t.Helper()
 	k := viptest.New(nil)
-	c, err := New(Options{
-		Client: api.client(lag), Kernel: k, Sender: sender{}, Interface: "eth0",
-		LeaseNamespace: "kube-system", LeaseName: "plndr-svcs-lock", NodeName: name,
-		LeaseDuration: 4 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 500 * time.Millisecond,
-		AnnouncePeriod: time.Second, Logger: slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	run(t, Options{Client: api.client(lag), Kernel: k, NodeName: name})
 	return k
 }
 

@@ -36,7 +36,8 @@ type Found struct {
 	Up     bool
 	// Valid is the remaining valid lifetime; 0 means forever.
 	Valid time.Duration
-	// Deprecated: the preferred lifetime is 0, as vipd sets it.
+	// Deprecated is true when the preferred lifetime is 0, as vipd sets it
+	// (the kernel then never picks the address as a source).
 	Deprecated bool
 }
 
