@@ -190,11 +190,12 @@ type request struct {
 
 // result is the outcome of one attempt.
 type result struct {
-	lease *coordinationv1.Lease
-	wrote bool // false: the attempt only read the Lease and found another holder
-	err   error
-	start time.Time // monotonic start of the call
-	epoch uint64    // the loop's epoch when the write started
+	lease   *coordinationv1.Lease
+	wrote   bool // false: the attempt only read the Lease and found another holder
+	created bool // the write created the Lease (it was absent)
+	err     error
+	start   time.Time // monotonic start of the call
+	epoch   uint64    // the loop's epoch when the write started
 }
 
 // driver is what the loop needs from the outside world: the API calls and
@@ -374,6 +375,12 @@ func (l *loop) onResult(r result) {
 		l.release(r.lease, false)
 	case r.err == nil:
 		e.observe(s, r.lease)
+		if s.leading && r.created {
+			// The Lease was deleted under a holder: what it recorded (the
+			// Service VIPs it holds) was gone meanwhile, and another node may
+			// have claimed one. Step down, so every claim starts over.
+			l.stepDown("the Lease was deleted; created it again")
+		}
 		deadline := r.start.Add(e.o.RenewDeadline)
 		if !l.d.now().Before(deadline) {
 			// The answer came too late to count (the fence handles a
@@ -517,8 +524,8 @@ func (d *runDriver) write(r request) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
 		defer cancel()
-		l, wrote, err := d.e.attempt(ctx, r.base, r.unknown)
-		d.res <- result{lease: l, wrote: wrote, err: err, start: r.start, epoch: r.epoch}
+		l, created, wrote, err := d.e.attempt(ctx, r.base, r.unknown)
+		d.res <- result{lease: l, wrote: wrote, created: created, err: err, start: r.start, epoch: r.epoch}
 	}()
 }
 
@@ -631,19 +638,20 @@ func (e *Elector) nextTry(s *state) time.Duration {
 // holder. The update carries base's resourceVersion, so it fails if anything
 // changed since base was read. With unknown, base is read first (a quorum
 // read), and a Lease held by another node is only returned, not written.
-func (e *Elector) attempt(ctx context.Context, base *coordinationv1.Lease, unknown bool) (*coordinationv1.Lease, bool, error) {
+// created reports that the write created the Lease.
+func (e *Elector) attempt(ctx context.Context, base *coordinationv1.Lease, unknown bool) (l *coordinationv1.Lease, created, wrote bool, err error) {
 	if unknown {
 		l, err := e.get(ctx)
 		if err != nil && !apierrors.IsNotFound(err) {
-			return nil, false, err
+			return nil, false, false, err
 		}
 		if h := holder(l); h != "" && h != e.o.Identity {
-			return l, false, nil
+			return l, false, false, nil
 		}
 		base = l
 	}
-	l, err := e.write(ctx, base)
-	return l, err == nil, err
+	l, err = e.write(ctx, base)
+	return l, base == nil && err == nil, err == nil, err
 }
 
 // write creates the Lease (base nil) or updates base with this node as holder.

@@ -77,6 +77,7 @@ func (st *store) apply(n *node, r request) result {
 			}
 		}
 	}
+	res.created = st.lease == nil
 	st.rv++
 	l := &coordinationv1.Lease{
 		ObjectMeta: metav1.ObjectMeta{Name: "plndr-cp-lock", Namespace: "kube-system", ResourceVersion: strconv.Itoa(st.rv)},

@@ -232,3 +232,28 @@ func TestTrafficPolicySwitchWithALaggingWatch(t *testing.T) {
 		t.Fatalf("the address was on both nodes in %d samples (2 ms apart)", both)
 	}
 }
+
+// TestLeaseDeletedUnderTheHolderStartsClaimsOver: n1 holds a Cluster VIP;
+// its Services Lease is deleted, and while the record was gone n9 claimed
+// the address under another Lease. n1 creates its Lease again, but must
+// check its claims anew, find n9's, and let go.
+func TestLeaseDeletedUnderTheHolderStartsClaimsOver(t *testing.T) {
+	api, client := newCluster(lb("default", "web", 0, annotate(AnnotationIPs, "198.51.100.120")))
+	k, _ := node(t, api, "n1")
+	waitFor(t, "VIP announced", announced(client, "default", "web", "198.51.100.120", "n1"))
+	other := servicesLeaseOf("n9", "198.51.100.120")
+	other.Namespace, other.Name = "default", LocalLeasePrefix+"other"
+	if _, err := client.CoordinationV1().Leases("default").Create(context.Background(), other, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.CoordinationV1().Leases("kube-system").Delete(context.Background(), "plndr-svcs-lock", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "n1 lets go of the address n9 claimed", func() error {
+		if k.Has("198.51.100.120/32") {
+			return fmt.Errorf("still on n1")
+		}
+		return nil
+	})
+	waitHolder(t, client, "kube-system", "plndr-svcs-lock", "n1")
+}
