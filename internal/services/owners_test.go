@@ -257,3 +257,66 @@ func TestLeaseDeletedUnderTheHolderStartsClaimsOver(t *testing.T) {
 	})
 	waitHolder(t, client, "kube-system", "plndr-svcs-lock", "n1")
 }
+
+// TestRecreatedLocalServiceKeepsItsNewLease: a Local Service is deleted and
+// at once created again with another address. Its Lease must not be
+// released once a version lists the new address (a release then would let
+// another node take the Lease while this one holds the address). One
+// elector per Lease: here the deletion and the creation reach one pass and
+// the elector simply carries on; when they reach two, the new elector
+// waits for the old one to release (startLocal).
+func TestRecreatedLocalServiceKeepsItsNewLease(t *testing.T) {
+	svc, slice := localOn("web", "198.51.100.120", "n1")
+	api, client := newCluster(svc, slice)
+	k, _ := node(t, api, "n1")
+	waitFor(t, "old VIP up", func() error {
+		if !k.Has("198.51.100.120/32") {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	w, err := client.CoordinationV1().Leases("default").Watch(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	if err := client.CoreV1().Services("default").Delete(context.Background(), "web", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	again, _ := localOn("web", "198.51.100.121", "n1")
+	if _, err := client.CoreV1().Services("default").Create(context.Background(), again, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "new VIP up", func() error {
+		if !k.Has("198.51.100.121/32") || k.Has("198.51.100.120/32") {
+			return fmt.Errorf("new %v, old %v", k.Has("198.51.100.121/32"), k.Has("198.51.100.120/32"))
+		}
+		return nil
+	})
+	time.Sleep(time.Second)
+	var seq []string
+	newSeen := false
+	for {
+		select {
+		case ev := <-w.ResultChan():
+			l, ok := ev.Object.(*coordinationv1.Lease)
+			if !ok || l.Name != LocalLeasePrefix+"web" {
+				continue
+			}
+			h := ptr.Deref(l.Spec.HolderIdentity, "")
+			seq = append(seq, h+"["+l.Annotations[HoldsAnnotation]+"]")
+			if l.Annotations[HoldsAnnotation] == "198.51.100.121" && h == "n1" {
+				newSeen = true
+			} else if newSeen && h == "" {
+				t.Fatalf("the Lease was released after the new election took it: %v", seq)
+			}
+			continue
+		default:
+		}
+		break
+	}
+	if !newSeen {
+		t.Fatalf("no version of the Lease lists the new address: %v", seq)
+	}
+	t.Logf("DEBUG %v", seq)
+}
