@@ -330,7 +330,11 @@ func servicesController(cfg *config.Config, rc *rest.Config, reg prometheus.Regi
 	iface := cfg.SvcInterface
 	ctl, err := services.New(services.Options{
 		Client: client, EventClient: evClient, Kernel: kernel, Sender: &announce.Link{Interface: iface}, Interface: iface,
-		HasIPv6:   func() bool { return hasIPv6(kernel, iface) },
+		HasIPv6: func() bool { return hasIPv6(kernel, iface) },
+		Link: func() (services.Link, error) {
+			p, gw, err := kernel.Neighbourhood(iface)
+			return services.Link{Prefixes: p, Gateways: gw}, err
+		},
 		Namespace: cfg.SvcNamespace, LeaseNamespace: cfg.Namespace, LeaseName: cfg.SvcLeaseName, NodeName: cfg.NodeName,
 		LeaseDuration: cfg.LeaseDuration, RenewDeadline: cfg.RenewDeadline, RetryPeriod: cfg.RetryPeriod,
 		AnnouncePeriod: cfg.ARPRate, Filter: services.ClassFilter{Name: cfg.LBClassName, Only: cfg.LBClassOnly},

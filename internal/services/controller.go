@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	listerscorev1 "k8s.io/client-go/listers/core/v1"
+	listersdiscoveryv1 "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/clock"
 
@@ -63,6 +64,9 @@ type Options struct {
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 	AnnouncePeriod                            time.Duration
 	Filter                                    ClassFilter
+	// Link, if set, reads the Services' interface: its own addresses and
+	// gateways are never Service VIPs (S7).
+	Link func() (Link, error)
 	// Reserved returns the control-plane VIP now (nil or invalid: none); it
 	// follows a DNS name that resolves elsewhere.
 	Reserved func() netip.Addr
@@ -87,8 +91,16 @@ type Controller struct {
 	svcLister listerscorev1.ServiceLister
 	slices    cache.Indexer
 	cmLister  listerscorev1.ConfigMapLister
-	synced    []cache.InformerSynced
-	ready     chan struct{}
+	// nodeLister and apiLister say whose addresses are not for Services
+	// (nil when RBAC forbids reading them).
+	nodeLister listerscorev1.NodeLister
+	apiLister  listersdiscoveryv1.EndpointSliceLister
+	synced     []cache.InformerSynced
+
+	linkMu   sync.Mutex
+	linkAt   time.Time
+	linkLast Link
+	ready    chan struct{}
 
 	runCtx context.Context
 
@@ -275,6 +287,7 @@ func (c *Controller) startInformers(ctx context.Context) {
 	_, _ = ei.AddEventHandler(kick)
 	c.slices = ei.GetIndexer()
 	c.synced = append(c.synced, si.Informer().HasSynced, ei.HasSynced)
+	c.startOthers(ctx, kick)
 
 	// The pools ConfigMap: the seed's ClusterRole cannot read ConfigMaps.
 	// Then say so once and serve explicit addresses only.
@@ -403,7 +416,8 @@ func (c *Controller) pass(ctx context.Context) {
 	pools := c.readPools(ctx, leading)
 	c.mu.Unlock()
 
-	plan := Plan(Input{Services: ours, Pools: pools, Reserved: c.reserved(), Allocate: leading, Unconfirmed: c.confirm(ours)})
+	others, subnets := c.others()
+	plan := Plan(Input{Services: ours, Pools: pools, Reserved: c.reserved(), Others: others, Subnets: subnets, Allocate: leading, Unconfirmed: c.confirm(ours)})
 	desired := map[netip.Addr]want{}
 	// Asked of the kernel only when some Service has an IPv6 address.
 	ipv6 := sync.OnceValue(c.o.HasIPv6)
@@ -578,6 +592,9 @@ func (c *Controller) allocatorWrites(ctx context.Context, plan []*Entry, stale [
 		e := e
 		if c.behind(e.Svc) {
 			continue
+		}
+		if e.Warning != nil {
+			c.poster.Post(ctx, ref(e.Svc, "Service"), corev1.EventTypeWarning, e.Warning.Reason, e.Warning.Message)
 		}
 		switch {
 		case e.Problem != nil:

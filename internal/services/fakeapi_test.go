@@ -18,7 +18,8 @@ import (
 
 // apiServer is one object store shared by several nodes' clients, with
 // what client-go's stock fake lacks and what breaks real systems: every
-// object has a resourceVersion and a stale update is a conflict; each
+// object has a resourceVersion and a stale update is a conflict (and
+// generateName works); each
 // node's watches deliver events late by a lag of its own; list and watch
 // honour metadata.name field selectors (the elector watches one Lease).
 type apiServer struct {
@@ -55,6 +56,9 @@ func (s *apiServer) client(lag time.Duration) *fake.Clientset {
 		switch a := a.(type) {
 		case k8stesting.CreateActionImpl:
 			obj := a.GetObject().DeepCopyObject()
+			if m, _ := meta.Accessor(obj); m.GetName() == "" && m.GetGenerateName() != "" {
+				m.SetName(m.GetGenerateName() + strconv.Itoa(s.rv+1))
+			}
 			s.stamp(obj)
 			if err := s.tracker.Create(a.GetResource(), obj, a.GetNamespace()); err != nil {
 				return true, nil, err

@@ -3,6 +3,8 @@ package services
 import (
 	"context"
 	"fmt"
+	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/utils/ptr"
 
@@ -319,4 +322,67 @@ func TestRecreatedLocalServiceKeepsItsNewLease(t *testing.T) {
 		t.Fatalf("no version of the Lease lists the new address: %v", seq)
 	}
 	t.Logf("DEBUG %v", seq)
+}
+
+// TestOthersAddressesAreRefused: with Nodes, the API server's
+// EndpointSlice and the interface read, a Service asking for any of their
+// addresses gets an AddressReserved Event naming whose it is, and the
+// address never goes on the interface; a free address works.
+func TestOthersAddressesAreRefused(t *testing.T) {
+	nodeObj := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n2"}, Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "198.51.100.12"}}}}
+	api := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: "default", Name: "kubernetes", Labels: map[string]string{discoveryv1.LabelServiceName: "kubernetes"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"198.51.100.2"}}},
+	}
+	asks := map[string]string{
+		"198.51.100.2":   "the API server's address",
+		"198.51.100.12":  "node n2's address (InternalIP)",
+		"198.51.100.11":  "an address of interface eth0 on node n1",
+		"198.51.100.0":   "the network address of 198.51.100.0/24",
+		"198.51.100.255": "the broadcast address of 198.51.100.0/24",
+		"198.51.100.1":   "the gateway of interface eth0 on node n1",
+	}
+	objs := []runtime.Object{nodeObj, api, lb("default", "free", 0, annotate(AnnotationIPs, "198.51.100.120"))}
+	for ip := range asks {
+		objs = append(objs, lb("default", "ask-"+strings.ReplaceAll(ip, ".", "-"), 0, annotate(AnnotationIPs, ip)))
+	}
+	cluster, client := newCluster(objs...)
+	k := viptest.New(nil)
+	run(t, Options{Client: cluster.client(0), Kernel: k, NodeName: "n1", Link: func() (Link, error) {
+		return Link{Prefixes: []netip.Prefix{netip.MustParsePrefix("198.51.100.11/24")}, Gateways: []netip.Addr{netip.MustParseAddr("198.51.100.1")}}, nil
+	}})
+	waitFor(t, "the free address announced", announced(client, "default", "free", "198.51.100.120", "n1"))
+	waitFor(t, "an Event for each refused Service", func() error {
+		evs, err := client.CoreV1().Events("default").List(context.Background(), metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		for ip, who := range asks {
+			name := "ask-" + strings.ReplaceAll(ip, ".", "-")
+			found := false
+			for _, e := range evs.Items {
+				found = found || e.InvolvedObject.Name == name && e.Reason == "AddressReserved" && strings.Contains(e.Message, who)
+			}
+			if !found {
+				var got []string
+				for _, e := range evs.Items {
+					if e.InvolvedObject.Name == name {
+						got = append(got, e.Reason+": "+e.Message)
+					}
+				}
+				return fmt.Errorf("no AddressReserved Event naming %q on %s: %v", who, name, got)
+			}
+		}
+		return nil
+	})
+	for ip := range asks {
+		if k.Has(ip + "/32") {
+			t.Errorf("%s went on the interface", ip)
+		}
+		s, _ := client.CoreV1().Services("default").Get(context.Background(), "ask-"+strings.ReplaceAll(ip, ".", "-"), metav1.GetOptions{})
+		if len(s.Status.LoadBalancer.Ingress) != 0 {
+			t.Errorf("%s: status written: %v", ip, s.Status.LoadBalancer.Ingress)
+		}
+	}
 }

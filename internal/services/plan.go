@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -44,6 +45,9 @@ type Entry struct {
 	// Local is externalTrafficPolicy: Local.
 	Local   bool
 	Problem *Problem
+	// Warning is something to tell the user about a Service that is
+	// served all the same (an address outside the interface's subnets).
+	Warning *Problem
 }
 
 // Input is what a plan is made from; every node makes the same plan from
@@ -57,6 +61,14 @@ type Input struct {
 	Reserved netip.Addr
 	// Allocate: this node is the allocator and may take pool addresses.
 	Allocate bool
+	// Others are addresses that belong to someone else, with whose they
+	// are (nodes, the API server, the subnet's network and broadcast
+	// addresses, the gateway): never a Service VIP, whatever it asks or
+	// the pools say (S7).
+	Others map[netip.Addr]string
+	// Subnets are the prefixes of the interface that carries Service VIPs;
+	// an address outside all of them is served with a warning. Empty: unknown.
+	Subnets []netip.Prefix
 	// Unconfirmed are allocations this node wrote that the cache does not
 	// show yet (Service key -> addresses). They count as the Services'
 	// requests, so a Service planned before its cache catches up (created
@@ -81,6 +93,9 @@ func Plan(in Input) []*Entry {
 		// Never allocated; asking for it is refused in assign.
 		_ = alloc.Assign(ipam.Claim{Service: "the control-plane VIP"}, in.Reserved)
 	}
+	for ip, who := range in.Others {
+		_ = alloc.Assign(ipam.Claim{Service: "reserved " + ip.String() + ": " + who}, ip)
+	}
 	out := make([]*Entry, 0, len(svcs))
 	var pending []*Entry
 	for _, s := range svcs {
@@ -99,7 +114,7 @@ func Plan(in Input) []*Entry {
 			continue
 		}
 		e.Problem = assign(alloc, in, e, req)
-		if e.Problem != nil && s.Annotations[AnnotationAllocated] != "" && (e.Problem.Reason == "AddressInUse" || e.Problem.Reason == "AddressOutsidePools") {
+		if e.Problem != nil && s.Annotations[AnnotationAllocated] != "" && (e.Problem.Reason == "AddressInUse" || e.Problem.Reason == "AddressOutsidePools" || e.Problem.Reason == "AddressReserved") {
 			// An allocation of ours collided (two allocators for a moment, or
 			// a Service created with the same address meanwhile), or a pool
 			// edit left it outside every pool: allocate again.
@@ -128,7 +143,61 @@ func Plan(in Input) []*Entry {
 		e.Addrs, e.Allocated, e.Pool = []netip.Addr{ip}, []netip.Addr{ip}, pool.Name
 	}
 	sharedLocal(out)
+	if len(in.Subnets) > 0 {
+		for _, e := range out {
+			outsideSubnets(e, in.Subnets)
+		}
+	}
 	return out
+}
+
+// outsideSubnets warns about an address that no subnet of the interface
+// contains: served all the same (a router that carries that subnet on the
+// same segment reaches it, and kube-vip users rely on that).
+func outsideSubnets(e *Entry, subnets []netip.Prefix) {
+	if e.Problem != nil {
+		return
+	}
+	for _, ip := range e.Addrs {
+		inside := false
+		for _, p := range subnets {
+			inside = inside || p.Contains(ip)
+		}
+		if !inside {
+			e.Warning = &Problem{"AddressOutsideSubnet", fmt.Sprintf("service %s uses %s, which is outside every subnet of the nodes' interface (%s): only a router that carries that subnet on this segment reaches it; choose an address in the nodes' subnet unless that is intended", e.Key, ip, joinPrefixes(subnets))}
+			return
+		}
+	}
+}
+
+func joinPrefixes(ps []netip.Prefix) string {
+	var s []string
+	for _, p := range ps {
+		s = append(s, p.String())
+	}
+	return strings.Join(s, ", ")
+}
+
+// otherNamespace returns the namespace whose dedicated pool holds ip when
+// neither the global pool nor ns's own pool does.
+func otherNamespace(p *ipam.Pools, ns string, ip netip.Addr) (string, bool) {
+	if p == nil || p.Global != nil && p.Global.Contains(ip) {
+		return "", false
+	}
+	if own, ok := p.Namespaces[ns]; ok && own.Contains(ip) {
+		return "", false
+	}
+	var names []string
+	for n, pool := range p.Namespaces {
+		if pool.Contains(ip) {
+			names = append(names, n)
+		}
+	}
+	if len(names) == 0 {
+		return "", false
+	}
+	sort.Strings(names)
+	return names[0], true
 }
 
 // assign records the explicit addresses of e, or returns the problem.
@@ -139,6 +208,13 @@ func assign(alloc *ipam.Allocator, in Input, e *Entry, req []netip.Addr) *Proble
 			return &Problem{"AddressReserved", fmt.Sprintf("service %s asks for %s, the control-plane VIP: choose another address", e.Key, ip)}
 		case !ip.IsGlobalUnicast() && !ip.IsPrivate():
 			return &Problem{"InvalidAddress", fmt.Sprintf("service %s asks for %s, which is not a unicast address a node can own: choose a free address in the nodes' subnet", e.Key, ip)}
+		case in.Others[ip] != "":
+			return &Problem{"AddressReserved", fmt.Sprintf("service %s asks for %s, which is %s: vipd never takes an address that belongs to someone else; choose a free address in the nodes' subnet", e.Key, ip, in.Others[ip])}
+		}
+		if ns, ok := otherNamespace(in.Pools, e.Svc.Namespace, ip); ok {
+			return &Problem{"AddressInOtherNamespacePool", fmt.Sprintf("service %s asks for %s, which is in the address pool of namespace %s (cidr-%s/range-%s in ConfigMap kube-system/kubevip): only Services in %s may use it; choose an address from the global pool or from namespace %s's own pool", e.Key, ip, ns, ns, ns, ns, e.Svc.Namespace)}
+		}
+		switch {
 		case in.Pools != nil && !alloc.InPools(ip):
 			return &Problem{"AddressOutsidePools", fmt.Sprintf("service %s asks for %s, which is outside every address pool in ConfigMap kube-system/kubevip: choose an address in a pool, or add it to one (e.g. range-global)", e.Key, ip)}
 		}

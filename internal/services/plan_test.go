@@ -236,3 +236,78 @@ func TestPlanReallocatesAnAllocationOutsideThePools(t *testing.T) {
 		t.Errorf("mine: %v, want AddressOutsidePools", e.Problem)
 	}
 }
+
+// TestPlanRefusesOthersAddresses: S7 for Services. Addresses of nodes, the
+// API server, the subnet's network and broadcast addresses and the gateway
+// are refused whatever is asked, named with whose they are, and never
+// allocated from a pool that covers them.
+func TestPlanRefusesOthersAddresses(t *testing.T) {
+	others := map[netip.Addr]string{
+		netip.MustParseAddr("198.51.100.0"):   "the network address of 198.51.100.0/24",
+		netip.MustParseAddr("198.51.100.1"):   "the gateway of eth0",
+		netip.MustParseAddr("198.51.100.2"):   "the API server (an endpoint of Service default/kubernetes)",
+		netip.MustParseAddr("198.51.100.11"):  "node n1's address (InternalIP)",
+		netip.MustParseAddr("198.51.100.255"): "the broadcast address of 198.51.100.0/24",
+		netip.MustParseAddr("2001:db8::11"):   "node n1's address (InternalIP)",
+	}
+	var svcs []*corev1.Service
+	for ip := range others {
+		svcs = append(svcs, lb("default", "ask-"+ip.String(), 0, annotate(AnnotationIPs, ip.String())))
+	}
+	// A pool that covers four of them: allocation skips them.
+	p := pools(t, map[string]string{"range-global": "198.51.100.0-198.51.100.3"})
+	svcs = append(svcs, lb("default", "pooled", 1, nil))
+	plan := byKey(Plan(Input{Allocate: true, Others: others, Services: svcs}))
+	for ip, who := range others {
+		e := plan["default/ask-"+ip.String()]
+		if e.Problem == nil || e.Problem.Reason != "AddressReserved" || !strings.Contains(e.Problem.Message, who) || len(e.Addrs) != 0 {
+			t.Errorf("%s: problem %+v, addrs %v; want AddressReserved naming %q", ip, e.Problem, e.Addrs, who)
+		}
+	}
+	plan = byKey(Plan(Input{Allocate: true, Others: others, Pools: p, Services: []*corev1.Service{lb("default", "pooled", 1, nil)}}))
+	if got := addrs(plan["default/pooled"]); got != "198.51.100.3" {
+		t.Errorf("pool allocation %q, want 198.51.100.3 (the only address of the pool nobody else has)", got)
+	}
+	// An allocation of ours that became someone else's is allocated again.
+	plan = byKey(Plan(Input{Allocate: true, Others: others, Pools: p, Services: []*corev1.Service{lb("default", "stale", 1, func(s *corev1.Service) {
+		s.Annotations[AnnotationIPs] = "198.51.100.2"
+		s.Annotations[AnnotationAllocated] = "range-global"
+	})}}))
+	if e := plan["default/stale"]; e.Problem != nil || addrs(e) != "198.51.100.3" {
+		t.Errorf("stale allocation: problem %v, addrs %q; want 198.51.100.3", e.Problem, addrs(e))
+	}
+}
+
+// TestPlanNamespacePools: an address in namespace team-a's dedicated pool
+// is only for team-a's Services; the global pool is open to all.
+func TestPlanNamespacePools(t *testing.T) {
+	p := pools(t, map[string]string{"range-global": "198.51.100.100-198.51.100.110", "cidr-team-a": "203.0.113.0/28"})
+	plan := byKey(Plan(Input{Pools: p, Services: []*corev1.Service{
+		lb("team-b", "steal", 0, annotate(AnnotationIPs, "203.0.113.5")),
+		lb("team-a", "own", 1, annotate(AnnotationIPs, "203.0.113.6")),
+		lb("team-b", "global", 2, annotate(AnnotationIPs, "198.51.100.105")),
+	}}))
+	if e := plan["team-b/steal"]; e.Problem == nil || e.Problem.Reason != "AddressInOtherNamespacePool" || !strings.Contains(e.Problem.Message, "namespace team-a") {
+		t.Errorf("team-b asking for team-a's address: %+v", e.Problem)
+	}
+	for _, k := range []string{"team-a/own", "team-b/global"} {
+		if e := plan[k]; e.Problem != nil || len(e.Addrs) != 1 {
+			t.Errorf("%s: %+v %v", k, e.Problem, e.Addrs)
+		}
+	}
+}
+
+// TestPlanWarnsOutsideTheSubnets: an address outside every subnet of the
+// interface is served, with a warning.
+func TestPlanWarnsOutsideTheSubnets(t *testing.T) {
+	plan := byKey(Plan(Input{Subnets: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}, Services: []*corev1.Service{
+		lb("default", "far", 0, annotate(AnnotationIPs, "203.0.113.50")),
+		lb("default", "near", 0, annotate(AnnotationIPs, "198.51.100.50")),
+	}}))
+	if e := plan["default/far"]; e.Problem != nil || e.Warning == nil || e.Warning.Reason != "AddressOutsideSubnet" || addrs(e) != "203.0.113.50" {
+		t.Errorf("far: problem %v warning %v addrs %q", e.Problem, e.Warning, addrs(e))
+	}
+	if e := plan["default/near"]; e.Warning != nil {
+		t.Errorf("near: warning %v", e.Warning)
+	}
+}

@@ -126,20 +126,58 @@ func (n Netlink) Find(addr netip.Addr) ([]Found, error) {
 			if !ok || ip.Unmap() != addr {
 				continue
 			}
-			bits, _ := a.Mask.Size()
-			f := Found{
-				Iface:  l.Attrs().Name,
-				Prefix: netip.PrefixFrom(ip.Unmap(), bits),
-				Up:     l.Attrs().Flags&net.FlagUp != 0,
-			}
-			if a.ValidLft > 0 && uint32(a.ValidLft) != 0xffffffff {
-				f.Valid = time.Duration(a.ValidLft) * time.Second
-			}
-			f.Deprecated = a.PreferedLft == 0 || a.Flags&unix.IFA_F_DEPRECATED != 0
-			out = append(out, f)
+			out = append(out, found(l, ip, a))
 		}
 	}
 	return out, nil
+}
+
+// Neighbourhood lists iface's own addresses with their prefixes, leaving
+// out vipd's (Found.Marked), and the gateways of the routes through iface:
+// addresses that are never a Service VIP.
+func (n Netlink) Neighbourhood(iface string) (prefixes []netip.Prefix, gateways []netip.Addr, err error) {
+	l, err := n.h().LinkByName(iface)
+	if err != nil {
+		return nil, nil, fmt.Errorf("interface %q: %w", iface, err)
+	}
+	addrs, err := n.h().AddrList(l, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, a := range addrs {
+		ip, ok := netip.AddrFromSlice(a.IP)
+		if !ok {
+			continue
+		}
+		if f := found(l, ip, a); !f.Marked() {
+			prefixes = append(prefixes, f.Prefix)
+		}
+	}
+	routes, err := n.h().RouteList(l, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, r := range routes {
+		if gw, ok := netip.AddrFromSlice(r.Gw); ok && r.Gw != nil {
+			gateways = append(gateways, gw.Unmap())
+		}
+	}
+	return prefixes, gateways, nil
+}
+
+// found describes address a (IP ip) on link l, with its lifetimes.
+func found(l netlink.Link, ip netip.Addr, a netlink.Addr) Found {
+	bits, _ := a.Mask.Size()
+	f := Found{
+		Iface:      l.Attrs().Name,
+		Prefix:     netip.PrefixFrom(ip.Unmap(), bits),
+		Up:         l.Attrs().Flags&net.FlagUp != 0,
+		Deprecated: a.PreferedLft == 0 || a.Flags&unix.IFA_F_DEPRECATED != 0,
+	}
+	if a.ValidLft > 0 && uint32(a.ValidLft) != 0xffffffff {
+		f.Valid = time.Duration(a.ValidLft) * time.Second
+	}
+	return f
 }
 
 // Interfaces lists the host's interfaces with their prefixes, for validation.

@@ -1,6 +1,7 @@
 package vip
 
 import (
+	"net"
 	"net/netip"
 	"os"
 	"runtime"
@@ -163,5 +164,33 @@ func TestNetlinkCachedInterfaceRecreated(t *testing.T) {
 	found, err := k.Find(p.Addr())
 	if err != nil || len(found) != 1 || found[0].Iface != "vip0" {
 		t.Fatalf("found %+v (%v), want the VIP on the new vip0", found, err)
+	}
+}
+
+// TestNetlinkNeighbourhood: the interface's own addresses (not vipd's
+// marked VIPs) with their prefixes, and the gateways of its routes.
+func TestNetlinkNeighbourhood(t *testing.T) {
+	k := inFreshNetns(t)
+	l, err := k.H.LinkByName("vip0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	own := netip.MustParsePrefix("198.51.100.11/24") // inFreshNetns put it there
+	if err := k.Replace("vip0", vipPrefix, 3*time.Second); err != nil { // vipd's: left out
+		t.Fatal(err)
+	}
+	_, dst, _ := net.ParseCIDR("203.0.113.0/24")
+	if err := k.H.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Dst: dst, Gw: net.ParseIP("198.51.100.1")}); err != nil {
+		t.Fatal(err)
+	}
+	prefixes, gateways, err := k.Neighbourhood("vip0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(prefixes) != 1 || prefixes[0] != own {
+		t.Errorf("prefixes %v, want only %s (not vipd's %s)", prefixes, own, vipPrefix)
+	}
+	if len(gateways) != 1 || gateways[0] != netip.MustParseAddr("198.51.100.1") {
+		t.Errorf("gateways %v, want 198.51.100.1", gateways)
 	}
 }
