@@ -175,7 +175,7 @@ func TestNetlinkNeighbourhood(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	own := netip.MustParsePrefix("198.51.100.11/24") // inFreshNetns put it there
+	own := netip.MustParsePrefix("198.51.100.11/24")                    // inFreshNetns put it there
 	if err := k.Replace("vip0", vipPrefix, 3*time.Second); err != nil { // vipd's: left out
 		t.Fatal(err)
 	}
