@@ -40,7 +40,11 @@
 // S7 Only what is ours. vipd never puts on an interface an address that
 // belongs to someone else, and never removes an address it did not add: a
 // control-plane VIP that is already on the node without vipd's mark is
-// refused at start (controlplane.ErrForeignAddress).
+// refused at start (controlplane.ErrForeignAddress); a Service never gets a
+// Node's address, the API server's, an address of the node's interface,
+// its subnets' network or broadcast address or a gateway, nor an address in
+// another namespace's dedicated pool (services.Plan, Input.Others). Not yet:
+// an ARP probe for addresses only the wire knows.
 //
 // S8 Hand over, never overlap. When an address changes owner for any
 // reason (a new Lease holder, a Service switching externalTrafficPolicy, an
