@@ -93,6 +93,19 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 // dumpOnFailure prints the daemons' logs when the test fails.
+// startDaemons starts vipd on every node; the daemons are killed at the end
+// of the test, and their logs printed if it failed.
+func startDaemons(t *testing.T, l *lab.Lab, sc lab.ScenarioOptions) map[string]*lab.Proc {
+	t.Helper()
+	procs, err := l.StartDaemons(context.Background(), sc)
+	dumpOnFailure(t, procs)
+	t.Cleanup(func() { lab.KillAll(procs) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return procs
+}
+
 func dumpOnFailure(t testing.TB, procs map[string]*lab.Proc) {
 	t.Cleanup(func() {
 		if !t.Failed() {

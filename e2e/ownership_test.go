@@ -170,12 +170,7 @@ func TestServicesDualStackLocalDropsIPv6(t *testing.T) {
 	if _, err := c.DiscoveryV1().EndpointSlices("default").Create(ctx, endpointSlice("default", "dual-local", node), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	procs, err := l.StartDaemons(ctx, sc)
-	dumpOnFailure(t, procs)
-	t.Cleanup(func() { lab.KillAll(procs) })
-	if err != nil {
-		t.Fatal(err)
-	}
+	startDaemons(t, l, sc)
 	onlyOn(t, l, v4, node, 30*time.Second)
 	onlyOn(t, l, v6, node, 10*time.Second)
 

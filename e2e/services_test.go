@@ -237,15 +237,11 @@ func TestServices(t *testing.T) {
 	create(t, c, lbService("default", "other-class", port, other))
 	create(t, c, lbService("default", "other-class-ip", port, other, withSpecIP("198.51.100.179")))
 
-	procs, err := l.StartDaemons(ctx, sc)
-	dumpOnFailure(t, procs)
-	t.Cleanup(func() { lab.KillAll(procs) })
-	if err != nil {
-		t.Fatal(err)
-	}
+	startDaemons(t, l, sc)
 	start := time.Now()
 	var addrs map[string]string
 	eventually(t, 60*time.Second, "50 Services converged", func() error {
+		var err error
 		addrs, err = converged(ctx, l, keys, want)
 		return err
 	})
@@ -564,12 +560,7 @@ func TestServicesLocalTraffic(t *testing.T) {
 	if _, err := c.DiscoveryV1().EndpointSlices("default").Create(ctx, endpointSlice("default", "local", n2), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	procs, err := l.StartDaemons(ctx, sc)
-	dumpOnFailure(t, procs)
-	t.Cleanup(func() { lab.KillAll(procs) })
-	if err != nil {
-		t.Fatal(err)
-	}
+	startDaemons(t, l, sc)
 	eventually(t, 30*time.Second, "the Local VIP on node 2", func() error {
 		_, err := converged(ctx, l, []string{"default/local"}, map[string]string{"default/local": ip.String()})
 		if err == nil {
@@ -758,14 +749,10 @@ func TestServicesIPv6(t *testing.T) {
 		return owner, nil
 	}
 
-	procs, err := l.StartDaemons(ctx, sc)
-	dumpOnFailure(t, procs)
-	t.Cleanup(func() { lab.KillAll(procs) })
-	if err != nil {
-		t.Fatal(err)
-	}
+	procs := startDaemons(t, l, sc)
 	var owner string
 	eventually(t, 30*time.Second, "IPv6 and dual-stack Services up", func() error {
+		var err error
 		owner, err = up()
 		return err
 	})

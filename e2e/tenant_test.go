@@ -81,12 +81,7 @@ func TestServicesTenantSafe(t *testing.T) {
 	if _, err := c.DiscoveryV1().EndpointSlices("default").Create(ctx, es, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	procs, err := l.StartDaemons(ctx, sc)
-	dumpOnFailure(t, procs)
-	t.Cleanup(func() { lab.KillAll(procs) })
-	if err != nil {
-		t.Fatal(err)
-	}
+	startDaemons(t, l, sc)
 	owner, err := l.WaitOwner(ctx, sc, 30*time.Second)
 	if err != nil {
 		t.Fatal(err)
