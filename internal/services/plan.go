@@ -154,8 +154,12 @@ func Plan(in Input) []*Entry {
 // outsideSubnets warns about an address that no subnet of the interface
 // contains: served all the same (a router that carries that subnet on the
 // same segment reaches it, and kube-vip users rely on that).
+//
+// Only addresses a Service asked for are warned about: a pool's addresses
+// were chosen by the operator (and a warning per allocated Service would
+// be a flood of Events).
 func outsideSubnets(e *Entry, subnets []netip.Prefix) {
-	if e.Problem != nil {
+	if e.Problem != nil || len(e.Allocated) > 0 || e.Svc.Annotations[AnnotationAllocated] != "" {
 		return
 	}
 	for _, ip := range e.Addrs {

@@ -310,4 +310,14 @@ func TestPlanWarnsOutsideTheSubnets(t *testing.T) {
 	if e := plan["default/near"]; e.Warning != nil {
 		t.Errorf("near: warning %v", e.Warning)
 	}
+	// A pool address outside the subnets: the operator chose it, no warning.
+	plan = byKey(Plan(Input{Subnets: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}, Services: []*corev1.Service{
+		lb("default", "pooled", 0, func(s *corev1.Service) {
+			s.Annotations[AnnotationIPs] = "198.18.64.1"
+			s.Annotations[AnnotationAllocated] = "range-global"
+		}),
+	}}))
+	if e := plan["default/pooled"]; e.Warning != nil {
+		t.Errorf("pooled: warning %v", e.Warning)
+	}
 }
