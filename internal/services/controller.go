@@ -487,13 +487,13 @@ func (c *Controller) reconcile(ctx context.Context, desired map[netip.Addr]want)
 	for k, g := range c.locals {
 		switch ready := c.localReady(k); {
 		case len(g.vips) == 0:
-			c.stopLocal(k, g)
+			g.stopElection("the Service has no VIP any more")
 			delete(c.locals, k)
 		case ready && g.cancel == nil:
 			c.startLocal(ctx, k, g, svcs[k])
 		case !ready && g.cancel != nil:
 			c.log.Info("no ready local endpoint any more: giving up the VIP", "service", k)
-			c.stopLocal(k, g)
+			g.stopElection("no ready local endpoint")
 		}
 	}
 }
@@ -520,11 +520,12 @@ func (c *Controller) stopLocked(ip netip.Addr, h *held, reason string) {
 	delete(c.vips, ip)
 }
 
-// stopLocal ends a Local Service's election: its addresses are dropped
-// first, then the election steps down and releases in the background.
-func (c *Controller) stopLocal(k string, g *group) {
+// stopElection ends a Local Service's election (c.mu held): its addresses
+// are dropped first, then the election steps down and releases in the
+// background.
+func (g *group) stopElection(reason string) {
 	for _, ov := range g.vips {
-		ov.Drop("no ready local endpoint")
+		ov.Drop(reason)
 	}
 	if g.cancel != nil {
 		g.cancel()
