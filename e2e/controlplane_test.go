@@ -168,19 +168,27 @@ func TestFailover(t *testing.T) {
 	sc := seedScenario(t, l)
 	for _, f := range lab.Faults {
 		t.Run(strings.Fields(f.Name)[0], func(t *testing.T) {
-			r, err := l.RunFault(context.Background(), sc, f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Logf("%s on %s: %s", f.Name, r.OldOwner, r.Report.Summary(r.FaultAt))
-			if err := r.Check(leaseDuration + 3*time.Second); err != nil {
-				t.Error(err)
-			}
+			r := runFault(t, l, sc, f)
 			if f.Name == "SIGTERM" && !r.ExitedClean {
 				t.Errorf("SIGTERM: vipd did not exit 0 within 1 s (after %s)", r.ExitAfter)
 			}
 		})
 	}
+}
+
+// runFault injects f on the VIP's owner and checks the result: never two
+// owners, one change of owner, reachable again within lease duration + 3 s.
+func runFault(t *testing.T, l *lab.Lab, sc lab.ScenarioOptions, f lab.Fault) *lab.Result {
+	t.Helper()
+	r, err := l.RunFault(context.Background(), sc, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s on %s: %s", f.Name, r.OldOwner, r.Report.Summary(r.FaultAt))
+	if err := r.Check(leaseDuration + 3*time.Second); err != nil {
+		t.Error(err)
+	}
+	return r
 }
 
 // TestBadInput runs vipd with each kind of bad configuration, in a node,

@@ -155,11 +155,7 @@ func TestServicesTrafficPolicySwitch(t *testing.T) {
 // address: the IPv6 VIP leaves, the IPv4 VIP stays on its node without a
 // gap, and the Service's Lease is never released meanwhile.
 func TestServicesDualStackLocalDropsIPv6(t *testing.T) {
-	l := newLabWith(t, lab.Options{Nodes: 3, IPv6: true})
-	if err := l.Apply(context.Background(), poolsRBAC); err != nil {
-		t.Fatal(err)
-	}
-	sc := seedScenario(t, l)
+	l, sc := servicesLabWith(t, lab.Options{Nodes: 3, IPv6: true})
 	ctx := context.Background()
 	c := l.Admin
 	v4, v6 := netip.MustParseAddr("198.51.100.152"), netip.MustParseAddr("2001:db8::152")
@@ -260,12 +256,5 @@ func TestDeleteLeaseDuringPartition(t *testing.T) {
 		route[1] = "del"
 		return p.Host.IPCmd(route...)
 	}}
-	r, err := l.RunFault(context.Background(), sc, f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("%s on %s: %s", f.Name, r.OldOwner, r.Report.Summary(r.FaultAt))
-	if err := r.Check(leaseDuration + 3*time.Second); err != nil {
-		t.Error(err)
-	}
+	runFault(t, l, sc, f)
 }

@@ -63,7 +63,13 @@ const svcLease = "plndr-svcs-lock"
 // svc_enable=true), with pools and Events allowed.
 func servicesLab(t *testing.T) (*lab.Lab, lab.ScenarioOptions) {
 	t.Helper()
-	l := newLab(t)
+	return servicesLabWith(t, lab.Options{Nodes: 3})
+}
+
+// servicesLabWith is servicesLab with lab options (IPv6).
+func servicesLabWith(t *testing.T, o lab.Options) (*lab.Lab, lab.ScenarioOptions) {
+	t.Helper()
+	l := newLabWith(t, o)
 	if err := l.Apply(context.Background(), poolsRBAC); err != nil {
 		t.Fatal(err)
 	}
@@ -700,11 +706,7 @@ func TestServicesFailover(t *testing.T) {
 // address in the annotation, both on the same node, both in the status),
 // reachable from the client before and after a planned handover.
 func TestServicesIPv6(t *testing.T) {
-	l := newLabWith(t, lab.Options{Nodes: 3, IPv6: true})
-	if err := l.Apply(context.Background(), poolsRBAC); err != nil {
-		t.Fatal(err)
-	}
-	sc := seedScenario(t, l)
+	l, sc := servicesLabWith(t, lab.Options{Nodes: 3, IPv6: true})
 	ctx := context.Background()
 	c := l.Admin
 	create(t, c, lbService("default", "v6", port, withIPs("2001:db8::150")))

@@ -553,7 +553,7 @@ func (c *Controller) startLocal(ctx context.Context, k string, g *group, svc *co
 	}
 	lctx, cancel := context.WithCancel(ctx)
 	prev, done := c.localDone[k], make(chan struct{})
-	g.el, g.cancel, g.done = el, cancel, done
+	g.el, g.cancel = el, cancel
 	c.localDone[k] = done
 	c.wg.Add(1)
 	go func() {

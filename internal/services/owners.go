@@ -59,7 +59,6 @@ type group struct {
 	// A Local Service's election; the Cluster group uses Controller.elector.
 	el     *election.Elector
 	cancel context.CancelFunc // nil: the election is not running
-	done   chan struct{}      // closes when the last election released
 }
 
 func (c *Controller) newGroup(lease string) *group {
