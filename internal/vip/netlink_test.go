@@ -12,6 +12,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/vipd/vipd/internal/election"
 )
 
 // inFreshNetns runs the test on a locked thread in a new network namespace
@@ -119,7 +121,7 @@ func TestNetlinkKernelExpiresTheAddress(t *testing.T) {
 	if err != nil || len(found) != 1 || !found[0].Marked() || found[0].Valid != time.Second {
 		t.Fatalf("after Hold: %+v (%v), want one marked copy with a 1 s lifetime", found, err)
 	}
-	const margin = 2 * time.Second // election.FenceMargin (not imported: election is above vip)
+	margin := election.FenceMargin
 	for {
 		ok, err := a.Present()
 		if err != nil {
