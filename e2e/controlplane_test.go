@@ -48,9 +48,21 @@ func TestSeedControlPlane(t *testing.T) {
 	}
 
 	// vipd doctor on a healthy set-up: nothing to report, exit 0.
-	d := startOne(t, l, sc, l.Nodes[0], func(c *lab.Container) { c.Args = []string{"doctor"} })
+	d := startOne(t, l, sc, l.Nodes[0], func(c *lab.Container) {
+		setEnv("svc_enable", "false")(c)
+		c.Args = []string{"doctor"}
+	})
 	if exited, err := d.Wait(15 * time.Second); !exited || err != nil || !strings.Contains(d.Output(), "no problems found") {
 		t.Errorf("vipd doctor on a healthy set-up: exited %v, %v:\n%s", exited, err, d.Output())
+	}
+	// With the seed's svc_enable=true, no pools (its ClusterRole cannot
+	// even read them) and no svc_pools_only: one finding, who may claim what.
+	d = startOne(t, l, sc, l.Nodes[0], func(c *lab.Container) { c.Args = []string{"doctor"} })
+	exited, err := d.Wait(15 * time.Second)
+	var ee *exec.ExitError
+	if !exited || !errors.As(err, &ee) || ee.ExitCode() != 1 || strings.Count(d.Output(), "problem (") != 1 ||
+		!strings.Contains(d.Output(), "problem (ServiceAddressesOpen): svc_enable=true with neither address pools") || !strings.Contains(d.Output(), "svc_pools_only=true") {
+		t.Errorf("vipd doctor with the seed's Services settings: exited %v, %v; want exit 1 with ServiceAddressesOpen only:\n%s", exited, err, d.Output())
 	}
 
 	// ip a show eth0 on the leader: the VIP as an extra /32, deprecated, with a

@@ -70,6 +70,17 @@ func seedScenario(t testing.TB, l *lab.Lab) lab.ScenarioOptions {
 	}
 }
 
+// withEnv adds settings (name=value) to every node's container.
+func withEnv(sc lab.ScenarioOptions, extra ...string) lab.ScenarioOptions {
+	base := sc.Container
+	sc.Container = func(node string) (lab.Container, error) {
+		c, err := base(node)
+		c.Env = append(c.Env, extra...)
+		return c, err
+	}
+	return sc
+}
+
 // vipdStatus runs `vipd status` from the client host with an admin
 // kubeconfig, as an operator would.
 func vipdStatus(t testing.TB, l *lab.Lab) ([]byte, error) {

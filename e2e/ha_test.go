@@ -13,14 +13,7 @@ import (
 // in the "ha" lab: each vipd reaches the API through 198.51.100.2:6443,
 // which forwards to any node's API server, like the in-cluster Service.
 func haScenario(t testing.TB, l *lab.Lab, extra ...string) lab.ScenarioOptions {
-	sc := seedScenario(t, l)
-	base := sc.Container
-	sc.Container = func(node string) (lab.Container, error) {
-		c, err := base(node)
-		c.Env = append(c.Env, extra...)
-		return c, err
-	}
-	return sc
+	return withEnv(seedScenario(t, l), extra...)
 }
 
 // TestHAControlPlane is the seed's failover test: `systemctl stop k3s` on

@@ -198,6 +198,8 @@ func eventFor(ctx context.Context, c kubernetes.Interface, ns, name, reason stri
 // deleting half, and every kind of bad input.
 func TestServices(t *testing.T) {
 	l, sc := servicesLab(t)
+	// Only pool addresses (svc_pools_only): bad-outside is refused.
+	sc = withEnv(sc, "svc_pools_only=true")
 	ctx := context.Background()
 	c := l.Admin
 	ensureNamespace(t, c, "team")

@@ -39,7 +39,8 @@ func sumMetric(body, metric string) float64 {
 // control-plane VIP never moves and no Lease renewal fails; a Service with
 // a free address works. All that without pools (as with the seed's
 // ClusterRole). Then, with pools, an address in namespace team-a's
-// dedicated pool is refused in team-b and works in team-a.
+// dedicated pool is refused in team-b and works in team-a, and with
+// svc_pools_only off an address outside every pool works.
 func TestServicesTenantSafe(t *testing.T) {
 	l, sc := servicesLab(t)
 	ctx := context.Background()
@@ -125,8 +126,11 @@ func TestServicesTenantSafe(t *testing.T) {
 	}
 	create(t, c, lbService("team-b", "steal", port, withIPs("198.51.100.185")))
 	create(t, c, lbService("team-a", "own", port, withIPs("198.51.100.185")))
-	eventually(t, 30*time.Second, "team-a's own pool address served", func() error {
-		_, err := converged(ctx, l, []string{"team-a/own"}, map[string]string{"team-a/own": "198.51.100.185"})
+	// svc_pools_only is off (kube-vip's behaviour): an address outside
+	// every pool is served; TestServices runs with it on.
+	create(t, c, lbService("team-b", "outside", port, withIPs("198.51.100.160")))
+	eventually(t, 30*time.Second, "team-a's own pool address and the one outside the pools served", func() error {
+		_, err := converged(ctx, l, []string{"team-a/own", "team-b/outside"}, map[string]string{"team-a/own": "198.51.100.185", "team-b/outside": "198.51.100.160"})
 		return err
 	})
 	if msg, err := eventFor(ctx, c, "team-b", "steal", "AddressInOtherNamespacePool"); err != nil || !strings.Contains(msg, "namespace team-a") {

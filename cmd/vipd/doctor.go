@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vipd/vipd/internal/config"
+	"github.com/vipd/vipd/internal/doctor"
 )
 
 func doctorCmd() *cobra.Command {
@@ -15,8 +16,9 @@ func doctorCmd() *cobra.Command {
 		Short: "Check this node's set-up once, with the manager's configuration, and print what is wrong",
 		Long: `Check this node's set-up once and print every problem with its fix: the
 configuration (read exactly as 'vipd manager' reads it: flags, then kube-vip
-environment variables), the interface, K3s ServiceLB left enabled, and API
-server certificates without the VIP. Exit code 0: nothing found; 1: findings;
+environment variables), the interface, K3s ServiceLB left enabled, API
+server certificates without the VIP, and (with Services) who may claim which
+addresses through a LoadBalancer Service. Exit code 0: nothing found; 1: findings;
 2: the configuration is invalid. Run it where vipd runs, e.g.
 kubectl exec -n kube-system <vipd pod> -- /vipd doctor.`,
 		Args: cobra.NoArgs,
@@ -35,6 +37,13 @@ kubectl exec -n kube-system <vipd pod> -- /vipd doctor.`,
 				return exitError{2, err}
 			}
 			fs := runChecks(cmd.Context(), client, slog.New(slog.DiscardHandler), certAddrs, cfg.VIP)
+			if cfg.Services {
+				more, err := doctor.ServiceAddresses(cmd.Context(), client, cfg.SvcPoolsOnly)
+				if err != nil {
+					fmt.Fprintf(out, "warning: cannot check who may claim Service addresses: %v\n", err)
+				}
+				fs = append(fs, more...)
+			}
 			for _, f := range fs {
 				fmt.Fprintf(out, "problem (%s): %s\n", f.Reason, f.Message)
 			}

@@ -49,6 +49,7 @@ var Settings = []Setting{
 	{"cp_namespace", "kube-system", "Namespace of the control-plane Lease."},
 	{"svc_enable", "false", "Manage LoadBalancer Service VIPs: addresses from annotations, spec.loadBalancerIP or the pools in ConfigMap kube-system/kubevip."},
 	{"svc_namespace", "", "Serve only the LoadBalancer Services of this namespace. Empty: all namespaces."},
+	{"svc_pools_only", "false", "Accept for a Service only an address inside an address pool its namespace may use (cidr-<namespace>/range-<namespace>, or cidr-global/range-global), and refuse any other with an Event. Turn it on when people you do not fully trust can create LoadBalancer Services. Off (kube-vip's behaviour): a Service may also ask for any free address outside the pools; nodes', the API server's, the gateway's and another namespace's pool's addresses are refused either way."},
 	{"svc_leasename", "plndr-svcs-lock", "Name of the Services Lease (in cp_namespace): its holder owns every externalTrafficPolicy: Cluster VIP and allocates addresses."},
 	{"vip_servicesinterface", "", "Interface that carries Service VIPs. Empty: vip_interface."},
 	{"lb_class_only", "false", "Serve only Services whose spec.loadBalancerClass is lb_class_name; otherwise Services without a class are served too."},
@@ -107,6 +108,7 @@ type Config struct {
 	SvcNamespace   string
 	SvcLeaseName   string
 	SvcInterface   string
+	SvcPoolsOnly   bool
 	LBClassOnly    bool
 	LBClassName    string
 	LeaseDuration  time.Duration
@@ -151,6 +153,10 @@ type Deps struct {
 func AddFlags(fs *pflag.FlagSet) {
 	for _, s := range Settings {
 		fs.String(s.Flag(), "", fmt.Sprintf("%s (env %s, default %q)", s.Help, s.Env, s.Default))
+		if s.Default == "true" || s.Default == "false" {
+			// A switch alone turns it on: --svc-enable is --svc-enable=true.
+			fs.Lookup(s.Flag()).NoOptDefVal = "true"
+		}
 	}
 }
 
@@ -232,6 +238,7 @@ func Load(fs *pflag.FlagSet, d Deps) (*Config, error) {
 	c.Services = boolean("svc_enable")
 	c.LBClassOnly = boolean("lb_class_only")
 	c.LBClassName, _ = r.get("lb_class_name")
+	c.SvcPoolsOnly = boolean("svc_pools_only")
 	c.SvcNamespace, _ = r.get("svc_namespace")
 	c.SvcLeaseName, _ = r.get("svc_leasename")
 	if c.Services && c.SvcLeaseName == "" {
@@ -525,8 +532,8 @@ func (c *Config) String() string {
 	s := fmt.Sprintf("address=%s vip=%s interface=%s bits=%d lease=%s/%s duration=%s renew=%s retry=%s arpRate=%s node=%s metrics=%q",
 		c.Address, c.VIP, c.Interface, c.Bits, c.Namespace, c.LeaseName, c.LeaseDuration, c.RenewDeadline, c.RetryPeriod, c.ARPRate, c.NodeName, c.MetricsAddress)
 	if c.Services {
-		s += fmt.Sprintf(" services: interface=%s lease=%s/%s namespace=%q class=%s classOnly=%t",
-			c.SvcInterface, c.Namespace, c.SvcLeaseName, c.SvcNamespace, c.LBClassName, c.LBClassOnly)
+		s += fmt.Sprintf(" services: interface=%s lease=%s/%s namespace=%q class=%s classOnly=%t poolsOnly=%t",
+			c.SvcInterface, c.Namespace, c.SvcLeaseName, c.SvcNamespace, c.LBClassName, c.LBClassOnly, c.SvcPoolsOnly)
 	}
 	return s
 }

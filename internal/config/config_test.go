@@ -150,3 +150,24 @@ func TestErrorsNameTheValueAndTheFix(t *testing.T) {
 		}
 	}
 }
+
+func TestPoolsOnly(t *testing.T) {
+	env := seedEnv()
+	c, err := Load(nil, deps(env))
+	if err != nil || c.SvcPoolsOnly {
+		t.Fatalf("default: %v, poolsOnly %t; want off (kube-vip's behaviour)", err, c.SvcPoolsOnly)
+	}
+	env["svc_pools_only"] = "true"
+	if c, err = Load(nil, deps(env)); err != nil || !c.SvcPoolsOnly || !strings.Contains(c.String(), "poolsOnly=true") {
+		t.Fatalf("svc_pools_only=true: %v, %+v", err, c)
+	}
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	AddFlags(fs)
+	if err := fs.Parse([]string{"--svc-pools-only"}); err != nil {
+		t.Fatal(err)
+	}
+	env["svc_pools_only"] = "false"
+	if c, err = Load(fs, deps(env)); err != nil || !c.SvcPoolsOnly {
+		t.Fatalf("--svc-pools-only alone over env false: %v, %+v", err, c)
+	}
+}

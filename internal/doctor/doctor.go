@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/vipd/vipd/internal/events"
+	"github.com/vipd/vipd/internal/ipam"
 )
 
 // Finding is one problem, with what to do about it.
@@ -165,6 +166,38 @@ func Certificate(ctx context.Context, dial func(ctx context.Context, network, ad
 		Message: fmt.Sprintf("the API server certificate served at %s does not include the VIP %s (its names: %s): kubectl and nodes joining through https://%s:6443 will fail TLS verification. K3s and RKE2 need --tls-san %s on every server (kubeadm: apiServer.certSANs), then a restart so the certificate is reissued",
 			addr, vip, strings.Join(sans, ", "), vip, vip),
 	}}, nil
+}
+
+// ServiceAddresses reports who may claim which addresses through a
+// LoadBalancer Service when Services are enabled: with neither address
+// pools nor svc_pools_only, anyone who can create a Service in any
+// namespace can claim any free address on the segment; with svc_pools_only
+// and no pools, every Service that asks for an address is refused.
+func ServiceAddresses(ctx context.Context, c kubernetes.Interface, poolsOnly bool) ([]Finding, error) {
+	where := ipam.ConfigMapNamespace + "/" + ipam.ConfigMapName
+	var pools *ipam.Pools
+	cm, err := c.CoreV1().ConfigMaps(ipam.ConfigMapNamespace).Get(ctx, ipam.ConfigMapName, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+	case apierrors.IsForbidden(err):
+		// vipd cannot read the pools either (the seed's ClusterRole): it
+		// serves explicit addresses only.
+		where += " (which vipd may not read: allow configmaps get, list and watch, as 'vipd manifest rbac' does)"
+	case err != nil:
+		return nil, fmt.Errorf("reading ConfigMap %s: %w", where, err)
+	default:
+		if pools, err = ipam.ParsePools(cm.Data); err != nil {
+			return []Finding{{Reason: "InvalidPools", Message: fmt.Sprintf("ConfigMap %s is malformed: %v", where, err)}}, nil
+		}
+	}
+	has := pools != nil && (pools.Global != nil || len(pools.Namespaces) > 0)
+	switch {
+	case poolsOnly && !has:
+		return []Finding{{Reason: "NoAddressPool", Message: fmt.Sprintf("svc_pools_only=true but there are no address pools in ConfigMap %s, so every LoadBalancer Service is refused: add cidr-global or range-global (or cidr-<namespace>/range-<namespace>) to it", where)}}, nil
+	case !poolsOnly && !has:
+		return []Finding{{Reason: "ServiceAddressesOpen", Message: fmt.Sprintf("svc_enable=true with neither address pools (no cidr-*/range-* key in ConfigMap %s) nor svc_pools_only=true: anyone allowed to create a LoadBalancer Service in any namespace can make vipd announce any free address on the nodes' segment (only nodes', the API server's, the gateway's and the subnet's network and broadcast addresses are refused). If people you do not fully trust can create Services, add pools to ConfigMap %s/%s (cidr-global, or cidr-<namespace> per tenant) and set svc_pools_only=true", where, ipam.ConfigMapNamespace, ipam.ConfigMapName)}}, nil
+	}
+	return nil, nil
 }
 
 // Reporter logs each distinct finding once and posts it as a Warning Event

@@ -85,3 +85,49 @@ func TestCertificateWithAndWithoutTheVIP(t *testing.T) {
 		t.Fatal("no server: want an error, not a finding")
 	}
 }
+
+func TestServiceAddresses(t *testing.T) {
+	pools := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "kubevip", Namespace: "kube-system"}, Data: map[string]string{"cidr-team-a": "198.51.100.64/28"}}
+	empty := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "kubevip", Namespace: "kube-system"}, Data: map[string]string{"unrelated": "x"}}
+	for _, tc := range []struct {
+		name      string
+		objs      []runtime.Object
+		poolsOnly bool
+		reason    string
+		msg       []string
+	}{
+		{"no ConfigMap, policy off", nil, false, "ServiceAddressesOpen", []string{"anyone allowed to create a LoadBalancer Service", "svc_pools_only=true", "cidr-global"}},
+		{"no pools, policy off", []runtime.Object{empty}, false, "ServiceAddressesOpen", []string{"kube-system/kubevip"}},
+		{"no pools, policy on", nil, true, "NoAddressPool", []string{"every LoadBalancer Service is refused"}},
+		{"pools, policy off", []runtime.Object{pools}, false, "", nil},
+		// The seed's ClusterRole: vipd cannot read the pools, so has none.
+		{"forbidden", []runtime.Object{pools}, false, "ServiceAddressesOpen", []string{"which vipd may not read", "configmaps get, list and watch"}},
+		{"pools, policy on", []runtime.Object{pools}, true, "", nil},
+	} {
+		c := fake.NewClientset(tc.objs...)
+		if tc.name == "forbidden" {
+			c.PrependReactor("get", "configmaps", func(k8stesting.Action) (bool, runtime.Object, error) {
+				return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "configmaps"}, "kubevip", nil)
+			})
+		}
+		fs, err := ServiceAddresses(context.Background(), c, tc.poolsOnly)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if tc.reason == "" {
+			if len(fs) != 0 {
+				t.Errorf("%s: findings %v, want none", tc.name, fs)
+			}
+			continue
+		}
+		if len(fs) != 1 || fs[0].Reason != tc.reason {
+			t.Errorf("%s: findings %v, want one %s", tc.name, fs, tc.reason)
+			continue
+		}
+		for _, m := range tc.msg {
+			if !strings.Contains(fs[0].Message, m) {
+				t.Errorf("%s: %q lacks %q", tc.name, fs[0].Message, m)
+			}
+		}
+	}
+}

@@ -22,6 +22,13 @@ import (
 	"strings"
 )
 
+// ConfigMapNamespace and ConfigMapName locate the pools, where
+// kube-vip-cloud-provider keeps them.
+const (
+	ConfigMapNamespace = "kube-system"
+	ConfigMapName      = "kubevip"
+)
+
 // Range is an inclusive range of addresses of one family.
 type Range struct{ From, To netip.Addr }
 

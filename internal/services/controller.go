@@ -32,11 +32,10 @@ import (
 	"github.com/vipd/vipd/internal/vip"
 )
 
-// PoolsNamespace and PoolsName locate the address pools, where
-// kube-vip-cloud-provider keeps them.
+// PoolsNamespace and PoolsName locate the address pools.
 const (
-	PoolsNamespace = "kube-system"
-	PoolsName      = "kubevip"
+	PoolsNamespace = ipam.ConfigMapNamespace
+	PoolsName      = ipam.ConfigMapName
 )
 
 // LocalLeasePrefix names the per-Service Lease of an externalTrafficPolicy:
@@ -64,6 +63,9 @@ type Options struct {
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 	AnnouncePeriod                            time.Duration
 	Filter                                    ClassFilter
+	// PoolsOnly (svc_pools_only): accept only addresses inside a pool the
+	// Service's namespace may use.
+	PoolsOnly bool
 	// Link, if set, reads the Services' interface: its own addresses and
 	// gateways are never Service VIPs (S7).
 	Link func() (Link, error)
@@ -417,7 +419,7 @@ func (c *Controller) pass(ctx context.Context) {
 	c.mu.Unlock()
 
 	others, subnets := c.others()
-	plan := Plan(Input{Services: ours, Pools: pools, Reserved: c.reserved(), Others: others, Subnets: subnets, Allocate: leading, Unconfirmed: c.confirm(ours)})
+	plan := Plan(Input{Services: ours, Pools: pools, PoolsOnly: c.o.PoolsOnly, Reserved: c.reserved(), Others: others, Subnets: subnets, Allocate: leading, Unconfirmed: c.confirm(ours)})
 	desired := map[netip.Addr]want{}
 	// Asked of the kernel only when some Service has an IPv6 address.
 	ipv6 := sync.OnceValue(c.o.HasIPv6)

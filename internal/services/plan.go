@@ -57,6 +57,10 @@ type Input struct {
 	Services []*corev1.Service
 	// Pools may be nil: no ConfigMap, so only explicit addresses.
 	Pools *ipam.Pools
+	// PoolsOnly (svc_pools_only) accepts only addresses inside a pool the
+	// Service's namespace may use. Off, a Service may ask for any address
+	// outside the pools (kube-vip's behaviour), except Others and Reserved.
+	PoolsOnly bool
 	// Reserved is the control-plane VIP, never given to a Service.
 	Reserved netip.Addr
 	// Allocate: this node is the allocator and may take pool addresses.
@@ -182,6 +186,15 @@ func joinPrefixes(ps []netip.Prefix) string {
 	return strings.Join(s, ", ")
 }
 
+// poolName names the pools a namespace may use, as ConfigMap keys.
+func poolName(p *ipam.Pools, ns string) string {
+	keys := "cidr-global/range-global"
+	if _, ok := p.Namespaces[ns]; ok {
+		keys = "cidr-" + ns + "/range-" + ns + " or " + keys
+	}
+	return keys
+}
+
 // otherNamespace returns the namespace whose dedicated pool holds ip when
 // neither the global pool nor ns's own pool does.
 func otherNamespace(p *ipam.Pools, ns string, ip netip.Addr) (string, bool) {
@@ -218,9 +231,14 @@ func assign(alloc *ipam.Allocator, in Input, e *Entry, req []netip.Addr) *Proble
 		if ns, ok := otherNamespace(in.Pools, e.Svc.Namespace, ip); ok {
 			return &Problem{"AddressInOtherNamespacePool", fmt.Sprintf("service %s asks for %s, which is in the address pool of namespace %s (cidr-%s/range-%s in ConfigMap kube-system/kubevip): only Services in %s may use it; choose an address from the global pool or from namespace %s's own pool", e.Key, ip, ns, ns, ns, ns, e.Svc.Namespace)}
 		}
+		// An address vipd allocated and a pool edit left outside every
+		// pool is allocated again, whatever the policy.
+		ours := e.Svc.Annotations[AnnotationAllocated] != ""
 		switch {
-		case in.Pools != nil && !alloc.InPools(ip):
-			return &Problem{"AddressOutsidePools", fmt.Sprintf("service %s asks for %s, which is outside every address pool in ConfigMap kube-system/kubevip: choose an address in a pool, or add it to one (e.g. range-global)", e.Key, ip)}
+		case in.PoolsOnly && in.Pools == nil:
+			return &Problem{"AddressOutsidePools", fmt.Sprintf("service %s asks for %s, but svc_pools_only is on and ConfigMap kube-system/kubevip has no address pools: add a pool for namespace %s (cidr-%s or range-%s) or a global one (cidr-global or range-global)", e.Key, ip, e.Svc.Namespace, e.Svc.Namespace, e.Svc.Namespace)}
+		case (in.PoolsOnly || ours) && in.Pools != nil && !alloc.InPools(ip):
+			return &Problem{"AddressOutsidePools", fmt.Sprintf("service %s asks for %s, which is outside every address pool namespace %s may use (svc_pools_only is on): choose an address in %s of ConfigMap kube-system/kubevip, or ask the cluster's operator to add it to one", e.Key, ip, e.Svc.Namespace, poolName(in.Pools, e.Svc.Namespace))}
 		}
 		if err := alloc.Assign(claim(e.Svc, i), ip); err != nil {
 			for j := range i {

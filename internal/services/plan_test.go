@@ -90,28 +90,31 @@ func TestPlanBadInput(t *testing.T) {
 	p := pools(t, map[string]string{"range-global": "198.51.100.10-198.51.100.11"})
 	cp := netip.MustParseAddr("198.51.100.200")
 	for _, tc := range []struct {
-		name   string
-		pools  *ipam.Pools
-		svcs   []*corev1.Service
-		key    string
-		reason string
-		msg    []string
+		name      string
+		pools     *ipam.Pools
+		poolsOnly bool
+		svcs      []*corev1.Service
+		key       string
+		reason    string
+		msg       []string
 	}{
-		{"outside pools", p, []*corev1.Service{lb("default", "x", 0, annotate(AnnotationIPs, "203.0.113.9"))},
-			"default/x", "AddressOutsidePools", []string{"default/x", "203.0.113.9", "outside every address pool"}},
-		{"in use", nil, []*corev1.Service{
+		{"outside pools", p, true, []*corev1.Service{lb("default", "x", 0, annotate(AnnotationIPs, "203.0.113.9"))},
+			"default/x", "AddressOutsidePools", []string{"default/x", "203.0.113.9", "outside every address pool namespace default may use", "range-global"}},
+		{"pools only without pools", nil, true, []*corev1.Service{lb("team", "x", 0, annotate(AnnotationIPs, "203.0.113.9"))},
+			"team/x", "AddressOutsidePools", []string{"team/x", "203.0.113.9", "svc_pools_only is on", "cidr-team"}},
+		{"in use", nil, false, []*corev1.Service{
 			lb("default", "old", 0, annotate(AnnotationIPs, "198.51.100.10")),
 			lb("default", "new", 1, func(s *corev1.Service) { s.Spec.LoadBalancerIP = "198.51.100.10" })},
 			"default/new", "AddressInUse", []string{"198.51.100.10 is already used by default/old", AnnotationShare}},
-		{"exhausted", p, []*corev1.Service{lb("default", "a", 0, nil), lb("default", "b", 1, nil), lb("default", "c", 2, nil)},
+		{"exhausted", p, false, []*corev1.Service{lb("default", "a", 0, nil), lb("default", "b", 1, nil), lb("default", "c", 2, nil)},
 			"default/c", "PoolExhausted", []string{"default/c", "198.51.100.10-198.51.100.11", "widen the pool"}},
-		{"no pools", nil, []*corev1.Service{lb("default", "a", 0, nil)},
+		{"no pools", nil, false, []*corev1.Service{lb("default", "a", 0, nil)},
 			"default/a", "NoAddressPool", []string{"asks for no address and there are no address pools"}},
-		{"not an address", nil, []*corev1.Service{lb("default", "a", 0, annotate(AnnotationIPs, "198.51.100.300"))},
+		{"not an address", nil, false, []*corev1.Service{lb("default", "a", 0, annotate(AnnotationIPs, "198.51.100.300"))},
 			"default/a", "InvalidAddress", []string{`"198.51.100.300" is not an IP address`}},
-		{"control-plane VIP", nil, []*corev1.Service{lb("default", "a", 0, func(s *corev1.Service) { s.Spec.LoadBalancerIP = "198.51.100.200" })},
+		{"control-plane VIP", nil, false, []*corev1.Service{lb("default", "a", 0, func(s *corev1.Service) { s.Spec.LoadBalancerIP = "198.51.100.200" })},
 			"default/a", "AddressReserved", []string{"the control-plane VIP"}},
-		{"local cannot share", nil, []*corev1.Service{
+		{"local cannot share", nil, false, []*corev1.Service{
 			lb("default", "a", 0, func(s *corev1.Service) {
 				s.Annotations[AnnotationIPs] = "198.51.100.10"
 				s.Annotations[AnnotationShare] = "k"
@@ -124,7 +127,7 @@ func TestPlanBadInput(t *testing.T) {
 			})},
 			"default/b", "AddressInUse", []string{"externalTrafficPolicy: Local cannot share"}},
 	} {
-		e := byKey(Plan(Input{Allocate: true, Pools: tc.pools, Reserved: cp, Services: tc.svcs}))[tc.key]
+		e := byKey(Plan(Input{Allocate: true, Pools: tc.pools, PoolsOnly: tc.poolsOnly, Reserved: cp, Services: tc.svcs}))[tc.key]
 		if e.Problem == nil || e.Problem.Reason != tc.reason {
 			t.Errorf("%s: problem %+v, want reason %s", tc.name, e.Problem, tc.reason)
 			continue
@@ -218,22 +221,65 @@ func TestPlanCountsUnconfirmedAllocations(t *testing.T) {
 
 // TestPlanReallocatesAnAllocationOutsideThePools: a pool edit leaves an
 // address vipd allocated outside every pool: it is allocated again rather
-// than left stranded with AddressOutsidePools.
+// than left stranded with AddressOutsidePools, whatever the pools policy.
 func TestPlanReallocatesAnAllocationOutsideThePools(t *testing.T) {
 	p := pools(t, map[string]string{"range-global": "198.51.100.20-198.51.100.21"})
-	plan := byKey(Plan(Input{Allocate: true, Pools: p, Services: []*corev1.Service{
-		lb("default", "web", 0, func(s *corev1.Service) {
-			s.Annotations[AnnotationIPs] = "198.51.100.10"
-			s.Annotations[AnnotationAllocated] = "range-global"
-		}),
-		lb("default", "mine", 0, annotate(AnnotationIPs, "198.51.100.11")),
-	}}))
-	if e := plan["default/web"]; e.Problem != nil || addrs(e) != "198.51.100.20" || len(e.Allocated) != 1 {
-		t.Errorf("web: problem %v, addrs %q, allocated %v; want a new pool address", e.Problem, addrs(e), e.Allocated)
+	for _, only := range []bool{false, true} {
+		plan := byKey(Plan(Input{Allocate: true, Pools: p, PoolsOnly: only, Services: []*corev1.Service{
+			lb("default", "web", 0, func(s *corev1.Service) {
+				s.Annotations[AnnotationIPs] = "198.51.100.10"
+				s.Annotations[AnnotationAllocated] = "range-global"
+			}),
+			lb("default", "mine", 0, annotate(AnnotationIPs, "198.51.100.11")),
+		}}))
+		if e := plan["default/web"]; e.Problem != nil || addrs(e) != "198.51.100.20" || len(e.Allocated) != 1 {
+			t.Errorf("poolsOnly=%t: web: problem %v, addrs %q, allocated %v; want a new pool address", only, e.Problem, addrs(e), e.Allocated)
+		}
+		// An address the user chose is never rewritten: refused with the
+		// policy on, served as asked with it off.
+		e := plan["default/mine"]
+		switch {
+		case only && (e.Problem == nil || e.Problem.Reason != "AddressOutsidePools"):
+			t.Errorf("poolsOnly: mine: %v, want AddressOutsidePools", e.Problem)
+		case !only && (e.Problem != nil || addrs(e) != "198.51.100.11"):
+			t.Errorf("pools policy off: mine: problem %v, addrs %q; want 198.51.100.11 as asked", e.Problem, addrs(e))
+		}
 	}
-	// An address the user chose keeps its problem: vipd never rewrites it.
-	if e := plan["default/mine"]; e.Problem == nil || e.Problem.Reason != "AddressOutsidePools" {
-		t.Errorf("mine: %v, want AddressOutsidePools", e.Problem)
+}
+
+// TestPlanPoolsPolicy: with svc_pools_only off (kube-vip's behaviour) an
+// address outside the pools is served; on, only an address in the global
+// pool or the Service's namespace's pool. Either way another namespace's
+// pool and the addresses of others are refused.
+func TestPlanPoolsPolicy(t *testing.T) {
+	p := pools(t, map[string]string{"range-global": "198.51.100.20-198.51.100.29", "cidr-team-a": "203.0.113.0/28"})
+	others := map[netip.Addr]string{netip.MustParseAddr("198.51.100.2"): "the API server's address"}
+	for _, tc := range []struct {
+		ns, ip string
+		off    string // reason with the policy off ("" = served)
+		on     string // reason with it on
+	}{
+		{"team-b", "198.51.100.50", "", "AddressOutsidePools"},
+		{"team-b", "198.51.100.21", "", ""},
+		{"team-a", "198.51.100.22", "", ""}, // the global pool is open to all
+		{"team-a", "203.0.113.3", "", ""},
+		{"team-b", "203.0.113.4", "AddressInOtherNamespacePool", "AddressInOtherNamespacePool"},
+		{"team-b", "198.51.100.2", "AddressReserved", "AddressReserved"},
+	} {
+		for _, only := range []bool{false, true} {
+			want := tc.off
+			if only {
+				want = tc.on
+			}
+			e := Plan(Input{Pools: p, PoolsOnly: only, Others: others, Services: []*corev1.Service{lb(tc.ns, "s", 0, annotate(AnnotationIPs, tc.ip))}})[0]
+			got := ""
+			if e.Problem != nil {
+				got = e.Problem.Reason
+			}
+			if got != want || want == "" && addrs(e) != tc.ip || want != "" && len(e.Addrs) > 0 {
+				t.Errorf("%s asks for %s, svc_pools_only=%t: problem %q, addrs %q; want problem %q", tc.ns, tc.ip, only, got, addrs(e), want)
+			}
+		}
 	}
 }
 
