@@ -335,6 +335,9 @@ func servicesController(cfg *config.Config, rc *rest.Config, reg prometheus.Regi
 			p, gw, err := kernel.Neighbourhood(iface)
 			return services.Link{Prefixes: p, Gateways: gw}, err
 		},
+		Probe: func(ctx context.Context, addrs []netip.Addr) (map[netip.Addr]net.HardwareAddr, error) {
+			return announce.Probe(ctx, iface, addrs, announce.ProbeWindow)
+		},
 		Namespace: cfg.SvcNamespace, LeaseNamespace: cfg.Namespace, LeaseName: cfg.SvcLeaseName, NodeName: cfg.NodeName,
 		LeaseDuration: cfg.LeaseDuration, RenewDeadline: cfg.RenewDeadline, RetryPeriod: cfg.RetryPeriod,
 		AnnouncePeriod: cfg.ARPRate, Filter: services.ClassFilter{Name: cfg.LBClassName, Only: cfg.LBClassOnly}, PoolsOnly: cfg.SvcPoolsOnly,

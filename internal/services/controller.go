@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"sort"
 	"strings"
@@ -72,6 +73,10 @@ type Options struct {
 	// Reserved returns the control-plane VIP now (nil or invalid: none); it
 	// follows a DNS name that resolves elsewhere.
 	Reserved func() netip.Addr
+	// Probe, if set, asks the wire whether another host answers for
+	// addresses that no vipd node is known to have held, before the first
+	// claim (announce.Probe); it returns those answered, with the MAC.
+	Probe func(ctx context.Context, addrs []netip.Addr) (map[netip.Addr]net.HardwareAddr, error)
 	// Leader receives the Services Lease's metrics (may be nil).
 	Leader   election.Recorder
 	Announce func(error)
@@ -135,6 +140,12 @@ type held struct {
 	ov    *owner.VIP
 	local string // the Service key for externalTrafficPolicy: Local; "" = Cluster
 	g     *group
+	// svc is the Service as the last pass saw it (for its status).
+	svc *corev1.Service
+	// known: a vipd node (this one) has held the address, so it is not
+	// probed again; conflict is the MAC that answered the last probe.
+	known    bool
+	conflict string
 }
 
 // New prepares the controller; Run starts it.
@@ -471,7 +482,8 @@ func (c *Controller) reconcile(ctx context.Context, desired map[netip.Addr]want)
 		if w.local != "" {
 			svcs[w.local] = w.svc
 		}
-		if c.vips[ip] != nil {
+		if h := c.vips[ip]; h != nil {
+			h.svc = w.svc
 			continue
 		}
 		g := c.cluster
@@ -482,7 +494,7 @@ func (c *Controller) reconcile(ctx context.Context, desired map[netip.Addr]want)
 			}
 		}
 		h := c.newHeld(ip, w.local)
-		h.g = g
+		h.g, h.svc = g, w.svc
 		c.vips[ip] = h
 		g.add(ip, h.ov)
 	}

@@ -2,12 +2,15 @@ package services
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"net/netip"
 	"sort"
 	"strings"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/vipd/vipd/internal/election"
@@ -172,10 +175,15 @@ func (c *Controller) check(g *group) {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		blocked, err := c.claimed(c.runCtx, g.lease, want)
+		blocked, listed, err := c.claimed(c.runCtx, g.lease, want)
 		if err != nil {
 			c.log.Warn("cannot read the Leases to check who holds a Service VIP; trying again", "lease", g.lease, "err", err)
 		}
+		var answered map[netip.Addr]net.HardwareAddr
+		if err == nil {
+			answered = c.probe(want, blocked, listed)
+		}
+		var events []func()
 		c.mu.Lock()
 		g.checking = false
 		stale := gen != g.gen || !g.fenceOK() || c.stopping
@@ -183,15 +191,23 @@ func (c *Controller) check(g *group) {
 		if !stale && err == nil {
 			for _, ip := range want {
 				ov := g.vips[ip]
+				_, conflict := answered[ip]
 				switch {
 				case ov == nil || !g.published[ip]:
 				case blocked[ip] != "":
 					again = true
 					c.log.Info("waiting for the address to be let go before claiming it", "vip", ip, "lease", g.lease, "heldUnder", blocked[ip])
+				case conflict:
+					again = true
+					events = append(events, c.conflictLocked(ip, answered[ip]))
 				default:
 					g.cleared[ip] = true
 					ov.Hold(g.until)
 					held++
+					if h := c.vips[ip]; h != nil {
+						h.known = true
+						events = append(events, c.resolvedLocked(ip, h))
+					}
 				}
 			}
 		}
@@ -209,6 +225,9 @@ func (c *Controller) check(g *group) {
 			}
 		}
 		c.mu.Unlock()
+		for _, e := range events {
+			e()
+		}
 		if held > 0 {
 			c.poke()
 		}
@@ -228,12 +247,89 @@ func (c *Controller) check(g *group) {
 	}()
 }
 
+// probe returns the addresses of want that another host answers for on
+// the wire, asking only about those no vipd node is known to have held:
+// not listed by another Lease, not in the Service's status (which vipd
+// writes once a node holds the address), not held here before. A takeover
+// from a vipd owner is never delayed by a probe.
+func (c *Controller) probe(want []netip.Addr, blocked map[netip.Addr]string, listed map[netip.Addr]bool) map[netip.Addr]net.HardwareAddr {
+	if c.o.Probe == nil {
+		return nil
+	}
+	c.mu.Lock()
+	var fresh []netip.Addr
+	for _, ip := range want {
+		if h := c.vips[ip]; h != nil && blocked[ip] == "" && !listed[ip] && !h.known && !inStatus(h.svc, ip) {
+			fresh = append(fresh, ip)
+		}
+	}
+	c.mu.Unlock()
+	if len(fresh) == 0 {
+		return nil
+	}
+	got, err := c.o.Probe(c.runCtx, fresh)
+	if err != nil {
+		c.log.Warn("cannot probe the wire before a first claim; claiming without", "vips", joinAddrs(fresh), "err", err)
+	}
+	return got
+}
+
+func inStatus(s *corev1.Service, ip netip.Addr) bool {
+	if s == nil {
+		return false
+	}
+	for _, in := range s.Status.LoadBalancer.Ingress {
+		if a, err := netip.ParseAddr(in.IP); err == nil && a.Unmap() == ip {
+			return true
+		}
+	}
+	return false
+}
+
+// conflictLocked notes that another host answered for ip (c.mu held) and
+// returns the Event to post: once per address and MAC.
+func (c *Controller) conflictLocked(ip netip.Addr, mac net.HardwareAddr) func() {
+	h := c.vips[ip]
+	if h == nil || h.svc == nil {
+		return func() {}
+	}
+	who := mac.String()
+	if who == "" {
+		who = "unknown"
+	}
+	if h.conflict != who {
+		c.log.Warn("another host answers for the address on the wire: not claiming it", "vip", ip, "mac", who, "service", key(h.svc))
+	}
+	h.conflict = who
+	svc := h.svc
+	return func() {
+		c.poster.Post(c.runCtx, ref(svc, "Service"), corev1.EventTypeWarning, "AddressConflict",
+			fmt.Sprintf("service %s: another host already answers for %s on the wire (MAC %s), so vipd does not announce it: free the address on that host (a static address, K3s ServiceLB, kube-vip or another cluster on the segment) or choose another address; vipd probes again every %s and claims it once nobody answers", key(svc), ip, who, c.o.RetryPeriod))
+	}
+}
+
+// resolvedLocked returns the Event that says a conflict on ip is over.
+func (c *Controller) resolvedLocked(ip netip.Addr, h *held) func() {
+	if h.conflict == "" || h.svc == nil {
+		return func() {}
+	}
+	mac, svc := h.conflict, h.svc
+	h.conflict = ""
+	c.log.Info("the address no longer answers on the wire: claimed", "vip", ip, "mac", mac)
+	return func() {
+		c.poster.Post(c.runCtx, ref(svc, "Service"), corev1.EventTypeNormal, "AddressConflictResolved",
+			fmt.Sprintf("service %s: %s no longer answers on the wire (it did from MAC %s): node %s claims it", key(svc), ip, mac, c.o.NodeName))
+	}
+}
+
 // claimed reads every Lease (a quorum read) and returns, for each address
-// of want that another node's live Lease lists, that Lease and holder.
-func (c *Controller) claimed(ctx context.Context, self string, want []netip.Addr) (map[netip.Addr]string, error) {
+// of want that another node's live Lease lists, that Lease and holder; and
+// which addresses of want any other Lease lists, live or not (a vipd node
+// has had them).
+func (c *Controller) claimed(ctx context.Context, self string, want []netip.Addr) (map[netip.Addr]string, map[netip.Addr]bool, error) {
 	list, err := c.o.Client.CoordinationV1().Leases("").List(ctx, metav1.ListOptions{})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	now := c.o.Clock.Now()
 	wanted := map[netip.Addr]bool{}
@@ -242,11 +338,14 @@ func (c *Controller) claimed(ctx context.Context, self string, want []netip.Addr
 	}
 	c.seenMu.Lock()
 	defer c.seenMu.Unlock()
-	out := map[netip.Addr]string{}
-	block := func(k string, s seenLease) {
+	out, listed := map[netip.Addr]string{}, map[netip.Addr]bool{}
+	note := func(k string, s seenLease, block bool) {
 		for _, f := range strings.Split(s.holds, ",") {
 			if ip, err := netip.ParseAddr(strings.TrimSpace(f)); err == nil && wanted[ip.Unmap()] {
-				out[ip.Unmap()] = k + " (held by " + s.holder + ")"
+				listed[ip.Unmap()] = true
+				if block {
+					out[ip.Unmap()] = k + " (held by " + s.holder + ")"
+				}
 			}
 		}
 	}
@@ -264,10 +363,8 @@ func (c *Controller) claimed(ctx context.Context, self string, want []netip.Addr
 			s = seenLease{rv: l.ResourceVersion, at: now, holder: leaseHolder(l), holds: v, dur: leaseDuration(l, c.o.LeaseDuration)}
 			c.seen[k] = s
 		}
-		if s.holder == "" || s.holder == c.o.NodeName || now.Sub(s.at) >= s.dur {
-			continue // released, ours, or unchanged for its whole duration
-		}
-		block(k, s)
+		// Released, ours, or unchanged for its whole duration: no block.
+		note(k, s, s.holder != "" && s.holder != c.o.NodeName && now.Sub(s.at) < s.dur)
 	}
 	// A Lease deleted while its holder may still hold its addresses
 	// (kubectl delete lease) counts as that holder's for its duration.
@@ -279,13 +376,14 @@ func (c *Controller) claimed(ctx context.Context, self string, want []netip.Addr
 			s.gone = now
 			c.seen[k] = s
 		}
+		note(k, s, false)
 		if s.holder == "" || s.holder == c.o.NodeName || now.Sub(s.gone) >= s.dur {
 			delete(c.seen, k)
 			continue
 		}
-		block(k, s)
+		note(k, s, true)
 	}
-	return out, nil
+	return out, listed, nil
 }
 
 // seenLease is a Lease's version as this node first saw it, and when.
