@@ -43,8 +43,9 @@
 // refused at start (controlplane.ErrForeignAddress); a Service never gets a
 // Node's address, the API server's, an address of the node's interface,
 // its subnets' network or broadcast address or a gateway, nor an address in
-// another namespace's dedicated pool (services.Plan, Input.Others). Not yet:
-// an ARP probe for addresses only the wire knows.
+// another namespace's dedicated pool (services.Plan, Input.Others); an
+// address another host answers for on the wire when no vipd node is known
+// to have held it is not claimed (announce.Probe before the first claim).
 //
 // S8 Hand over, never overlap. When an address changes owner for any
 // reason (a new Lease holder, a Service switching externalTrafficPolicy, an

@@ -29,25 +29,91 @@ func sumMetric(body, metric string) float64 {
 	return sum
 }
 
+// refusal is what a Service that asks for someone else's address gets:
+// an Event with reason, whose message names whose the address is.
+type refusal struct{ reason, whose string }
+
+// tenantFamily is one address family's half of the tenant-safety checks.
+type tenantFamily struct {
+	refused map[string]refusal
+	// conflict is the client's address: it answers on the wire.
+	conflict string
+	free     string
+	// pools for the second phase; steal is in team-a's pool, outside in none.
+	pools         map[string]string
+	steal, global string
+	outside       string
+}
+
 // TestServicesTenantSafe: a tenant's Service cannot take an address that
 // belongs to someone else (S7). The nodes are registered as kubelets would
 // register them, and every node has a route through the gateway
 // 198.51.100.1. Services asking for the API server's address, each node's
 // address, the subnet's network and broadcast addresses and the gateway get
-// an AddressReserved Event naming whose it is, no status, and no node ever
-// has the address (sampled every 50 ms for 10 s); meanwhile the
-// control-plane VIP never moves and no Lease renewal fails; a Service with
-// a free address works. All that without pools (as with the seed's
-// ClusterRole). Then, with pools, an address in namespace team-a's
-// dedicated pool is refused in team-b and works in team-a, and with
-// svc_pools_only off an address outside every pool works.
+// an AddressReserved Event naming whose it is; one asking for the client's
+// address, which answers on the wire, gets AddressConflict naming the
+// client's MAC. None gets a status, and no node ever has any of these
+// addresses (sampled every 50 ms for 10 s); meanwhile the control-plane VIP
+// never moves and no Lease renewal fails; a Service with a free address
+// works. All that without pools (as with the seed's ClusterRole). Then,
+// with pools, an address in namespace team-a's dedicated pool is refused in
+// team-b and works in team-a, and with svc_pools_only off an address
+// outside every pool works.
 func TestServicesTenantSafe(t *testing.T) {
 	l, sc := servicesLab(t)
+	refused := map[string]refusal{
+		"198.51.100.2":   {"AddressReserved", "the API server's address"},
+		"198.51.100.0":   {"AddressReserved", "the network address of 198.51.100.0/24"},
+		"198.51.100.255": {"AddressReserved", "the broadcast address of 198.51.100.0/24"},
+		"198.51.100.1":   {"AddressReserved", "the gateway of interface eth0"},
+	}
+	for i, n := range l.Nodes {
+		refused[lab.NodeAddr(i).String()] = refusal{"AddressReserved", "node " + n.Name + "'s address (InternalIP)"}
+	}
+	tenantSafe(t, l, sc, tenantFamily{
+		refused: refused, conflict: lab.ClientAddr.String(), free: "198.51.100.170",
+		pools: map[string]string{"range-team-a": "198.51.100.180-198.51.100.189", "range-global": "198.51.100.170-198.51.100.179,198.51.100.190-198.51.100.199"},
+		steal: "198.51.100.185", global: "198.51.100.175", outside: "198.51.100.160",
+	})
+}
+
+// TestServicesTenantSafeIPv6 is the same for IPv6 addresses: the nodes'
+// (2001:db8::11-13), the API server's, the subnet-router anycast address of
+// 2001:db8::/64, the gateway 2001:db8::1, link-local and multicast
+// addresses; the client's 2001:db8::100 answers neighbor solicitations.
+func TestServicesTenantSafeIPv6(t *testing.T) {
+	l, sc := servicesLabWith(t, lab.Options{Nodes: 3, IPv6: true})
+	refused := map[string]refusal{
+		"2001:db8::2": {"AddressReserved", "the API server's address"},
+		"2001:db8::":  {"AddressReserved", "2001:db8::/64"},
+		"2001:db8::1": {"AddressReserved", "the gateway of interface eth0"},
+		"fe80::1":     {"InvalidAddress", "not a unicast address a node can own"},
+		"ff02::1":     {"InvalidAddress", "not a unicast address a node can own"},
+	}
+	for _, n := range l.Nodes {
+		refused[n.IP6.String()] = refusal{"AddressReserved", "node " + n.Name + "'s address (InternalIP)"}
+	}
+	tenantSafe(t, l, sc, tenantFamily{
+		refused: refused, conflict: "2001:db8::100", free: "2001:db8::170",
+		pools: map[string]string{"range-team-a": "2001:db8::180-2001:db8::189", "range-global": "2001:db8::170-2001:db8::179"},
+		steal: "2001:db8::185", global: "2001:db8::175", outside: "2001:db8::160",
+	})
+}
+
+func tenantSafe(t *testing.T, l *lab.Lab, sc lab.ScenarioOptions, f tenantFamily) {
+	t.Helper()
 	ctx := context.Background()
 	c := l.Admin
 	for i, n := range l.Nodes {
+		addrs := []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: lab.NodeAddr(i).String()}}
+		if n.IP6.IsValid() {
+			addrs = append(addrs, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: n.IP6.String()})
+			if err := n.IPCmd("-6", "route", "add", "2001:db8:1::/64", "via", "2001:db8::1", "dev", "eth0"); err != nil {
+				t.Fatal(err)
+			}
+		}
 		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.Name, Labels: map[string]string{"node-role.kubernetes.io/control-plane": "true"}},
-			Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: lab.NodeAddr(i).String()}, {Type: corev1.NodeHostName, Address: n.Name}}}}
+			Status: corev1.NodeStatus{Addresses: append(addrs, corev1.NodeAddress{Type: corev1.NodeHostName, Address: n.Name})}}
 		if _, err := c.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -55,33 +121,37 @@ func TestServicesTenantSafe(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	refused := map[string]string{
-		"198.51.100.2":   "the API server's address",
-		"198.51.100.0":   "the network address of 198.51.100.0/24",
-		"198.51.100.255": "the broadcast address of 198.51.100.0/24",
-		"198.51.100.1":   "the gateway of interface eth0",
+	name := func(ip string) string {
+		return "ask-" + strings.Trim(strings.NewReplacer(".", "-", ":", "-").Replace(ip), "-")
 	}
-	for i, n := range l.Nodes {
-		refused[lab.NodeAddr(i).String()] = "node " + n.Name + "'s address (InternalIP)"
-	}
-	name := func(ip string) string { return "ask-" + strings.ReplaceAll(ip, ".", "-") }
-	for ip := range refused {
+	for ip := range f.refused {
 		create(t, c, lbService("default", name(ip), port, withIPs(ip)))
 	}
-	create(t, c, lbService("default", "free", port, withIPs("198.51.100.170")))
+	create(t, c, lbService("default", name(f.conflict), port, withIPs(f.conflict)))
+	create(t, c, lbService("default", "free", port, withIPs(f.free)))
 
 	// The API server's endpoints, as its endpoint reconciler publishes them
 	// in a cluster (the lab runs kube-apiserver with
 	// --endpoint-reconciler-type=none, so the test writes them).
-	es := &discoveryv1.EndpointSlice{
-		ObjectMeta:  metav1.ObjectMeta{Namespace: "default", Name: "kubernetes", Labels: map[string]string{discoveryv1.LabelServiceName: "kubernetes"}},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{lab.CPAddr.String()}}},
-		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("https"), Port: ptr.To(int32(6443)), Protocol: ptr.To(corev1.ProtocolTCP)}},
+	for _, es := range []struct {
+		typ  discoveryv1.AddressType
+		addr string
+	}{{discoveryv1.AddressTypeIPv4, lab.CPAddr.String()}, {discoveryv1.AddressTypeIPv6, "2001:db8::2"}} {
+		slice := &discoveryv1.EndpointSlice{
+			ObjectMeta:  metav1.ObjectMeta{Namespace: "default", Name: "kubernetes-" + strings.ToLower(string(es.typ)), Labels: map[string]string{discoveryv1.LabelServiceName: "kubernetes"}},
+			AddressType: es.typ,
+			Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{es.addr}}},
+			Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("https"), Port: ptr.To(int32(6443)), Protocol: ptr.To(corev1.ProtocolTCP)}},
+		}
+		if _, err := c.DiscoveryV1().EndpointSlices("default").Create(ctx, slice, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if _, err := c.DiscoveryV1().EndpointSlices("default").Create(ctx, es, metav1.CreateOptions{}); err != nil {
+	clientLink, err := l.Client.Netlink().LinkByName("eth0")
+	if err != nil {
 		t.Fatal(err)
 	}
+	clientMAC := clientLink.Attrs().HardwareAddr.String()
 	startDaemons(t, l, sc)
 	owner, err := l.WaitOwner(ctx, sc, 30*time.Second)
 	if err != nil {
@@ -89,48 +159,59 @@ func TestServicesTenantSafe(t *testing.T) {
 	}
 	cp := l.Observe(l.VIP, port, 50*time.Millisecond, 0)
 	eventually(t, 30*time.Second, "the free address served", func() error {
-		_, err := converged(ctx, l, []string{"default/free"}, map[string]string{"default/free": "198.51.100.170"})
+		_, err := converged(ctx, l, []string{"default/free"}, map[string]string{"default/free": f.free})
 		return err
 	})
 	// Sample every node for 10 s: none of the refused addresses, anywhere.
+	never := []string{f.conflict}
+	for ip := range f.refused {
+		never = append(never, ip)
+	}
 	seen := map[string][]string{}
 	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
 		o, err := l.AllOwners()
 		if err != nil {
 			t.Fatal(err)
 		}
-		for ip := range refused {
+		for _, ip := range never {
 			if nodes := o[netip.MustParseAddr(ip)]; len(nodes) > 0 {
 				seen[ip] = nodes
 			}
 		}
 	}
 	for ip, nodes := range seen {
-		t.Errorf("%s (%s) was put on %v", ip, refused[ip], nodes)
+		t.Errorf("%s was put on %v", ip, nodes)
 	}
-	for ip, who := range refused {
-		msg, err := eventFor(ctx, c, "default", name(ip), "AddressReserved")
-		if err != nil || !strings.Contains(msg, who) {
-			t.Errorf("%s: AddressReserved Event %q (%v), want one naming %q", ip, msg, err, who)
+	for ip, r := range f.refused {
+		if msg, err := eventFor(ctx, c, "default", name(ip), r.reason); err != nil || !strings.Contains(msg, r.whose) || !strings.Contains(msg, ip) {
+			t.Errorf("%s: %s Event %q (%v), want one naming it and %q", ip, r.reason, msg, err, r.whose)
 		}
+	}
+	if msg, err := eventFor(ctx, c, "default", name(f.conflict), "AddressConflict"); err != nil || !strings.Contains(msg, clientMAC) || !strings.Contains(msg, f.conflict) {
+		t.Errorf("the client's address %s: AddressConflict Event %q (%v), want one naming the client's MAC %s", f.conflict, msg, err, clientMAC)
+	}
+	for _, ip := range never {
 		s, err := c.CoreV1().Services("default").Get(ctx, name(ip), metav1.GetOptions{})
 		if err != nil || len(s.Status.LoadBalancer.Ingress) != 0 {
 			t.Errorf("%s: status %v (%v), want none", ip, s.Status.LoadBalancer.Ingress, err)
 		}
 	}
 
-	// Pools now: team-a's dedicated range is only for team-a.
-	setPools(t, c, map[string]string{"range-team-a": "198.51.100.180-198.51.100.189", "range-global": "198.51.100.170-198.51.100.179,198.51.100.190-198.51.100.199"})
+	// Pools now: team-a's dedicated range is only for team-a; the global
+	// pool is open to all.
+	setPools(t, c, f.pools)
 	for _, ns := range []string{"team-a", "team-b"} {
 		ensureNamespace(t, c, ns)
 	}
-	create(t, c, lbService("team-b", "steal", port, withIPs("198.51.100.185")))
-	create(t, c, lbService("team-a", "own", port, withIPs("198.51.100.185")))
+	create(t, c, lbService("team-b", "steal", port, withIPs(f.steal)))
+	create(t, c, lbService("team-a", "own", port, withIPs(f.steal)))
+	create(t, c, lbService("team-a", "global", port, withIPs(f.global)))
 	// svc_pools_only is off (kube-vip's behaviour): an address outside
 	// every pool is served; TestServices runs with it on.
-	create(t, c, lbService("team-b", "outside", port, withIPs("198.51.100.160")))
-	eventually(t, 30*time.Second, "team-a's own pool address and the one outside the pools served", func() error {
-		_, err := converged(ctx, l, []string{"team-a/own", "team-b/outside"}, map[string]string{"team-a/own": "198.51.100.185", "team-b/outside": "198.51.100.160"})
+	create(t, c, lbService("team-b", "outside", port, withIPs(f.outside)))
+	want := map[string]string{"team-a/own": f.steal, "team-a/global": f.global, "team-b/outside": f.outside}
+	eventually(t, 30*time.Second, "team-a's own and global pool addresses and the one outside the pools served", func() error {
+		_, err := converged(ctx, l, []string{"team-a/own", "team-a/global", "team-b/outside"}, want)
 		return err
 	})
 	if msg, err := eventFor(ctx, c, "team-b", "steal", "AddressInOtherNamespacePool"); err != nil || !strings.Contains(msg, "namespace team-a") {
