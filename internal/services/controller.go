@@ -67,6 +67,12 @@ type Options struct {
 	// PoolsOnly (svc_pools_only): accept only addresses inside a pool the
 	// Service's namespace may use.
 	PoolsOnly bool
+	// Spread (svc_election): spread mode, every node holds a share of the
+	// VIPs through a heartbeat Lease of its own (see spread.go). Settle is
+	// how long a node that (re)joins waits before it is given VIPs
+	// (default 2 × LeaseDuration).
+	Spread bool
+	Settle time.Duration
 	// Link, if set, reads the Services' interface: its own addresses and
 	// gateways are never Service VIPs (S7).
 	Link func() (Link, error)
@@ -110,6 +116,9 @@ type Controller struct {
 	ready    chan struct{}
 
 	runCtx context.Context
+
+	// sp is spread mode (nil: one Services Lease holder owns every Cluster VIP).
+	sp *spread
 
 	mu      sync.Mutex
 	cluster *group            // the Services Lease: every Cluster VIP
@@ -179,6 +188,11 @@ func New(o Options) (*Controller, error) {
 		return nil, err
 	}
 	c.elector = el
+	if o.Spread {
+		if c.sp, err = c.newSpread(); err != nil {
+			return nil, err
+		}
+	}
 	return c, nil
 }
 
@@ -190,6 +204,11 @@ func (c *Controller) Ready() error {
 	default:
 		return errors.New("services: caches not synced yet")
 	}
+	if c.sp != nil {
+		if err := c.sp.el.Ready(); err != nil {
+			return err
+		}
+	}
 	return c.elector.Ready()
 }
 
@@ -200,6 +219,9 @@ func (c *Controller) Check() error {
 	defer c.mu.Unlock()
 	if c.cluster.leading && !c.o.Clock.Now().Before(c.cluster.until) {
 		return fmt.Errorf("services: leader of %s/%s but no successful renewal: fence passed", c.o.LeaseNamespace, c.o.LeaseName)
+	}
+	if c.sp != nil && c.sp.g.leading && !c.o.Clock.Now().Before(c.sp.g.until) {
+		return fmt.Errorf("services: heartbeat %s not renewed: fence passed", c.sp.g.lease)
 	}
 	return nil
 }
@@ -245,6 +267,16 @@ func (c *Controller) Run(ctx context.Context) error {
 	c.sweep()
 	c.runCtx = ctx
 	close(c.ready)
+	if c.sp != nil {
+		c.sp.decideReady()
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			if err := c.sp.el.Run(ctx); err != nil {
+				c.log.Error("heartbeat election ended", "err", err)
+			}
+		}()
+	}
 
 	c.wg.Add(1)
 	var runErr error
@@ -301,6 +333,9 @@ func (c *Controller) startInformers(ctx context.Context) {
 	c.slices = ei.GetIndexer()
 	c.synced = append(c.synced, si.Informer().HasSynced, ei.HasSynced)
 	c.startOthers(ctx, kick)
+	if c.sp != nil {
+		c.sp.start(ctx)
+	}
 
 	// The pools ConfigMap: the seed's ClusterRole cannot read ConfigMaps.
 	// Then say so once and serve explicit addresses only.
@@ -434,11 +469,27 @@ func (c *Controller) pass(ctx context.Context) {
 	desired := map[netip.Addr]want{}
 	// Asked of the kernel only when some Service has an IPv6 address.
 	ipv6 := sync.OnceValue(c.o.HasIPv6)
+	var placed map[netip.Addr]*Entry
+	if c.sp != nil {
+		placed = c.sp.place(ctx, plan, leading)
+	}
 	for _, e := range plan {
 		if e.Problem != nil || len(e.Allocated) > 0 {
 			continue
 		}
 		for _, ip := range e.Addrs {
+			if c.sp != nil {
+				if placed[ip] == nil {
+					continue // placed on another node, or on none
+				}
+				if ip.Is6() && !ipv6() {
+					c.poster.Post(ctx, ref(e.Svc, "Service"), corev1.EventTypeWarning, "NoIPv6",
+						fmt.Sprintf("service %s asks for IPv6 address %s, but interface %s on node %s has no global IPv6 address, so vipd does not announce it: give the nodes IPv6 on that interface, or use an IPv4 address", e.Key, ip, c.o.Interface, c.o.NodeName))
+					continue
+				}
+				desired[ip] = want{svc: e.Svc}
+				continue
+			}
 			if ip.Is6() && !ipv6() {
 				if leading || e.Local && c.localReady(e.Key) {
 					c.poster.Post(ctx, ref(e.Svc, "Service"), corev1.EventTypeWarning, "NoIPv6",
@@ -487,6 +538,9 @@ func (c *Controller) reconcile(ctx context.Context, desired map[netip.Addr]want)
 			continue
 		}
 		g := c.cluster
+		if c.sp != nil {
+			g = c.sp.g
+		}
 		if w.local != "" {
 			if g = c.locals[w.local]; g == nil {
 				g = c.newGroup(w.svc.Namespace + "/" + LocalLeasePrefix + w.svc.Name)

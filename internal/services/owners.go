@@ -57,21 +57,34 @@ type group struct {
 	writing   map[netip.Addr]bool // what the write in flight lists
 	published map[netip.Addr]bool // what the last successful write listed
 	cleared   map[netip.Addr]bool // published, and no other live Lease lists it
+	probing   map[netip.Addr]bool // cleared by a check, the wire being asked
 	checking  bool
+	again     bool // a check was asked for while one ran
 
-	// A Local Service's election; the Cluster group uses Controller.elector.
+	// A Local Service's election, or the heartbeat's; the Cluster group
+	// uses Controller.elector.
 	el     *election.Elector
 	cancel context.CancelFunc // nil: the election is not running
+	// lapsed, if set, is told when the group's fence passed (Drop, or a
+	// renewal that comes after the fence: the process was frozen).
+	lapsed func()
 }
 
 func (c *Controller) newGroup(lease string) *group {
-	return &group{c: c, lease: lease, vips: map[netip.Addr]*owner.VIP{}, cleared: map[netip.Addr]bool{}}
+	return &group{c: c, lease: lease, vips: map[netip.Addr]*owner.VIP{}, cleared: map[netip.Addr]bool{}, probing: map[netip.Addr]bool{}}
 }
 
 // Hold is election.Guard: the group's Lease was written successfully.
 func (g *group) Hold(until time.Time) {
 	c := g.c
 	c.mu.Lock()
+	if g.leading && !c.o.Clock.Now().Before(g.until) {
+		// The fence passed and no Drop came first (the process was
+		// frozen, or the timer is late): the addresses are gone, and
+		// another node may have claimed them meanwhile. Claim again,
+		// checked, as after a Drop.
+		g.dropLocked("the fence passed before this renewal")
+	}
 	first := !g.leading
 	g.leading, g.until = true, until
 	g.published = g.writing
@@ -99,11 +112,18 @@ func (g *group) Drop(reason string) {
 	c := g.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	g.dropLocked(reason)
+}
+
+func (g *group) dropLocked(reason string) {
 	g.leading = false
 	g.gen++
 	g.published, g.cleared = nil, map[netip.Addr]bool{}
 	for _, ov := range g.vips {
 		ov.Drop(reason)
+	}
+	if g.lapsed != nil {
+		g.lapsed()
 	}
 }
 
@@ -154,13 +174,16 @@ func (g *group) fenceOK() bool { return g.leading && g.c.o.Clock.Now().Before(g.
 // stay blocked it runs again every retry period.
 func (c *Controller) check(g *group) {
 	c.mu.Lock()
+	if g.checking {
+		g.again = true // something changed meanwhile: check once more after
+	}
 	if g.checking || !g.fenceOK() {
 		c.mu.Unlock()
 		return
 	}
 	var want []netip.Addr
 	for ip := range g.published {
-		if g.vips[ip] != nil && !g.cleared[ip] {
+		if g.vips[ip] != nil && !g.cleared[ip] && !g.probing[ip] {
 			want = append(want, ip)
 		}
 	}
@@ -168,7 +191,7 @@ func (c *Controller) check(g *group) {
 		c.mu.Unlock()
 		return
 	}
-	g.checking = true
+	g.checking, g.again = true, false
 	gen := g.gen
 	c.mu.Unlock()
 
@@ -179,11 +202,8 @@ func (c *Controller) check(g *group) {
 		if err != nil {
 			c.log.Warn("cannot read the Leases to check who holds a Service VIP; trying again", "lease", g.lease, "err", err)
 		}
-		var answered map[netip.Addr]net.HardwareAddr
-		if err == nil {
-			answered = c.probe(want, blocked, listed)
-		}
 		var events []func()
+		var probe []netip.Addr
 		c.mu.Lock()
 		g.checking = false
 		stale := gen != g.gen || !g.fenceOK() || c.stopping
@@ -191,27 +211,22 @@ func (c *Controller) check(g *group) {
 		if !stale && err == nil {
 			for _, ip := range want {
 				ov := g.vips[ip]
-				_, conflict := answered[ip]
 				switch {
 				case ov == nil || !g.published[ip]:
 				case blocked[ip] != "":
 					again = true
 					c.log.Info("waiting for the address to be let go before claiming it", "vip", ip, "lease", g.lease, "heldUnder", blocked[ip])
-				case conflict:
-					again = true
-					events = append(events, c.conflictLocked(ip, answered[ip]))
+				case c.o.Probe != nil && c.fresh(ip, listed):
+					g.probing[ip] = true
+					probe = append(probe, ip)
 				default:
-					g.cleared[ip] = true
-					ov.Hold(g.until)
+					events = append(events, c.holdLocked(g, ip))
 					held++
-					if h := c.vips[ip]; h != nil {
-						h.known = true
-						events = append(events, c.resolvedLocked(ip, h))
-					}
 				}
 			}
 		}
-		// Addresses published while this check ran are checked at once.
+		// Addresses published while this check ran, or a change of
+		// another node's heartbeat, are checked at once.
 		more := false
 		if !stale {
 			asked := make(map[netip.Addr]bool, len(want))
@@ -219,12 +234,19 @@ func (c *Controller) check(g *group) {
 				asked[ip] = true
 			}
 			for ip := range g.published {
-				if g.vips[ip] != nil && !g.cleared[ip] && !asked[ip] {
+				if g.vips[ip] != nil && !g.cleared[ip] && !g.probing[ip] && !asked[ip] {
 					more = true
 				}
 			}
+			more = more || g.again
 		}
 		c.mu.Unlock()
+		if len(probe) > 0 {
+			// The probe runs beside further checks: each address waits for
+			// its own probe, not for the probes of earlier batches.
+			c.wg.Add(1)
+			go c.probeThenHold(g, gen, probe)
+		}
 		for _, e := range events {
 			e()
 		}
@@ -236,42 +258,84 @@ func (c *Controller) check(g *group) {
 			return
 		}
 		if again && !stale {
-			t := c.o.Clock.NewTimer(c.o.RetryPeriod)
-			select {
-			case <-t.C():
-				c.check(g)
-			case <-c.runCtx.Done():
-				t.Stop()
-			}
+			c.retryCheck(g)
 		}
 	}()
 }
 
-// probe returns the addresses of want that another host answers for on
-// the wire, asking only about those no vipd node is known to have held:
-// not listed by another Lease, not in the Service's status (which vipd
-// writes once a node holds the address), not held here before. A takeover
-// from a vipd owner is never delayed by a probe.
-func (c *Controller) probe(want []netip.Addr, blocked map[netip.Addr]string, listed map[netip.Addr]bool) map[netip.Addr]net.HardwareAddr {
-	if c.o.Probe == nil {
-		return nil
+// retryCheck checks g again after a retry period.
+func (c *Controller) retryCheck(g *group) {
+	t := c.o.Clock.NewTimer(c.o.RetryPeriod)
+	select {
+	case <-t.C():
+		c.check(g)
+	case <-c.runCtx.Done():
+		t.Stop()
 	}
+}
+
+// holdLocked puts ip on the interface (c.mu held): published and checked.
+// It returns the Event to post (a conflict on the wire is over).
+func (c *Controller) holdLocked(g *group, ip netip.Addr) func() {
+	g.cleared[ip] = true
+	g.vips[ip].Hold(g.until)
+	if h := c.vips[ip]; h != nil {
+		h.known = true
+		return c.resolvedLocked(ip, h)
+	}
+	return func() {}
+}
+
+// fresh reports whether ip is to be probed before this claim (c.mu held):
+// no vipd node is known to have held it. Not listed by another Lease, not
+// in the Service's status (which vipd writes once a node holds the
+// address), not held here before. A takeover from a vipd owner is never
+// delayed by a probe.
+func (c *Controller) fresh(ip netip.Addr, listed map[netip.Addr]bool) bool {
+	h := c.vips[ip]
+	return h != nil && !listed[ip] && !h.known && !inStatus(h.svc, ip)
+}
+
+// probeThenHold asks the wire about addresses cleared by a check and holds
+// those nobody answers for, if the group's fence and generation are still
+// those of the check (a quorum read's finding stays true: another claimant
+// would see this node's Lease list the address and wait).
+func (c *Controller) probeThenHold(g *group, gen uint64, ips []netip.Addr) {
+	defer c.wg.Done()
+	answered, err := c.o.Probe(c.runCtx, ips)
+	if err != nil {
+		c.log.Warn("cannot probe the wire before a first claim; claiming without", "vips", joinAddrs(ips), "err", err)
+	}
+	var events []func()
+	held, conflict := 0, false
 	c.mu.Lock()
-	var fresh []netip.Addr
-	for _, ip := range want {
-		if h := c.vips[ip]; h != nil && blocked[ip] == "" && !listed[ip] && !h.known && !inStatus(h.svc, ip) {
-			fresh = append(fresh, ip)
+	for _, ip := range ips {
+		delete(g.probing, ip)
+	}
+	if gen == g.gen && g.fenceOK() && !c.stopping {
+		for _, ip := range ips {
+			if g.vips[ip] == nil || !g.published[ip] || g.cleared[ip] {
+				continue
+			}
+			if mac, ok := answered[ip]; ok {
+				conflict = true
+				events = append(events, c.conflictLocked(ip, mac))
+				continue
+			}
+			events = append(events, c.holdLocked(g, ip))
+			held++
 		}
 	}
 	c.mu.Unlock()
-	if len(fresh) == 0 {
-		return nil
+	for _, e := range events {
+		e()
 	}
-	got, err := c.o.Probe(c.runCtx, fresh)
-	if err != nil {
-		c.log.Warn("cannot probe the wire before a first claim; claiming without", "vips", joinAddrs(fresh), "err", err)
+	if held > 0 {
+		c.poke()
 	}
-	return got
+	if conflict {
+		c.retryCheck(g)
+	}
 }
 
 func inStatus(s *corev1.Service, ip netip.Addr) bool {

@@ -1,0 +1,446 @@
+package services
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/utils/clock"
+
+	"github.com/vipd/vipd/internal/election"
+)
+
+// Spread mode: every node that runs the Services controller renews a
+// heartbeat Lease of its own, and every node computes the same placement of
+// Service VIPs over the live, eligible nodes (Place). A node adds an
+// address only when the placement names it and no other node's live
+// heartbeat lists the address (group.check, S8), so two nodes that disagree
+// for a moment about who is live never both hold it.
+const (
+	// HeartbeatPrefix names each node's heartbeat Lease, in the Leases'
+	// namespace (cp_namespace): vipd-node-<node name>.
+	HeartbeatPrefix = "vipd-node-"
+	// ReadyAnnotation on a heartbeat says its node has been live for the
+	// settling time (or found no ready node when it started): only then is
+	// it given VIPs, so a node that comes back does not take its share at
+	// once and maybe lose it again.
+	ReadyAnnotation = "vipd.io/ready"
+	// ExcludeLabel on a Node keeps Service VIPs off it (the Kubernetes
+	// label, which MetalLB honours too).
+	ExcludeLabel = "node.kubernetes.io/exclude-from-external-load-balancers"
+)
+
+// HeartbeatName is the heartbeat Lease of node.
+func HeartbeatName(node string) string {
+	name := HeartbeatPrefix + strings.ToLower(node)
+	if len(name) > 253 {
+		name = name[:253]
+	}
+	return name
+}
+
+// beat is what this node observed of another node's heartbeat.
+type beat struct {
+	node   string
+	rv     string
+	at     time.Time // when this version was first observed (our clock)
+	holder string
+	ready  bool
+	dur    time.Duration
+	holds  string
+}
+
+// spread is the state of spread mode on this node.
+type spread struct {
+	c      *Controller
+	g      *group // this node's heartbeat: every VIP placed here
+	el     *election.Elector
+	settle time.Duration
+
+	mu      sync.Mutex
+	beats   map[string]beat // by node name
+	readyAt time.Time       // zero: not decided yet
+	timer   clock.Timer
+}
+
+func (c *Controller) newSpread() (*spread, error) {
+	s := &spread{c: c, settle: c.o.Settle, beats: map[string]beat{}}
+	if s.settle <= 0 {
+		s.settle = 2 * c.o.LeaseDuration
+	}
+	s.g = c.newGroup(c.o.LeaseNamespace + "/" + HeartbeatName(c.o.NodeName))
+	s.g.lapsed = s.lapsed
+	el, err := election.New(election.Options{
+		Client: c.o.Client, Namespace: c.o.LeaseNamespace, Name: HeartbeatName(c.o.NodeName), Identity: c.o.NodeName,
+		LeaseDuration: c.o.LeaseDuration, RenewDeadline: c.o.RenewDeadline, RetryPeriod: c.o.RetryPeriod,
+		Annotations: s.annotations, Guard: s.g, Clock: c.o.Clock, Logger: c.log.With("lease", "heartbeat"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.el, s.g.el = el, el
+	return s, nil
+}
+
+// annotations are the heartbeat's: the VIPs it holds, and readiness.
+func (s *spread) annotations() map[string]string {
+	a := s.g.annotations()
+	a[nodeAnnotation] = s.c.o.NodeName
+	if s.isReady() {
+		a[ReadyAnnotation] = "true"
+	} else {
+		a[ReadyAnnotation] = "false"
+	}
+	return a
+}
+
+func (s *spread) isReady() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.readyAt.IsZero() && !s.c.o.Clock.Now().Before(s.readyAt)
+}
+
+// lapsed: this node's heartbeat fence passed (its VIPs are gone): it settles
+// again before it is given VIPs, so the nodes that took them over keep them.
+func (s *spread) lapsed() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.readyAt.IsZero() {
+		s.readyAt = s.c.o.Clock.Now().Add(s.settle)
+	}
+}
+
+// start watches the heartbeats (Leases named HeartbeatPrefix* in the
+// Leases' namespace). Every change re-plans, and re-checks addresses
+// waiting for another node to let go: a planned move is claimed as soon as
+// the old owner's heartbeat says it let go.
+func (s *spread) start(ctx context.Context) {
+	c := s.c
+	f := informers.NewSharedInformerFactoryWithOptions(c.o.Client, 0, informers.WithNamespace(c.o.LeaseNamespace))
+	li := f.Coordination().V1().Leases().Informer()
+	handle := func(obj any, gone bool) {
+		l, ok := obj.(*coordinationv1.Lease)
+		if !ok {
+			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				l, _ = d.Obj.(*coordinationv1.Lease)
+			}
+		}
+		if l == nil || !strings.HasPrefix(l.Name, HeartbeatPrefix) {
+			return
+		}
+		s.observe(l, gone)
+		c.poke()
+		c.check(s.g)
+	}
+	_, _ = li.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(o any) { handle(o, false) },
+		UpdateFunc: func(_, o any) { handle(o, false) },
+		DeleteFunc: func(o any) { handle(o, true) },
+	})
+	c.synced = append(c.synced, li.HasSynced)
+	f.Start(ctx.Done())
+}
+
+// observe records a heartbeat version (our clock: nothing depends on other
+// nodes' clocks). A deleted heartbeat keeps its last version: its node may
+// still hold what it listed until a lease duration has passed.
+func (s *spread) observe(l *coordinationv1.Lease, gone bool) {
+	node := leaseHolder(l)
+	if node == "" {
+		node = l.Annotations[nodeAnnotation]
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key := l.Name
+	b, ok := s.beats[key]
+	if gone {
+		if ok {
+			b.rv = "deleted"
+			b.at = s.c.o.Clock.Now()
+			s.beats[key] = b
+		}
+		return
+	}
+	if ok && b.rv == l.ResourceVersion {
+		return
+	}
+	s.beats[key] = beat{node: node, rv: l.ResourceVersion, at: s.c.o.Clock.Now(), holder: leaseHolder(l),
+		ready: l.Annotations[ReadyAnnotation] == "true", dur: leaseDuration(l, s.c.o.LeaseDuration), holds: l.Annotations[HoldsAnnotation]}
+}
+
+// decideReady runs once the caches are synced: a node that finds another
+// live, ready node settles first; one that finds none (the cluster starts)
+// is ready at once.
+func (s *spread) decideReady() {
+	now := s.c.o.Clock.Now()
+	others := false
+	s.mu.Lock()
+	for _, b := range s.beats {
+		if b.holder != "" && b.holder != s.c.o.NodeName && b.rv != "deleted" && b.ready && now.Sub(b.at) < b.dur {
+			others = true
+		}
+	}
+	s.readyAt = now
+	if others {
+		s.readyAt = now.Add(s.settle)
+	}
+	s.mu.Unlock()
+	if others {
+		s.c.log.Info("spread mode: other nodes hold the Service VIPs; taking a share once settled", "settle", s.settle)
+	}
+}
+
+// nodes returns the live nodes that may be given VIPs, and when the
+// liveness of one of them runs out next (to plan again then).
+func (s *spread) nodes() (eligible []string, next time.Duration) {
+	c := s.c
+	now := c.o.Clock.Now()
+	type cand struct {
+		name  string
+		ready bool
+	}
+	var live []cand
+	s.mu.Lock()
+	for _, b := range s.beats {
+		if b.holder == "" || b.holder == c.o.NodeName || b.rv == "deleted" {
+			continue
+		}
+		left := b.at.Add(b.dur).Sub(now)
+		if left <= 0 {
+			continue
+		}
+		if next == 0 || left < next {
+			next = left
+		}
+		live = append(live, cand{b.holder, b.ready})
+	}
+	readyAt := s.readyAt
+	s.mu.Unlock()
+	c.mu.Lock()
+	self := s.g.fenceOK()
+	c.mu.Unlock()
+	if self {
+		live = append(live, cand{c.o.NodeName, !readyAt.IsZero() && !now.Before(readyAt)})
+		if left := readyAt.Sub(now); left > 0 && (next == 0 || left < next) {
+			next = left
+		}
+	}
+	anyReady := false
+	for _, n := range live {
+		anyReady = anyReady || n.ready && !c.excluded(n.name)
+	}
+	for _, n := range live {
+		if (n.ready || !anyReady) && !c.excluded(n.name) {
+			eligible = append(eligible, n.name)
+		}
+	}
+	sort.Strings(eligible)
+	return eligible, next
+}
+
+// excluded reports whether the Node carries ExcludeLabel.
+func (c *Controller) excluded(node string) bool {
+	if c.nodeLister == nil {
+		return false
+	}
+	n, err := c.nodeLister.Get(node)
+	if err != nil {
+		return false
+	}
+	_, ok := n.Labels[ExcludeLabel]
+	return ok
+}
+
+// endpointNodes are the nodes with a ready endpoint of the Service.
+func (c *Controller) endpointNodes(svcKey string) []string {
+	set := map[string]bool{}
+	objs, _ := c.slices.ByIndex("service", svcKey)
+	for _, o := range objs {
+		s := o.(*discoveryv1.EndpointSlice)
+		for _, ep := range s.Endpoints {
+			if ep.NodeName != nil && (ep.Conditions.Ready == nil || *ep.Conditions.Ready) {
+				set[*ep.NodeName] = true
+			}
+		}
+	}
+	out := make([]string, 0, len(set))
+	for n := range set {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// units groups the planned addresses that must stay on one node: those of
+// one Service, and of Services sharing one of them.
+func units(plan []*Entry, endpoints func(string) []string) ([]Unit, map[netip.Addr][]*Entry) {
+	parent := map[netip.Addr]netip.Addr{}
+	var find func(netip.Addr) netip.Addr
+	find = func(a netip.Addr) netip.Addr {
+		p, ok := parent[a]
+		if !ok || p == a {
+			parent[a] = a
+			return a
+		}
+		r := find(p)
+		parent[a] = r
+		return r
+	}
+	by := map[netip.Addr][]*Entry{}
+	for _, e := range plan {
+		if e.Problem != nil || len(e.Allocated) > 0 || len(e.Addrs) == 0 {
+			continue
+		}
+		first := find(e.Addrs[0])
+		for _, a := range e.Addrs {
+			by[a] = append(by[a], e)
+			if r := find(a); r != first {
+				parent[r] = first
+			}
+		}
+	}
+	groups := map[netip.Addr]*Unit{}
+	for a := range by {
+		r := find(a)
+		u := groups[r]
+		if u == nil {
+			u = &Unit{}
+			groups[r] = u
+		}
+		u.Addrs = append(u.Addrs, a)
+	}
+	out := make([]Unit, 0, len(groups))
+	for _, u := range groups {
+		sort.Slice(u.Addrs, func(i, j int) bool { return u.Addrs[i].Less(u.Addrs[j]) })
+		seen := map[*Entry]bool{}
+		for _, a := range u.Addrs {
+			for _, e := range by[a] {
+				if seen[e] || !e.Local {
+					continue
+				}
+				seen[e] = true
+				u.Nodes = intersect(u.Nodes, endpoints(e.Key))
+			}
+		}
+		out = append(out, *u)
+	}
+	return out, by
+}
+
+// intersect of a nil set (no restriction yet) and b is b.
+func intersect(a, b []string) []string {
+	if a == nil {
+		return append([]string{}, b...)
+	}
+	in := map[string]bool{}
+	for _, n := range b {
+		in[n] = true
+	}
+	var out []string
+	for _, n := range a {
+		if in[n] {
+			out = append(out, n)
+		}
+	}
+	if out == nil {
+		out = []string{}
+	}
+	return out
+}
+
+// place returns the addresses placed on this node, and posts a Warning
+// (the allocator only, once) for Services no eligible node can hold.
+func (s *spread) place(ctx context.Context, plan []*Entry, leading bool) map[netip.Addr]*Entry {
+	c := s.c
+	nodes, next := s.nodes()
+	us, by := units(plan, c.endpointNodes)
+	where := Place(us, nodes)
+	mine := map[netip.Addr]*Entry{}
+	for a, n := range where {
+		switch {
+		case n == c.o.NodeName:
+			mine[a] = by[a][0]
+		case n == "" && leading:
+			for _, e := range by[a] {
+				why := "no node is live and eligible"
+				if e.Local {
+					why = "no live, eligible node has a ready endpoint of it (externalTrafficPolicy: Local)"
+				}
+				c.poster.Post(ctx, ref(e.Svc, "Service"), corev1.EventTypeWarning, "NoEligibleNode",
+					fmt.Sprintf("service %s: %s, so no node announces %s: check the vipd Pods, the Service's endpoints, and label %s on the Nodes", e.Key, why, a, ExcludeLabel))
+			}
+		}
+	}
+	s.mu.Lock()
+	if s.timer != nil {
+		s.timer.Stop()
+		s.timer = nil
+	}
+	if next > 0 {
+		t := c.o.Clock.NewTimer(next + 10*time.Millisecond)
+		s.timer = t
+		go func() {
+			select {
+			case <-t.C():
+				c.poke()
+			case <-ctx.Done():
+			}
+		}()
+	}
+	s.mu.Unlock()
+	return mine
+}
+
+// nodeAnnotation names a heartbeat's node after it released the Lease
+// (the holder is then empty).
+const nodeAnnotation = "vipd.io/node"
+
+// Heartbeat is one node's heartbeat as vipd status shows it.
+type Heartbeat struct {
+	Node    string
+	Holder  string
+	Renewed time.Time
+	Ready   bool
+	Holds   []string
+}
+
+// Heartbeats reads every heartbeat Lease in namespace.
+func Heartbeats(ctx context.Context, c interface {
+	List(context.Context, metav1.ListOptions) (*coordinationv1.LeaseList, error)
+}) ([]Heartbeat, error) {
+	list, err := c.List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	var out []Heartbeat
+	for _, l := range list.Items {
+		if !strings.HasPrefix(l.Name, HeartbeatPrefix) {
+			continue
+		}
+		h := Heartbeat{Node: l.Annotations[nodeAnnotation], Holder: leaseHolder(&l), Ready: l.Annotations[ReadyAnnotation] == "true"}
+		if h.Node == "" {
+			h.Node = strings.TrimPrefix(l.Name, HeartbeatPrefix)
+		}
+		if l.Spec.RenewTime != nil {
+			h.Renewed = l.Spec.RenewTime.Time
+		}
+		for _, a := range strings.Split(l.Annotations[HoldsAnnotation], ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				h.Holds = append(h.Holds, a)
+			}
+		}
+		out = append(out, h)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
+	return out, nil
+}
