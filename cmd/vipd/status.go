@@ -37,6 +37,19 @@ type Status struct {
 	ServicesLease *Status `json:"servicesLease,omitempty"`
 	// Services are the LoadBalancer Services vipd serves or refused.
 	Services []ServiceStatus `json:"services,omitempty"`
+	// Nodes are the heartbeats of spread mode (svc_spread / svc_election).
+	Nodes []NodeStatus `json:"nodes,omitempty"`
+}
+
+// NodeStatus is one node's heartbeat in spread mode.
+type NodeStatus struct {
+	Node string `json:"node"`
+	// Heartbeat is live, expired (no renewal for a lease duration) or
+	// released (the node stopped and let go of its VIPs).
+	Heartbeat  string   `json:"heartbeat"`
+	RenewedAgo string   `json:"renewedAgo,omitempty"`
+	Ready      bool     `json:"ready"`
+	VIPs       []string `json:"vips,omitempty"`
 }
 
 // ServiceStatus is one LoadBalancer Service as vipd left it.
@@ -107,6 +120,9 @@ func readStatus(ctx context.Context, c kubernetes.Interface, namespace, name, sv
 		st = leaseStatus(l, time.Now())
 	}
 	st.ServicesLease = svcLease
+	if hbs, err := services.Heartbeats(ctx, c.CoordinationV1().Leases(namespace)); err == nil {
+		st.Nodes = nodeStatuses(hbs, time.Now())
+	}
 	evs, err := c.CoreV1().Events("").List(ctx, metav1.ListOptions{})
 	if err == nil {
 		st.RecentEvents = vipdEvents(evs.Items, 5)
@@ -154,6 +170,28 @@ func serviceStatuses(svcs []corev1.Service, evs []corev1.Event) []ServiceStatus 
 		out = append(out, st)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Service < out[j].Service })
+	return out
+}
+
+// nodeStatuses describes the heartbeats: live while the holder is set and
+// the last renewal is younger than the lease (as this host's clock sees it).
+func nodeStatuses(hbs []services.Heartbeat, now time.Time) []NodeStatus {
+	var out []NodeStatus
+	for _, h := range hbs {
+		n := NodeStatus{Node: h.Node, Ready: h.Ready, VIPs: h.Holds, Heartbeat: "released"}
+		if !h.Renewed.IsZero() {
+			ago := now.Sub(h.Renewed)
+			n.RenewedAgo = ago.Round(100 * time.Millisecond).String()
+		}
+		switch {
+		case h.Holder == "":
+		case h.Renewed.IsZero() || now.Sub(h.Renewed) > h.Duration:
+			n.Heartbeat = "expired"
+		default:
+			n.Heartbeat = "live"
+		}
+		out = append(out, n)
+	}
 	return out
 }
 
@@ -229,6 +267,34 @@ func printStatus(w io.Writer, st *Status, output string) error {
 			h += " (EXPIRED)"
 		}
 		fmt.Fprintf(w, "Services:     Lease %s held by %s (owns every externalTrafficPolicy: Cluster VIP)\n", sl.Lease, h)
+	}
+	if len(st.Nodes) > 0 {
+		fmt.Fprintf(w, "Spread mode:  %d nodes with a heartbeat (Lease %s<node>)\n", len(st.Nodes), services.HeartbeatPrefix)
+		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  NODE\tHEARTBEAT\tREADY\tVIPS")
+		for _, n := range st.Nodes {
+			hb := n.Heartbeat
+			switch n.Heartbeat {
+			case "live":
+				hb = n.RenewedAgo + " ago"
+			case "expired":
+				hb = "EXPIRED (" + n.RenewedAgo + " ago)"
+			}
+			ready := "no (settling)"
+			if n.Ready {
+				ready = "yes"
+			}
+			vips := fmt.Sprintf("%d", len(n.VIPs))
+			if len(n.VIPs) > 0 {
+				shown := n.VIPs
+				if len(shown) > 4 {
+					shown = append(append([]string{}, shown[:4]...), "...")
+				}
+				vips += " (" + strings.Join(shown, ", ") + ")"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", n.Node, hb, ready, vips)
+		}
+		tw.Flush()
 	}
 	if len(st.Services) > 0 {
 		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)

@@ -83,3 +83,31 @@ func TestStatusShowsServices(t *testing.T) {
 		t.Errorf("lists a ClusterIP Service:\n%s", b.String())
 	}
 }
+
+// TestStatusShowsHeartbeats: in spread mode, every node's heartbeat, its
+// readiness and the VIPs it holds.
+func TestStatusShowsHeartbeats(t *testing.T) {
+	now := time.Date(2026, 11, 28, 7, 0, 0, 0, time.UTC)
+	hbs := []services.Heartbeat{
+		{Node: "n1", Holder: "n1", Renewed: now.Add(-300 * time.Millisecond), Duration: 5 * time.Second, Ready: true, Holds: []string{"198.51.100.120", "198.51.100.121"}},
+		{Node: "n2", Holder: "n2", Renewed: now.Add(-time.Second), Duration: 5 * time.Second},
+		{Node: "n3", Holder: "n3", Renewed: now.Add(-9 * time.Second), Duration: 5 * time.Second, Ready: true, Holds: []string{"198.51.100.122"}},
+		{Node: "n4", Renewed: now.Add(-2 * time.Second), Duration: time.Second},
+	}
+	st := &Status{Lease: "kube-system/plndr-cp-lock", Holder: "n1", Nodes: nodeStatuses(hbs, now)}
+	var b bytes.Buffer
+	if err := printStatus(&b, st, "text"); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"Spread mode:  4 nodes with a heartbeat (Lease vipd-node-<node>)",
+		"n1    300ms ago         yes            2 (198.51.100.120, 198.51.100.121)",
+		"n2    1s ago            no (settling)  0",
+		"n3    EXPIRED (9s ago)  yes            1 (198.51.100.122)",
+		"n4    released",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("lacks %q:\n%s", want, b.String())
+		}
+	}
+}

@@ -50,6 +50,8 @@ var Settings = []Setting{
 	{"svc_enable", "false", "Manage LoadBalancer Service VIPs: addresses from annotations, spec.loadBalancerIP or the pools in ConfigMap kube-system/kubevip."},
 	{"svc_namespace", "", "Serve only the LoadBalancer Services of this namespace. Empty: all namespaces."},
 	{"svc_pools_only", "false", "Accept for a Service only an address inside an address pool its namespace may use (cidr-<namespace>/range-<namespace>, or cidr-global/range-global), and refuse any other with an Event. Turn it on when people you do not fully trust can create LoadBalancer Services. Off (kube-vip's behaviour): a Service may also ask for any free address outside the pools; nodes', the API server's, the gateway's and another namespace's pool's addresses are refused either way."},
+	{"svc_spread", "false", "Spread mode: Service VIPs spread over every node running vipd with svc_enable (each node renews a heartbeat Lease vipd-node-<node> in cp_namespace); false: the holder of svc_leasename owns every externalTrafficPolicy: Cluster VIP."},
+	{"svc_election", "false", "kube-vip's name for per-Service election: true selects spread mode, as svc_spread=true does."},
 	{"svc_leasename", "plndr-svcs-lock", "Name of the Services Lease (in cp_namespace): its holder owns every externalTrafficPolicy: Cluster VIP and allocates addresses."},
 	{"vip_servicesinterface", "", "Interface that carries Service VIPs. Empty: vip_interface."},
 	{"lb_class_only", "false", "Serve only Services whose spec.loadBalancerClass is lb_class_name; otherwise Services without a class are served too."},
@@ -109,6 +111,7 @@ type Config struct {
 	SvcLeaseName   string
 	SvcInterface   string
 	SvcPoolsOnly   bool
+	SvcSpread      bool
 	LBClassOnly    bool
 	LBClassName    string
 	LeaseDuration  time.Duration
@@ -239,6 +242,7 @@ func Load(fs *pflag.FlagSet, d Deps) (*Config, error) {
 	c.LBClassOnly = boolean("lb_class_only")
 	c.LBClassName, _ = r.get("lb_class_name")
 	c.SvcPoolsOnly = boolean("svc_pools_only")
+	c.SvcSpread = boolean("svc_spread") || boolean("svc_election")
 	c.SvcNamespace, _ = r.get("svc_namespace")
 	c.SvcLeaseName, _ = r.get("svc_leasename")
 	if c.Services && c.SvcLeaseName == "" {
@@ -532,8 +536,8 @@ func (c *Config) String() string {
 	s := fmt.Sprintf("address=%s vip=%s interface=%s bits=%d lease=%s/%s duration=%s renew=%s retry=%s arpRate=%s node=%s metrics=%q",
 		c.Address, c.VIP, c.Interface, c.Bits, c.Namespace, c.LeaseName, c.LeaseDuration, c.RenewDeadline, c.RetryPeriod, c.ARPRate, c.NodeName, c.MetricsAddress)
 	if c.Services {
-		s += fmt.Sprintf(" services: interface=%s lease=%s/%s namespace=%q class=%s classOnly=%t poolsOnly=%t",
-			c.SvcInterface, c.Namespace, c.SvcLeaseName, c.SvcNamespace, c.LBClassName, c.LBClassOnly, c.SvcPoolsOnly)
+		s += fmt.Sprintf(" services: interface=%s lease=%s/%s namespace=%q class=%s classOnly=%t poolsOnly=%t spread=%t",
+			c.SvcInterface, c.Namespace, c.SvcLeaseName, c.SvcNamespace, c.LBClassName, c.LBClassOnly, c.SvcPoolsOnly, c.SvcSpread)
 	}
 	return s
 }

@@ -117,6 +117,7 @@ type Controller struct {
 
 	runCtx context.Context
 
+	excludeGate *excludeGate // single-holder mode: ExcludeLabel keeps this node out
 	// sp is spread mode (nil: one Services Lease holder owns every Cluster VIP).
 	sp *spread
 
@@ -178,7 +179,15 @@ func New(o Options) (*Controller, error) {
 		poster: &events.Poster{Client: o.EventClient, Node: o.NodeName, Log: log},
 	}
 	c.cluster = c.newGroup(o.LeaseNamespace + "/" + o.LeaseName)
+	var gate election.Gate
+	if !o.Spread {
+		// In spread mode the Services Lease only allocates; the heartbeat
+		// placement honours the label.
+		c.excludeGate = &excludeGate{c: c, changed: make(chan struct{}, 1)}
+		gate = c.excludeGate
+	}
 	el, err := election.New(election.Options{
+		Gate:   gate,
 		Client: o.Client, Namespace: o.LeaseNamespace, Name: o.LeaseName, Identity: o.NodeName,
 		LeaseDuration: o.LeaseDuration, RenewDeadline: o.RenewDeadline, RetryPeriod: o.RetryPeriod,
 		Annotations: c.cluster.annotations,

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"sync"
 	"time"
 
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -38,6 +39,11 @@ func (c *Controller) startOthers(ctx context.Context, kick cache.ResourceEventHa
 		f := informers.NewSharedInformerFactory(c.o.Client, 0)
 		ni := f.Core().V1().Nodes()
 		_, _ = ni.Informer().AddEventHandler(kick)
+		_, _ = ni.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(any) { c.excludeGate.update() },
+			UpdateFunc: func(any, any) { c.excludeGate.update() },
+			DeleteFunc: func(any) { c.excludeGate.update() },
+		})
 		c.nodeLister = ni.Lister()
 		c.synced = append(c.synced, ni.Informer().HasSynced)
 		f.Start(ctx.Done())
@@ -143,4 +149,46 @@ func lastAddr(p netip.Prefix) netip.Addr {
 	}
 	ip, _ := netip.AddrFromSlice(b)
 	return ip
+}
+
+// excludeGate keeps a node labelled ExcludeLabel out of the Services Lease
+// election (the single-holder mode): it steps down and releases, and its
+// VIPs go to another node.
+type excludeGate struct {
+	c       *Controller
+	mu      sync.Mutex
+	closed  bool
+	changed chan struct{}
+}
+
+func (g *excludeGate) Open() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return !g.closed
+}
+
+func (g *excludeGate) Changed() <-chan struct{} { return g.changed }
+
+// update reads the label from the Node cache and signals a change.
+func (g *excludeGate) update() {
+	if g == nil || g.c.nodeLister == nil {
+		return
+	}
+	closed := g.c.excluded(g.c.o.NodeName)
+	g.mu.Lock()
+	changed := closed != g.closed
+	g.closed = closed
+	g.mu.Unlock()
+	if !changed {
+		return
+	}
+	if closed {
+		g.c.log.Info("this Node is labelled "+ExcludeLabel+": giving up the Services Lease and its VIPs", "node", g.c.o.NodeName)
+	} else {
+		g.c.log.Info("label "+ExcludeLabel+" removed: competing for the Services Lease again", "node", g.c.o.NodeName)
+	}
+	select {
+	case g.changed <- struct{}{}:
+	default:
+	}
 }

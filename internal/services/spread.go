@@ -15,7 +15,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/utils/clock"
 
 	"github.com/vipd/vipd/internal/election"
 )
@@ -68,9 +67,9 @@ type spread struct {
 	settle time.Duration
 
 	mu      sync.Mutex
-	beats   map[string]beat // by node name
+	beats   map[string]beat // by Lease name: the heartbeats, and the Services Lease
 	readyAt time.Time       // zero: not decided yet
-	timer   clock.Timer
+	wake    time.Time       // the next planned re-plan
 }
 
 func (c *Controller) newSpread() (*spread, error) {
@@ -135,7 +134,7 @@ func (s *spread) start(ctx context.Context) {
 				l, _ = d.Obj.(*coordinationv1.Lease)
 			}
 		}
-		if l == nil || !strings.HasPrefix(l.Name, HeartbeatPrefix) {
+		if l == nil || !strings.HasPrefix(l.Name, HeartbeatPrefix) && l.Name != c.o.LeaseName {
 			return
 		}
 		s.observe(l, gone)
@@ -185,8 +184,8 @@ func (s *spread) decideReady() {
 	now := s.c.o.Clock.Now()
 	others := false
 	s.mu.Lock()
-	for _, b := range s.beats {
-		if b.holder != "" && b.holder != s.c.o.NodeName && b.rv != "deleted" && b.ready && now.Sub(b.at) < b.dur {
+	for k, b := range s.beats {
+		if strings.HasPrefix(k, HeartbeatPrefix) && b.holder != "" && b.holder != s.c.o.NodeName && b.rv != "deleted" && b.ready && now.Sub(b.at) < b.dur {
 			others = true
 		}
 	}
@@ -211,8 +210,8 @@ func (s *spread) nodes() (eligible []string, next time.Duration) {
 	}
 	var live []cand
 	s.mu.Lock()
-	for _, b := range s.beats {
-		if b.holder == "" || b.holder == c.o.NodeName || b.rv == "deleted" {
+	for k, b := range s.beats {
+		if !strings.HasPrefix(k, HeartbeatPrefix) || b.holder == "" || b.holder == c.o.NodeName || b.rv == "deleted" {
 			continue
 		}
 		left := b.at.Add(b.dur).Sub(now)
@@ -358,6 +357,29 @@ func intersect(a, b []string) []string {
 	return out
 }
 
+// legacy returns the addresses a live Services Lease of another node lists:
+// during a rolling switch from the single-holder mode, its holder (not in
+// spread mode yet) owns them. A spread node does not claim those it does
+// not hold already, so the two modes never wait for each other: the
+// legacy holder waits for what spread nodes hold (group.check), spread
+// nodes leave it the rest until it lets go.
+func (s *spread) legacy() map[netip.Addr]bool {
+	c := s.c
+	s.mu.Lock()
+	b, ok := s.beats[c.o.LeaseName]
+	s.mu.Unlock()
+	if !ok || b.holder == "" || b.holder == c.o.NodeName || b.rv == "deleted" || c.o.Clock.Now().Sub(b.at) >= b.dur || b.holds == "" {
+		return nil
+	}
+	out := map[netip.Addr]bool{}
+	for _, f := range strings.Split(b.holds, ",") {
+		if ip, err := netip.ParseAddr(strings.TrimSpace(f)); err == nil {
+			out[ip.Unmap()] = true
+		}
+	}
+	return out
+}
+
 // place returns the addresses placed on this node, and posts a Warning
 // (the allocator only, once) for Services no eligible node can hold.
 func (s *spread) place(ctx context.Context, plan []*Entry, leading bool) map[netip.Addr]*Entry {
@@ -365,9 +387,12 @@ func (s *spread) place(ctx context.Context, plan []*Entry, leading bool) map[net
 	nodes, next := s.nodes()
 	us, by := units(plan, c.endpointNodes)
 	where := Place(us, nodes)
+	legacy := s.legacy()
 	mine := map[netip.Addr]*Entry{}
 	for a, n := range where {
 		switch {
+		case n == c.o.NodeName && legacy[a] && !s.holds(a):
+			// left to the Services Lease holder of the single-holder mode
 		case n == c.o.NodeName:
 			mine[a] = by[a][0]
 		case n == "" && leading:
@@ -381,24 +406,45 @@ func (s *spread) place(ctx context.Context, plan []*Entry, leading bool) map[net
 			}
 		}
 	}
-	s.mu.Lock()
-	if s.timer != nil {
-		s.timer.Stop()
-		s.timer = nil
-	}
 	if next > 0 {
-		t := c.o.Clock.NewTimer(next + 10*time.Millisecond)
-		s.timer = t
-		go func() {
-			select {
-			case <-t.C():
-				c.poke()
-			case <-ctx.Done():
-			}
-		}()
+		s.wakeIn(ctx, next+10*time.Millisecond)
 	}
-	s.mu.Unlock()
 	return mine
+}
+
+// holds reports whether a is on this node's interface, claimed.
+func (s *spread) holds(a netip.Addr) bool {
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
+	return s.g.cleared[a]
+}
+
+// wakeIn plans again after d (a heartbeat runs out, or this node becomes
+// ready), unless a wake-up is due before that already.
+func (s *spread) wakeIn(ctx context.Context, d time.Duration) {
+	c := s.c
+	now := c.o.Clock.Now()
+	at := now.Add(d)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.wake.After(now) && !at.Before(s.wake) {
+		return
+	}
+	s.wake = at
+	t := c.o.Clock.NewTimer(d)
+	go func() {
+		select {
+		case <-t.C():
+			s.mu.Lock()
+			if s.wake.Equal(at) {
+				s.wake = time.Time{}
+			}
+			s.mu.Unlock()
+			c.poke()
+		case <-ctx.Done():
+			t.Stop()
+		}
+	}()
 }
 
 // nodeAnnotation names a heartbeat's node after it released the Lease
@@ -407,11 +453,12 @@ const nodeAnnotation = "vipd.io/node"
 
 // Heartbeat is one node's heartbeat as vipd status shows it.
 type Heartbeat struct {
-	Node    string
-	Holder  string
-	Renewed time.Time
-	Ready   bool
-	Holds   []string
+	Node     string
+	Holder   string
+	Renewed  time.Time
+	Duration time.Duration
+	Ready    bool
+	Holds    []string
 }
 
 // Heartbeats reads every heartbeat Lease in namespace.
@@ -427,7 +474,7 @@ func Heartbeats(ctx context.Context, c interface {
 		if !strings.HasPrefix(l.Name, HeartbeatPrefix) {
 			continue
 		}
-		h := Heartbeat{Node: l.Annotations[nodeAnnotation], Holder: leaseHolder(&l), Ready: l.Annotations[ReadyAnnotation] == "true"}
+		h := Heartbeat{Node: l.Annotations[nodeAnnotation], Holder: leaseHolder(&l), Ready: l.Annotations[ReadyAnnotation] == "true", Duration: leaseDuration(&l, 0)}
 		if h.Node == "" {
 			h.Node = strings.TrimPrefix(l.Name, HeartbeatPrefix)
 		}

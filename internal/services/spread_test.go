@@ -1,0 +1,220 @@
+package services
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/vipd/vipd/internal/vip/viptest"
+)
+
+// spreadNode starts a node in spread mode with a short settling time.
+func spreadNode(t *testing.T, api *apiServer, name string, lag time.Duration) (*viptest.Kernel, func()) {
+	t.Helper()
+	k := viptest.New(nil)
+	_, stop := run(t, Options{Client: api.client(lag), Kernel: k, NodeName: name, Spread: true, Settle: 500 * time.Millisecond})
+	return k, stop
+}
+
+// watchOverlap samples the kernels every 2 ms and records any address on
+// two of them at once; stop returns what it saw.
+func watchOverlap(ks map[string]*viptest.Kernel, addrs []string) (stop func() []string) {
+	var mu sync.Mutex
+	var bad []string
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			for _, a := range addrs {
+				var on []string
+				for n, k := range ks {
+					if k.Has(a + "/32") {
+						on = append(on, n)
+					}
+				}
+				if len(on) > 1 {
+					sort.Strings(on)
+					mu.Lock()
+					bad = append(bad, a+" on "+strings.Join(on, ","))
+					mu.Unlock()
+				}
+			}
+		}
+	}()
+	return func() []string {
+		close(done)
+		<-finished
+		mu.Lock()
+		defer mu.Unlock()
+		return bad
+	}
+}
+
+func spreadServices(n int) ([]runtime.Object, []string) {
+	var objs []runtime.Object
+	var addrs []string
+	for i := range n {
+		ip := fmt.Sprintf("198.51.100.%d", 120+i)
+		objs = append(objs, lb("default", fmt.Sprintf("s%d", i), i, annotate(AnnotationIPs, ip)))
+		addrs = append(addrs, ip)
+	}
+	return objs, addrs
+}
+
+// held lists which node has each address; an error when one is on none.
+func heldBy(ks map[string]*viptest.Kernel, addrs []string) (map[string]int, error) {
+	count := map[string]int{}
+	for _, a := range addrs {
+		on := ""
+		for n, k := range ks {
+			if k.Has(a + "/32") {
+				on = n
+			}
+		}
+		if on == "" {
+			return nil, fmt.Errorf("%s on no node", a)
+		}
+		count[on]++
+	}
+	return count, nil
+}
+
+// TestSpreadBalancesAndMoves: 9 Services on 3 nodes in spread mode: 3 on
+// each, every status names the node that has the address. One node stops
+// (SIGTERM: it lets go): its VIPs move to the other two at once. It comes
+// back: after settling, the split is even again. Never an address on two
+// nodes (sampled every 2 ms).
+func TestSpreadBalancesAndMoves(t *testing.T) {
+	objs, addrs := spreadServices(9)
+	api, client := newCluster(objs...)
+	ks := map[string]*viptest.Kernel{}
+	stops := map[string]func(){}
+	for _, n := range []string{"n1", "n2", "n3"} {
+		ks[n], stops[n] = spreadNode(t, api, n, 0)
+	}
+	overlap := watchOverlap(ks, addrs)
+	even := func() error {
+		c, err := heldBy(ks, addrs)
+		if err != nil {
+			return err
+		}
+		for _, n := range []string{"n1", "n2", "n3"} {
+			if c[n] != 3 {
+				return fmt.Errorf("split %v, want 3 each", c)
+			}
+		}
+		for i, a := range addrs {
+			s, err := client.CoreV1().Services("default").Get(context.Background(), fmt.Sprintf("s%d", i), metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if !ks[s.Annotations[AnnotationHost]].Has(a+"/32") || len(s.Status.LoadBalancer.Ingress) != 1 {
+				return fmt.Errorf("s%d: owner %q, status %v", i, s.Annotations[AnnotationHost], s.Status.LoadBalancer.Ingress)
+			}
+		}
+		return nil
+	}
+	waitFor(t, "3 VIPs on each node", even)
+
+	stops["n2"]()
+	start := time.Now()
+	waitFor(t, "n2's VIPs on n1 and n3", func() error {
+		c, err := heldBy(map[string]*viptest.Kernel{"n1": ks["n1"], "n3": ks["n3"]}, addrs)
+		if err == nil && c["n1"]+c["n3"] != 9 {
+			err = fmt.Errorf("split %v", c)
+		}
+		return err
+	})
+	t.Logf("planned stop of n2: its VIPs moved in %s", time.Since(start).Round(time.Millisecond))
+	// n2 comes back on the same host (a rolling update).
+	run(t, Options{Client: api.client(0), Kernel: ks["n2"], NodeName: "n2", Spread: true, Settle: 500 * time.Millisecond})
+	waitFor(t, "even again after n2 settled", even)
+	if bad := overlap(); len(bad) > 0 {
+		t.Fatalf("an address on two nodes: %v", bad[:min(5, len(bad))])
+	}
+}
+
+// TestSpreadExcludedNode: a Node labelled ExcludeLabel gets no VIP; its
+// VIPs leave when the label is set.
+func TestSpreadExcludedNode(t *testing.T) {
+	objs, addrs := spreadServices(6)
+	for _, n := range []string{"n1", "n2", "n3"} {
+		objs = append(objs, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n}})
+	}
+	api, client := newCluster(objs...)
+	ks := map[string]*viptest.Kernel{}
+	for _, n := range []string{"n1", "n2", "n3"} {
+		ks[n], _ = spreadNode(t, api, n, 0)
+	}
+	overlap := watchOverlap(ks, addrs)
+	waitFor(t, "2 VIPs on each node", func() error {
+		c, err := heldBy(ks, addrs)
+		if err == nil && (c["n1"] != 2 || c["n2"] != 2 || c["n3"] != 2) {
+			err = fmt.Errorf("split %v", c)
+		}
+		return err
+	})
+	n3, _ := client.CoreV1().Nodes().Get(context.Background(), "n3", metav1.GetOptions{})
+	n3.Labels = map[string]string{ExcludeLabel: ""}
+	if _, err := client.CoreV1().Nodes().Update(context.Background(), n3, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "no VIP on the excluded n3", func() error {
+		c, err := heldBy(ks, addrs)
+		if err == nil && (c["n3"] != 0 || c["n1"] != 3 || c["n2"] != 3) {
+			err = fmt.Errorf("split %v", c)
+		}
+		return err
+	})
+	if bad := overlap(); len(bad) > 0 {
+		t.Fatalf("an address on two nodes: %v", bad[:min(5, len(bad))])
+	}
+}
+
+// TestSpreadLocalFollowsEndpoints: an externalTrafficPolicy: Local Service
+// is placed only on a node with a ready endpoint, through the heartbeats
+// (no Lease of its own).
+func TestSpreadLocalFollowsEndpoints(t *testing.T) {
+	svc, slice := localOn("web", "198.51.100.120", "n2")
+	api, client := newCluster(svc, slice)
+	ks := map[string]*viptest.Kernel{}
+	for _, n := range []string{"n1", "n2", "n3"} {
+		ks[n], _ = spreadNode(t, api, n, 0)
+	}
+	overlap := watchOverlap(ks, []string{"198.51.100.120"})
+	waitFor(t, "on n2, the endpoint's node", announced(client, "default", "web", "198.51.100.120", "n2"))
+	cur, _ := client.DiscoveryV1().EndpointSlices("default").Get(context.Background(), "web-1", metav1.GetOptions{})
+	cur.Endpoints[0].NodeName = ptrTo("n3")
+	if _, err := client.DiscoveryV1().EndpointSlices("default").Update(context.Background(), cur, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "moved to n3 with the endpoint", announced(client, "default", "web", "198.51.100.120", "n3"))
+	if ks["n2"].Has("198.51.100.120/32") {
+		t.Error("still on n2")
+	}
+	if _, err := client.CoordinationV1().Leases("default").Get(context.Background(), LocalLeasePrefix+"web", metav1.GetOptions{}); err == nil {
+		t.Error("spread mode created a Lease for the Service")
+	}
+	if bad := overlap(); len(bad) > 0 {
+		t.Fatalf("an address on two nodes: %v", bad[:min(5, len(bad))])
+	}
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
+var _ = netip.Addr{}
