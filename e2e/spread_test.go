@@ -90,6 +90,9 @@ func spreadNow(ctx context.Context, l *lab.Lab, keys []string) (map[netip.Addr]s
 	out := map[netip.Addr]string{}
 	for _, ip := range got {
 		a := netip.MustParseAddr(ip)
+		if len(owners[a]) != 1 {
+			return nil, fmt.Errorf("%s on %v", a, owners[a])
+		}
 		out[a] = owners[a][0]
 	}
 	return out, nil

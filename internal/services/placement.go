@@ -16,18 +16,23 @@ type Unit struct {
 	// Nodes that may hold the unit; nil: every node given to Place.
 	// (externalTrafficPolicy: Local: the nodes with a ready endpoint.)
 	Nodes []string
+	// Holder is the node whose heartbeat lists the unit now ("" none).
+	Holder string
 }
 
-// Place assigns every unit to one node: rendezvous (highest random weight)
-// hashing of (unit key, node), bounded so that no node holds more than
-// ceil(units / nodes) units, unless a unit's own nodes are all full. Units
-// are placed in the order of their keys' hashes, so the result depends only
-// on the sets given, not on their order: every node computes the same
+// Place assigns every unit to one node, so that no node holds more than
+// ceil(units / nodes) units (unless a unit's own nodes are all full):
+//
+//  1. a unit stays with its holder while the holder may hold it and is
+//     under the bound: a node that leaves moves only its own units, and
+//     a node that joins takes only units beyond the others' new bound;
+//  2. every other unit goes to its highest random weight node (rendezvous
+//     hashing of (unit key, node)) among those under the bound.
+//
+// Units are taken in the order of their keys' hashes, so the result depends
+// only on the sets given, not on their order: every node computes the same
 // placement from the same caches. A unit whose nodes are all absent gets
 // none ("").
-//
-// When a node joins or leaves, mostly the units whose highest-weight node
-// changed move; the bound moves a few more.
 func Place(units []Unit, nodes []string) map[netip.Addr]string {
 	out := make(map[netip.Addr]string, len(units))
 	if len(units) == 0 {
@@ -59,7 +64,35 @@ func Place(units []Unit, nodes []string) map[netip.Addr]string {
 		limit = (len(items) + len(all) - 1) / len(all)
 	}
 	load := map[string]int{}
+	assign := func(u Unit, n string) {
+		load[n]++
+		for _, a := range u.Addrs {
+			out[a] = n
+		}
+	}
+	allowed := func(u Unit, n string) bool {
+		if !all[n] {
+			return false
+		}
+		if u.Nodes == nil {
+			return true
+		}
+		for _, m := range u.Nodes {
+			if m == n {
+				return true
+			}
+		}
+		return false
+	}
+	var rest []item
 	for _, it := range items {
+		if h := it.u.Holder; h != "" && allowed(it.u, h) && load[h] < limit {
+			assign(it.u, h)
+		} else {
+			rest = append(rest, it)
+		}
+	}
+	for _, it := range rest {
 		cands := it.u.Nodes
 		if cands == nil {
 			cands = nodes
@@ -87,10 +120,7 @@ func Place(units []Unit, nodes []string) map[netip.Addr]string {
 			}
 			continue
 		}
-		load[best]++
-		for _, a := range it.u.Addrs {
-			out[a] = best
-		}
+		assign(it.u, best)
 	}
 	return out
 }

@@ -23,6 +23,16 @@ func nodeNames(n int) []string {
 	return ns
 }
 
+// withHolders gives each unit its holder in p.
+func withHolders(us []Unit, p map[netip.Addr]string) []Unit {
+	out := make([]Unit, len(us))
+	for i, u := range us {
+		u.Holder = p[u.Addrs[0]]
+		out[i] = u
+	}
+	return out
+}
+
 func loads(p map[netip.Addr]string) map[string]int {
 	l := map[string]int{}
 	for _, n := range p {
@@ -71,7 +81,7 @@ func TestPlaceMovesLittle(t *testing.T) {
 	for _, tc := range []struct{ units, nodes int }{{60, 3}, {1000, 3}, {1000, 10}} {
 		us, ns := addrUnits(tc.units), nodeNames(tc.nodes)
 		before := Place(us, ns)
-		after := Place(us, ns[1:])
+		after := Place(withHolders(us, before), ns[1:])
 		others := 0
 		for a, n := range before {
 			if n != ns[0] && after[a] != n {
@@ -81,7 +91,7 @@ func TestPlaceMovesLittle(t *testing.T) {
 				t.Fatalf("%s still on the node that left", a)
 			}
 		}
-		back := Place(us, ns)
+		back := Place(withHolders(us, after), ns)
 		returned := 0
 		for a, n := range after {
 			if back[a] != n {
@@ -90,10 +100,18 @@ func TestPlaceMovesLittle(t *testing.T) {
 		}
 		share := loads(before)[ns[0]]
 		t.Logf("%d units on %d nodes: %s leaves: its %d move and %d others; it returns: %d move", tc.units, tc.nodes, ns[0], share, others, returned)
-		// Bounded-load rendezvous moves some units that were not on the
-		// node; far fewer than a reshuffle would (about (nodes-1)/nodes of all).
-		if others > tc.units/4 {
+		if others != 0 {
 			t.Errorf("%d units on %d nodes: %d units not on the leaving node moved", tc.units, tc.nodes, others)
+		}
+		// Coming back, it takes about its share, and the split is even.
+		limit := (tc.units + tc.nodes - 1) / tc.nodes
+		if returned > limit {
+			t.Errorf("%d units on %d nodes: %d moved when %s came back, more than its share %d", tc.units, tc.nodes, returned, ns[0], limit)
+		}
+		for n, c := range loads(back) {
+			if c > limit {
+				t.Errorf("after the return %s holds %d, limit %d", n, c, limit)
+			}
 		}
 	}
 }

@@ -173,8 +173,21 @@ func (s *spread) observe(l *coordinationv1.Lease, gone bool) {
 	if ok && b.rv == l.ResourceVersion {
 		return
 	}
-	s.beats[key] = beat{node: node, rv: l.ResourceVersion, at: s.c.o.Clock.Now(), holder: leaseHolder(l),
+	now := s.c.o.Clock.Now()
+	b = beat{node: node, rv: l.ResourceVersion, at: now, holder: leaseHolder(l),
 		ready: l.Annotations[ReadyAnnotation] == "true", dur: leaseDuration(l, s.c.o.LeaseDuration), holds: l.Annotations[HoldsAnnotation]}
+	s.beats[key] = b
+	// The claim check counts a Lease's duration from when this node first
+	// saw its version: the watch saw it now, so a claim after a node died
+	// waits one lease duration from its last renewal seen, not from the
+	// check's own read.
+	c := s.c
+	c.seenMu.Lock()
+	k := l.Namespace + "/" + l.Name
+	if cur, ok := c.seen[k]; !ok || cur.rv != l.ResourceVersion {
+		c.seen[k] = seenLease{rv: l.ResourceVersion, at: now, holder: b.holder, holds: b.holds, dur: b.dur}
+	}
+	c.seenMu.Unlock()
 }
 
 // decideReady runs once the caches are synced: a node that finds another
@@ -386,6 +399,15 @@ func (s *spread) place(ctx context.Context, plan []*Entry, leading bool) map[net
 	c := s.c
 	nodes, next := s.nodes()
 	us, by := units(plan, c.endpointNodes)
+	holders := s.holders()
+	for i := range us {
+		for _, a := range us[i].Addrs {
+			if h := holders[a]; h != "" {
+				us[i].Holder = h
+				break
+			}
+		}
+	}
 	where := Place(us, nodes)
 	legacy := s.legacy()
 	mine := map[netip.Addr]*Entry{}
@@ -410,6 +432,33 @@ func (s *spread) place(ctx context.Context, plan []*Entry, leading bool) map[net
 		s.wakeIn(ctx, next+10*time.Millisecond)
 	}
 	return mine
+}
+
+// holders maps every address a live heartbeat lists to its node (as the
+// watch shows the heartbeats, this node's own too, so that every node
+// places from the same data).
+func (s *spread) holders() map[netip.Addr]string {
+	now := s.c.o.Clock.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	names := make([]string, 0, len(s.beats))
+	for k := range s.beats {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	out := map[netip.Addr]string{}
+	for _, k := range names {
+		b := s.beats[k]
+		if !strings.HasPrefix(k, HeartbeatPrefix) || b.holder == "" || b.rv == "deleted" || now.Sub(b.at) >= b.dur && b.holder != s.c.o.NodeName {
+			continue
+		}
+		for _, f := range strings.Split(b.holds, ",") {
+			if ip, err := netip.ParseAddr(strings.TrimSpace(f)); err == nil && out[ip.Unmap()] == "" {
+				out[ip.Unmap()] = b.holder
+			}
+		}
+	}
+	return out
 }
 
 // holds reports whether a is on this node's interface, claimed.
