@@ -39,18 +39,30 @@ func mustGen(t *testing.T, args ...string) []byte {
 }
 
 // TestGeneratedManifests: every manifest vipd generates is accepted by the
-// real API server, and vipd run with the generated DaemonSet's container,
-// authorised only by the generated ClusterRole, elects a leader and serves
-// the VIP.
+// real API server, and vipd run with the container of the DaemonSet made
+// from kube-vip's documented command line, authorised only by the
+// generated ClusterRole, elects a leader and serves the VIP.
 func TestGeneratedManifests(t *testing.T) {
 	l := newLab(t)
 	ctx := context.Background()
 	flags := []string{"--address", l.VIP.String(), "--vip-interface", "eth0", "--image", "ghcr.io/vipd/vipd:test"}
-	rbac := mustGen(t, append([]string{"manifest", "rbac"}, flags...)...)
 	ds := mustGen(t, append([]string{"manifest", "daemonset"}, flags...)...)
 	pod := mustGen(t, append([]string{"manifest", "pod"}, flags...)...)
+	// kube-vip's documented K3s command line, as users paste it (through
+	// the image's entrypoint, with kube-vip's program name first), and
+	// its RBAC; vipd manifest rbac needs no address.
+	rbac := mustGen(t, "/kube-vip", "manifest", "rbac", "--services")
+	kubeVipDS := mustGen(t, "manifest", "daemonset", "--interface", "eth0", "--address", l.VIP.String(), "--inCluster", "--taint",
+		"--controlplane", "--services", "--arp", "--leaderElection", "--image", "ghcr.io/vipd/vipd:test")
+	if same := mustGen(t, "manifest", "daemonset", "--vip-interface", "eth0", "--address", l.VIP.String(), "--cp-enable", "--svc-enable",
+		"--vip-arp", "--vip-leaderelection", "--image", "ghcr.io/vipd/vipd:test"); !bytes.Equal(kubeVipDS, same) {
+		t.Errorf("kube-vip's command line prints another DaemonSet than vipd's names:\n%s\n---\n%s", kubeVipDS, same)
+	}
+	if err := l.ApplyDryRun(ctx, mustGen(t, "manifest", "rbac")); err != nil {
+		t.Errorf("server dry run of vipd manifest rbac without flags: %v", err)
+	}
 
-	for name, m := range map[string][]byte{"rbac": rbac, "daemonset": ds, "pod": pod} {
+	for name, m := range map[string][]byte{"rbac": rbac, "daemonset": ds, "pod": pod, "kube-vip's daemonset": kubeVipDS} {
 		if err := l.ApplyDryRun(ctx, m); err != nil {
 			t.Errorf("server dry run of %s: %v\n%s", name, err, m)
 		}
@@ -77,8 +89,10 @@ func TestGeneratedManifests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// vipd runs with the container of the DaemonSet made from kube-vip's
+	// command line (Control plane and Services).
 	sc := lab.ScenarioOptions{
-		Container: func(node string) (lab.Container, error) { return lab.ContainerOf(ds, node) },
+		Container: func(node string) (lab.Container, error) { return lab.ContainerOf(kubeVipDS, node) },
 		Token:     token, Namespace: leaseNS, LeaseName: leaseName, Port: port,
 	}
 	procs, owner, err := l.StartFresh(ctx, sc, 30*time.Second)
@@ -97,7 +111,7 @@ func TestGeneratedManifests(t *testing.T) {
 	// vipd manifest k3s writes exactly rbac + daemonset, and says how to start K3s.
 	dir := filepath.Join(t.TempDir(), "manifests")
 	out := string(mustGen(t, append([]string{"manifest", "k3s", "--dir", dir}, flags...)...))
-	for file, want := range map[string][]byte{"vipd-rbac.yaml": rbac, "vipd.yaml": ds} {
+	for file, want := range map[string][]byte{"vipd-rbac.yaml": mustGen(t, append([]string{"manifest", "rbac"}, flags...)...), "vipd.yaml": ds} {
 		b, err := os.ReadFile(filepath.Join(dir, file))
 		if err != nil || !bytes.Equal(b, want) {
 			t.Errorf("%s differs from vipd manifest output (err %v)", file, err)
@@ -118,8 +132,8 @@ func TestManifestBadInput(t *testing.T) {
 	}{
 		{[]string{"manifest", "daemonset"}, "--address"},
 		{[]string{"manifest", "daemonset", "--address", "198.51.100.300"}, `--address="198.51.100.300" is neither an IP address nor a DNS name`},
-		{[]string{"manifest", "rbac", "--address", "198.51.100.200", "--vip-leaseduration", "3"}, "--vip-leaseduration=3 must exceed --vip-renewdeadline=3"},
-		{[]string{"manifest", "daemonset", "--address", "198.51.100.200", "--vip-arp", "maybe"}, `--vip-arp="maybe" is not a boolean`},
+		{[]string{"manifest", "daemonset", "--address", "198.51.100.200", "--vip-leaseduration", "3"}, "--vip-leaseduration=3 must exceed --vip-renewdeadline=3"},
+		{[]string{"manifest", "daemonset", "--address", "198.51.100.200", "--vip-arp=maybe"}, `--vip-arp="maybe" is not a boolean`},
 		{[]string{"manifest", "daemonset", "--address", "198.51.100.200", "--prometheus-server", "2112"}, `prometheus_server="2112"`},
 		{[]string{"manifest", "daemonset", "--address", "198.51.100.200", "--bogus"}, "unknown flag: --bogus"},
 		{[]string{"manifest", "helm", "--address", "198.51.100.200"}, "unknown command"},

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -52,7 +53,9 @@ func (e exitError) Error() string { return e.err.Error() }
 func (e exitError) Unwrap() error { return e.err }
 
 func main() {
-	err := root(os.Stdout, os.Stderr).Execute()
+	r := root(os.Stdout, os.Stderr)
+	r.SetArgs(programArgs(os.Args[1:]))
+	err := r.Execute()
 	if err == nil {
 		return
 	}
@@ -63,6 +66,20 @@ func main() {
 	}
 	fmt.Fprintf(os.Stderr, "vipd: %v\n", err)
 	os.Exit(code)
+}
+
+// programArgs drops a first argument that names the program itself: the
+// image's entrypoint is /vipd, and users alias kube-vip as
+// "ctr run ... <image> vip /kube-vip", so both "<image> manifest ..." and
+// "<image> /vipd manifest ..." (or /kube-vip) must work.
+func programArgs(args []string) []string {
+	if len(args) > 0 {
+		switch filepath.Base(args[0]) {
+		case "vipd", "kube-vip":
+			return args[1:]
+		}
+	}
+	return args
 }
 
 func root(stdout, stderr io.Writer) *cobra.Command {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -24,8 +25,8 @@ const K3sManifestDir = "/var/lib/rancher/k3s/server/manifests"
 var manifestDefaults = map[string]string{"vip_arp": "true", "cp_enable": "true"}
 
 type manifestFlags struct {
-	image, kubeconfig, dir string
-	events                 bool
+	image, kubeconfig, dir, nodes string
+	events                        bool
 }
 
 func manifestCmd() *cobra.Command {
@@ -71,6 +72,7 @@ The configuration flags are those of 'vipd manager'; --address is required.`,
 			},
 		}
 	}
+	pf.StringVar(&mf.nodes, "nodes", "control-plane", "Nodes the DaemonSet runs on: control-plane (tolerating their taints; kube-vip's --taint) or all (spread mode on every node)")
 	pod := gen("pod", "Static Pod for kubeadm", func(o manifest.Options) ([]byte, error) { return manifest.YAML(manifest.Pod(o)) })
 	pod.Flags().StringVar(&mf.kubeconfig, "kubeconfig-path", "/etc/kubernetes/admin.conf", "Host path of the kubeconfig the static Pod mounts (super-admin.conf on kubeadm >= 1.29 during init)")
 	k3s := &cobra.Command{
@@ -87,10 +89,48 @@ The configuration flags are those of 'vipd manager'; --address is required.`,
 	c.AddCommand(
 		gen("daemonset", "DaemonSet for K3s and RKE2", func(o manifest.Options) ([]byte, error) { return manifest.YAML(manifest.DaemonSet(o)) }),
 		pod,
-		gen("rbac", "ServiceAccount, ClusterRole and binding", func(o manifest.Options) ([]byte, error) { return manifest.YAML(manifest.RBAC(o)...) }),
+		rbacCmd(&mf),
 		k3s,
 	)
 	return c
+}
+
+// rbacCmd prints the RBAC objects: they depend only on the features
+// (cp_enable, svc_enable) and Events, so no address is needed.
+func rbacCmd(mf *manifestFlags) *cobra.Command {
+	return &cobra.Command{
+		Use: "rbac", Short: "ServiceAccount, ClusterRole and binding", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fs := cmd.Flags()
+			if err := config.ApplyKubeVipFlags(fs); err != nil {
+				return exitError{2, fmt.Errorf("invalid flags:\n  - %s", strings.ReplaceAll(err.Error(), "\n", "\n  - "))}
+			}
+			env := func(name string) (string, bool) { v, ok := manifestDefaults[name]; return v, ok }
+			o := manifest.Options{Events: mf.events}
+			for _, kv := range config.Values(fs, env) {
+				var dst *bool
+				switch kv.Name {
+				case "cp_enable":
+					dst = &o.ControlPlane
+				case "svc_enable":
+					dst = &o.Services
+				default:
+					continue
+				}
+				b, err := strconv.ParseBool(kv.Value)
+				if err != nil {
+					return exitError{2, fmt.Errorf("invalid flags:\n  - --%s=%q is not a boolean: use true or false", strings.ReplaceAll(kv.Name, "_", "-"), kv.Value)}
+				}
+				*dst = b
+			}
+			b, err := manifest.YAML(manifest.RBAC(o)...)
+			if err != nil {
+				return err
+			}
+			_, err = cmd.OutOrStdout().Write(b)
+			return err
+		},
+	}
 }
 
 // manifestOptions validates the flags as the daemon would validate its
@@ -112,6 +152,20 @@ func manifestOptions(fs *pflag.FlagSet, mf manifestFlags) (manifest.Options, err
 	o := manifest.Options{
 		Image: mf.image, ControlPlane: cfg.ControlPlane, Services: cfg.Services, Events: mf.events,
 		MetricsPort: port, Kubeconfig: mf.kubeconfig,
+	}
+	switch mf.nodes {
+	case "control-plane":
+	case "all":
+		if f := fs.Lookup("taint"); f != nil && f.Changed {
+			return manifest.Options{}, errors.New("--taint (control-plane nodes only) and --nodes=all contradict each other: give one of them")
+		}
+		o.AllNodes = true
+	default:
+		return manifest.Options{}, fmt.Errorf("--nodes=%q: use control-plane or all", mf.nodes)
+	}
+	// kube-vip's --k8sConfigPath is the kubeconfig its static Pod mounts.
+	if f := fs.Lookup("kubeconfig-path"); (f == nil || !f.Changed) && cfg.Kubeconfig != "" {
+		o.Kubeconfig = cfg.Kubeconfig
 	}
 	for _, kv := range config.Values(fs, env) {
 		switch kv.Name {

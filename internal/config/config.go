@@ -161,6 +161,7 @@ func AddFlags(fs *pflag.FlagSet) {
 			fs.Lookup(s.Flag()).NoOptDefVal = "true"
 		}
 	}
+	AddKubeVipFlags(fs)
 }
 
 // raw returns the string value of a setting: flag, else environment, else default.
@@ -214,6 +215,11 @@ func Values(fs *pflag.FlagSet, env Env) []KV {
 // Load reads flags and environment and validates the result. Every error names
 // the offending setting, its value and what to do.
 func Load(fs *pflag.FlagSet, d Deps) (*Config, error) {
+	if fs != nil {
+		if err := ApplyKubeVipFlags(fs); err != nil {
+			return nil, err
+		}
+	}
 	r := raw{fs: fs, env: d.Env}
 	var errs []error
 	c := &Config{}

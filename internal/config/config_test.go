@@ -171,3 +171,31 @@ func TestPoolsOnly(t *testing.T) {
 		t.Fatalf("--svc-pools-only alone over env false: %v, %+v", err, c)
 	}
 }
+
+// TestKubeVipFlagsForTheManager: vipd manager takes kube-vip's flags with
+// kube-vip's meaning, and refuses its modes vipd does not have.
+func TestKubeVipFlagsForTheManager(t *testing.T) {
+	fs := pflag.NewFlagSet("manager", pflag.ContinueOnError)
+	AddFlags(fs)
+	args := []string{"--interface", "eno3", "--vip", "198.51.100.201", "--vipSubnet", "/32", "--controlplane", "--services", "--servicesElection",
+		"--arp", "--leaderElection", "--leaseDuration", "7", "--leaseRenewDuration", "4", "--leaseRetry", "1", "--nodeName", "node-9", "--prometheusHTTPServer", ":2113", "--inCluster"}
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(fs, deps(map[string]string{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Interface != "eno3" || c.VIP != netip.MustParseAddr("198.51.100.201") || c.Bits != 32 || !c.ControlPlane || !c.Services || !c.SvcSpread || !c.ARP ||
+		c.LeaseDuration != 7*time.Second || c.RenewDeadline != 4*time.Second || c.RetryPeriod != time.Second || c.NodeName != "node-9" || c.MetricsAddress != ":2113" {
+		t.Fatalf("%+v", c)
+	}
+	fs = pflag.NewFlagSet("manager", pflag.ContinueOnError)
+	AddFlags(fs)
+	if err := fs.Parse([]string{"--bgp", "--peerAddress", "198.51.100.1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(fs, deps(seedEnv())); err == nil || !strings.Contains(err.Error(), "--bgp: BGP is not supported") || !strings.Contains(err.Error(), "--peerAddress") {
+		t.Fatalf("kube-vip's BGP flags: %v", err)
+	}
+}

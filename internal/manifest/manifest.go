@@ -43,6 +43,9 @@ type Options struct {
 	MetricsPort int
 	// Kubeconfig is the host path of the kubeconfig a static Pod mounts.
 	Kubeconfig string
+	// AllNodes runs the DaemonSet on every node (spread mode), not only
+	// on control-plane nodes.
+	AllNodes bool
 }
 
 // MetricsPort returns the port of a prometheus_server value like ":2112",
@@ -139,7 +142,8 @@ func container(o Options, env []corev1.EnvVar) corev1.Container {
 	return c
 }
 
-// DaemonSet runs vipd on every control-plane node (K3s, RKE2).
+// DaemonSet runs vipd on every control-plane node (K3s, RKE2), or on every
+// node with AllNodes.
 func DaemonSet(o Options) *appsv1.DaemonSet {
 	env := append([]corev1.EnvVar{{
 		Name:      "vip_nodename",
@@ -147,6 +151,14 @@ func DaemonSet(o Options) *appsv1.DaemonSet {
 	}}, o.Env...)
 	exists := func(key string) corev1.NodeSelectorTerm {
 		return corev1.NodeSelectorTerm{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: key, Operator: corev1.NodeSelectorOpExists}}}
+	}
+	affinity := &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
+		RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{
+			exists("node-role.kubernetes.io/control-plane"), exists("node-role.kubernetes.io/master"),
+		}},
+	}}
+	if o.AllNodes {
+		affinity = nil
 	}
 	return &appsv1.DaemonSet{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "DaemonSet"},
@@ -156,11 +168,7 @@ func DaemonSet(o Options) *appsv1.DaemonSet {
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels()},
 				Spec: corev1.PodSpec{
-					Affinity: &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
-						RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{
-							exists("node-role.kubernetes.io/control-plane"), exists("node-role.kubernetes.io/master"),
-						}},
-					}},
+					Affinity:           affinity,
 					Containers:         []corev1.Container{container(o, env)},
 					HostNetwork:        true,
 					ServiceAccountName: ServiceAccount,
