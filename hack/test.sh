@@ -12,6 +12,8 @@ go test -count=1 -timeout 40m -v ./... 2>&1 | tee "$log" | grep -E '^(=== RUN|--
 rc=${PIPESTATUS[0]}
 set -e
 if [ "$rc" -ne 0 ]; then
+  echo "--- what the tests said (t.Log, t.Error), last 400 lines:"
+  grep -E '^\s+[A-Za-z0-9_]+_test\.go:[0-9]+: ' "$log" | grep -v ': \[lab\] ' | tail -n 400 || true
   echo "--- last 300 lines of the verbose log:"
   tail -n 300 "$log"
 fi

@@ -41,6 +41,12 @@ type Observer struct {
 // Observe starts sampling every sampleEvery and probing vip:port every
 // probeEvery (probes run concurrently, each with a 200 ms timeout).
 func (l *Lab) Observe(vip netip.Addr, port int, sampleEvery, probeEvery time.Duration) *Observer {
+	return l.ObserveTimeout(vip, port, sampleEvery, probeEvery, 200*time.Millisecond)
+}
+
+// ObserveTimeout is Observe with another timeout for each probe (a probe
+// slower than that is a failure).
+func (l *Lab) ObserveTimeout(vip netip.Addr, port int, sampleEvery, probeEvery, timeout time.Duration) *Observer {
 	ctx, cancel := context.WithCancel(context.Background())
 	o := &Observer{cancel: cancel}
 	o.wg.Add(1)
@@ -82,7 +88,7 @@ func (l *Lab) Observe(vip netip.Addr, port int, sampleEvery, probeEvery time.Dur
 				go func() {
 					defer pw.Done()
 					at := time.Now()
-					node, err := l.Reach(context.Background(), vip, port, 200*time.Millisecond)
+					node, err := l.Reach(context.Background(), vip, port, timeout)
 					o.mu.Lock()
 					o.probes = append(o.probes, Probe{At: at, Node: node, Err: err})
 					o.mu.Unlock()

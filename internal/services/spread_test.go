@@ -218,3 +218,63 @@ func TestSpreadLocalFollowsEndpoints(t *testing.T) {
 func ptrTo[T any](v T) *T { return &v }
 
 var _ = netip.Addr{}
+
+// TestSpreadNoEligibleNode: a Local Service without a ready endpoint on any
+// node: no node holds its VIP, and the allocator says why.
+func TestSpreadNoEligibleNode(t *testing.T) {
+	svc, slice := localOn("web", "198.51.100.120", "n7") // n7 runs no vipd
+	api, client := newCluster(svc, slice)
+	ks := map[string]*viptest.Kernel{}
+	for _, n := range []string{"n1", "n2"} {
+		ks[n], _ = spreadNode(t, api, n, 0)
+	}
+	waitFor(t, "NoEligibleNode Event", func() error {
+		msg, err := eventMessage(client, "web", "NoEligibleNode")
+		if err == nil && !strings.Contains(msg, "no live, eligible node has a ready endpoint") {
+			err = fmt.Errorf("message %q", msg)
+		}
+		return err
+	})
+	for n, k := range ks {
+		if k.Has("198.51.100.120/32") {
+			t.Errorf("%s holds the VIP of a Service with no endpoint on it", n)
+		}
+	}
+}
+
+// TestSpreadHeartbeatDeleted: kubectl delete lease of a node's heartbeat.
+// The node cannot prove what it holds any more: it drops its VIPs and
+// re-creates its Lease; the others take them over only once the deleted
+// heartbeat's duration has passed. Never on two nodes.
+func TestSpreadHeartbeatDeleted(t *testing.T) {
+	objs, addrs := spreadServices(6)
+	api, client := newCluster(objs...)
+	ks := map[string]*viptest.Kernel{}
+	for _, n := range []string{"n1", "n2"} {
+		ks[n], _ = spreadNode(t, api, n, 0)
+	}
+	overlap := watchOverlap(ks, addrs)
+	waitFor(t, "3 VIPs on each node", func() error {
+		c, err := heldBy(ks, addrs)
+		if err == nil && (c["n1"] != 3 || c["n2"] != 3) {
+			err = fmt.Errorf("split %v", c)
+		}
+		return err
+	})
+	if err := client.CoordinationV1().Leases("kube-system").Delete(context.Background(), HeartbeatName("n1"), metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "every VIP held again", func() error {
+		_, err := heldBy(ks, addrs)
+		return err
+	})
+	waitFor(t, "n1's heartbeat re-created", func() error {
+		if h := holderOf(client, "kube-system", HeartbeatName("n1")); h != "n1" {
+			return fmt.Errorf("holder %q", h)
+		}
+		return nil
+	})
+	if bad := overlap(); len(bad) > 0 {
+		t.Fatalf("an address on two nodes: %v", bad[:min(5, len(bad))])
+	}
+}
