@@ -275,15 +275,7 @@ func spreadFault(t *testing.T, l *lab.Lab, sc lab.ScenarioOptions, procs map[str
 				t.Fatal(err)
 			}
 		}
-		ct, err := sc.Container(victim.Name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := l.RunVipd(ctx, victim, ct, sc.Token)
-		if err != nil {
-			t.Fatal(err)
-		}
-		procs[victim.Name] = p
+		runOn(t, l, sc, procs, victim)
 	default:
 	}
 	missed := 0
@@ -347,15 +339,7 @@ func TestSpreadRollingSwitch(t *testing.T) {
 		if exited, _ := procs[n.Name].Wait(10 * time.Second); !exited {
 			t.Fatalf("vipd on %s did not exit on SIGTERM", n.Name)
 		}
-		ct, err := spread.Container(n.Name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := l.RunVipd(ctx, n, ct, sc.Token)
-		if err != nil {
-			t.Fatal(err)
-		}
-		procs[n.Name] = p
+		runOn(t, l, spread, procs, n)
 		eventually(t, 30*time.Second, "every VIP up after restarting "+n.Name+" in spread mode", func() error {
 			_, err := converged(ctx, l, keys, nil)
 			return err
@@ -365,4 +349,19 @@ func TestSpreadRollingSwitch(t *testing.T) {
 	p := balanced(t, l, keys, []string{l.Nodes[0].Name, l.Nodes[1].Name, l.Nodes[2].Name}, 60*time.Second)
 	t.Logf("after the rolling switch: split %v", countBy(p))
 	w.end(t)
+}
+
+// runOn starts vipd on h again with sc's container, in procs (whose
+// processes the test kills at its end).
+func runOn(t *testing.T, l *lab.Lab, sc lab.ScenarioOptions, procs map[string]*lab.Proc, h *lab.Host) {
+	t.Helper()
+	ct, err := sc.Container(h.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := l.RunVipd(context.Background(), h, ct, sc.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	procs[h.Name] = p
 }

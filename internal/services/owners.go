@@ -247,12 +247,7 @@ func (c *Controller) check(g *group) {
 			c.wg.Add(1)
 			go c.probeThenHold(g, gen, probe)
 		}
-		for _, e := range events {
-			e()
-		}
-		if held > 0 {
-			c.poke()
-		}
+		c.after(events, held)
 		if more {
 			c.check(g)
 			return
@@ -261,6 +256,17 @@ func (c *Controller) check(g *group) {
 			c.retryCheck(g)
 		}
 	}()
+}
+
+// after posts the Events of a check (c.mu not held) and plans again when
+// addresses went on the interface (their Services' status is due).
+func (c *Controller) after(events []func(), held int) {
+	for _, e := range events {
+		e()
+	}
+	if held > 0 {
+		c.poke()
+	}
 }
 
 // retryCheck checks g again after a retry period.
@@ -327,12 +333,7 @@ func (c *Controller) probeThenHold(g *group, gen uint64, ips []netip.Addr) {
 		}
 	}
 	c.mu.Unlock()
-	for _, e := range events {
-		e()
-	}
-	if held > 0 {
-		c.poke()
-	}
+	c.after(events, held)
 	if conflict {
 		c.retryCheck(g)
 	}
