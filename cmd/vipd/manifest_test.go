@@ -64,6 +64,11 @@ func TestKubeVipCommandLines(t *testing.T) {
 // TestKubeVipFlags: each kube-vip flag has kube-vip's meaning.
 func TestKubeVipFlags(t *testing.T) {
 	base := []string{"manifest", "daemonset", "--address", "198.51.100.200"}
+	for _, args := range [][]string{{"manifest", "daemonset", "--vip", "198.51.100.201"}, {"manifest", "daemonset", "--address", "198.51.100.201"}} {
+		if out, err := vipdRun(t, args...); err != nil || !strings.Contains(out, "name: address\n          value: 198.51.100.201") {
+			t.Errorf("%v: %v\n%s", args, err, out)
+		}
+	}
 	for _, tc := range []struct{ kubeVip, vipd []string }{
 		{[]string{"--interface", "eno3"}, []string{"--vip-interface", "eno3"}},
 		{[]string{"--serviceInterface", "eno4"}, []string{"--vip-servicesinterface", "eno4"}},
