@@ -301,8 +301,28 @@ func BenchmarkServices(b *testing.B) {
 		b.Fatal(err)
 	}
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "\nLoadBalancer Services from the pool, 3 nodes, seed settings; steady state over %s\n", win)
-	fmt.Fprintf(&sb, "| Services | start → all VIPs up and all status set (s) | API requests/s in steady state (writes/s) | leader RSS (MiB) | follower RSS (MiB) | leader CPU (%% of a core) | follower CPU (%%) |\n|---|---|---|---|---|---|---|\n")
+	modes := []string{"single"}
+	if os.Getenv("VIPD_BENCH_SPREAD") != "0" {
+		modes = append(modes, "spread")
+	}
+	for _, mode := range modes {
+		sc := sc
+		if mode == "spread" {
+			sc = withEnv(sc, "svc_election=true")
+			fmt.Fprintf(&sb, "\nSpread mode (svc_election=true), the same Services, 3 nodes; steady state over %s\n", win)
+			fmt.Fprintf(&sb, "| Services | start → all VIPs up and all status set (s) | VIPs per node (min-max) | API requests/s in steady state (writes/s) | RSS per node (MiB) | CPU per node (%% of a core) |\n|---|---|---|---|---|---|\n")
+		} else {
+			fmt.Fprintf(&sb, "\nLoadBalancer Services from the pool, 3 nodes, seed settings; steady state over %s\n", win)
+			fmt.Fprintf(&sb, "| Services | start → all VIPs up and all status set (s) | API requests/s in steady state (writes/s) | leader RSS (MiB) | follower RSS (MiB) | leader CPU (%% of a core) | follower CPU (%%) |\n|---|---|---|---|---|---|---|\n")
+		}
+		benchServices(ctx, b, l, sc, mode, win, &sb)
+	}
+	fmt.Print(sb.String())
+}
+
+// benchServices runs the Services benchmark in one mode (single or spread).
+func benchServices(ctx context.Context, b *testing.B, l *lab.Lab, sc lab.ScenarioOptions, mode string, win time.Duration, sb *strings.Builder) {
+	c := l.Admin
 	for range b.N {
 		sizes := []int{100, 1000}
 		if v := os.Getenv("VIPD_BENCH_SERVICES"); v != "" {
@@ -314,7 +334,7 @@ func BenchmarkServices(b *testing.B) {
 			}
 		}
 		for _, n := range sizes {
-			ns := fmt.Sprintf("bench-%d", n)
+			ns := fmt.Sprintf("bench-%s-%d", mode, n)
 			if _, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 				b.Fatal(err)
 			}
@@ -324,8 +344,10 @@ func BenchmarkServices(b *testing.B) {
 					b.Fatalf("creating Service %d: %v", i, err)
 				}
 			}
-			if err := c.CoordinationV1().Leases(leaseNS).Delete(ctx, svcLease, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-				b.Fatal(err)
+			for _, name := range []string{svcLease, services.HeartbeatName(l.Nodes[0].Name), services.HeartbeatName(l.Nodes[1].Name), services.HeartbeatName(l.Nodes[2].Name)} {
+				if err := c.CoordinationV1().Leases(leaseNS).Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+					b.Fatal(err)
+				}
 			}
 			start := time.Now()
 			procs, err := l.StartDaemons(ctx, sc)
@@ -347,6 +369,7 @@ func BenchmarkServices(b *testing.B) {
 				time.Sleep(100 * time.Millisecond)
 			}
 			converge := time.Since(start)
+			perNode := vipsPerNode(ctx, b, l, ns)
 			settled := waitSettled(ctx, b, l)
 			rates, rss, cpu := window(ctx, b, l, procs, win, apiRequests)
 			holder, _ := l.Holder(ctx, leaseNS, svcLease)
@@ -360,10 +383,19 @@ func BenchmarkServices(b *testing.B) {
 					fRSS, fCPU = append(fRSS, rss[name]), append(fCPU, cpu[name])
 				}
 			}
-			b.Logf("N=%d: writes settled (the Events' backlog posted) %s after convergence", n, settled.Round(time.Second))
-			fmt.Fprintf(&sb, "| %d | %.1f | %.2f (%.2f) | %.1f | %.1f-%.1f | %.2f | %.2f-%.2f |\n", n, converge.Seconds(), rates["all"], rates["write"],
-				rss[holder], slices.Min(fRSS), slices.Max(fRSS), cpu[holder], slices.Min(fCPU), slices.Max(fCPU))
-			b.ReportMetric(converge.Seconds(), fmt.Sprintf("converge-%d-s", n))
+			b.Logf("%s, N=%d: writes settled (the Events' backlog posted) %s after convergence", mode, n, settled.Round(time.Second))
+			if mode == "spread" {
+				var all, allRSS, allCPU []float64
+				for name := range procs {
+					all, allRSS, allCPU = append(all, float64(perNode[name])), append(allRSS, rss[name]), append(allCPU, cpu[name])
+				}
+				fmt.Fprintf(sb, "| %d | %.1f | %.0f-%.0f | %.2f (%.2f) | %.1f-%.1f | %.2f-%.2f |\n", n, converge.Seconds(), slices.Min(all), slices.Max(all),
+					rates["all"], rates["write"], slices.Min(allRSS), slices.Max(allRSS), slices.Min(allCPU), slices.Max(allCPU))
+			} else {
+				fmt.Fprintf(sb, "| %d | %.1f | %.2f (%.2f) | %.1f | %.1f-%.1f | %.2f | %.2f-%.2f |\n", n, converge.Seconds(), rates["all"], rates["write"],
+					rss[holder], slices.Min(fRSS), slices.Max(fRSS), cpu[holder], slices.Min(fCPU), slices.Max(fCPU))
+			}
+			b.ReportMetric(converge.Seconds(), fmt.Sprintf("%s-converge-%d-s", mode, n))
 			for i := range n {
 				if err := c.CoreV1().Services(ns).Delete(ctx, fmt.Sprintf("s%04d", i), metav1.DeleteOptions{}); err != nil {
 					b.Fatal(err)
@@ -372,7 +404,27 @@ func BenchmarkServices(b *testing.B) {
 			time.Sleep(4 * time.Second) // the killed daemons' VIPs expire
 		}
 	}
-	fmt.Print(sb.String())
+}
+
+// vipsPerNode counts the VIPs of the Services in ns on each node.
+func vipsPerNode(ctx context.Context, b *testing.B, l *lab.Lab, ns string) map[string]int {
+	list, err := l.Admin.CoreV1().Services(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	owners, err := l.AllOwners()
+	if err != nil {
+		b.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, s := range list.Items {
+		for _, in := range s.Status.LoadBalancer.Ingress {
+			for _, n := range owners[netip.MustParseAddr(in.IP)] {
+				out[n]++
+			}
+		}
+	}
+	return out
 }
 
 // waitSettled waits, up to 2 minutes, until the API server sees fewer than
