@@ -137,9 +137,13 @@ func (s *spread) start(ctx context.Context) {
 		if l == nil || !strings.HasPrefix(l.Name, HeartbeatPrefix) && l.Name != c.o.LeaseName {
 			return
 		}
-		s.observe(l, gone)
-		c.poke()
-		c.check(s.g)
+		// A renewal alone changes nothing to plan: liveness runs out on
+		// the timer place() sets. Only a change of holder, readiness or
+		// held addresses (or a deletion) is planned for at once.
+		if s.observe(l, gone) {
+			c.poke()
+			c.check(s.g)
+		}
 	}
 	_, _ = li.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(o any) { handle(o, false) },
@@ -153,7 +157,7 @@ func (s *spread) start(ctx context.Context) {
 // observe records a heartbeat version (our clock: nothing depends on other
 // nodes' clocks). A deleted heartbeat keeps its last version: its node may
 // still hold what it listed until a lease duration has passed.
-func (s *spread) observe(l *coordinationv1.Lease, gone bool) {
+func (s *spread) observe(l *coordinationv1.Lease, gone bool) (changed bool) {
 	node := leaseHolder(l)
 	if node == "" {
 		node = l.Annotations[nodeAnnotation]
@@ -168,15 +172,19 @@ func (s *spread) observe(l *coordinationv1.Lease, gone bool) {
 			b.at = s.c.o.Clock.Now()
 			s.beats[key] = b
 		}
-		return
+		return ok
 	}
 	if ok && b.rv == l.ResourceVersion {
-		return
+		return false
 	}
 	now := s.c.o.Clock.Now()
+	prev := b
 	b = beat{node: node, rv: l.ResourceVersion, at: now, holder: leaseHolder(l),
 		ready: l.Annotations[ReadyAnnotation] == "true", dur: leaseDuration(l, s.c.o.LeaseDuration), holds: l.Annotations[HoldsAnnotation]}
 	s.beats[key] = b
+	// Expired as this node saw it: a renewal brings it back to life.
+	expired := ok && now.Sub(prev.at) >= prev.dur
+	changed = !ok || prev.rv == "deleted" || expired || prev.holder != b.holder || prev.ready != b.ready || prev.holds != b.holds || prev.dur != b.dur
 	// The claim check counts a Lease's duration from when this node first
 	// saw its version: the watch saw it now, so a claim after a node died
 	// waits one lease duration from its last renewal seen, not from the
@@ -188,6 +196,7 @@ func (s *spread) observe(l *coordinationv1.Lease, gone bool) {
 		c.seen[k] = seenLease{rv: l.ResourceVersion, at: now, holder: b.holder, holds: b.holds, dur: b.dur}
 	}
 	c.seenMu.Unlock()
+	return changed
 }
 
 // decideReady runs once the caches are synced: a node that finds another
