@@ -200,14 +200,15 @@ func (s *spread) observe(l *coordinationv1.Lease, gone bool) (changed bool) {
 }
 
 // decideReady runs once the caches are synced: a node that finds another
-// live, ready node settles first; one that finds none (the cluster starts)
-// is ready at once.
+// live, ready node holding VIPs settles first (it joins a running cluster:
+// taking its share at once might only move VIPs back and forth); one that
+// finds none (the cluster starts, or holds nothing yet) is ready at once.
 func (s *spread) decideReady() {
 	now := s.c.o.Clock.Now()
 	others := false
 	s.mu.Lock()
 	for k, b := range s.beats {
-		if strings.HasPrefix(k, HeartbeatPrefix) && b.holder != "" && b.holder != s.c.o.NodeName && b.rv != "deleted" && b.ready && now.Sub(b.at) < b.dur {
+		if strings.HasPrefix(k, HeartbeatPrefix) && b.holder != "" && b.holder != s.c.o.NodeName && b.rv != "deleted" && b.ready && b.holds != "" && now.Sub(b.at) < b.dur {
 			others = true
 		}
 	}
