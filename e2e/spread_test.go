@@ -164,6 +164,19 @@ func TestSpread(t *testing.T) {
 	p := balanced(t, l, keys, names, 60*time.Second)
 	t.Logf("60 Services in spread mode: split %v after %s", countBy(p), time.Since(start).Round(100*time.Millisecond))
 	w.check(t, "start")
+	// Metrics per node: the nodes it sees, its readiness, its VIPs.
+	hc := lab.HTTPClient(l.Client, 2*time.Second)
+	for _, n := range l.Nodes {
+		resp, err := hc.Get("http://" + n.IP.String() + ":2112/metrics")
+		if err != nil {
+			t.Fatalf("metrics of %s: %v", n.Name, err)
+		}
+		body := readAll(resp)
+		if sumMetric(body, "vipd_spread_nodes") != 3 || sumMetric(body, "vipd_spread_ready") != 1 || sumMetric(body, "vipd_service_vips_present") != float64(countBy(p)[n.Name]) {
+			t.Errorf("%s: vipd_spread_nodes %v, vipd_spread_ready %v, vipd_service_vips_present %v; want 3, 1, %d", n.Name,
+				sumMetric(body, "vipd_spread_nodes"), sumMetric(body, "vipd_spread_ready"), sumMetric(body, "vipd_service_vips_present"), countBy(p)[n.Name])
+		}
+	}
 	// vipd status: every node's heartbeat and the VIPs it holds.
 	out, err := vipdStatus(t, l)
 	if err != nil || !strings.Contains(string(out), "Spread mode:  3 nodes with a heartbeat") {

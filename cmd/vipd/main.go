@@ -366,6 +366,19 @@ func servicesController(cfg *config.Config, rc *rest.Config, reg prometheus.Regi
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "vipd_service_vips_present", Help: "Service VIPs on this node's interface.",
 	}, func() float64 { return float64(ctl.Holding()) }))
+	if cfg.SvcSpread {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "vipd_spread_nodes", Help: "Spread mode: nodes this node sees live and eligible for Service VIPs (itself included).",
+		}, func() float64 { n, _ := ctl.Spread(); return float64(n) }))
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "vipd_spread_ready", Help: "Spread mode: 1 once this node has settled and is given its share of the Service VIPs.",
+		}, func() float64 {
+			if _, ready := ctl.Spread(); ready {
+				return 1
+			}
+			return 0
+		}))
+	}
 	return ctl, nil
 }
 

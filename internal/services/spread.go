@@ -270,6 +270,16 @@ func (s *spread) nodes() (eligible []string, next time.Duration) {
 	return eligible, next
 }
 
+// Spread reports, in spread mode, how many nodes this node sees live and
+// eligible, and whether it is ready itself (zero and false otherwise).
+func (c *Controller) Spread() (nodes int, ready bool) {
+	if c.sp == nil {
+		return 0, false
+	}
+	n, _ := c.sp.nodes()
+	return len(n), c.sp.isReady()
+}
+
 // excluded reports whether the Node carries ExcludeLabel.
 func (c *Controller) excluded(node string) bool {
 	if c.nodeLister == nil {
