@@ -70,6 +70,8 @@ type spread struct {
 	beats   map[string]beat // by Lease name: the heartbeats, and the Services Lease
 	readyAt time.Time       // zero: not decided yet
 	wake    time.Time       // the next planned re-plan
+	// lastNodes are the eligible nodes of the last placement (for the log).
+	lastNodes string
 }
 
 func (c *Controller) newSpread() (*spread, error) {
@@ -418,6 +420,10 @@ func (s *spread) legacy() map[netip.Addr]bool {
 func (s *spread) place(ctx context.Context, plan []*Entry, leading bool) map[netip.Addr]*Entry {
 	c := s.c
 	nodes, next := s.nodes()
+	if seen := strings.Join(nodes, ","); seen != s.lastNodes {
+		c.log.Info("spread mode: the live, eligible nodes changed", "nodes", seen, "before", s.lastNodes)
+		s.lastNodes = seen
+	}
 	us, by := units(plan, c.endpointNodes)
 	holders := s.holders()
 	for i := range us {
