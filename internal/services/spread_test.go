@@ -21,7 +21,10 @@ import (
 func spreadNode(t *testing.T, api *apiServer, name string, lag time.Duration) (*viptest.Kernel, func()) {
 	t.Helper()
 	k := viptest.New(nil)
-	_, stop := run(t, Options{Client: api.client(lag), Kernel: k, NodeName: name, Spread: true, Settle: 500 * time.Millisecond})
+	c, stop := run(t, Options{Client: api.client(lag), Kernel: k, NodeName: name, Spread: true, Settle: 500 * time.Millisecond})
+	// Started for real (caches synced), so a short test does not end it
+	// while it still waits for its caches.
+	waitFor(t, name+" ready", c.Ready)
 	return k, stop
 }
 
@@ -235,9 +238,11 @@ func TestSpreadNoEligibleNode(t *testing.T) {
 		}
 		return err
 	})
-	for n, k := range ks {
-		if k.Has("198.51.100.120/32") {
-			t.Errorf("%s holds the VIP of a Service with no endpoint on it", n)
+	for end := time.Now().Add(500 * time.Millisecond); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		for n, k := range ks {
+			if k.Has("198.51.100.120/32") {
+				t.Fatalf("%s holds the VIP of a Service with no endpoint on it", n)
+			}
 		}
 	}
 }
