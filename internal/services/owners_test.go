@@ -321,7 +321,7 @@ func TestRecreatedLocalServiceKeepsItsNewLease(t *testing.T) {
 	if !newSeen {
 		t.Fatalf("no version of the Lease lists the new address: %v", seq)
 	}
-	t.Logf("DEBUG %v", seq)
+	t.Logf("versions of the Lease, holder[holds]: %v", seq)
 }
 
 // TestOthersAddressesAreRefused: with Nodes, the API server's
