@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -487,28 +488,21 @@ func (c *Controller) pass(ctx context.Context) {
 			continue
 		}
 		for _, ip := range e.Addrs {
-			if c.sp != nil {
-				if placed[ip] == nil {
-					continue // placed on another node, or on none
-				}
-				if ip.Is6() && !ipv6() {
-					c.poster.Post(ctx, ref(e.Svc, "Service"), corev1.EventTypeWarning, "NoIPv6",
-						fmt.Sprintf("service %s asks for IPv6 address %s, but interface %s on node %s has no global IPv6 address, so vipd does not announce it: give the nodes IPv6 on that interface, or use an IPv4 address", e.Key, ip, c.o.Interface, c.o.NodeName))
-					continue
-				}
-				desired[ip] = want{svc: e.Svc}
-				continue
+			if c.sp != nil && placed[ip] == nil {
+				continue // spread mode: placed on another node, or on none
 			}
 			if ip.Is6() && !ipv6() {
-				if leading || e.Local && c.localReady(e.Key) {
+				// Said by the node it is placed on (spread mode), else by
+				// the allocator or a node with a local endpoint.
+				if c.sp != nil || leading || e.Local && c.localReady(e.Key) {
 					c.poster.Post(ctx, ref(e.Svc, "Service"), corev1.EventTypeWarning, "NoIPv6",
 						fmt.Sprintf("service %s asks for IPv6 address %s, but interface %s on node %s has no global IPv6 address, so vipd does not announce it: give the nodes IPv6 on that interface, or use an IPv4 address", e.Key, ip, c.o.Interface, c.o.NodeName))
 				}
 				continue
 			}
 			w := want{svc: e.Svc}
-			if e.Local {
-				w.local = e.Key
+			if e.Local && c.sp == nil {
+				w.local = e.Key // its own Lease (spread mode: the heartbeat)
 			}
 			desired[ip] = w
 		}
@@ -650,16 +644,7 @@ func (c *Controller) startLocal(ctx context.Context, k string, g *group, svc *co
 
 // localReady reports whether this node has a ready endpoint of the Service.
 func (c *Controller) localReady(svcKey string) bool {
-	objs, _ := c.slices.ByIndex("service", svcKey)
-	for _, o := range objs {
-		s := o.(*discoveryv1.EndpointSlice)
-		for _, ep := range s.Endpoints {
-			if ep.NodeName != nil && *ep.NodeName == c.o.NodeName && (ep.Conditions.Ready == nil || *ep.Conditions.Ready) {
-				return true
-			}
-		}
-	}
-	return false
+	return slices.Contains(c.endpointNodes(svcKey), c.o.NodeName)
 }
 
 // allocatorWrites are the allocator's writes: addresses taken from pools,

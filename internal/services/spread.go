@@ -50,7 +50,6 @@ func HeartbeatName(node string) string {
 
 // beat is what this node observed of another node's heartbeat.
 type beat struct {
-	node   string
 	rv     string
 	at     time.Time // when this version was first observed (our clock)
 	holder string
@@ -159,10 +158,6 @@ func (s *spread) start(ctx context.Context) {
 // nodes' clocks). A deleted heartbeat keeps its last version: its node may
 // still hold what it listed until a lease duration has passed.
 func (s *spread) observe(l *coordinationv1.Lease, gone bool) (changed bool) {
-	node := leaseHolder(l)
-	if node == "" {
-		node = l.Annotations[nodeAnnotation]
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	key := l.Name
@@ -180,7 +175,7 @@ func (s *spread) observe(l *coordinationv1.Lease, gone bool) (changed bool) {
 	}
 	now := s.c.o.Clock.Now()
 	prev := b
-	b = beat{node: node, rv: l.ResourceVersion, at: now, holder: leaseHolder(l),
+	b = beat{rv: l.ResourceVersion, at: now, holder: leaseHolder(l),
 		ready: l.Annotations[ReadyAnnotation] == "true", dur: leaseDuration(l, s.c.o.LeaseDuration), holds: l.Annotations[HoldsAnnotation]}
 	s.beats[key] = b
 	// Expired as this node saw it: a renewal brings it back to life.
