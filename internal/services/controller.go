@@ -143,7 +143,7 @@ type Controller struct {
 	unconfirmed map[string][]netip.Addr
 
 	seenMu sync.Mutex
-	seen   map[string]seenLease
+	seen   leaseView
 }
 
 // held is one VIP this node may own.
@@ -176,7 +176,7 @@ func New(o Options) (*Controller, error) {
 	log := o.Logger.With("component", "services")
 	c := &Controller{
 		o: o, log: log, kick: make(chan struct{}, 1), vips: map[netip.Addr]*held{}, ready: make(chan struct{}), based: map[string]map[string]bool{}, unconfirmed: map[string][]netip.Addr{},
-		locals: map[string]*group{}, localDone: map[string]chan struct{}{}, seen: map[string]seenLease{}, runCtx: context.Background(),
+		locals: map[string]*group{}, localDone: map[string]chan struct{}{}, seen: leaseView{}, runCtx: context.Background(),
 		poster: &events.Poster{Client: o.EventClient, Node: o.NodeName, Log: log},
 	}
 	c.cluster = c.newGroup(o.LeaseNamespace + "/" + o.LeaseName)

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"sort"
-	"strings"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -390,75 +389,29 @@ func (c *Controller) resolvedLocked(ip netip.Addr, h *held) func() {
 // claimed reads every Lease (a quorum read) and returns, for each address
 // of want that another node's live Lease lists, that Lease and holder; and
 // which addresses of want any other Lease lists, live or not (a vipd node
-// has had them).
+// has had them). self is the Lease of the group that asks.
 func (c *Controller) claimed(ctx context.Context, self string, want []netip.Addr) (map[netip.Addr]string, map[netip.Addr]bool, error) {
 	list, err := c.o.Client.CoordinationV1().Leases("").List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, nil, err
 	}
-	now := c.o.Clock.Now()
-	wanted := map[netip.Addr]bool{}
-	for _, ip := range want {
-		wanted[ip] = true
+	vs := make([]leaseVersion, 0, len(list.Items))
+	for i := range list.Items {
+		l := &list.Items[i]
+		if _, ok := l.Annotations[HoldsAnnotation]; !ok || l.Namespace+"/"+l.Name == self {
+			continue
+		}
+		vs = append(vs, versionOf(l, c.o.LeaseDuration))
 	}
 	c.seenMu.Lock()
 	defer c.seenMu.Unlock()
-	out, listed := map[netip.Addr]string{}, map[netip.Addr]bool{}
-	note := func(k string, s seenLease, block bool) {
-		for _, f := range strings.Split(s.holds, ",") {
-			if ip, err := netip.ParseAddr(strings.TrimSpace(f)); err == nil && wanted[ip.Unmap()] {
-				listed[ip.Unmap()] = true
-				if block {
-					out[ip.Unmap()] = k + " (held by " + s.holder + ")"
-				}
-			}
-		}
-	}
-	present := map[string]bool{}
-	for i := range list.Items {
-		l := &list.Items[i]
-		k := l.Namespace + "/" + l.Name
-		v, ok := l.Annotations[HoldsAnnotation]
-		if !ok || k == self {
-			continue
-		}
-		present[k] = true
-		s, ok := c.seen[k]
-		if !ok || s.rv != l.ResourceVersion {
-			s = seenLease{rv: l.ResourceVersion, at: now, holder: leaseHolder(l), holds: v, dur: leaseDuration(l, c.o.LeaseDuration)}
-			c.seen[k] = s
-		}
-		// Released, ours, or unchanged for its whole duration: no block.
-		note(k, s, s.holder != "" && s.holder != c.o.NodeName && now.Sub(s.at) < s.dur)
-	}
-	// A Lease deleted while its holder may still hold its addresses
-	// (kubectl delete lease) counts as that holder's for its duration.
-	for k, s := range c.seen {
-		if present[k] {
-			continue
-		}
-		if s.gone.IsZero() {
-			s.gone = now
-			c.seen[k] = s
-		}
-		note(k, s, false)
-		if s.holder == "" || s.holder == c.o.NodeName || now.Sub(s.gone) >= s.dur {
-			delete(c.seen, k)
-			continue
-		}
-		note(k, s, true)
-	}
+	out, listed := c.seen.claimed(c.o.NodeName, vs, want, c.o.Clock.Now())
 	return out, listed, nil
 }
 
-// seenLease is a Lease's version as this node first saw it, and when.
-type seenLease struct {
-	rv     string
-	at     time.Time
-	holder string
-	holds  string
-	dur    time.Duration
-	gone   time.Time // when a read first missed it (deleted)
+// versionOf is l as the claim check sees it.
+func versionOf(l *coordinationv1.Lease, def time.Duration) leaseVersion {
+	return leaseVersion{key: l.Namespace + "/" + l.Name, rv: l.ResourceVersion, holder: leaseHolder(l), holds: l.Annotations[HoldsAnnotation], dur: leaseDuration(l, def)}
 }
 
 func leaseHolder(l *coordinationv1.Lease) string {

@@ -66,15 +66,15 @@ type spread struct {
 	settle time.Duration
 
 	mu      sync.Mutex
-	beats   map[string]beat // by Lease name: the heartbeats, and the Services Lease
-	readyAt time.Time       // zero: not decided yet
-	wake    time.Time       // the next planned re-plan
+	beats   beatView  // by Lease name: the heartbeats, and the Services Lease
+	readyAt time.Time // zero: not decided yet
+	wake    time.Time // the next planned re-plan
 	// lastNodes are the eligible nodes of the last placement (for the log).
 	lastNodes string
 }
 
 func (c *Controller) newSpread() (*spread, error) {
-	s := &spread{c: c, settle: c.o.Settle, beats: map[string]beat{}}
+	s := &spread{c: c, settle: c.o.Settle, beats: beatView{}}
 	if s.settle <= 0 {
 		s.settle = 2 * c.o.LeaseDuration
 	}
@@ -138,12 +138,15 @@ func (s *spread) start(ctx context.Context) {
 		if l == nil || !strings.HasPrefix(l.Name, HeartbeatPrefix) && l.Name != c.o.LeaseName {
 			return
 		}
-		// Every version is planned for. Planning only on a change (and on
-		// a timer for expiry) was taken back while slow takeovers seen in
-		// the e2e test are investigated (see the issue notes).
-		s.observe(l, gone)
-		c.poke()
-		c.check(s.g)
+		// A renewal that changes nothing (the same holder, readiness and
+		// addresses, not expired) changes no placement: planning on it
+		// would cost every node a pass per node per retry period. Expiry
+		// is planned for by a timer (wakeIn); a claim that waits for a
+		// Lease to run out is checked again every retry period.
+		if s.observe(l, gone) {
+			c.poke()
+			c.check(s.g)
+		}
 	}
 	_, _ = li.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(o any) { handle(o, false) },
@@ -155,44 +158,130 @@ func (s *spread) start(ctx context.Context) {
 }
 
 // observe records a heartbeat version (our clock: nothing depends on other
-// nodes' clocks). A deleted heartbeat keeps its last version: its node may
-// still hold what it listed until a lease duration has passed.
+// nodes' clocks), in the view of heartbeats and in the claim check's.
 func (s *spread) observe(l *coordinationv1.Lease, gone bool) (changed bool) {
+	c := s.c
+	now := c.o.Clock.Now()
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	key := l.Name
-	b, ok := s.beats[key]
+	changed = s.beats.observe(l.Name, beat{rv: l.ResourceVersion, holder: leaseHolder(l),
+		ready: l.Annotations[ReadyAnnotation] == "true", dur: leaseDuration(l, c.o.LeaseDuration), holds: l.Annotations[HoldsAnnotation]}, gone, now)
+	s.mu.Unlock()
+	if !gone {
+		c.seenMu.Lock()
+		c.seen.saw(versionOf(l, c.o.LeaseDuration), now)
+		c.seenMu.Unlock()
+	}
+	return changed
+}
+
+// beatView is what this node observed of the heartbeats (and of the
+// Services Lease), by Lease name. Its methods are the whole of spread
+// mode's view of who is live and who holds what, so that the permutation
+// test drives the same code.
+type beatView map[string]beat
+
+// observe records version b of Lease name (or its deletion) seen at now,
+// and says whether the placement may change. A deleted heartbeat keeps its
+// last version: its node may still hold what it listed until a lease
+// duration has passed.
+func (v beatView) observe(name string, b beat, gone bool, now time.Time) (changed bool) {
+	prev, ok := v[name]
 	if gone {
 		if ok {
-			b.rv = "deleted"
-			b.at = s.c.o.Clock.Now()
-			s.beats[key] = b
+			prev.rv, prev.at = "deleted", now
+			v[name] = prev
 		}
 		return ok
 	}
-	if ok && b.rv == l.ResourceVersion {
+	if ok && prev.rv == b.rv {
 		return false
 	}
-	now := s.c.o.Clock.Now()
-	prev := b
-	b = beat{rv: l.ResourceVersion, at: now, holder: leaseHolder(l),
-		ready: l.Annotations[ReadyAnnotation] == "true", dur: leaseDuration(l, s.c.o.LeaseDuration), holds: l.Annotations[HoldsAnnotation]}
-	s.beats[key] = b
+	b.at = now
+	v[name] = b
 	// Expired as this node saw it: a renewal brings it back to life.
 	expired := ok && now.Sub(prev.at) >= prev.dur
-	changed = !ok || prev.rv == "deleted" || expired || prev.holder != b.holder || prev.ready != b.ready || prev.holds != b.holds || prev.dur != b.dur
-	// The claim check counts a Lease's duration from when this node first
-	// saw its version: the watch saw it now, so a claim after a node died
-	// waits one lease duration from its last renewal seen, not from the
-	// check's own read.
-	c := s.c
-	c.seenMu.Lock()
-	k := l.Namespace + "/" + l.Name
-	if cur, ok := c.seen[k]; !ok || cur.rv != l.ResourceVersion {
-		c.seen[k] = seenLease{rv: l.ResourceVersion, at: now, holder: b.holder, holds: b.holds, dur: b.dur}
+	return !ok || prev.rv == "deleted" || expired || prev.holder != b.holder || prev.ready != b.ready || prev.holds != b.holds || prev.dur != b.dur
+}
+
+// candidate is a live node, and whether it is ready for VIPs.
+type candidate struct {
+	name  string
+	ready bool
+}
+
+// live returns the nodes other than self whose heartbeat is live at now,
+// and when the first of them runs out (0: none).
+func (v beatView) live(self string, now time.Time) (live []candidate, next time.Duration) {
+	for k, b := range v {
+		if !strings.HasPrefix(k, HeartbeatPrefix) || b.holder == "" || b.holder == self || b.rv == "deleted" {
+			continue
+		}
+		left := b.at.Add(b.dur).Sub(now)
+		if left <= 0 {
+			continue
+		}
+		if next == 0 || left < next {
+			next = left
+		}
+		live = append(live, candidate{b.holder, b.ready})
 	}
-	c.seenMu.Unlock()
-	return changed
+	return live, next
+}
+
+// eligible are the live nodes that may be given VIPs: ready and not
+// excluded; if none is ready, every live node not excluded.
+func eligible(live []candidate, excluded func(string) bool) []string {
+	anyReady := false
+	for _, n := range live {
+		anyReady = anyReady || n.ready && !excluded(n.name)
+	}
+	var out []string
+	for _, n := range live {
+		if (n.ready || !anyReady) && !excluded(n.name) {
+			out = append(out, n.name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// holders maps every address a live heartbeat lists to its node (as the
+// watch shows the heartbeats, self's own too, so that every node places
+// from the same data).
+func (v beatView) holders(self string, now time.Time) map[netip.Addr]string {
+	names := make([]string, 0, len(v))
+	for k := range v {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	out := map[netip.Addr]string{}
+	for _, k := range names {
+		b := v[k]
+		if !strings.HasPrefix(k, HeartbeatPrefix) || b.holder == "" || b.rv == "deleted" || now.Sub(b.at) >= b.dur && b.holder != self {
+			continue
+		}
+		for _, f := range strings.Split(b.holds, ",") {
+			if ip, err := netip.ParseAddr(strings.TrimSpace(f)); err == nil && out[ip.Unmap()] == "" {
+				out[ip.Unmap()] = b.holder
+			}
+		}
+	}
+	return out
+}
+
+// place gives each unit its node, as this view shows the nodes: the units
+// held by a live heartbeat stay there while the bound allows (Place).
+func (v beatView) place(us []Unit, nodes []string, self string, now time.Time) map[netip.Addr]string {
+	holders := v.holders(self, now)
+	for i := range us {
+		for _, a := range us[i].Addrs {
+			if h := holders[a]; h != "" {
+				us[i].Holder = h
+				break
+			}
+		}
+	}
+	return Place(us, nodes)
 }
 
 // decideReady runs once the caches are synced: a node that finds another
@@ -220,50 +309,23 @@ func (s *spread) decideReady() {
 
 // nodes returns the live nodes that may be given VIPs, and when the
 // liveness of one of them runs out next (to plan again then).
-func (s *spread) nodes() (eligible []string, next time.Duration) {
+func (s *spread) nodes() (nodes []string, next time.Duration) {
 	c := s.c
 	now := c.o.Clock.Now()
-	type cand struct {
-		name  string
-		ready bool
-	}
-	var live []cand
 	s.mu.Lock()
-	for k, b := range s.beats {
-		if !strings.HasPrefix(k, HeartbeatPrefix) || b.holder == "" || b.holder == c.o.NodeName || b.rv == "deleted" {
-			continue
-		}
-		left := b.at.Add(b.dur).Sub(now)
-		if left <= 0 {
-			continue
-		}
-		if next == 0 || left < next {
-			next = left
-		}
-		live = append(live, cand{b.holder, b.ready})
-	}
+	live, next := s.beats.live(c.o.NodeName, now)
 	readyAt := s.readyAt
 	s.mu.Unlock()
 	c.mu.Lock()
 	self := s.g.fenceOK()
 	c.mu.Unlock()
 	if self {
-		live = append(live, cand{c.o.NodeName, !readyAt.IsZero() && !now.Before(readyAt)})
+		live = append(live, candidate{c.o.NodeName, !readyAt.IsZero() && !now.Before(readyAt)})
 		if left := readyAt.Sub(now); left > 0 && (next == 0 || left < next) {
 			next = left
 		}
 	}
-	anyReady := false
-	for _, n := range live {
-		anyReady = anyReady || n.ready && !c.excluded(n.name)
-	}
-	for _, n := range live {
-		if (n.ready || !anyReady) && !c.excluded(n.name) {
-			eligible = append(eligible, n.name)
-		}
-	}
-	sort.Strings(eligible)
-	return eligible, next
+	return eligible(live, c.excluded), next
 }
 
 // Spread reports, in spread mode, how many nodes this node sees live and
@@ -419,16 +481,9 @@ func (s *spread) place(ctx context.Context, plan []*Entry, leading bool) map[net
 		s.lastNodes = seen
 	}
 	us, by := units(plan, c.endpointNodes)
-	holders := s.holders()
-	for i := range us {
-		for _, a := range us[i].Addrs {
-			if h := holders[a]; h != "" {
-				us[i].Holder = h
-				break
-			}
-		}
-	}
-	where := Place(us, nodes)
+	s.mu.Lock()
+	where := s.beats.place(us, nodes, c.o.NodeName, c.o.Clock.Now())
+	s.mu.Unlock()
 	legacy := s.legacy()
 	mine := map[netip.Addr]*Entry{}
 	for a, n := range where {
@@ -452,33 +507,6 @@ func (s *spread) place(ctx context.Context, plan []*Entry, leading bool) map[net
 		s.wakeIn(ctx, next+10*time.Millisecond)
 	}
 	return mine
-}
-
-// holders maps every address a live heartbeat lists to its node (as the
-// watch shows the heartbeats, this node's own too, so that every node
-// places from the same data).
-func (s *spread) holders() map[netip.Addr]string {
-	now := s.c.o.Clock.Now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	names := make([]string, 0, len(s.beats))
-	for k := range s.beats {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	out := map[netip.Addr]string{}
-	for _, k := range names {
-		b := s.beats[k]
-		if !strings.HasPrefix(k, HeartbeatPrefix) || b.holder == "" || b.rv == "deleted" || now.Sub(b.at) >= b.dur && b.holder != s.c.o.NodeName {
-			continue
-		}
-		for _, f := range strings.Split(b.holds, ",") {
-			if ip, err := netip.ParseAddr(strings.TrimSpace(f)); err == nil && out[ip.Unmap()] == "" {
-				out[ip.Unmap()] = b.holder
-			}
-		}
-	}
-	return out
 }
 
 // holds reports whether a is on this node's interface, claimed.

@@ -1,0 +1,123 @@
+package services
+
+import (
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// leaseVersion is one version of a Lease as a watch or a read shows it.
+type leaseVersion struct {
+	key    string // namespace/name
+	rv     string
+	holder string
+	holds  string // HoldsAnnotation
+	dur    time.Duration
+}
+
+// seenLease is a Lease's version as this node first saw it, and when.
+type seenLease struct {
+	rv     string
+	at     time.Time
+	holder string
+	holds  string
+	dur    time.Duration
+	gone   time.Time // when a read first missed it (deleted)
+	// older are versions of the Lease seen before this one, the newest
+	// last: a read that answers after the watch showed a newer version
+	// returns one of them, and must not pass for a new renewal.
+	older []string
+}
+
+// olderKept bounds seenLease.older: a read is never more than a few
+// renewals behind the watch.
+const olderKept = 8
+
+// leaseView is what this node has seen of the Leases that list Service
+// VIPs: each one's newest version and when this node first saw it (its own
+// clock; nothing depends on other nodes' clocks). The claim check (S8)
+// counts a Lease's duration from that moment, so the view must never move
+// back to an older version, nor restart the count for a version it has
+// seen: either would make a dead node's Lease look renewed, and delay a
+// takeover by up to a lease duration (a read that raced the holder's last
+// renewal did exactly that).
+type leaseView map[string]seenLease
+
+// saw records v, observed at now, and returns the entry. A version seen
+// before changes nothing.
+func (w leaseView) saw(v leaseVersion, now time.Time) seenLease {
+	s, ok := w[v.key]
+	if ok && s.rv == v.rv {
+		if !s.gone.IsZero() {
+			s.gone = time.Time{}
+			w[v.key] = s
+		}
+		return s
+	}
+	if ok {
+		for _, rv := range s.older {
+			if rv == v.rv {
+				return s
+			}
+		}
+	}
+	n := seenLease{rv: v.rv, at: now, holder: v.holder, holds: v.holds, dur: v.dur}
+	if ok {
+		n.older = append(append(n.older, s.older...), s.rv)
+		if len(n.older) > olderKept {
+			n.older = n.older[len(n.older)-olderKept:]
+		}
+	}
+	w[v.key] = n
+	return n
+}
+
+// claimed records a quorum read of the Leases (list: every Lease that
+// carries HoldsAnnotation, but self, this node's own) and returns, for
+// each address of want that another node may still hold, the Lease that
+// says so; and which addresses of want any other Lease lists, live or not
+// (a vipd node has had them). A Lease lets go of an address when it no
+// longer lists it, when it has no holder or is this node's, or when this
+// node has seen it unchanged for its whole duration (its holder's fence has
+// passed). A Lease missing from the read (kubectl delete lease) still
+// counts for its duration after it was first missed: its holder may not
+// know yet.
+func (w leaseView) claimed(me string, list []leaseVersion, want []netip.Addr, now time.Time) (map[netip.Addr]string, map[netip.Addr]bool) {
+	wanted := map[netip.Addr]bool{}
+	for _, ip := range want {
+		wanted[ip] = true
+	}
+	out, listed := map[netip.Addr]string{}, map[netip.Addr]bool{}
+	note := func(k string, s seenLease, block bool) {
+		for _, f := range strings.Split(s.holds, ",") {
+			if ip, err := netip.ParseAddr(strings.TrimSpace(f)); err == nil && wanted[ip.Unmap()] {
+				listed[ip.Unmap()] = true
+				if block {
+					out[ip.Unmap()] = k + " (held by " + s.holder + ")"
+				}
+			}
+		}
+	}
+	present := map[string]bool{}
+	for _, v := range list {
+		present[v.key] = true
+		s := w.saw(v, now)
+		note(v.key, s, s.holder != "" && s.holder != me && now.Sub(s.at) < s.dur)
+	}
+	for k, s := range w {
+		if present[k] {
+			continue
+		}
+		if s.gone.IsZero() {
+			s.gone = now
+			w[k] = s
+		}
+		note(k, s, false)
+		if s.holder == "" || s.holder == me || now.Sub(s.gone) >= s.dur {
+			delete(w, k)
+			continue
+		}
+		note(k, s, true)
+	}
+	return out, listed
+}
