@@ -194,6 +194,29 @@ func TestSpread(t *testing.T) {
 		w.check(t, f.Name)
 	}
 
+	// kubectl delete lease of a node's heartbeat: the Lease stays until
+	// that node has removed its VIPs and let it go (its finalizer), so no
+	// other node claims them while it may still hold them; it is created
+	// again, and once the node has settled the split is even again.
+	hb := services.HeartbeatName(names[1])
+	if err := c.CoordinationV1().Leases(leaseNS).Delete(ctx, hb, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deletedAt := time.Now()
+	for {
+		l, err := c.CoordinationV1().Leases(leaseNS).Get(ctx, hb, metav1.GetOptions{})
+		if err == nil && l.DeletionTimestamp == nil {
+			break // created again
+		}
+		if time.Since(deletedAt) > 10*time.Second {
+			t.Fatalf("heartbeat %s not deleted and created again within 10 s: %v %v", hb, err, l)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("heartbeat of %s deleted: created again after %s", names[1], time.Since(deletedAt).Round(10*time.Millisecond))
+	balanced(t, l, keys, names, 45*time.Second)
+	w.check(t, "heartbeat deleted")
+
 	// A node excluded from external load balancers: its VIPs leave, in
 	// planned moves; it gets none.
 	n3, err := c.CoreV1().Nodes().Get(ctx, names[2], metav1.GetOptions{})

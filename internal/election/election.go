@@ -31,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -108,6 +109,16 @@ type Options struct {
 	Recorder    Recorder
 	Clock       clock.Clock
 	Logger      *slog.Logger
+	// Finalizer, if set, is put on the Lease whenever this node writes it,
+	// so that deleting the Lease (kubectl delete lease) cannot erase what
+	// it records while its holder may still act on it: the Lease stays,
+	// marked for deletion, until its holder has stepped down and released
+	// it, or until its holder's fence has provably passed (a follower saw
+	// it unchanged for its duration); only then is the finalizer taken off
+	// and the deletion completes. Nobody renews or takes over a Lease
+	// marked for deletion; the next attempt after it is gone creates it
+	// anew.
+	Finalizer string
 }
 
 // Elector runs one election.
@@ -328,6 +339,9 @@ func (l *loop) onGate() {
 // onObserve is a version of the Lease (nil: absent) from the list or watch.
 func (l *loop) onObserve(lease *coordinationv1.Lease) {
 	l.e.observe(&l.s, lease)
+	if l.finish() {
+		return
+	}
 	// A holder does not step down on a watch event alone: the event may be
 	// older than its own last write (the first List can answer "absent"
 	// after our create). A fresh quorum read decides; until then the fence
@@ -340,6 +354,35 @@ func (l *loop) onObserve(lease *coordinationv1.Lease) {
 		return
 	}
 	l.d.try(l.e.nextTry(&l.s))
+}
+
+// finish handles a Lease marked for deletion (with Options.Finalizer): a
+// holder steps down and releases it, taking the finalizer off (S3: the VIP
+// is gone first); a follower takes the finalizer off once the holder has
+// released it or the holder's fence has provably passed. The deletion then
+// completes, and the next attempt creates the Lease anew. It reports
+// whether the Lease is marked for deletion.
+func (l *loop) finish() bool {
+	s, e := &l.s, l.e
+	if !e.deleting(s.observed) {
+		return false
+	}
+	if s.leading {
+		l.stepDown("the Lease is being deleted (kubectl delete lease): giving it up; a new one is created once it is gone")
+	}
+	if left := e.nextTry(s); left > 0 && holder(s.observed) != e.o.Identity {
+		l.d.try(left) // its holder may still act on it
+		return true
+	}
+	l.release(s.observed, false)
+	l.d.try(e.o.RetryPeriod / 4)
+	return true
+}
+
+// deleting reports whether l is marked for deletion and carries this
+// elector's finalizer.
+func (e *Elector) deleting(l *coordinationv1.Lease) bool {
+	return e.o.Finalizer != "" && l != nil && l.DeletionTimestamp != nil && slices.Contains(l.Finalizers, e.o.Finalizer)
 }
 
 // onFence is the fence timer: no successful renewal within the deadline.
@@ -360,6 +403,11 @@ func (l *loop) onResult(r result) {
 		// reads the Lease afresh.
 		s.known = false
 		l.d.try(e.nextTry(s))
+		return
+	}
+	if r.err == nil && e.deleting(r.lease) {
+		e.observe(s, r.lease)
+		l.finish()
 		return
 	}
 	switch {
@@ -567,7 +615,9 @@ func (e *Elector) observe(s *state, l *coordinationv1.Lease) {
 		if s.known && (s.observed == nil || s.deleted) {
 			return
 		}
-		if s.observed != nil && holder(s.observed) != "" {
+		if s.observed != nil && holder(s.observed) != "" && !e.deleting(s.observed) {
+			// (Deleted through the finalizer: its holder let go, or its
+			// fence passed, before the finalizer came off.)
 			if !s.deleted {
 				s.deleted, s.observedAt = true, now
 			}
@@ -645,10 +695,13 @@ func (e *Elector) attempt(ctx context.Context, base *coordinationv1.Lease, unkno
 		if err != nil && !apierrors.IsNotFound(err) {
 			return nil, false, false, err
 		}
-		if h := holder(l); h != "" && h != e.o.Identity {
+		if h := holder(l); h != "" && h != e.o.Identity || e.deleting(l) {
 			return l, false, false, nil
 		}
 		base = l
+	}
+	if e.deleting(base) {
+		return base, false, false, nil
 	}
 	l, err = e.write(ctx, base)
 	return l, base == nil && err == nil, err == nil, err
@@ -661,7 +714,7 @@ func (e *Elector) write(ctx context.Context, base *coordinationv1.Lease) (*coord
 	dur := ptr.To(int32(e.o.LeaseDuration / time.Second))
 	if base == nil {
 		return leases.Create(ctx, &coordinationv1.Lease{
-			ObjectMeta: metav1.ObjectMeta{Name: e.o.Name, Namespace: e.o.Namespace, Annotations: e.annotations()},
+			ObjectMeta: metav1.ObjectMeta{Name: e.o.Name, Namespace: e.o.Namespace, Annotations: e.annotations(), Finalizers: e.finalizers()},
 			Spec: coordinationv1.LeaseSpec{
 				HolderIdentity: ptr.To(e.o.Identity), LeaseDurationSeconds: dur,
 				AcquireTime: &now, RenewTime: &now, LeaseTransitions: ptr.To(int32(0)),
@@ -669,6 +722,9 @@ func (e *Elector) write(ctx context.Context, base *coordinationv1.Lease) (*coord
 		}, metav1.CreateOptions{})
 	}
 	l := base.DeepCopy()
+	if e.o.Finalizer != "" && l.DeletionTimestamp == nil && !slices.Contains(l.Finalizers, e.o.Finalizer) {
+		l.Finalizers = append(l.Finalizers, e.o.Finalizer)
+	}
 	for k, v := range e.annotations() {
 		if l.Annotations[k] != v {
 			if l.Annotations == nil {
@@ -714,6 +770,9 @@ func (e *Elector) release(ctx context.Context, l *coordinationv1.Lease) error {
 
 func (e *Elector) releaseWith(ctx context.Context, c kubernetes.Interface, l *coordinationv1.Lease) error {
 	leases := c.CoordinationV1().Leases(e.o.Namespace)
+	if e.deleting(l) {
+		return e.unfinalize(ctx, leases, l)
+	}
 	if l == nil || holder(l) != e.o.Identity {
 		var err error
 		if l, err = leases.Get(ctx, e.o.Name, metav1.GetOptions{}); err != nil {
@@ -743,6 +802,52 @@ func (e *Elector) releaseWith(ctx context.Context, c kubernetes.Interface, l *co
 	}
 	e.log.Info("released Lease")
 	return nil
+}
+
+// unfinalize takes this elector's finalizer off l, which is marked for
+// deletion (the deletion then completes), and releases it if this node
+// holds it. Called only after Drop returned, or once the holder's fence
+// has provably passed.
+func (e *Elector) unfinalize(ctx context.Context, leases interface {
+	Get(context.Context, string, metav1.GetOptions) (*coordinationv1.Lease, error)
+	Update(context.Context, *coordinationv1.Lease, metav1.UpdateOptions) (*coordinationv1.Lease, error)
+}, l *coordinationv1.Lease) error {
+	for range 2 {
+		n := l.DeepCopy()
+		n.Finalizers = slices.DeleteFunc(n.Finalizers, func(f string) bool { return f == e.o.Finalizer })
+		if holder(n) == e.o.Identity {
+			n.Spec.HolderIdentity = ptr.To("")
+		}
+		_, err := leases.Update(ctx, n, metav1.UpdateOptions{})
+		switch {
+		case err == nil || apierrors.IsNotFound(err):
+			e.log.Info("let the Lease be deleted (kubectl delete lease)", "holder", holder(l))
+			return nil
+		case !apierrors.IsConflict(err):
+			return fmt.Errorf("letting the Lease be deleted: %w", err)
+		}
+		// Changed meanwhile: only a node that holds it may have renewed it;
+		// take the finalizer off only if that is still right.
+		cur, err := leases.Get(ctx, e.o.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("letting the Lease be deleted: %w", err)
+		}
+		if !e.deleting(cur) || rv(cur) != rv(l) && holder(cur) != "" && holder(cur) != e.o.Identity {
+			return nil // renewed by its holder: the next observation decides
+		}
+		l = cur
+	}
+	return nil
+}
+
+func (e *Elector) finalizers() []string {
+	if e.o.Finalizer == "" {
+		return nil
+	}
+	return []string{e.o.Finalizer}
 }
 
 func (e *Elector) annotations() map[string]string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -34,6 +35,13 @@ const (
 	// it given VIPs, so a node that comes back does not take its share at
 	// once and maybe lose it again.
 	ReadyAnnotation = "vipd.io/ready"
+	// HeartbeatFinalizer keeps a deleted heartbeat (kubectl delete lease)
+	// in the API until its node has removed its VIPs and let it go, so
+	// that what it lists is never lost while the node may still hold it:
+	// another node that never saw the Lease would otherwise claim those
+	// addresses at once. A heartbeat whose node is gone is let go by the
+	// other nodes a lease duration after they saw it marked.
+	HeartbeatFinalizer = "vipd.io/heartbeat"
 	// ExcludeLabel on a Node keeps Service VIPs off it (the Kubernetes
 	// label, which MetalLB honours too).
 	ExcludeLabel = "node.kubernetes.io/exclude-from-external-load-balancers"
@@ -56,6 +64,8 @@ type beat struct {
 	ready  bool
 	dur    time.Duration
 	holds  string
+	// deleting: marked for deletion, with HeartbeatFinalizer.
+	deleting bool
 }
 
 // spread is the state of spread mode on this node.
@@ -71,10 +81,13 @@ type spread struct {
 	wake    time.Time // the next planned re-plan
 	// lastNodes are the eligible nodes of the last placement (for the log).
 	lastNodes string
+	// lettingGo: heartbeat versions (name@rv) whose finalizer this node
+	// took off, or tried to.
+	lettingGo map[string]bool
 }
 
 func (c *Controller) newSpread() (*spread, error) {
-	s := &spread{c: c, settle: c.o.Settle, beats: beatView{}}
+	s := &spread{c: c, settle: c.o.Settle, beats: beatView{}, lettingGo: map[string]bool{}}
 	if s.settle <= 0 {
 		s.settle = 2 * c.o.LeaseDuration
 	}
@@ -84,6 +97,7 @@ func (c *Controller) newSpread() (*spread, error) {
 		Client: c.o.Client, Namespace: c.o.LeaseNamespace, Name: HeartbeatName(c.o.NodeName), Identity: c.o.NodeName,
 		LeaseDuration: c.o.LeaseDuration, RenewDeadline: c.o.RenewDeadline, RetryPeriod: c.o.RetryPeriod,
 		Annotations: s.annotations, Guard: s.g, Clock: c.o.Clock, Logger: c.log.With("lease", "heartbeat"),
+		Finalizer: HeartbeatFinalizer,
 	})
 	if err != nil {
 		return nil, err
@@ -164,7 +178,8 @@ func (s *spread) observe(l *coordinationv1.Lease, gone bool) (changed bool) {
 	now := c.o.Clock.Now()
 	s.mu.Lock()
 	changed = s.beats.observe(l.Name, beat{rv: l.ResourceVersion, holder: leaseHolder(l),
-		ready: l.Annotations[ReadyAnnotation] == "true", dur: leaseDuration(l, c.o.LeaseDuration), holds: l.Annotations[HoldsAnnotation]}, gone, now)
+		ready: l.Annotations[ReadyAnnotation] == "true", dur: leaseDuration(l, c.o.LeaseDuration), holds: l.Annotations[HoldsAnnotation],
+		deleting: l.DeletionTimestamp != nil && slices.Contains(l.Finalizers, HeartbeatFinalizer)}, gone, now)
 	s.mu.Unlock()
 	if !gone {
 		c.seenMu.Lock()
@@ -506,7 +521,45 @@ func (s *spread) place(ctx context.Context, plan []*Entry, leading bool) map[net
 	if next > 0 {
 		s.wakeIn(ctx, next+10*time.Millisecond)
 	}
+	s.letGo(ctx)
 	return mine
+}
+
+// letGo takes HeartbeatFinalizer off the heartbeats marked for deletion
+// whose node has not renewed them for their duration since this node saw
+// them (its fence has passed: it holds nothing), so that deleting the
+// heartbeat of a node that is gone completes.
+func (s *spread) letGo(ctx context.Context) {
+	c := s.c
+	now := c.o.Clock.Now()
+	var due []string
+	s.mu.Lock()
+	for k, b := range s.beats {
+		if b.deleting && b.holder != c.o.NodeName && now.Sub(b.at) >= b.dur && !s.lettingGo[k+"@"+b.rv] {
+			s.lettingGo[k+"@"+b.rv] = true
+			due = append(due, k)
+		}
+	}
+	s.mu.Unlock()
+	for _, name := range due {
+		leases := c.o.Client.CoordinationV1().Leases(c.o.LeaseNamespace)
+		l, err := leases.Get(ctx, name, metav1.GetOptions{})
+		if err != nil || l.DeletionTimestamp == nil {
+			continue
+		}
+		s.mu.Lock()
+		b := s.beats[name]
+		s.mu.Unlock()
+		if l.ResourceVersion != b.rv {
+			continue // changed since: its next observation decides
+		}
+		l.Finalizers = slices.DeleteFunc(l.Finalizers, func(f string) bool { return f == HeartbeatFinalizer })
+		if _, err := leases.Update(ctx, l, metav1.UpdateOptions{}); err != nil {
+			c.log.Debug("could not let a deleted heartbeat go", "lease", name, "err", err)
+			continue
+		}
+		c.log.Info("let the deleted heartbeat of a node that is gone be deleted", "lease", name, "node", b.holder)
+	}
 }
 
 // holds reports whether a is on this node's interface, claimed.
