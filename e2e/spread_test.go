@@ -176,6 +176,15 @@ func TestSpread(t *testing.T) {
 			t.Errorf("%s: vipd_spread_nodes %v, vipd_spread_ready %v, vipd_service_vips_present %v; want 3, 1, %d", n.Name,
 				sumMetric(body, "vipd_spread_nodes"), sumMetric(body, "vipd_spread_ready"), sumMetric(body, "vipd_service_vips_present"), countBy(p)[n.Name])
 		}
+		// Each node's view of every heartbeat: the VIPs it lists, and a
+		// renewal seen within the lease duration.
+		for _, m := range names {
+			vips := sumMetric(body, fmt.Sprintf(`vipd_spread_heartbeat_vips{node=%q}`, m))
+			age := sumMetric(body, fmt.Sprintf(`vipd_spread_heartbeat_age_seconds{node=%q}`, m))
+			if vips != float64(countBy(p)[m]) || !strings.Contains(body, fmt.Sprintf(`vipd_spread_heartbeat_age_seconds{node=%q}`, m)) || age >= leaseDuration.Seconds() {
+				t.Errorf("%s's metrics on %s's heartbeat: %v VIPs, %v s old; want %d VIPs, under %s", n.Name, m, vips, age, countBy(p)[m], leaseDuration)
+			}
+		}
 	}
 	// vipd status: every node's heartbeat and the VIPs it holds.
 	out, err := vipdStatus(t, l)

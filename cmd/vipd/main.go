@@ -378,8 +378,31 @@ func servicesController(cfg *config.Config, rc *rest.Config, reg prometheus.Regi
 			}
 			return 0
 		}))
+		reg.MustRegister(heartbeats{ctl})
 	}
 	return ctl, nil
+}
+
+var (
+	heartbeatAge = prometheus.NewDesc("vipd_spread_heartbeat_age_seconds",
+		"Spread mode: seconds since this node saw the latest renewal of each node's heartbeat (a node is live while this stays under the lease duration).", []string{"node"}, nil)
+	heartbeatVIPs = prometheus.NewDesc("vipd_spread_heartbeat_vips",
+		"Spread mode: Service VIPs each node's heartbeat says it holds, as this node saw it.", []string{"node"}, nil)
+)
+
+// heartbeats exports, per node, what this node observed of its heartbeat.
+type heartbeats struct{ c *services.Controller }
+
+func (h heartbeats) Describe(ch chan<- *prometheus.Desc) {
+	ch <- heartbeatAge
+	ch <- heartbeatVIPs
+}
+
+func (h heartbeats) Collect(ch chan<- prometheus.Metric) {
+	for _, b := range h.c.Beats() {
+		ch <- prometheus.MustNewConstMetric(heartbeatAge, prometheus.GaugeValue, b.Age.Seconds(), b.Node)
+		ch <- prometheus.MustNewConstMetric(heartbeatVIPs, prometheus.GaugeValue, float64(b.VIPs), b.Node)
+	}
 }
 
 // hasIPv6 reports whether iface has a global IPv6 address of the node's own

@@ -353,6 +353,40 @@ func (c *Controller) Spread() (nodes int, ready bool) {
 	return len(n), c.sp.isReady()
 }
 
+// Beat is one node's heartbeat as this node observed it (for metrics).
+type Beat struct {
+	Node string
+	Age  time.Duration // since this node saw its latest version
+	VIPs int           // addresses it lists
+}
+
+// Beats reports, in spread mode, every node's heartbeat that has a holder,
+// as this node observed it, by node name (nil otherwise).
+func (c *Controller) Beats() []Beat {
+	if c.sp == nil {
+		return nil
+	}
+	s := c.sp
+	now := c.o.Clock.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Beat
+	for k, b := range s.beats {
+		if !strings.HasPrefix(k, HeartbeatPrefix) || b.holder == "" || b.rv == "deleted" {
+			continue
+		}
+		n := 0
+		for _, f := range strings.Split(b.holds, ",") {
+			if strings.TrimSpace(f) != "" {
+				n++
+			}
+		}
+		out = append(out, Beat{Node: b.holder, Age: now.Sub(b.at), VIPs: n})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
+	return out
+}
+
 // excluded reports whether the Node carries ExcludeLabel.
 func (c *Controller) excluded(node string) bool {
 	if c.nodeLister == nil {
