@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -323,6 +324,13 @@ func BenchmarkServices(b *testing.B) {
 // benchServices runs the Services benchmark in one mode (single or spread).
 func benchServices(ctx context.Context, b *testing.B, l *lab.Lab, sc lab.ScenarioOptions, mode string, win time.Duration, sb *strings.Builder) {
 	c := l.Admin
+	moves := &strings.Builder{}
+	defer func() {
+		if moves.Len() > 0 {
+			fmt.Fprintf(sb, "\nSpread mode, planned moves (a node stopped with SIGTERM, then started again)\n")
+			fmt.Fprintf(sb, "| Services | its VIPs | SIGTERM → all on other nodes (s) | longest time a VIP was on no node (ms) | restart → even again (s) | VIPs moved back (ideal: its share) | other VIPs moved |\n|---|---|---|---|---|---|---|\n%s", moves.String())
+		}
+	}()
 	for range b.N {
 		sizes := []int{100, 1000}
 		if v := os.Getenv("VIPD_BENCH_SERVICES"); v != "" {
@@ -379,6 +387,9 @@ func benchServices(ctx context.Context, b *testing.B, l *lab.Lab, sc lab.Scenari
 			settled := waitSettled(ctx, b, l, quiet)
 			rates, rss, cpu := window(ctx, b, l, procs, win, apiRequests)
 			holder, _ := l.Holder(ctx, leaseNS, svcLease)
+			if mode == "spread" {
+				spreadMoves(ctx, b, l, sc, procs, holder, n, moves)
+			}
 			if path := os.Getenv("VIPD_BENCH_LOG"); path != "" {
 				_ = os.WriteFile(fmt.Sprintf("%s.%d", path, n), []byte(procs[holder].Output()), 0o644)
 			}
@@ -410,6 +421,112 @@ func benchServices(ctx context.Context, b *testing.B, l *lab.Lab, sc lab.Scenari
 			time.Sleep(4 * time.Second) // the killed daemons' VIPs expire
 		}
 	}
+}
+
+// spreadMoves stops a node that is not the allocator with SIGTERM, then
+// starts it again, and prints what moved: how long its VIPs took to be on
+// other nodes, the longest time one was on no node (owners sampled as fast
+// as the namespaces can be read), how long until the split was even again
+// (the settling time, 2 × lease duration, included) and how many VIPs
+// moved back (its share, at best) or moved otherwise.
+func spreadMoves(ctx context.Context, b *testing.B, l *lab.Lab, sc lab.ScenarioOptions, procs map[string]*lab.Proc, holder string, n int, out *strings.Builder) {
+	var victim *lab.Host
+	for _, h := range l.Nodes {
+		if h.Name != holder {
+			victim = h
+			break
+		}
+	}
+	owner := func() map[netip.Addr]string {
+		o, err := l.AllOwners()
+		if err != nil {
+			b.Fatal(err)
+		}
+		m := map[netip.Addr]string{}
+		for ip, nodes := range o {
+			if len(nodes) > 1 {
+				b.Fatalf("%s on %v", ip, nodes)
+			}
+			if len(nodes) == 1 && ip != l.VIP {
+				m[ip] = nodes[0]
+			}
+		}
+		return m
+	}
+	before := owner()
+	var mine []netip.Addr
+	for ip, node := range before {
+		if node == victim.Name {
+			mine = append(mine, ip)
+		}
+	}
+	start := time.Now()
+	if err := procs[victim.Name].Signal(syscall.SIGTERM); err != nil {
+		b.Fatal(err)
+	}
+	left, back := map[netip.Addr]time.Duration{}, map[netip.Addr]time.Duration{}
+	for len(back) < len(mine) && time.Since(start) < 30*time.Second {
+		now := owner()
+		at := time.Since(start)
+		for _, ip := range mine {
+			switch node := now[ip]; {
+			case node == victim.Name:
+			case node == "":
+				if _, ok := left[ip]; !ok {
+					left[ip] = at
+				}
+			default:
+				if _, ok := back[ip]; !ok {
+					back[ip] = at
+					if _, ok := left[ip]; !ok {
+						left[ip] = at
+					}
+				}
+			}
+		}
+	}
+	var drain, gap time.Duration
+	for _, ip := range mine {
+		d, ok := back[ip]
+		if !ok {
+			b.Fatalf("%s never moved off %s", ip, victim.Name)
+		}
+		drain, gap = max(drain, d), max(gap, d-left[ip])
+	}
+	<-procs[victim.Name].Done()
+	after := owner()
+	restart := time.Now()
+	runOn(b, l, sc, procs, victim)
+	share := n / len(l.Nodes)
+	var final map[netip.Addr]string
+	for {
+		final = owner()
+		counts := map[string]int{}
+		for _, node := range final {
+			counts[node]++
+		}
+		if counts[victim.Name] >= share {
+			break
+		}
+		if time.Since(restart) > time.Minute {
+			b.Fatalf("%s holds %d VIPs a minute after it started again; want %d", victim.Name, counts[victim.Name], share)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	even := time.Since(restart)
+	movedBack, other := 0, 0
+	for ip, node := range final {
+		switch {
+		case node == after[ip]:
+		case node == victim.Name:
+			movedBack++
+		default:
+			other++
+		}
+	}
+	b.Logf("spread, N=%d: %s's %d VIPs on other nodes %s after SIGTERM (longest on no node %s); even again %s after its restart, %d moved back, %d others moved",
+		n, victim.Name, len(mine), drain.Round(time.Millisecond), gap.Round(time.Millisecond), even.Round(100*time.Millisecond), movedBack, other)
+	fmt.Fprintf(out, "| %d | %d | %.2f | %.0f | %.1f | %d | %d |\n", n, len(mine), drain.Seconds(), float64(gap.Milliseconds()), even.Seconds(), movedBack, other)
 }
 
 // vipsPerNode counts the VIPs of the Services in ns on each node.

@@ -410,7 +410,7 @@ func TestSpreadRollingSwitch(t *testing.T) {
 
 // runOn starts vipd on h again with sc's container, in procs (whose
 // processes the test kills at its end).
-func runOn(t *testing.T, l *lab.Lab, sc lab.ScenarioOptions, procs map[string]*lab.Proc, h *lab.Host) {
+func runOn(t testing.TB, l *lab.Lab, sc lab.ScenarioOptions, procs map[string]*lab.Proc, h *lab.Host) {
 	t.Helper()
 	ct, err := sc.Container(h.Name)
 	if err != nil {
