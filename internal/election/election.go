@@ -197,6 +197,7 @@ type request struct {
 	epoch   uint64
 	start   time.Time // monotonic start of the call
 	timeout time.Duration
+	acquire bool // not holding: an acquire (acquireTime is set anew)
 }
 
 // result is the outcome of one attempt.
@@ -281,7 +282,7 @@ func (l *loop) launch() {
 		return
 	}
 	start := l.d.now()
-	r := request{base: s.observed, unknown: !s.known, epoch: s.epoch, start: start, timeout: l.e.o.RenewDeadline}
+	r := request{base: s.observed, unknown: !s.known, epoch: s.epoch, start: start, timeout: l.e.o.RenewDeadline, acquire: !s.leading}
 	if s.deleted {
 		r.base = nil
 	}
@@ -572,7 +573,7 @@ func (d *runDriver) write(r request) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
 		defer cancel()
-		l, created, wrote, err := d.e.attempt(ctx, r.base, r.unknown)
+		l, created, wrote, err := d.e.attempt(ctx, r.base, r.unknown, r.acquire)
 		d.res <- result{lease: l, wrote: wrote, created: created, err: err, start: r.start, epoch: r.epoch}
 	}()
 }
@@ -689,7 +690,7 @@ func (e *Elector) nextTry(s *state) time.Duration {
 // changed since base was read. With unknown, base is read first (a quorum
 // read), and a Lease held by another node is only returned, not written.
 // created reports that the write created the Lease.
-func (e *Elector) attempt(ctx context.Context, base *coordinationv1.Lease, unknown bool) (l *coordinationv1.Lease, created, wrote bool, err error) {
+func (e *Elector) attempt(ctx context.Context, base *coordinationv1.Lease, unknown, acquire bool) (l *coordinationv1.Lease, created, wrote bool, err error) {
 	if unknown {
 		l, err := e.get(ctx)
 		if err != nil && !apierrors.IsNotFound(err) {
@@ -703,12 +704,15 @@ func (e *Elector) attempt(ctx context.Context, base *coordinationv1.Lease, unkno
 	if e.deleting(base) {
 		return base, false, false, nil
 	}
-	l, err = e.write(ctx, base)
+	l, err = e.write(ctx, base, acquire)
 	return l, base == nil && err == nil, err == nil, err
 }
 
-// write creates the Lease (base nil) or updates base with this node as holder.
-func (e *Elector) write(ctx context.Context, base *coordinationv1.Lease) (*coordinationv1.Lease, error) {
+// write creates the Lease (base nil) or updates base with this node as
+// holder. acquireTime is set when the holder changes, and on every acquire
+// (a restarted process holds it anew: renewTime - acquireTime is how long
+// this process has held it).
+func (e *Elector) write(ctx context.Context, base *coordinationv1.Lease, acquire bool) (*coordinationv1.Lease, error) {
 	leases := e.o.Client.CoordinationV1().Leases(e.o.Namespace)
 	now := metav1.NewMicroTime(time.Now())
 	dur := ptr.To(int32(e.o.LeaseDuration / time.Second))
@@ -732,6 +736,9 @@ func (e *Elector) write(ctx context.Context, base *coordinationv1.Lease) (*coord
 			}
 			l.Annotations[k] = v
 		}
+	}
+	if acquire {
+		l.Spec.AcquireTime = &now
 	}
 	if holder(l) != e.o.Identity {
 		l.Spec.AcquireTime = &now

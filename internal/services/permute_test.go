@@ -2,8 +2,10 @@ package services
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -433,6 +435,20 @@ func (w *pWorld) overlap() string {
 	return ""
 }
 
+// catchUp delivers every version queued for node i, unless it is frozen;
+// it returns the node's id for events.
+func (w *pWorld) catchUp(t *testing.T, i int) (string, bool) {
+	t.Helper()
+	id := fmt.Sprint(i)
+	if w.nodes[i].frozen {
+		return id, false
+	}
+	for len(w.nodes[i].queue) > 0 {
+		w.step(t, "deliver"+id)
+	}
+	return id, true
+}
+
 // fair runs every node in turn for ticks seconds, as a healthy cluster
 // does: every version delivered, a renewal per second, a plan and a check
 // after each.
@@ -441,12 +457,9 @@ func (w *pWorld) fair(t *testing.T, ticks int) {
 	for range ticks {
 		for round := 0; round < 3; round++ {
 			for i, n := range w.nodes {
-				id := fmt.Sprint(i)
-				if n.frozen {
+				id, ok := w.catchUp(t, i)
+				if !ok {
 					continue
-				}
-				for len(n.queue) > 0 {
-					w.step(t, "deliver"+id)
 				}
 				if n.leading && !w.now.Before(n.until) {
 					w.step(t, "fence"+id)
@@ -463,12 +476,9 @@ func (w *pWorld) fair(t *testing.T, ticks int) {
 				}
 			}
 			for i, n := range w.nodes {
-				id := fmt.Sprint(i)
-				if n.frozen {
+				id, ok := w.catchUp(t, i)
+				if !ok {
 					continue
-				}
-				for len(n.queue) > 0 {
-					w.step(t, "deliver"+id)
 				}
 				if n.read == nil && n.fenceOK(w.now) && len(n.want()) > 0 {
 					w.step(t, "read"+id)
@@ -508,12 +518,7 @@ func (w *pWorld) unsettled() string {
 func (w *pWorld) key() string {
 	var b strings.Builder
 	rel := func(at time.Time) int64 { return int64(at.Sub(w.now) / time.Second) }
-	ks := make([]string, 0, len(w.store))
-	for k := range w.store {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	for _, k := range ks {
+	for _, k := range slices.Sorted(maps.Keys(w.store)) {
 		fmt.Fprintf(&b, "%s=%+v;", k, *w.store[k])
 	}
 	for _, n := range w.nodes {
@@ -530,21 +535,11 @@ func (w *pWorld) key() string {
 		if n.read != nil {
 			fmt.Fprintf(&b, " r%v%v%d", n.read.list, n.read.want, n.read.gen)
 		}
-		bk := make([]string, 0, len(n.beats))
-		for k := range n.beats {
-			bk = append(bk, k)
-		}
-		sort.Strings(bk)
-		for _, k := range bk {
+		for _, k := range slices.Sorted(maps.Keys(n.beats)) {
 			x := n.beats[k]
 			fmt.Fprintf(&b, " b%s:%s:%s:%s:%d:%t", k, x.rv, x.holder, x.holds, rel(x.at), x.deleting)
 		}
-		sk := make([]string, 0, len(n.seen))
-		for k := range n.seen {
-			sk = append(sk, k)
-		}
-		sort.Strings(sk)
-		for _, k := range sk {
+		for _, k := range slices.Sorted(maps.Keys(n.seen)) {
 			x := n.seen[k]
 			fmt.Fprintf(&b, " s%s:%s:%s:%d:%d:%v", k, x.rv, x.holds, rel(x.at), rel(x.gone), x.older)
 		}

@@ -66,6 +66,9 @@ type beat struct {
 	holds  string
 	// deleting: marked for deletion, with HeartbeatFinalizer.
 	deleting bool
+	// held is how long its node has held it without a break (renewTime -
+	// acquireTime, both from that node's clock).
+	held time.Duration
 }
 
 // spread is the state of spread mode on this node.
@@ -179,7 +182,7 @@ func (s *spread) observe(l *coordinationv1.Lease, gone bool) (changed bool) {
 	s.mu.Lock()
 	changed = s.beats.observe(l.Name, beat{rv: l.ResourceVersion, holder: leaseHolder(l),
 		ready: l.Annotations[ReadyAnnotation] == "true", dur: leaseDuration(l, c.o.LeaseDuration), holds: l.Annotations[HoldsAnnotation],
-		deleting: l.DeletionTimestamp != nil && slices.Contains(l.Finalizers, HeartbeatFinalizer)}, gone, now)
+		deleting: l.DeletionTimestamp != nil && slices.Contains(l.Finalizers, HeartbeatFinalizer), held: heldFor(l)}, gone, now)
 	s.mu.Unlock()
 	if !gone {
 		c.seenMu.Lock()
@@ -187,6 +190,15 @@ func (s *spread) observe(l *coordinationv1.Lease, gone bool) (changed bool) {
 		c.seenMu.Unlock()
 	}
 	return changed
+}
+
+// heldFor is how long l's holder has held it without a break, as its own
+// clock says (no other node's clock is compared with ours).
+func heldFor(l *coordinationv1.Lease) time.Duration {
+	if l.Spec.AcquireTime == nil || l.Spec.RenewTime == nil {
+		return 0
+	}
+	return l.Spec.RenewTime.Sub(l.Spec.AcquireTime.Time)
 }
 
 // beatView is what this node observed of the heartbeats (and of the
@@ -228,8 +240,8 @@ type candidate struct {
 // and when the first of them runs out (0: none).
 func (v beatView) live(self string, now time.Time) (live []candidate, next time.Duration) {
 	for k, b := range v {
-		if !strings.HasPrefix(k, HeartbeatPrefix) || b.holder == "" || b.holder == self || b.rv == "deleted" {
-			continue
+		if !strings.HasPrefix(k, HeartbeatPrefix) || b.holder == "" || b.holder == self || b.rv == "deleted" || b.deleting {
+			continue // (marked for deletion: its node gives its VIPs up)
 		}
 		left := b.at.Add(b.dur).Sub(now)
 		if left <= 0 {
@@ -300,7 +312,8 @@ func (v beatView) place(us []Unit, nodes []string, self string, now time.Time) m
 }
 
 // decideReady runs once the caches are synced: a node that finds another
-// live, ready node holding VIPs settles first (it joins a running cluster:
+// live, ready node holding VIPs, which has held its heartbeat for the
+// settling time at least, settles first (it joins a running cluster:
 // taking its share at once might only move VIPs back and forth); one that
 // finds none (the cluster starts, or holds nothing yet) is ready at once.
 func (s *spread) decideReady() {
@@ -308,7 +321,9 @@ func (s *spread) decideReady() {
 	others := false
 	s.mu.Lock()
 	for k, b := range s.beats {
-		if strings.HasPrefix(k, HeartbeatPrefix) && b.holder != "" && b.holder != s.c.o.NodeName && b.rv != "deleted" && b.ready && b.holds != "" && now.Sub(b.at) < b.dur {
+		// Nodes that started a moment ago (held less than the settling
+		// time) do not count: the cluster is starting together.
+		if strings.HasPrefix(k, HeartbeatPrefix) && b.holder != "" && b.holder != s.c.o.NodeName && b.rv != "deleted" && !b.deleting && b.ready && b.holds != "" && now.Sub(b.at) < b.dur && b.held >= s.settle {
 			others = true
 		}
 	}
