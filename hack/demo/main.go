@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/vipd/vipd/internal/lab"
 )
 
@@ -33,7 +35,23 @@ func main() {
 }
 
 func step(format string, args ...any) {
-	fmt.Printf("\n\033[1m==> "+format+"\033[0m\n", args...)
+	fmt.Printf("\n%s\n", bold("==> "+fmt.Sprintf(format, args...)))
+}
+
+// bold makes s bold on a terminal, unless NO_COLOR is set (no-color.org);
+// piped or redirected output gets no escape codes.
+func bold(s string) string {
+	if !colour(os.Getenv("NO_COLOR"), isTerminal(os.Stdout)) {
+		return s
+	}
+	return "\033[1m" + s + "\033[0m"
+}
+
+func colour(noColor string, terminal bool) bool { return noColor == "" && terminal }
+
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }
 
 func run() error {
@@ -97,8 +115,8 @@ func run() error {
 		return fmt.Errorf("kubectl through the VIP did not work again within 20 s (last: %s)", r.LastKubectl)
 	}
 	fmt.Printf("    %s's health gate closed, it gave up the VIP and released the Lease; the VIP moved %s -> %s\n", owner, owner, r.NewOwner)
-	fmt.Printf("    \033[1mkubectl through https://%s:6443 worked again %.1f s after the stop\033[0m; nodes holding the VIP at once: at most %d\n",
-		l.VIP, r.Outage.Seconds(), r.Report.MaxOwners())
+	fmt.Printf("    %s; nodes holding the VIP at once: at most %d\n",
+		bold(fmt.Sprintf("kubectl through https://%s:6443 worked again %.1f s after the stop", l.VIP, r.Outage.Seconds())), r.Report.MaxOwners())
 	show(ctx, l, sc)
 
 	step("systemctl start k3s on %s: it rejoins as a follower; the VIP stays on %s (no flapping)", owner, r.NewOwner)
