@@ -311,7 +311,7 @@ func BenchmarkServices(b *testing.B) {
 		if mode == "spread" {
 			sc = withEnv(sc, "svc_election=true")
 			fmt.Fprintf(&sb, "\nSpread mode (svc_election=true), the same Services, 3 nodes; steady state over %s\n", win)
-			fmt.Fprintf(&sb, "| Services | start → all VIPs up and all status set (s) | VIPs per node (min-max) | API requests/s in steady state (writes/s) | RSS per node (MiB) | CPU per node (%% of a core) |\n|---|---|---|---|---|---|\n")
+			fmt.Fprintf(&sb, "| Services | start → all VIPs up and all status set (s) | CPU to converge per node (s) | VIPs per node (min-max) | API requests/s in steady state (writes/s) | RSS per node (MiB) | CPU per node (%% of a core) |\n|---|---|---|---|---|---|---|\n")
 		} else {
 			fmt.Fprintf(&sb, "\nLoadBalancer Services from the pool, 3 nodes, seed settings; steady state over %s\n", win)
 			fmt.Fprintf(&sb, "| Services | start → all VIPs up and all status set (s) | API requests/s in steady state (writes/s) | leader RSS (MiB) | follower RSS (MiB) | leader CPU (%% of a core) | follower CPU (%%) |\n|---|---|---|---|---|---|---|\n")
@@ -377,6 +377,13 @@ func benchServices(ctx context.Context, b *testing.B, l *lab.Lab, sc lab.Scenari
 				time.Sleep(100 * time.Millisecond)
 			}
 			converge := time.Since(start)
+			// CPU each daemon spent from its start to convergence (the
+			// issue's item 7: it should grow about linearly with N).
+			toConverge := map[string]float64{}
+			for name, p := range procs {
+				d, _ := procCPU(p.Cmd.Process.Pid)
+				toConverge[name] = d.Seconds()
+			}
 			perNode := vipsPerNode(ctx, b, l, ns)
 			// Steady state: 2 Lease writes per second, 5 in spread mode
 			// (a heartbeat per node).
@@ -400,13 +407,14 @@ func benchServices(ctx context.Context, b *testing.B, l *lab.Lab, sc lab.Scenari
 					fRSS, fCPU = append(fRSS, rss[name]), append(fCPU, cpu[name])
 				}
 			}
-			b.Logf("%s, N=%d: writes settled (the Events' backlog posted) %s after convergence", mode, n, settled.Round(time.Second))
+			b.Logf("%s, N=%d: writes settled (the Events' backlog posted) %s after convergence; CPU to converge: %v s (Services Lease holder %s)", mode, n, settled.Round(time.Second), toConverge, holder)
 			if mode == "spread" {
-				var all, allRSS, allCPU []float64
+				var all, allRSS, allCPU, conv []float64
 				for name := range procs {
 					all, allRSS, allCPU = append(all, float64(perNode[name])), append(allRSS, rss[name]), append(allCPU, cpu[name])
+					conv = append(conv, toConverge[name])
 				}
-				fmt.Fprintf(sb, "| %d | %.1f | %.0f-%.0f | %.2f (%.2f) | %.1f-%.1f | %.2f-%.2f |\n", n, converge.Seconds(), slices.Min(all), slices.Max(all),
+				fmt.Fprintf(sb, "| %d | %.1f | %.2f-%.2f | %.0f-%.0f | %.2f (%.2f) | %.1f-%.1f | %.2f-%.2f |\n", n, converge.Seconds(), slices.Min(conv), slices.Max(conv), slices.Min(all), slices.Max(all),
 					rates["all"], rates["write"], slices.Min(allRSS), slices.Max(allRSS), slices.Min(allCPU), slices.Max(allCPU))
 			} else {
 				fmt.Fprintf(sb, "| %d | %.1f | %.2f (%.2f) | %.1f | %.1f-%.1f | %.2f | %.2f-%.2f |\n", n, converge.Seconds(), rates["all"], rates["write"],
