@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -176,6 +177,18 @@ func manifestOptions(fs *pflag.FlagSet, mf manifestFlags) (manifest.Options, err
 			continue
 		}
 		o.Env = append(o.Env, corev1.EnvVar{Name: kv.Name, Value: kv.Value})
+	}
+	if o.AllNodes && cfg.ControlPlane {
+		// On every node, only control-plane nodes may take the control-plane
+		// VIP: with the gate from the start (cp_healthcheck=true) a node
+		// competes only once its own API server is ready, which a worker
+		// never is (cp_healthcheck=auto arms the gate only after a first
+		// success, so a worker would compete).
+		if cfg.HealthMode == "false" {
+			return manifest.Options{}, errors.New("--nodes=all with the control-plane VIP needs the health gate, and --cp-healthcheck=false turns it off: a worker, which runs no API server, would take the control-plane VIP. Drop --cp-healthcheck=false, or keep --nodes=control-plane")
+		}
+		o.Env = slices.DeleteFunc(o.Env, func(e corev1.EnvVar) bool { return e.Name == "cp_healthcheck" })
+		o.Env = append(o.Env, corev1.EnvVar{Name: "cp_healthcheck", Value: "true"})
 	}
 	return o, nil
 }

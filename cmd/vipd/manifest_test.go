@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -138,5 +139,21 @@ func TestManifestAllNodes(t *testing.T) {
 	}
 	if _, err := vipdRun(t, "manifest", "daemonset", "--address", "198.51.100.200", "--nodes", "all", "--taint"); err == nil {
 		t.Error("--nodes all with --taint accepted")
+	}
+	// The control-plane VIP on every node: only nodes whose own API server
+	// is ready compete (workers never are).
+	for _, gate := range []string{"", "--cp-healthcheck=auto", "--cp-healthcheck=true"} {
+		args := []string{"manifest", "daemonset", "--address", "198.51.100.200", "--controlplane", "--services", "--servicesElection", "--nodes", "all"}
+		if gate != "" {
+			args = append(args, gate)
+		}
+		out, err := vipdRun(t, args...)
+		if err != nil || strings.Count(out, "name: cp_healthcheck\n") != 1 || !regexp.MustCompile(`name: cp_healthcheck\s+value: "true"`).MatchString(out) {
+			t.Errorf("--nodes all %s: want cp_healthcheck=true once: %v\n%s", gate, err, out)
+		}
+	}
+	out, err = vipdRun(t, "manifest", "daemonset", "--address", "198.51.100.200", "--controlplane", "--nodes", "all", "--cp-healthcheck=false")
+	if err == nil || !strings.Contains(out+err.Error(), "--cp-healthcheck=false") {
+		t.Errorf("--nodes all --cp-healthcheck=false: %v\n%s", err, out)
 	}
 }
