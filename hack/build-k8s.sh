@@ -10,6 +10,7 @@
 # directly: its go.mod points every k8s.io/<staging> module at a local folder.
 # A throwaway module replaces each of them with the published v0.X.Y.
 set -euo pipefail
+. "$(dirname "$0")/k8s-module.sh"
 
 K8S_VERSION="${K8S_VERSION:-v1.37.2}"
 ETCD_VERSION="${ETCD_VERSION:-v3.7.0}"
@@ -28,7 +29,6 @@ if [ ${#want[@]} -eq 0 ]; then
 fi
 echo "building ${want[*]} (k8s ${K8S_VERSION}, etcd ${ETCD_VERSION}) in $work; first build takes several minutes" >&2
 
-staging="${K8S_VERSION/#v1./v0.}"
 cd "$work"
 mkdir -p cmd/etcd
 cat > cmd/etcd/main.go <<'GO'
@@ -53,18 +53,7 @@ import (
 	_ "k8s.io/kubernetes/cmd/kubectl"
 )
 GO
-if [ ! -f go.mod ]; then
-  go mod init vipd.local/k8sbuild >/dev/null 2>&1
-  # Every k8s.io module that k8s.io/kubernetes replaces with a staging folder.
-  modfile="$(go mod download -json "k8s.io/kubernetes@${K8S_VERSION}" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
-  reps=()
-  for m in $(sed -n 's#^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' "$modfile"); do
-    reps+=("-replace=${m}=${m}@${staging}")
-  done
-  go mod edit "${reps[@]}"
-  go mod edit -require="k8s.io/kubernetes@${K8S_VERSION}" -require="go.etcd.io/etcd/server/v3@${ETCD_VERSION}"
-  go mod tidy >&2
-fi
+k8s_module vipd.local/k8sbuild "${K8S_VERSION}" "go.etcd.io/etcd/server/v3@${ETCD_VERSION}"
 export CGO_ENABLED=0
 for b in "${want[@]}"; do
   case "$b" in

@@ -9,6 +9,7 @@
 #
 #   hack/build-node.sh            # build what is missing, print the bin folder
 set -euo pipefail
+. "$(dirname "$0")/k8s-module.sh"
 
 K8S_VERSION="${K8S_VERSION:-v1.37.2}"
 CONTAINERD_VERSION="${CONTAINERD_VERSION:-v2.4.2}"
@@ -27,7 +28,6 @@ if [ ${#want[@]} -eq 0 ]; then
 fi
 echo "building ${want[*]} in $work; the first build takes several minutes" >&2
 
-staging="${K8S_VERSION/#v1./v0.}"
 cd "$work"
 cat > tools.go <<'GO'
 //go:build tools
@@ -43,19 +43,7 @@ import (
 	_ "k8s.io/kubernetes/cmd/kubelet"
 )
 GO
-if [ ! -f go.mod ]; then
-  go mod init vipd.local/nodebuild >/dev/null 2>&1
-  # k8s.io/kubernetes points every k8s.io/<staging> module at a local
-  # folder: replace each with the published v0.X.Y (as hack/build-k8s.sh).
-  modfile="$(go mod download -json "k8s.io/kubernetes@${K8S_VERSION}" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
-  reps=()
-  for m in $(sed -n 's#^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' "$modfile"); do
-    reps+=("-replace=${m}=${m}@${staging}")
-  done
-  go mod edit "${reps[@]}"
-  go mod edit -require="k8s.io/kubernetes@${K8S_VERSION}" -require="github.com/containerd/containerd/v2@${CONTAINERD_VERSION}"
-  go mod tidy >&2
-fi
+k8s_module vipd.local/nodebuild "${K8S_VERSION}" "github.com/containerd/containerd/v2@${CONTAINERD_VERSION}"
 minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
 for b in "${want[@]}"; do
   tags=""
