@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: all build image k8s test unit lint bench-failover bench-steady bench-services demo clean
+.PHONY: all build image k8s metallb test unit lint bench-failover bench-steady bench-services demo clean
 
 all: build
 
@@ -18,6 +18,10 @@ image: build
 # kube-apiserver, etcd and kubectl from the Go module proxy, cached in ~/.cache/vipd.
 k8s:
 	hack/build-k8s.sh
+
+# MetalLB's controller and speaker from the Go module proxy, cached (for bench-services).
+metallb:
+	hack/build-metallb.sh
 
 # Everything: lint, unit tests and the e2e tests in network namespaces (root).
 test: k8s lint
@@ -38,8 +42,9 @@ lint:
 bench-failover: k8s
 	$(GO) test ./e2e -run '^$$' -bench 'BenchmarkFailover|BenchmarkControlPlaneStop' -benchtime 1x -timeout 60m
 
-# 100 and 1000 LoadBalancer Services: convergence time, API requests/s, memory and CPU (about 3 minutes).
-bench-services: k8s
+# 100 and 1000 LoadBalancer Services, vipd's two modes and MetalLB side by side: convergence, API
+# requests, memory and CPU, SIGSTOP and power loss seen on the wire (about 12 minutes).
+bench-services: k8s metallb
 	$(GO) test ./e2e -run '^$$' -bench BenchmarkServices -benchtime 1x -timeout 30m
 
 # Lease requests per second, and each daemon's memory and CPU, with nothing failing (about 1 minute).

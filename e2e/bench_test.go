@@ -272,12 +272,19 @@ func procCPU(pid int) (time.Duration, error) {
 
 // BenchmarkServices measures, for N = 100 and N = 1000 LoadBalancer
 // Services (pool-allocated, so each needs an allocation write, an owner
-// annotation and a status write) on three nodes at the seed's settings: time
-// from vipd start to every VIP on exactly one interface and every status
-// set; then API requests per second in steady state (the API server's own
-// apiserver_request_total, all resources), and each daemon's resident memory
-// and CPU over VIPD_STEADY_SECONDS (default 30). VIPD_BENCH_SERVICES=100,1000
-// chooses the sizes; VIPD_BENCH_LOG=<path> writes the leader's log to <path>.<N>.
+// annotation and a status write) on three nodes at the seed's settings, in
+// vipd's single-holder mode, its spread mode and MetalLB v0.15.2's layer 2
+// mode side by side: time from start to every VIP answered by exactly one
+// node and every status set; VIPs per node; API requests per second in steady
+// state (the API server's own apiserver_request_total, all resources), and
+// each daemon's resident memory and CPU over VIPD_STEADY_SECONDS (default
+// 30); then, asking the wire (ARP from the client host), SIGSTOP of a node
+// for 10 s (time with two nodes answering one VIP, time until its VIPs are
+// answered by other nodes) and its power loss (time until its VIPs are
+// answered by other nodes). Spread mode also measures a planned move.
+// VIPD_BENCH_SERVICES=100,1000 chooses the sizes, VIPD_BENCH_MODES=single,spread,metallb
+// the systems, VIPD_BENCH_NODES=3 the nodes; VIPD_BENCH_LOG=<path> writes
+// the Services Lease holder's log to <path>.<N>.
 //
 //	make bench-services
 func BenchmarkServices(b *testing.B) {
@@ -285,7 +292,11 @@ func BenchmarkServices(b *testing.B) {
 	if n, err := strconv.Atoi(os.Getenv("VIPD_STEADY_SECONDS")); err == nil && n > 0 {
 		win = time.Duration(n) * time.Second
 	}
-	l := newLab(b)
+	nodes := 3
+	if n, err := strconv.Atoi(os.Getenv("VIPD_BENCH_NODES")); err == nil && n > 0 {
+		nodes = n
+	}
+	l := newLabWith(b, lab.Options{Nodes: nodes})
 	if err := l.Apply(context.Background(), poolsRBAC); err != nil {
 		b.Fatal(err)
 	}
@@ -293,36 +304,58 @@ func BenchmarkServices(b *testing.B) {
 	ctx := context.Background()
 	c := l.Admin
 	// 2048 addresses from the benchmark range, away from the Service CIDR.
+	const pool = "198.18.64.0-198.18.71.255"
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: services.PoolsNamespace, Name: services.PoolsName},
-		Data: map[string]string{"range-global": "198.18.64.0-198.18.71.255"}}
+		Data: map[string]string{"range-global": pool}}
 	if _, err := c.CoreV1().ConfigMaps(cm.Namespace).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
 		b.Fatal(err)
+	}
+	// Node objects, as a cluster has: MetalLB announces only from nodes its
+	// L2Advertisement selects among them. vipd does not need them.
+	for _, n := range l.Nodes {
+		if _, err := c.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.Name}}, metav1.CreateOptions{}); err != nil {
+			b.Fatal(err)
+		}
 	}
 	if _, err := lab.VipdBinary(); err != nil { // built before the clock starts
 		b.Fatal(err)
 	}
-	var sb strings.Builder
-	modes := []string{"single", "spread"}
+	w, err := l.Wire()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Close()
+	var sb, cmp strings.Builder
+	modes := []string{"single", "spread", "metallb"}
 	if v := os.Getenv("VIPD_BENCH_MODES"); v != "" {
 		modes = strings.Split(v, ",")
 	}
+	var m *metalLB
 	for _, mode := range modes {
 		sc := sc
-		if mode == "spread" {
+		switch mode {
+		case "spread":
 			sc = withEnv(sc, "svc_election=true")
-			fmt.Fprintf(&sb, "\nSpread mode (svc_election=true), the same Services, 3 nodes; steady state over %s\n", win)
+			fmt.Fprintf(&sb, "\nSpread mode (svc_election=true), the same Services, %d nodes; steady state over %s\n", nodes, win)
 			fmt.Fprintf(&sb, "| Services | start → all VIPs up and all status set (s) | CPU to converge per node (s) | VIPs per node (min-max) | API requests/s in steady state (writes/s) | RSS per node (MiB) | CPU per node (%% of a core) |\n|---|---|---|---|---|---|---|\n")
-		} else {
-			fmt.Fprintf(&sb, "\nLoadBalancer Services from the pool, 3 nodes, seed settings; steady state over %s\n", win)
+		case "single":
+			fmt.Fprintf(&sb, "\nLoadBalancer Services from the pool, %d nodes, seed settings; steady state over %s\n", nodes, win)
 			fmt.Fprintf(&sb, "| Services | start → all VIPs up and all status set (s) | API requests/s in steady state (writes/s) | leader RSS (MiB) | follower RSS (MiB) | leader CPU (%% of a core) | follower CPU (%%) |\n|---|---|---|---|---|---|---|\n")
+		case "metallb":
+			m = newMetalLB(ctx, b, l, pool)
+		default:
+			b.Fatalf("VIPD_BENCH_MODES: unknown mode %q (single, spread, metallb)", mode)
 		}
-		benchServices(ctx, b, l, sc, mode, win, &sb)
+		benchServices(ctx, b, l, w, m, sc, mode, win, &sb, &cmp)
 	}
 	fmt.Print(sb.String())
+	fmt.Printf("\nSide by side, %d nodes, the same Services; ARP answers seen from the client host; steady state over %s\n", nodes, win)
+	fmt.Printf("| system | Services | start → all VIPs answered by one node, all status set (s) | CPU to converge per node (s) | VIPs per node (min-max) | API requests to converge (writes) | API requests/s in steady state (writes/s) | RSS per node (MiB) | CPU per node (%% of a core) | SIGSTOP 10 s of a node: time two nodes answered one of its VIPs (ms) | SIGSTOP: its VIPs answered by others (s) | power loss: its VIPs answered by others (s) |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n%s", cmp.String())
 }
 
-// benchServices runs the Services benchmark in one mode (single or spread).
-func benchServices(ctx context.Context, b *testing.B, l *lab.Lab, sc lab.ScenarioOptions, mode string, win time.Duration, sb *strings.Builder) {
+// benchServices runs the Services benchmark for one system: vipd's single or
+// spread mode, or MetalLB (m).
+func benchServices(ctx context.Context, b *testing.B, l *lab.Lab, w *lab.Wire, m *metalLB, sc lab.ScenarioOptions, mode string, win time.Duration, sb, cmp *strings.Builder) {
 	c := l.Admin
 	moves := &strings.Builder{}
 	defer func() {
@@ -331,6 +364,7 @@ func benchServices(ctx context.Context, b *testing.B, l *lab.Lab, sc lab.Scenari
 			fmt.Fprintf(sb, "| Services | its VIPs | SIGTERM → all on other nodes (s) | longest time a VIP was on no node (ms) | restart → even again (s) | VIPs moved back (ideal: its share) | other VIPs moved |\n|---|---|---|---|---|---|---|\n%s", moves.String())
 		}
 	}()
+	system := map[string]string{"single": "vipd, one holder", "spread": "vipd, spread mode", "metallb": "MetalLB v0.15.2 L2"}[mode]
 	for range b.N {
 		sizes := []int{100, 1000}
 		if v := os.Getenv("VIPD_BENCH_SERVICES"); v != "" {
@@ -347,36 +381,63 @@ func benchServices(ctx context.Context, b *testing.B, l *lab.Lab, sc lab.Scenari
 				b.Fatal(err)
 			}
 			for i := range n {
-				s := lbService(ns, fmt.Sprintf("s%04d", i), port, func(s *corev1.Service) { s.Spec.AllocateLoadBalancerNodePorts = ptr.To(false) })
+				name := fmt.Sprintf("s%04d", i)
+				s := lbService(ns, name, port, func(s *corev1.Service) { s.Spec.AllocateLoadBalancerNodePorts = ptr.To(false) })
 				if _, err := c.CoreV1().Services(ns).Create(ctx, s, metav1.CreateOptions{}); err != nil {
 					b.Fatalf("creating Service %d: %v", i, err)
 				}
+				if mode == "metallb" {
+					// MetalLB announces only Services with a ready endpoint.
+					es := endpointSlice(ns, name, l.Nodes[i%len(l.Nodes)].Name)
+					if _, err := c.DiscoveryV1().EndpointSlices(ns).Create(ctx, es, metav1.CreateOptions{}); err != nil {
+						b.Fatalf("creating EndpointSlice %d: %v", i, err)
+					}
+				}
 			}
-			for _, name := range []string{svcLease, services.HeartbeatName(l.Nodes[0].Name), services.HeartbeatName(l.Nodes[1].Name), services.HeartbeatName(l.Nodes[2].Name)} {
+			leases := []string{svcLease}
+			for _, h := range l.Nodes {
+				leases = append(leases, services.HeartbeatName(h.Name))
+			}
+			for _, name := range leases {
 				if err := c.CoordinationV1().Leases(leaseNS).Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 					b.Fatal(err)
 				}
 			}
+			req0, err := apiRequests(ctx, l)
+			if err != nil {
+				b.Fatal(err)
+			}
 			start := time.Now()
-			procs, err := l.StartDaemons(ctx, sc)
+			var procs map[string]*lab.Proc
+			up := func() (bool, string) { return servicesUp(ctx, l, ns, n) }
+			if mode == "metallb" {
+				procs, err = m.start()
+				up = func() (bool, string) { return wireUp(ctx, l, w, ns, n) }
+			} else {
+				procs, err = l.StartDaemons(ctx, sc)
+			}
 			if err != nil {
 				lab.KillAll(procs)
 				b.Fatal(err)
 			}
 			var last string
 			for {
-				ok, why := servicesUp(ctx, l, ns, n)
+				ok, why := up()
 				if ok {
 					break
 				}
 				if time.Since(start) > 5*time.Minute {
 					lab.KillAll(procs)
-					b.Fatalf("N=%d: not converged in 5 min: %s (last: %s)", n, why, last)
+					b.Fatalf("%s, N=%d: not converged in 5 min: %s (last: %s)", mode, n, why, last)
 				}
 				last = why
 				time.Sleep(100 * time.Millisecond)
 			}
 			converge := time.Since(start)
+			req1, err := apiRequests(ctx, l)
+			if err != nil {
+				b.Fatal(err)
+			}
 			// CPU each daemon spent from its start to convergence (the
 			// issue's item 7: it should grow about linearly with N).
 			toConverge := map[string]float64{}
@@ -384,11 +445,18 @@ func benchServices(ctx context.Context, b *testing.B, l *lab.Lab, sc lab.Scenari
 				d, _ := procCPU(p.Cmd.Process.Pid)
 				toConverge[name] = d.Seconds()
 			}
-			perNode := vipsPerNode(ctx, b, l, ns)
+			ips, err := statusIPs(ctx, l, ns)
+			if err != nil {
+				b.Fatal(err)
+			}
+			perNode := map[string]int{}
+			for _, node := range wireOwners(b, w, ips) {
+				perNode[node]++
+			}
 			// Steady state: 2 Lease writes per second, 5 in spread mode
 			// (a heartbeat per node).
 			quiet := 5.0
-			if mode == "spread" {
+			if mode != "single" {
 				quiet = 8
 			}
 			settled := waitSettled(ctx, b, l, quiet)
@@ -397,29 +465,39 @@ func benchServices(ctx context.Context, b *testing.B, l *lab.Lab, sc lab.Scenari
 			if mode == "spread" {
 				spreadMoves(ctx, b, l, sc, procs, holder, n, moves)
 			}
-			if path := os.Getenv("VIPD_BENCH_LOG"); path != "" {
+			if path := os.Getenv("VIPD_BENCH_LOG"); path != "" && procs[holder] != nil {
 				_ = os.WriteFile(fmt.Sprintf("%s.%d", path, n), []byte(procs[holder].Output()), 0o644)
 			}
+			stop, loss := benchFaults(ctx, b, l, w, mode, procs, ips)
 			lab.KillAll(procs)
-			var fRSS, fCPU []float64
-			for name := range procs {
+			b.Logf("%s, N=%d: writes settled (the Events' backlog posted) %s after convergence; CPU to converge: %v s (Services Lease holder %q)", mode, n, settled.Round(time.Second), toConverge, holder)
+			if p := procs["controller"]; p != nil {
+				b.Logf("MetalLB's controller: %.1f MiB, %.2f %% of a core in steady state, %.2f s of CPU to converge", rss["controller"], cpu["controller"], toConverge["controller"])
+			}
+			var all, allRSS, allCPU, conv, fRSS, fCPU []float64
+			for name := range nodeProcs(procs) {
+				all, allRSS, allCPU = append(all, float64(perNode[name])), append(allRSS, rss[name]), append(allCPU, cpu[name])
+				conv = append(conv, toConverge[name])
 				if name != holder {
 					fRSS, fCPU = append(fRSS, rss[name]), append(fCPU, cpu[name])
 				}
 			}
-			b.Logf("%s, N=%d: writes settled (the Events' backlog posted) %s after convergence; CPU to converge: %v s (Services Lease holder %s)", mode, n, settled.Round(time.Second), toConverge, holder)
-			if mode == "spread" {
-				var all, allRSS, allCPU, conv []float64
-				for name := range procs {
-					all, allRSS, allCPU = append(all, float64(perNode[name])), append(allRSS, rss[name]), append(allCPU, cpu[name])
-					conv = append(conv, toConverge[name])
-				}
+			switch mode {
+			case "spread":
 				fmt.Fprintf(sb, "| %d | %.1f | %.2f-%.2f | %.0f-%.0f | %.2f (%.2f) | %.1f-%.1f | %.2f-%.2f |\n", n, converge.Seconds(), slices.Min(conv), slices.Max(conv), slices.Min(all), slices.Max(all),
 					rates["all"], rates["write"], slices.Min(allRSS), slices.Max(allRSS), slices.Min(allCPU), slices.Max(allCPU))
-			} else {
+			case "single":
 				fmt.Fprintf(sb, "| %d | %.1f | %.2f (%.2f) | %.1f | %.1f-%.1f | %.2f | %.2f-%.2f |\n", n, converge.Seconds(), rates["all"], rates["write"],
 					rss[holder], slices.Min(fRSS), slices.Max(fRSS), cpu[holder], slices.Min(fCPU), slices.Max(fCPU))
 			}
+			extra := ""
+			if p := procs["controller"]; p != nil {
+				extra = fmt.Sprintf(" (+ controller %.1f MiB, %.2f %%)", rss["controller"], cpu["controller"])
+			}
+			fmt.Fprintf(cmp, "| %s | %d | %.1f | %.2f-%.2f | %.0f-%.0f | %.0f (%.0f) | %.2f (%.2f) | %.1f-%.1f%s | %.2f-%.2f | %d (%d of %d VIPs) | %s | %s |\n", system, n, converge.Seconds(),
+				slices.Min(conv), slices.Max(conv), slices.Min(all), slices.Max(all), req1["all"]-req0["all"], req1["write"]-req0["write"], rates["all"], rates["write"],
+				slices.Min(allRSS), slices.Max(allRSS), extra, slices.Min(allCPU), slices.Max(allCPU),
+				stop.twoOwners.Milliseconds(), stop.twoVIPs, stop.vips, seconds(stop.moved), seconds(loss.moved))
 			b.ReportMetric(converge.Seconds(), fmt.Sprintf("%s-converge-%d-s", mode, n))
 			for i := range n {
 				if err := c.CoreV1().Services(ns).Delete(ctx, fmt.Sprintf("s%04d", i), metav1.DeleteOptions{}); err != nil {
@@ -429,6 +507,64 @@ func benchServices(ctx context.Context, b *testing.B, l *lab.Lab, sc lab.Scenari
 			time.Sleep(4 * time.Second) // the killed daemons' VIPs expire
 		}
 	}
+}
+
+// seconds prints d in seconds, or "not all" for -1.
+func seconds(d time.Duration) string {
+	if d < 0 {
+		return "not all"
+	}
+	return fmt.Sprintf("%.2f", d.Seconds())
+}
+
+// benchFaults stops one node for 10 s (SIGSTOP, SIGCONT), waits until it
+// answers for its share again, then cuts its power, and reports what the
+// wire showed. The node is the Services Lease holder in the single mode (it
+// holds every VIP), else one that is not.
+func benchFaults(ctx context.Context, b *testing.B, l *lab.Lab, w *lab.Wire, mode string, procs map[string]*lab.Proc, ips []netip.Addr) (stop, loss wireFaultResult) {
+	victim := func() string {
+		holder, _ := l.Holder(ctx, leaseNS, svcLease)
+		for _, h := range l.Nodes {
+			if (mode == "single") == (h.Name == holder) {
+				return h.Name
+			}
+		}
+		b.Fatalf("no node to fail (holder %q)", holder)
+		return ""
+	}
+	v := victim()
+	stop = wireFault(b, w, ips, v, sigstop(procs[v]), 30*time.Second)
+	b.Logf("%s: SIGSTOP 10 s of %s: %+v", mode, v, stop)
+	if mode == "single" {
+		v = victim()
+	}
+	// The node answers for its share again (spread mode: after settling).
+	want := stop.vips
+	if mode == "single" {
+		want = len(ips)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		got := 0
+		for _, node := range wireOwners(b, w, ips) {
+			if node == v {
+				got++
+			}
+		}
+		if got >= want || (mode == "spread" && got >= len(ips)/len(l.Nodes)-1) {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%s: %s answers for %d VIPs a minute after SIGCONT, want %d", mode, v, got, want)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	loss = wireFault(b, w, ips, v, powerLoss(procs[v]), 0)
+	b.Logf("%s: power loss of %s: %+v", mode, v, loss)
+	if err := l.Node(v).IPCmd("link", "set", "eth0", "up"); err != nil {
+		b.Fatal(err)
+	}
+	return stop, loss
 }
 
 // spreadMoves stops a node that is not the allocator with SIGTERM, then
@@ -541,27 +677,6 @@ func spreadMoves(ctx context.Context, b *testing.B, l *lab.Lab, sc lab.ScenarioO
 	b.Logf("spread, N=%d: %s's %d VIPs on other nodes %s after SIGTERM (longest on no node %s); even again %s after its restart, %d moved back, %d others moved",
 		n, victim.Name, len(mine), drain.Round(time.Millisecond), gap.Round(time.Millisecond), even.Round(100*time.Millisecond), movedBack, other)
 	fmt.Fprintf(out, "| %d | %d | %.2f | %.0f | %.1f | %d | %d |\n", n, len(mine), drain.Seconds(), float64(gap.Milliseconds()), even.Seconds(), movedBack, other)
-}
-
-// vipsPerNode counts the VIPs of the Services in ns on each node.
-func vipsPerNode(ctx context.Context, b *testing.B, l *lab.Lab, ns string) map[string]int {
-	list, err := l.Admin.CoreV1().Services(ns).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	owners, err := l.AllOwners()
-	if err != nil {
-		b.Fatal(err)
-	}
-	out := map[string]int{}
-	for _, s := range list.Items {
-		for _, in := range s.Status.LoadBalancer.Ingress {
-			for _, n := range owners[netip.MustParseAddr(in.IP)] {
-				out[n]++
-			}
-		}
-	}
-	return out
 }
 
 // waitSettled waits, up to 2 minutes, until the API server sees fewer than

@@ -1,0 +1,119 @@
+package lab
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/mdlayher/arp"
+)
+
+// Wire asks the segment, from the client host, who answers ARP for an
+// address: what a router on the segment would learn. It sees an address
+// held in a node's kernel (vipd) and a responder in user space (MetalLB's
+// speaker) alike, so both can be measured the same way.
+type Wire struct {
+	c    *arp.Client
+	macs map[string]string // MAC → node name
+
+	mu      sync.Mutex
+	replies []wireReply
+	done    chan struct{}
+}
+
+type wireReply struct {
+	at   time.Time
+	ip   netip.Addr
+	node string
+}
+
+// Wire opens an ARP socket on the client host's eth0. Close it when done.
+func (l *Lab) Wire() (*Wire, error) {
+	w := &Wire{macs: map[string]string{}, done: make(chan struct{})}
+	for _, n := range l.Nodes {
+		link, err := n.Netlink().LinkByName("eth0")
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", n.Name, err)
+		}
+		w.macs[link.Attrs().HardwareAddr.String()] = n.Name
+	}
+	var err error
+	if derr := l.Client.Do(func() {
+		var ifi *net.Interface
+		if ifi, err = net.InterfaceByName("eth0"); err == nil {
+			w.c, err = arp.Dial(ifi)
+		}
+	}); derr != nil {
+		return nil, derr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ARP socket on the client: %w", err)
+	}
+	go w.read()
+	return w, nil
+}
+
+func (w *Wire) read() {
+	defer close(w.done)
+	for {
+		p, _, err := w.c.Read()
+		if err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				continue
+			}
+			return // closed
+		}
+		if p.Operation != arp.OperationReply {
+			continue
+		}
+		node, ok := w.macs[p.SenderHardwareAddr.String()]
+		if !ok {
+			node = "mac " + p.SenderHardwareAddr.String()
+		}
+		w.mu.Lock()
+		w.replies = append(w.replies, wireReply{at: time.Now(), ip: p.SenderIP, node: node})
+		w.mu.Unlock()
+	}
+}
+
+// Ask sends one ARP request for each address and returns, for each, the
+// nodes that answered within window (sorted; none: nobody answered). A
+// reply that comes later than window is counted in the next Ask, so keep
+// window well above the segment's reply time.
+func (w *Wire) Ask(addrs []netip.Addr, window time.Duration) (map[netip.Addr][]string, error) {
+	w.mu.Lock()
+	w.replies = w.replies[:0] // late answers to an earlier Ask
+	w.mu.Unlock()
+	for _, ip := range addrs {
+		if err := w.c.Request(ip); err != nil {
+			return nil, fmt.Errorf("ARP request for %s: %w", ip, err)
+		}
+	}
+	time.Sleep(window)
+	w.mu.Lock()
+	got := w.replies
+	w.replies = nil
+	w.mu.Unlock()
+	out := make(map[netip.Addr][]string, len(addrs))
+	for _, ip := range addrs {
+		out[ip] = nil
+	}
+	for _, r := range got {
+		if nodes, ok := out[r.ip]; ok && !slices.Contains(nodes, r.node) {
+			out[r.ip] = append(nodes, r.node)
+		}
+	}
+	for ip := range out {
+		slices.Sort(out[ip])
+	}
+	return out, nil
+}
+
+// Close closes the socket.
+func (w *Wire) Close() {
+	w.c.Close()
+	<-w.done
+}
