@@ -98,7 +98,8 @@ type Controller struct {
 	o       Options
 	log     *slog.Logger
 	poster  *events.Poster
-	kick    chan struct{}
+	kick    chan struct{} // plan now
+	bulk    chan struct{} // plan soon: an informer event (see pacer)
 	elector *election.Elector
 	wg      sync.WaitGroup
 
@@ -175,7 +176,7 @@ func New(o Options) (*Controller, error) {
 	}
 	log := o.Logger.With("component", "services")
 	c := &Controller{
-		o: o, log: log, kick: make(chan struct{}, 1), vips: map[netip.Addr]*held{}, ready: make(chan struct{}), based: map[string]map[string]bool{}, unconfirmed: map[string][]netip.Addr{},
+		o: o, log: log, kick: make(chan struct{}, 1), bulk: make(chan struct{}, 1), vips: map[netip.Addr]*held{}, ready: make(chan struct{}), based: map[string]map[string]bool{}, unconfirmed: map[string][]netip.Addr{},
 		locals: map[string]*group{}, localDone: map[string]chan struct{}{}, seen: leaseView{}, runCtx: context.Background(),
 		poster: &events.Poster{Client: o.EventClient, Node: o.NodeName, Log: log},
 	}
@@ -266,6 +267,15 @@ func (c *Controller) poke() {
 	}
 }
 
+// nudge asks for a pass after an informer event: the pacer coalesces a
+// burst of them (1000 Services converging are thousands of events).
+func (c *Controller) nudge() {
+	select {
+	case c.bulk <- struct{}{}:
+	default:
+	}
+}
+
 // Run watches Services until ctx ends, then steps down in order: stop
 // announcing, remove every VIP, release the Leases.
 func (c *Controller) Run(ctx context.Context) error {
@@ -296,25 +306,16 @@ func (c *Controller) Run(ctx context.Context) error {
 			runErr = fmt.Errorf("services election: %w", err)
 		}
 	}()
-	resync := time.NewTicker(30 * time.Second)
-	defer resync.Stop()
 	c.poke()
-	for {
-		select {
-		case <-ctx.Done():
-			c.mu.Lock()
-			c.stopping = true
-			for ip, h := range c.vips {
-				c.stopLocked(ip, h, "shutting down")
-			}
-			c.mu.Unlock()
-			c.wg.Wait()
-			return runErr
-		case <-c.kick:
-		case <-resync.C:
-		}
-		c.pass(ctx)
+	schedule(ctx, c.o.Clock, c.kick, c.bulk, func() { c.pass(ctx) })
+	c.mu.Lock()
+	c.stopping = true
+	for ip, h := range c.vips {
+		c.stopLocked(ip, h, "shutting down")
 	}
+	c.mu.Unlock()
+	c.wg.Wait()
+	return runErr
 }
 
 func (c *Controller) startInformers(ctx context.Context) {
@@ -324,9 +325,9 @@ func (c *Controller) startInformers(ctx context.Context) {
 	}
 	f := informers.NewSharedInformerFactoryWithOptions(c.o.Client, 0, opts...)
 	kick := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { c.poke() },
-		UpdateFunc: func(any, any) { c.poke() },
-		DeleteFunc: func(any) { c.poke() },
+		AddFunc:    func(any) { c.nudge() },
+		UpdateFunc: func(any, any) { c.nudge() },
+		DeleteFunc: func(any) { c.nudge() },
 	}
 	si := f.Core().V1().Services()
 	_, _ = si.Informer().AddEventHandler(kick)
@@ -845,7 +846,10 @@ func (c *Controller) retry(what, svc string, err error) {
 	} else {
 		c.log.Warn(what+" failed, trying again", "service", svc, "err", err)
 	}
-	time.AfterFunc(time.Second, c.poke)
+	go func() {
+		<-c.o.Clock.After(time.Second)
+		c.poke()
+	}()
 }
 
 // forget drops what is remembered about Services that no longer exist.
