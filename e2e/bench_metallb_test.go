@@ -297,3 +297,7 @@ func powerLoss(p *lab.Proc) func() error {
 		return p.Host.IPCmd("link", "set", "eth0", "down")
 	}
 }
+
+func (r wireFaultResult) String() string {
+	return fmt.Sprintf("%d VIPs, all answered by other nodes after %s, two nodes answered for %s (%d VIPs)", r.vips, seconds(r.moved)+" s", r.twoOwners.Round(time.Millisecond), r.twoVIPs)
+}

@@ -470,9 +470,9 @@ func benchServices(ctx context.Context, b *testing.B, l *lab.Lab, w *lab.Wire, m
 			}
 			stop, loss := benchFaults(ctx, b, l, w, mode, procs, ips)
 			lab.KillAll(procs)
-			b.Logf("%s, N=%d: writes settled (the Events' backlog posted) %s after convergence; CPU to converge: %v s (Services Lease holder %q)", mode, n, settled.Round(time.Second), toConverge, holder)
+			note("%s, N=%d: writes settled (the Events' backlog posted) %s after convergence; CPU to converge: %v s (Services Lease holder %q)", mode, n, settled.Round(time.Second), toConverge, holder)
 			if p := procs["controller"]; p != nil {
-				b.Logf("MetalLB's controller: %.1f MiB, %.2f %% of a core in steady state, %.2f s of CPU to converge", rss["controller"], cpu["controller"], toConverge["controller"])
+				note("MetalLB's controller: %.1f MiB, %.2f %% of a core in steady state, %.2f s of CPU to converge", rss["controller"], cpu["controller"], toConverge["controller"])
 			}
 			var all, allRSS, allCPU, conv, fRSS, fCPU []float64
 			for name := range nodeProcs(procs) {
@@ -534,7 +534,7 @@ func benchFaults(ctx context.Context, b *testing.B, l *lab.Lab, w *lab.Wire, mod
 	}
 	v := victim()
 	stop = wireFault(b, w, ips, v, sigstop(procs[v]), 30*time.Second)
-	b.Logf("%s: SIGSTOP 10 s of %s: %+v", mode, v, stop)
+	note("%s: SIGSTOP 10 s of %s: %s", mode, v, stop)
 	if mode == "single" {
 		v = victim()
 	}
@@ -560,7 +560,7 @@ func benchFaults(ctx context.Context, b *testing.B, l *lab.Lab, w *lab.Wire, mod
 		time.Sleep(200 * time.Millisecond)
 	}
 	loss = wireFault(b, w, ips, v, powerLoss(procs[v]), 0)
-	b.Logf("%s: power loss of %s: %+v", mode, v, loss)
+	note("%s: power loss of %s: %s", mode, v, loss)
 	if err := l.Node(v).IPCmd("link", "set", "eth0", "up"); err != nil {
 		b.Fatal(err)
 	}
@@ -674,7 +674,7 @@ func spreadMoves(ctx context.Context, b *testing.B, l *lab.Lab, sc lab.ScenarioO
 			other++
 		}
 	}
-	b.Logf("spread, N=%d: %s's %d VIPs on other nodes %s after SIGTERM (longest on no node %s); even again %s after its restart, %d moved back, %d others moved",
+	note("spread, N=%d: %s's %d VIPs on other nodes %s after SIGTERM (longest on no node %s); even again %s after its restart, %d moved back, %d others moved",
 		n, victim.Name, len(mine), drain.Round(time.Millisecond), gap.Round(time.Millisecond), even.Round(100*time.Millisecond), movedBack, other)
 	fmt.Fprintf(out, "| %d | %d | %.2f | %.0f | %.1f | %d | %d |\n", n, len(mine), drain.Seconds(), float64(gap.Milliseconds()), even.Seconds(), movedBack, other)
 }
@@ -738,4 +738,10 @@ func apiRequests(ctx context.Context, l *lab.Lab) (map[string]float64, error) {
 		}
 		return []string{"all"}
 	})
+}
+
+// note prints a detail of a benchmark run at once (go test cuts a
+// benchmark's log after a few lines).
+func note(format string, args ...any) {
+	fmt.Printf("    "+format+"\n", args...)
 }

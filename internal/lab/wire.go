@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/mdlayher/arp"
+	"github.com/mdlayher/packet"
+	"golang.org/x/sys/unix"
 )
 
 // Wire asks the segment, from the client host, who answers ARP for an
@@ -43,8 +45,25 @@ func (l *Lab) Wire() (*Wire, error) {
 	var err error
 	if derr := l.Client.Do(func() {
 		var ifi *net.Interface
-		if ifi, err = net.InterfaceByName("eth0"); err == nil {
-			w.c, err = arp.Dial(ifi)
+		if ifi, err = net.InterfaceByName("eth0"); err != nil {
+			return
+		}
+		var pc *packet.Conn
+		if pc, err = packet.Listen(ifi, packet.Raw, unix.ETH_P_ARP, nil); err != nil {
+			return
+		}
+		// 1000 answers at once overflow the default buffer (about 280
+		// ARP packets): room for several thousand.
+		if rc, serr := pc.SyscallConn(); serr == nil {
+			_ = rc.Control(func(fd uintptr) {
+				err = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20)
+			})
+		}
+		if err == nil {
+			w.c, err = arp.New(ifi, pc)
+		}
+		if err != nil {
+			pc.Close()
 		}
 	}); derr != nil {
 		return nil, derr
@@ -87,9 +106,12 @@ func (w *Wire) Ask(addrs []netip.Addr, window time.Duration) (map[netip.Addr][]s
 	w.mu.Lock()
 	w.replies = w.replies[:0] // late answers to an earlier Ask
 	w.mu.Unlock()
-	for _, ip := range addrs {
+	for i, ip := range addrs {
 		if err := w.c.Request(ip); err != nil {
 			return nil, fmt.Errorf("ARP request for %s: %w", ip, err)
+		}
+		if i%64 == 63 {
+			time.Sleep(time.Millisecond) // no burst of thousands on the segment
 		}
 	}
 	time.Sleep(window)

@@ -1,0 +1,129 @@
+package services
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/vipd/vipd/internal/vip/viptest"
+)
+
+// written is one Service write as the recorder saw it.
+type written struct {
+	status  bool // UpdateStatus (else Update)
+	key     string
+	host    string   // the owner annotation written
+	ingress []string // the status written
+	held    []string // of those, the addresses on the node's interface at that moment
+}
+
+// recorder is a Writer that records every write with what the node's
+// kernel held at that moment, and answers late: the write commits at once
+// (watches see it), the answer comes after late, as from an API server
+// that is slow to reply.
+type recorder struct {
+	next Writer
+	k    *viptest.Kernel
+	late time.Duration
+
+	mu  sync.Mutex
+	log []written
+}
+
+func (r *recorder) Update(ctx context.Context, s *corev1.Service) (*corev1.Service, error) {
+	return r.do(ctx, s, false, r.next.Update)
+}
+
+func (r *recorder) UpdateStatus(ctx context.Context, s *corev1.Service) (*corev1.Service, error) {
+	return r.do(ctx, s, true, r.next.UpdateStatus)
+}
+
+func (r *recorder) do(ctx context.Context, s *corev1.Service, status bool, f func(context.Context, *corev1.Service) (*corev1.Service, error)) (*corev1.Service, error) {
+	w := written{status: status, key: key(s), host: s.Annotations[AnnotationHost]}
+	if status {
+		for _, in := range s.Status.LoadBalancer.Ingress {
+			w.ingress = append(w.ingress, in.IP)
+			if r.k.Has(in.IP + "/32") {
+				w.held = append(w.held, in.IP)
+			}
+		}
+	}
+	out, err := f(ctx, s)
+	if err == nil {
+		r.mu.Lock()
+		r.log = append(r.log, w)
+		r.mu.Unlock()
+	}
+	time.Sleep(r.late)
+	return out, err
+}
+
+func (r *recorder) writes() []written {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]written(nil), r.log...)
+}
+
+// TestWritesFollowTheAddress: for a Service with its own address and two
+// from a pool, while another node holds the Services Lease and then after
+// this node took it over, with every write answered 300 ms after it committed, each
+// Service gets one Update (allocation and owner, or owner) and then one
+// status write, never more; a status lists only addresses the node holds
+// at that moment, under the owner annotation of that node.
+func TestWritesFollowTheAddress(t *testing.T) {
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: PoolsNamespace, Name: PoolsName},
+		Data: map[string]string{"range-global": "198.51.100.130-198.51.100.139"}}
+	other := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "plndr-svcs-lock"},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("n0"), LeaseDurationSeconds: ptr.To(int32(4)),
+			AcquireTime: &metav1.MicroTime{Time: time.Now()}, RenewTime: &metav1.MicroTime{Time: time.Now()}}}
+	api, client := newCluster(cm, other,
+		lb("default", "own", 0, annotate(AnnotationIPs, "198.51.100.120")),
+		lb("default", "pool-a", 1, nil),
+		lb("team", "pool-b", 2, nil))
+	k := viptest.New(nil)
+	rec := &recorder{next: ClientWriter{Client: api.client(0)}, k: k, late: 300 * time.Millisecond}
+	_, stop := run(t, Options{Client: api.client(0), Kernel: k, NodeName: "n1", Writer: rec})
+	waitFor(t, "every Service announced", func() error {
+		for _, s := range []struct{ ns, name string }{{"default", "own"}, {"default", "pool-a"}, {"team", "pool-b"}} {
+			svc, err := client.CoreV1().Services(s.ns).Get(context.Background(), s.name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if len(svc.Status.LoadBalancer.Ingress) != 1 || svc.Annotations[AnnotationHost] != "n1" {
+				return fmt.Errorf("%s/%s: status %v, owner %q", s.ns, s.name, svc.Status.LoadBalancer.Ingress, svc.Annotations[AnnotationHost])
+			}
+		}
+		return nil
+	})
+	time.Sleep(time.Second) // any write that would follow
+	stop()
+	perSvc := map[string][]written{}
+	for _, w := range rec.writes() {
+		perSvc[w.key] = append(perSvc[w.key], w)
+		if w.status && (len(w.held) != len(w.ingress) || w.host != "n1") {
+			t.Errorf("%s: status %v written while the node held %v, owner %q", w.key, w.ingress, w.held, w.host)
+		}
+	}
+	for _, k := range []string{"default/own", "default/pool-a", "team/pool-b"} {
+		ws := perSvc[k]
+		var kinds []string
+		for _, w := range ws {
+			kinds = append(kinds, map[bool]string{false: "update", true: "status"}[w.status])
+		}
+		if strings.Join(kinds, ",") != "update,status" {
+			t.Errorf("%s: writes %v, want one update (owner) then one status", k, kinds)
+		}
+	}
+	if ip := perSvc["default/own"]; len(ip) == 2 && (len(ip[1].ingress) != 1 || netip.MustParseAddr(ip[1].ingress[0]) != netip.MustParseAddr("198.51.100.120")) {
+		t.Errorf("default/own: status %v, want its own address", ip[1].ingress)
+	}
+}
