@@ -592,7 +592,20 @@ func spreadMoves(ctx context.Context, b *testing.B, l *lab.Lab, sc lab.ScenarioO
 		m := map[netip.Addr]string{}
 		for ip, nodes := range o {
 			if len(nodes) > 1 {
-				b.Fatalf("%s on %v", ip, nodes)
+				// The dumps run one node after another: a move from an
+				// earlier node to a later one between them looks like two
+				// owners. Ask those nodes again, in the other order.
+				var still []string
+				for i := len(nodes) - 1; i >= 0; i-- {
+					if present, up, err := l.Node(nodes[i]).HasAddr(ip); err == nil && present && up {
+						still = append(still, nodes[i])
+					}
+				}
+				if len(still) > 1 {
+					b.Fatalf("%s on %v", ip, still)
+				}
+				note("%s seen on %v in one sample of the nodes one after another, then on %v only: moved between the reads", ip, nodes, still)
+				nodes = still
 			}
 			if len(nodes) == 1 && ip != l.VIP {
 				m[ip] = nodes[0]
