@@ -19,7 +19,7 @@ work="$cache/build/node-k8s-${K8S_VERSION}-containerd-${CONTAINERD_VERSION}"
 mkdir -p "$bin" "$work"
 
 want=()
-for b in kubelet kube-proxy kube-controller-manager kube-scheduler containerd containerd-shim-runc-v2; do
+for b in kubelet kube-proxy kube-controller-manager kube-scheduler containerd containerd-shim-runc-v2 ctr; do
   [ -x "$bin/$b" ] || want+=("$b")
 done
 if [ ${#want[@]} -eq 0 ]; then
@@ -37,6 +37,7 @@ package tools
 import (
 	_ "github.com/containerd/containerd/v2/cmd/containerd"
 	_ "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2"
+	_ "github.com/containerd/containerd/v2/cmd/ctr"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-proxy"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
@@ -56,7 +57,7 @@ for b in "${want[@]}"; do
       # registers its Node with that version.
       v=k8s.io/component-base/version
       ver="-X $v.gitVersion=${K8S_VERSION} -X $v.gitMajor=1 -X $v.gitMinor=${minor} -X $v.gitTreeState=clean" ;;
-    containerd|containerd-shim-runc-v2)
+    containerd|containerd-shim-runc-v2|ctr)
       pkg="github.com/containerd/containerd/v2/cmd/$b"
       tags="no_btrfs,no_devmapper,no_zfs" ;;
   esac

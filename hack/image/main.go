@@ -1,6 +1,7 @@
 // Command image assembles vipd's container image without a Docker engine:
 // one layer holding the static binary at /vipd, entrypoint /vipd, default
-// argument "manager" (the seed's DaemonSet passes args: [manager]). It writes
+// argument "manager" (the seed's DaemonSet passes args: [manager]); -path
+// and -cmd change both (the kubelet lab builds its pause image so). It writes
 // an OCI image layout as a tar archive (oci-archive), which `ctr images
 // import`, `k3s ctr images import`, podman and skopeo accept.
 //
@@ -16,6 +17,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -30,15 +32,17 @@ func main() {
 	bin := flag.String("binary", "bin/vipd", "static vipd binary (CGO_ENABLED=0)")
 	tag := flag.String("tag", "ghcr.io/vipd/vipd:dev", "image name recorded in the index (org.opencontainers.image.ref.name)")
 	out := flag.String("out", "bin/vipd-image.tar", "OCI archive to write")
+	path := flag.String("path", "/vipd", "where the binary is in the image (the entrypoint)")
+	cmd := flag.String("cmd", "manager", "the default argument (none if empty)")
 	flag.Parse()
-	if err := build(*bin, *tag, *out); err != nil {
+	if err := build(*bin, *path, *cmd, *tag, *out); err != nil {
 		fmt.Fprintf(os.Stderr, "image: %v\n", err)
 		os.Exit(1)
 	}
 	fmt.Println(*out)
 }
 
-func build(bin, tag, out string) error {
+func build(bin, path, cmd, tag, out string) error {
 	data, err := os.ReadFile(bin)
 	if err != nil {
 		return fmt.Errorf("reading the binary (run `make build` first): %w", err)
@@ -46,7 +50,7 @@ func build(bin, tag, out string) error {
 	var layerTar bytes.Buffer
 	tw := tar.NewWriter(&layerTar)
 	epoch := time.Unix(0, 0)
-	if err := tw.WriteHeader(&tar.Header{Name: "vipd", Mode: 0o755, Size: int64(len(data)), ModTime: epoch, Typeflag: tar.TypeReg}); err != nil {
+	if err := tw.WriteHeader(&tar.Header{Name: strings.TrimPrefix(path, "/"), Mode: 0o755, Size: int64(len(data)), ModTime: epoch, Typeflag: tar.TypeReg}); err != nil {
 		return err
 	}
 	if _, err := tw.Write(data); err != nil {
@@ -73,8 +77,11 @@ func build(bin, tag, out string) error {
 	cf = cf.DeepCopy()
 	cf.OS, cf.Architecture = "linux", "amd64"
 	cf.Created = v1.Time{Time: epoch}
-	cf.Config.Entrypoint = []string{"/vipd"}
-	cf.Config.Cmd = []string{"manager"}
+	cf.Config.Entrypoint = []string{path}
+	cf.Config.Cmd = nil
+	if cmd != "" {
+		cf.Config.Cmd = []string{cmd}
+	}
 	cf.Config.User = "0"
 	cf.Config.Labels = map[string]string{"org.opencontainers.image.source": "https://github.com/vipd/vipd"}
 	if img, err = mutate.ConfigFile(img, cf); err != nil {

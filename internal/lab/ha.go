@@ -206,6 +206,11 @@ func (l *Lab) Kubeconfig(server netip.AddrPort) (string, error) {
 	if _, err := os.Stat(kc); err == nil {
 		return kc, nil
 	}
+	return kc, writeKubeconfig(kc, server, l.PKI.CAPEM, l.PKI.AdminCrt, l.PKI.AdminKey)
+}
+
+// writeKubeconfig writes a kubeconfig for server with a client certificate.
+func writeKubeconfig(path string, server netip.AddrPort, ca, crt, key []byte) error {
 	b64 := base64.StdEncoding.EncodeToString
 	cfg := fmt.Sprintf(`apiVersion: v1
 kind: Config
@@ -215,16 +220,16 @@ clusters:
     server: https://%s
     certificate-authority-data: %s
 users:
-- name: admin
+- name: user
   user:
     client-certificate-data: %s
     client-key-data: %s
 contexts:
 - name: lab
-  context: {cluster: lab, user: admin}
+  context: {cluster: lab, user: user}
 current-context: lab
-`, server, b64(l.PKI.CAPEM), b64(l.PKI.AdminCrt), b64(l.PKI.AdminKey))
-	return kc, os.WriteFile(kc, []byte(cfg), 0o600)
+`, server, b64(ca), b64(crt), b64(key))
+	return os.WriteFile(path, []byte(cfg), 0o600)
 }
 
 // Kubectl runs the lab's kubectl in the client host against

@@ -138,6 +138,12 @@ func (l *Lab) startAPIServer(h *Host, bind netip.Addr, sans []netip.Addr) (*Proc
 	if err != nil {
 		return nil, err
 	}
+	authz, reconciler := "--authorization-mode=RBAC", "--endpoint-reconciler-type=none"
+	if l.opts.Kubelet {
+		// Kubelets are authorized as nodes, and Pods reach the API server
+		// through the kubernetes Service, whose endpoint is this server.
+		authz, reconciler = "--authorization-mode=Node,RBAC", "--endpoint-reconciler-type=lease"
+	}
 	// Its own host name, as on a real server: API servers name their
 	// identity Lease after it.
 	return l.Start(h, "kube-apiserver-"+h.Name, nil, "unshare", "--uts", "sh", "-c", "hostname "+h.Name+"; exec \"$@\"", "sh",
@@ -146,14 +152,14 @@ func (l *Lab) startAPIServer(h *Host, bind netip.Addr, sans []netip.Addr) (*Proc
 		"--bind-address="+bind.String(), "--advertise-address="+h.IP.String(), "--secure-port=6443",
 		"--tls-cert-file="+crt, "--tls-private-key-file="+key,
 		"--client-ca-file="+l.PKI.CAFile,
-		"--authorization-mode=RBAC",
+		authz, "--enable-admission-plugins=NodeRestriction",
 		"--service-account-issuer=https://kubernetes.default.svc",
 		"--service-account-key-file="+l.PKI.SAPub,
 		"--service-account-signing-key-file="+l.PKI.SAKey,
 		// Service ClusterIPs come from the benchmark range: no address
 		// outside the documentation and benchmark ranges appears anywhere.
 		"--service-cluster-ip-range=198.18.0.0/20",
-		"--endpoint-reconciler-type=none",
+		reconciler,
 		"--profiling=false",
 		"--cert-dir="+filepath.Join(l.Dir, "apiserver-certs-"+h.Name),
 		"--v=0")

@@ -62,6 +62,10 @@ type Options struct {
 	// CertWithoutVIP leaves the VIP out of the API server certificate (the
 	// seed's trap: K3s started without --tls-san).
 	CertWithoutVIP bool
+	// Kubelet runs the kubelet lab (see kubelet.go): kube-controller-manager
+	// and kube-scheduler beside the API server, and containerd, a kubelet
+	// and kube-proxy on every node.
+	Kubelet bool
 	// Log receives progress lines and process output on failure (default: discarded).
 	Log io.Writer
 }
@@ -83,6 +87,8 @@ type Lab struct {
 	opts    Options
 	net     *network
 	cps     map[string]*nodeCP // ha: each node's control plane
+	// kubelets: each node's containerd, kubelet and kube-proxy (Options.Kubelet)
+	kubelets map[string]*kubeletNode
 	mu      sync.Mutex
 	procs   []*Proc
 	closers []func()
@@ -162,6 +168,11 @@ func New(ctx context.Context, o Options) (l *Lab, err error) {
 	}
 	if err := start(ctx); err != nil {
 		return l, err
+	}
+	if o.Kubelet {
+		if err := l.startKubelets(ctx); err != nil {
+			return l, err
+		}
 	}
 	return l, nil
 }
