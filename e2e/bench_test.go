@@ -453,11 +453,11 @@ func benchServices(ctx context.Context, b *testing.B, l *lab.Lab, w *lab.Wire, m
 			for _, node := range wireOwners(b, w, ips) {
 				perNode[node]++
 			}
-			// Steady state: 2 Lease writes per second, 5 in spread mode
-			// (a heartbeat per node).
+			// Steady state: 2 Lease writes per second, and a heartbeat per
+			// node in spread mode.
 			quiet := 5.0
 			if mode != "single" {
-				quiet = 8
+				quiet = float64(len(l.Nodes)) + 5
 			}
 			settled := waitSettled(ctx, b, l, quiet)
 			rates, rss, cpu := window(ctx, b, l, procs, win, apiRequests)

@@ -10,8 +10,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -237,7 +239,10 @@ func removeCgroup(path string) {
 }
 
 func (l *Lab) startNode(ctx context.Context, nb string, h *Host, images []string) error {
-	k := &kubeletNode{dir: filepath.Join(l.Dir, "node-"+h.Name), cgroup: "/" + filepath.Base(l.Dir) + "-" + h.Name}
+	// Named after the lab's namespaces (which carry this process's pid), so
+	// that a lab whose test binary was killed is swept (sweepKubelets).
+	name := l.net.prefix + "-" + h.Name
+	k := &kubeletNode{dir: filepath.Join(l.Dir, name), cgroup: "/" + name}
 	l.kubelets[h.Name] = k
 	k.sock = filepath.Join(k.dir, "containerd.sock")
 	for _, d := range []string{"containerd", "kubelet", "manifests", "pki"} {
@@ -329,6 +334,69 @@ func (l *Lab) stopKubelets() {
 	}
 }
 
+// deadLab reports whether name starts with the namespace prefix of a lab
+// whose process is gone.
+func deadLab(name string) bool {
+	rest, ok := strings.CutPrefix(name, nsPrefix)
+	if !ok {
+		return false
+	}
+	digits := strings.TrimLeft(rest, "0123456789")
+	pid, err := strconv.Atoi(rest[:len(rest)-len(digits)])
+	if err != nil || !strings.HasPrefix(digits, "x") {
+		return false
+	}
+	_, err = os.Stat(fmt.Sprintf("/proc/%d", pid))
+	return err != nil
+}
+
+// sweepKubelets removes what kubelet labs of killed test binaries left:
+// their containers (killed through their cgroups), mounts and cgroups.
+func sweepKubelets() {
+	for _, h := range cgroupHierarchies() {
+		entries, _ := os.ReadDir(h)
+		for _, e := range entries {
+			if !e.IsDir() || !deadLab(e.Name()) {
+				continue
+			}
+			_ = filepath.WalkDir(filepath.Join(h, e.Name()), func(p string, d os.DirEntry, err error) error {
+				if err == nil && d.Name() == "cgroup.procs" {
+					b, _ := os.ReadFile(p)
+					for _, f := range strings.Fields(string(b)) {
+						if pid, err := strconv.Atoi(f); err == nil {
+							_ = syscall.Kill(pid, syscall.SIGKILL)
+						}
+					}
+				}
+				return nil
+			})
+		}
+	}
+	b, _ := os.ReadFile("/proc/self/mountinfo")
+	var points []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) <= 4 {
+			continue
+		}
+		for _, part := range strings.Split(f[4], "/") {
+			if deadLab(part) {
+				points = append(points, f[4])
+				break
+			}
+		}
+	}
+	unmount(points)
+	for _, h := range cgroupHierarchies() {
+		entries, _ := os.ReadDir(h)
+		for _, e := range entries {
+			if e.IsDir() && deadLab(e.Name()) {
+				removeCgroup("/" + e.Name())
+			}
+		}
+	}
+}
+
 // unmountUnder lazily unmounts every mount point under dir, deepest first.
 func unmountUnder(dir string) {
 	b, err := os.ReadFile("/proc/self/mountinfo")
@@ -342,6 +410,11 @@ func unmountUnder(dir string) {
 			points = append(points, f[4])
 		}
 	}
+	unmount(points)
+}
+
+// unmount lazily unmounts points, deepest first.
+func unmount(points []string) {
 	slices.SortFunc(points, func(a, b string) int { return len(b) - len(a) })
 	for _, p := range points {
 		_ = exec.Command("umount", "-l", p).Run()

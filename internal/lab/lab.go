@@ -84,14 +84,14 @@ type Lab struct {
 	PKI         *pki
 	Bin         string
 
-	opts    Options
-	net     *network
-	cps     map[string]*nodeCP // ha: each node's control plane
+	opts Options
+	net  *network
+	cps  map[string]*nodeCP // ha: each node's control plane
 	// kubelets: each node's containerd, kubelet and kube-proxy (Options.Kubelet)
 	kubelets map[string]*kubeletNode
-	mu      sync.Mutex
-	procs   []*Proc
-	closers []func()
+	mu       sync.Mutex
+	procs    []*Proc
+	closers  []func()
 }
 
 var labSeq, procSeq atomic.Int32

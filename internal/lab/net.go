@@ -192,6 +192,7 @@ func (n *network) close() {
 // sweepStale deletes lab namespaces whose creating process is gone (a test
 // binary killed by a timeout cannot clean up after itself).
 func sweepStale() {
+	sweepKubelets()
 	entries, _ := os.ReadDir("/run/netns")
 	for _, e := range entries {
 		name := e.Name()
