@@ -28,6 +28,27 @@ func withImage(m []byte, image string) []byte {
 	return bytes.ReplaceAll(m, []byte("image: "+image), []byte("image: "+lab.VipdImage))
 }
 
+// nodeErrors is the last error lines of each node's kubelet and
+// containerd, for a failure message.
+func nodeErrors(l *lab.Lab) string {
+	var b strings.Builder
+	for _, h := range l.Nodes {
+		for _, p := range []*lab.Proc{l.Kubelet(h), l.Containerd(h)} {
+			var errs []string
+			for _, line := range strings.Split(p.Output(), "\n") {
+				if strings.HasPrefix(line, "E") || strings.Contains(line, "level=error") {
+					errs = append(errs, line)
+				}
+			}
+			if len(errs) > 8 {
+				errs = errs[len(errs)-8:]
+			}
+			fmt.Fprintf(&b, "--- %s:\n%s\n", p.Name, strings.Join(errs, "\n"))
+		}
+	}
+	return b.String()
+}
+
 // podsReady waits until n Pods matching selector in ns are Running and
 // Ready, one on each of n nodes, and returns them by node.
 func podsReady(t *testing.T, l *lab.Lab, ns, selector string, n int, timeout time.Duration) map[string]corev1.Pod {
@@ -54,7 +75,7 @@ func podsReady(t *testing.T, l *lab.Lab, ns, selector string, n int, timeout tim
 			}
 		}
 		if len(byNode) != n {
-			return fmt.Errorf("%d ready (%v); not: %v", len(byNode), keys(byNode), not)
+			return fmt.Errorf("%d ready (%v); not: %v\n%s", len(byNode), keys(byNode), not, nodeErrors(l))
 		}
 		return nil
 	})
@@ -107,7 +128,7 @@ func vipdProcess(t *testing.T, l *lab.Lab, h *lab.Host) int {
 			return pid
 		}
 	}
-	t.Fatalf("no /vipd process in %s's network namespace", h.Name)
+	t.Fatalf("no /vipd process in %s's network namespace\n%s", h.Name, l.ContainerLogs(h, "", 20))
 	return 0
 }
 
@@ -140,9 +161,6 @@ func effectiveCaps(t *testing.T, pid int) uint64 {
 func TestKubeletSeedManifests(t *testing.T) {
 	l := kubeletLab(t)
 	ctx := context.Background()
-	if err := l.Serve(port); err != nil {
-		t.Fatal(err)
-	}
 	if err := l.Apply(ctx, lab.SeedRBAC); err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +208,7 @@ func checkOneHolder(t *testing.T, l *lab.Lab, start time.Time) {
 	eventually(t, 60*time.Second, "the VIP answering", func() error {
 		var err error
 		if holder, err = l.Holder(ctx, leaseNS, leaseName); err != nil || holder == "" {
-			return fmt.Errorf("no holder (%v)", err)
+			return fmt.Errorf("no holder (%v)\n%s", err, l.ContainerLogs(l.Nodes[0], "", 10))
 		}
 		s, err := l.Owners(l.VIP)
 		if err != nil {

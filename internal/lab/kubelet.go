@@ -88,6 +88,25 @@ func (l *Lab) StaticPods(h *Host) string {
 // Kubelet is the kubelet process of node h.
 func (l *Lab) Kubelet(h *Host) *Proc { return l.kubelets[h.Name].Kubelet }
 
+// ContainerLogs returns the last lines of the logs of every container the
+// kubelet of node h ran whose Pod name starts with pod.
+func (l *Lab) ContainerLogs(h *Host, pod string, lines int) string {
+	files, _ := filepath.Glob(filepath.Join(l.kubelets[h.Name].dir, "logs", "*_"+pod+"*", "*", "*.log"))
+	var b strings.Builder
+	for _, f := range files {
+		data, _ := os.ReadFile(f)
+		ls := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+		if len(ls) > lines {
+			ls = ls[len(ls)-lines:]
+		}
+		fmt.Fprintf(&b, "--- %s\n%s\n", strings.TrimPrefix(f, l.Dir+"/"), strings.Join(ls, "\n"))
+	}
+	return b.String()
+}
+
+// Containerd is the containerd process of node h.
+func (l *Lab) Containerd(h *Host) *Proc { return l.kubelets[h.Name].Containerd }
+
 // startKubelets starts the controllers on the control-plane host and the
 // node components on every node, imports the images, and waits until every
 // Node is registered; then labels them control-plane nodes, as kubeadm does.
@@ -154,15 +173,14 @@ func (l *Lab) startKubelets(ctx context.Context) error {
 // buildImages writes the vipd image (the lab's vipd binary) and the pause
 // image as OCI archives, with hack/image.
 func (l *Lab) buildImages() ([]string, error) {
-	vipd, err := VipdBinary()
-	if err != nil {
-		return nil, err
-	}
-	pause := filepath.Join(l.Dir, "pause")
-	build := exec.Command("go", "build", "-o", pause, "./hack/pause")
-	build.Dir, build.Env = RepoRoot(), append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("go build ./hack/pause: %w\n%s", err, out)
+	// Static, as `make build` builds it (the image has no libc).
+	vipd, pause := filepath.Join(l.Dir, "vipd"), filepath.Join(l.Dir, "pause")
+	for _, b := range [][2]string{{vipd, "./cmd/vipd"}, {pause, "./hack/pause"}} {
+		build := exec.Command("go", "build", "-trimpath", "-o", b[0], b[1])
+		build.Dir, build.Env = RepoRoot(), append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("go build %s: %w\n%s", b[1], err, out)
+		}
 	}
 	var out []string
 	for _, img := range []struct{ bin, path, cmd, tag string }{
@@ -250,16 +268,24 @@ func (l *Lab) startNode(ctx context.Context, nb string, h *Host, images []string
 			return err
 		}
 	}
+	// A route for the Service range (a node's default route covers it):
+	// the kernel routes a packet before kube-proxy's DNAT rewrites it.
+	if err := h.IPCmd("route", "add", "198.18.0.0/20", "dev", "eth0"); err != nil {
+		return err
+	}
 	if err := makeCgroup(k.cgroup); err != nil {
 		return fmt.Errorf("cgroup %s: %w", k.cgroup, err)
 	}
-	path := "PATH=" + nb + ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-	cfg := filepath.Join(k.dir, "containerd.toml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(containerdConfig, k.dir, k.sock, pauseImage)), 0o644); err != nil {
+	runc, err := exec.LookPath("runc")
+	if err != nil {
 		return err
 	}
-	var err error
-	if k.Containerd, err = l.Start(h, "containerd-"+h.Name, []string{path}, filepath.Join(nb, "containerd"), "--config", cfg); err != nil {
+	path := "PATH=" + nb + ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	cfg := filepath.Join(k.dir, "containerd.toml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(containerdConfig, k.dir, k.sock, pauseImage, runc)), 0o644); err != nil {
+		return err
+	}
+	if k.Containerd, err = l.StartNetOnly(h, "containerd-"+h.Name, []string{path}, filepath.Join(nb, "containerd"), "--config", cfg); err != nil {
 		return err
 	}
 	ctr := func(args ...string) ([]byte, error) {
@@ -294,10 +320,10 @@ func (l *Lab) startNode(ctx context.Context, nb string, h *Host, images []string
 	}
 	kcfg := filepath.Join(k.dir, "kubelet.yaml")
 	if err := os.WriteFile(kcfg, []byte(fmt.Sprintf(kubeletConfig, h.IP, k.cgroup, k.sock,
-		filepath.Join(k.dir, "manifests"), l.PKI.CAFile)), 0o644); err != nil {
+		filepath.Join(k.dir, "manifests"), l.PKI.CAFile, filepath.Join(k.dir, "logs"))), 0o644); err != nil {
 		return err
 	}
-	if k.Kubelet, err = l.Start(h, "kubelet-"+h.Name, []string{path}, filepath.Join(nb, "kubelet"),
+	if k.Kubelet, err = l.StartNetOnly(h, "kubelet-"+h.Name, []string{path}, filepath.Join(nb, "kubelet"),
 		"--config="+kcfg, "--kubeconfig="+kc, "--hostname-override="+h.Name, "--node-ip="+h.IP.String(),
 		"--root-dir="+filepath.Join(k.dir, "kubelet"), "--cert-dir="+filepath.Join(k.dir, "pki"), "--v=1"); err != nil {
 		return err
@@ -306,7 +332,7 @@ func (l *Lab) startNode(ctx context.Context, nb string, h *Host, images []string
 	if err != nil {
 		return err
 	}
-	k.Proxy, err = l.Start(h, "kube-proxy-"+h.Name, []string{path}, filepath.Join(nb, "kube-proxy"),
+	k.Proxy, err = l.StartNetOnly(h, "kube-proxy-"+h.Name, []string{path}, filepath.Join(nb, "kube-proxy"),
 		"--kubeconfig="+admin, "--hostname-override="+h.Name, "--proxy-mode=nftables",
 		"--bind-address="+h.IP.String(), "--metrics-bind-address=127.0.0.1:10249", "--healthz-bind-address=127.0.0.1:10256",
 		"--conntrack-max-per-core=0", "--cluster-cidr=198.18.32.0/20", "--v=0")
@@ -422,8 +448,9 @@ func unmount(points []string) {
 }
 
 // containerdConfig: root and state in the node's folder (%[1]s), its own
-// socket (%[2]s), the lab's pause image (%[3]s), runc from Debian with
-// cgroupfs, no CNI (only host-network Pods run here), no NRI.
+// socket (%[2]s), the lab's pause image (%[3]s), runc (%[4]s) with
+// cgroupfs and its state in the node's folder, no CNI (only host-network
+// Pods run here), no NRI.
 const containerdConfig = `version = 3
 root = "%[1]s/containerd/root"
 state = "%[1]s/containerd/state"
@@ -441,6 +468,9 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.tracing.processor
     sandbox = "%[3]s"
 
 [plugins."io.containerd.cri.v1.runtime"]
+  # No CAP_SYS_RESOURCE on the lab machines: no process may lower its
+  # oom_score_adj (the sandbox's -998 fails), so none below containerd's.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.cri.v1.runtime".cni]
     bin_dirs = ["%[1]s/cni/bin"]
     conf_dir = "%[1]s/cni/net.d"
@@ -448,11 +478,13 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.tracing.processor
     runtime_type = "io.containerd.runc.v2"
     [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
       SystemdCgroup = false
-      BinaryName = "runc"
+      BinaryName = "%[4]s"
+      Root = "%[1]s/runc"
 `
 
 // kubeletConfig: the node's address (%[1]s), cgroup root (%[2]s), containerd
-// socket (%[3]s), static Pod folder (%[4]s), client CA (%[5]s). cgroup v1
+// socket (%[3]s), static Pod folder (%[4]s), client CA (%[5]s), container
+// logs (%[6]s). cgroup v1
 // (failCgroupV1: false) with the cgroupfs driver; no swap check, no disk
 // eviction (three kubelets share one disk).
 const kubeletConfig = `apiVersion: kubelet.config.k8s.io/v1beta1
@@ -463,6 +495,7 @@ cgroupRoot: %[2]s
 cgroupsPerQOS: true
 containerRuntimeEndpoint: unix://%[3]s
 staticPodPath: %[4]s
+podLogsDir: %[6]s
 address: %[1]s
 port: 10250
 readOnlyPort: 0

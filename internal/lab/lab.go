@@ -227,13 +227,29 @@ type Proc struct {
 // Start runs argv in host h with env (plus PATH), output to a log file in
 // the lab folder.
 func (l *Lab) Start(h *Host, name string, env []string, argv ...string) (*Proc, error) {
+	return l.start(h, name, env, append([]string{"ip", "netns", "exec", h.NS}, argv...))
+}
+
+// StartNetOnly is Start in the host's network namespace only: `ip netns
+// exec` also gives the process a mount namespace of its own with a fresh
+// /sys, which hides the cgroup hierarchies and keeps mounts from other
+// processes. A kubelet and its containerd must see the cgroups and each
+// other's mounts (the kubelet mounts the volumes that runc bind-mounts).
+//
+// The process also gets a UTS namespace with the host's name as host name,
+// as on a real server; host-network containers share it.
+func (l *Lab) StartNetOnly(h *Host, name string, env []string, argv ...string) (*Proc, error) {
+	return l.start(h, name, env, append([]string{"nsenter", "--net=/run/netns/" + h.NS,
+		"unshare", "--uts", "sh", "-c", "hostname " + h.Name + "; exec \"$@\"", "sh"}, argv...))
+}
+
+func (l *Lab) start(h *Host, name string, env []string, argv []string) (*Proc, error) {
 	logPath := filepath.Join(l.Dir, fmt.Sprintf("%s-%d.log", name, procSeq.Add(1)))
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	args := append([]string{"netns", "exec", h.NS}, argv...)
-	cmd := exec.Command("ip", args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
 	cmd.Stdout, cmd.Stderr = f, f
 	// Die with the test process, whatever kills it.
