@@ -24,7 +24,7 @@ func TestImageEntrypointRunsVersion(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	archive := filepath.Join(dir, "image.tar")
-	if err := build(bin, "ghcr.io/vipd/vipd:test", archive); err != nil {
+	if err := build(bin, "/vipd", "manager", "ghcr.io/vipd/vipd:test", archive); err != nil {
 		t.Fatal(err)
 	}
 
