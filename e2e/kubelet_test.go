@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -12,7 +13,9 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	"github.com/vipd/vipd/internal/lab"
 )
@@ -221,4 +224,234 @@ func checkOneHolder(t *testing.T, l *lab.Lab, start time.Time) {
 		return err
 	})
 	t.Logf("VIP answering on %s %s after apply", holder, time.Since(start).Round(100*time.Millisecond))
+}
+
+// longestGap is the longest time between two successful client probes
+// with failures between them (0: none failed).
+func longestGap(r *lab.Report) time.Duration {
+	var lastOK time.Time
+	var gap time.Duration
+	failed := false
+	for _, p := range r.Probes {
+		switch {
+		case p.Err != nil:
+			failed = true
+		case failed && !lastOK.IsZero():
+			gap = max(gap, p.At.Sub(lastOK))
+			failed = false
+			lastOK = p.At
+		default:
+			failed, lastOK = false, p.At
+		}
+	}
+	return gap
+}
+
+// vipdManifests applies `vipd manifest rbac` and `vipd manifest daemonset`
+// for the lab's VIP with Services on, the image replaced by the lab's, and
+// waits until a Pod is Ready on every node.
+func vipdManifests(t *testing.T, l *lab.Lab, extra ...string) map[string]corev1.Pod {
+	t.Helper()
+	ctx := context.Background()
+	// The same flags for both: the ClusterRole grants what they enable.
+	flags := append([]string{"--address", l.VIP.String(), "--vip-interface", "eth0", "--svc-enable", "--image", "ghcr.io/vipd/vipd:test"}, extra...)
+	if err := l.Apply(ctx, mustGen(t, append([]string{"manifest", "rbac"}, flags...)...)); err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"manifest", "daemonset"}, flags...)
+	ds := withImage(mustGen(t, args...), "ghcr.io/vipd/vipd:test")
+	if err := l.Apply(ctx, ds); err != nil {
+		t.Fatal(err)
+	}
+	return podsReady(t, l, "kube-system", "app.kubernetes.io/name=vipd", 3, 60*time.Second)
+}
+
+// TestKubeletRollingUpdate: vipd's own manifests run by the kubelets as
+// written (probes, capabilities, token); then a rolling update of the
+// DaemonSet (a changed environment value) replaces the Pods one node at a
+// time: never the control-plane VIP or a Service VIP on two nodes (sampled
+// every 50 ms), and the client's longest gap through either is at most
+// 500 ms; then `kubectl delete pod` of the leader's vipd hands the VIP over
+// the same way.
+func TestKubeletRollingUpdate(t *testing.T) {
+	l := kubeletLab(t)
+	ctx := context.Background()
+	start := time.Now()
+	pods := vipdManifests(t, l)
+	t.Logf("3 vipd Pods Ready %s after apply", time.Since(start).Round(100*time.Millisecond))
+	checkPodsAsWritten(t, l, pods)
+	checkOneHolder(t, l, start)
+	svcIP := netip.MustParseAddr("198.51.100.210")
+	create(t, l.Admin, lbService("default", "web", port, withIPs(svcIP.String())))
+	// Its backends, the servers on the nodes: kube-proxy sends the VIP's
+	// traffic to them (without endpoints it rejects it).
+	es := endpointSlice("default", "web", l.Nodes[0].Name)
+	es.Endpoints = nil
+	for _, h := range l.Nodes {
+		es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{Addresses: []string{h.IP.String()}, NodeName: ptr.To(h.Name),
+			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}})
+	}
+	if _, err := l.Admin.DiscoveryV1().EndpointSlices("default").Create(ctx, es, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the Service VIP answering", func() error {
+		_, err := l.Reach(ctx, svcIP, port, time.Second)
+		return err
+	})
+
+	cp := l.Observe(l.VIP, port, 50*time.Millisecond, 20*time.Millisecond)
+	svc := l.Observe(svcIP, port, 50*time.Millisecond, 20*time.Millisecond)
+	ds, err := l.Admin.AppsV1().DaemonSets("kube-system").Get(ctx, "vipd", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &ds.Spec.Template.Spec.Containers[0]
+	c.Env = append(c.Env, corev1.EnvVar{Name: "VIPD_ROLLOUT", Value: "1"})
+	rollout := time.Now()
+	if _, err := l.Admin.AppsV1().DaemonSets("kube-system").Update(ctx, ds, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 3*time.Minute, "the rolling update done", func() error {
+		d, err := l.Admin.AppsV1().DaemonSets("kube-system").Get(ctx, "vipd", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if d.Status.ObservedGeneration < d.Generation || d.Status.UpdatedNumberScheduled != 3 || d.Status.NumberAvailable != 3 {
+			return fmt.Errorf("updated %d, available %d", d.Status.UpdatedNumberScheduled, d.Status.NumberAvailable)
+		}
+		return nil
+	})
+	took := time.Since(rollout)
+	time.Sleep(2 * time.Second)
+	for name, o := range map[string]*lab.Observer{"control-plane VIP": cp, "Service VIP": svc} {
+		r := o.Stop()
+		t.Logf("rolling update, %s: %s; longest gap %s", name, r.Summary(rollout), longestGap(r))
+		if r.MaxOwners() > 1 {
+			t.Errorf("rolling update: the %s was on two nodes for %s", name, r.TwoOwnerTime())
+		}
+		if g := longestGap(r); g > 500*time.Millisecond {
+			t.Errorf("rolling update: the client's longest gap through the %s was %s, want ≤ 500 ms", name, g)
+		}
+	}
+	t.Logf("rolling update of 3 nodes took %s", took.Round(100*time.Millisecond))
+
+	// kubectl delete pod of the leader's vipd.
+	holder, err := l.Holder(ctx, leaseNS, leaseName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pods = podsReady(t, l, "kube-system", "app.kubernetes.io/name=vipd", 3, 60*time.Second)
+	cp = l.Observe(l.VIP, port, 50*time.Millisecond, 20*time.Millisecond)
+	del := time.Now()
+	if err := l.Admin.CoreV1().Pods("kube-system").Delete(ctx, pods[holder].Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the VIP moved off "+holder, func() error {
+		h, err := l.Holder(ctx, leaseNS, leaseName)
+		if err != nil || h == holder || h == "" {
+			return fmt.Errorf("holder %q (%v)", h, err)
+		}
+		return nil
+	})
+	time.Sleep(time.Second)
+	r := cp.Stop()
+	t.Logf("delete pod on %s: %s; longest gap %s", holder, r.Summary(del), longestGap(r))
+	if r.MaxOwners() > 1 || longestGap(r) > 500*time.Millisecond {
+		t.Errorf("delete pod of the leader: two owners %s, longest gap %s, want 0 and ≤ 500 ms", r.TwoOwnerTime(), longestGap(r))
+	}
+	podsReady(t, l, "kube-system", "app.kubernetes.io/name=vipd", 3, 60*time.Second)
+}
+
+// restarts returns the restart count of each vipd container, by node.
+func restarts(t *testing.T, l *lab.Lab) map[string]int32 {
+	t.Helper()
+	list, err := l.Admin.CoreV1().Pods("kube-system").List(context.Background(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=vipd"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int32{}
+	for _, p := range list.Items {
+		for _, c := range p.Status.ContainerStatuses {
+			out[p.Spec.NodeName] += c.RestartCount
+		}
+	}
+	return out
+}
+
+// TestKubeletProbes: with vipd's manifests (liveness on /healthz, readiness
+// on /readyz), 5 minutes with no fault restart no container; a 12 s
+// blackhole to the API server on the leader's node moves the VIP once and
+// restarts nothing; a VIP removed behind vipd's back on the leader comes
+// back there and restarts nothing (/healthz fails once, the liveness probe
+// needs 3 failures), as the README says.
+func TestKubeletProbes(t *testing.T) {
+	quiet := 5 * time.Minute
+	if d, err := time.ParseDuration(os.Getenv("VIPD_KUBELET_QUIET")); err == nil {
+		quiet = d // shorter when developing; CI runs the 5 minutes
+	}
+	l := kubeletLab(t)
+	ctx := context.Background()
+	start := time.Now()
+	vipdManifests(t, l)
+	checkOneHolder(t, l, start)
+	deadline := time.Now().Add(quiet)
+	for time.Now().Before(deadline) {
+		for node, n := range restarts(t, l) {
+			if n != 0 {
+				t.Fatalf("%s's vipd container restarted %d times with no fault\n%s", node, n, l.ContainerLogs(l.Node(node), "vipd", 30))
+			}
+		}
+		time.Sleep(10 * time.Second)
+	}
+	t.Logf("%s with no fault: no container restarted", quiet)
+
+	holder, err := l.Holder(ctx, leaseNS, leaseName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader := l.Node(holder)
+	o := l.Observe(l.VIP, port, 50*time.Millisecond, 50*time.Millisecond)
+	route := []string{"route", "add", "blackhole", lab.CPAddr.String() + "/32"}
+	if err := leader.IPCmd(route...); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now()
+	time.Sleep(12 * time.Second)
+	route[1] = "del"
+	if err := leader.IPCmd(route...); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Second) // past three liveness periods after the blackhole
+	r := o.Stop()
+	t.Logf("API blackhole 12 s on %s: %s", holder, r.Summary(at))
+	if r.MaxOwners() > 1 || len(r.OwnerChanges()) > 2 {
+		t.Errorf("API blackhole on the leader: owners %v, two owners %s; want one move and never two", r.OwnerChanges(), r.TwoOwnerTime())
+	}
+	for node, n := range restarts(t, l) {
+		if n != 0 {
+			t.Errorf("%s's vipd container restarted %d times during or after the blackhole\n%s", node, n, l.ContainerLogs(l.Node(node), "vipd", 30))
+		}
+	}
+
+	// The VIP removed behind vipd's back on the leader.
+	if holder, err = l.Holder(ctx, leaseNS, leaseName); err != nil {
+		t.Fatal(err)
+	}
+	leader = l.Node(holder)
+	o = l.Observe(l.VIP, port, 50*time.Millisecond, 50*time.Millisecond)
+	if err := leader.IPCmd("addr", "del", l.VIP.String()+"/32", "dev", "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	at = time.Now()
+	time.Sleep(20 * time.Second)
+	r = o.Stop()
+	t.Logf("VIP removed on %s: %s", holder, r.Summary(at))
+	if got := r.OwnerChanges(); len(got) == 0 || got[len(got)-1] != holder || r.MaxOwners() > 1 {
+		t.Errorf("VIP removed on the leader %s: owners %v afterwards; want it back on %s only", holder, got, holder)
+	}
+	for node, n := range restarts(t, l) {
+		if n != 0 {
+			t.Errorf("%s's vipd container restarted %d times after the VIP was removed", node, n)
+		}
+	}
 }
