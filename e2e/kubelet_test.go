@@ -455,3 +455,44 @@ func TestKubeletProbes(t *testing.T) {
 		}
 	}
 }
+
+// TestKubeletStaticPod: kubeadm's way. `vipd manifest pod`, with only the
+// image replaced and the kubeconfig it mounts at the path given, written
+// into one node's static Pod folder, on a node whose 127.0.0.1:6443 reaches
+// the API server (a kubeadm control-plane node's own): that node's kubelet
+// runs it (its mirror Pod Running and Ready), and the VIP comes up there.
+func TestKubeletStaticPod(t *testing.T) {
+	l := kubeletLab(t)
+	ctx := context.Background()
+	h := l.Nodes[0]
+	if err := l.LocalAPIServer(h); err != nil {
+		t.Fatal(err)
+	}
+	kc, err := l.Kubeconfig(netip.AddrPortFrom(lab.CPAddr, 6443))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := withImage(mustGen(t, "manifest", "pod", "--address", l.VIP.String(), "--vip-interface", "eth0",
+		"--image", "ghcr.io/vipd/vipd:test", "--kubeconfig-path", kc), "ghcr.io/vipd/vipd:test")
+	start := time.Now()
+	if err := os.WriteFile(filepath.Join(l.StaticPods(h), "vipd.yaml"), pod, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 90*time.Second, "the static Pod's mirror Running and Ready", func() error {
+		p, err := l.Admin.CoreV1().Pods("kube-system").Get(ctx, "vipd-"+h.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s %s\n%s", p.Status.Phase, containerStates(*p), l.ContainerLogs(h, "vipd", 10))
+	})
+	t.Logf("static Pod Ready %s after it was written", time.Since(start).Round(100*time.Millisecond))
+	checkOneHolder(t, l, start)
+	if holder, _ := l.Holder(ctx, leaseNS, leaseName); holder != h.Name {
+		t.Errorf("Lease held by %q, want %s (the only node running vipd)", holder, h.Name)
+	}
+}

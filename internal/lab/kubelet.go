@@ -85,6 +85,14 @@ func (l *Lab) StaticPods(h *Host) string {
 	return filepath.Join(l.kubelets[h.Name].dir, "manifests")
 }
 
+// LocalAPIServer makes https://127.0.0.1:6443 on node h reach the API
+// server, as on a kubeadm control-plane node, where the static Pod's
+// vipd talks to its own node's API server (k8s_api=local).
+func (l *Lab) LocalAPIServer(h *Host) error {
+	local := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), 6443)
+	return l.serveProxy(h, local, []netip.AddrPort{netip.AddrPortFrom(CPAddr, 6443)})
+}
+
 // Kubelet is the kubelet process of node h.
 func (l *Lab) Kubelet(h *Host) *Proc { return l.kubelets[h.Name].Kubelet }
 
