@@ -15,9 +15,11 @@ build:
 image: build
 	$(GO) run ./hack/image -binary bin/vipd -tag ghcr.io/vipd/vipd:$(VERSION) -out bin/vipd-image.tar
 
-# kube-apiserver, etcd and kubectl from the Go module proxy, cached in ~/.cache/vipd.
+# kube-apiserver, etcd and kubectl from the Go module proxy, cached in ~/.cache/vipd;
+# and what a node of the kubelet lab runs (kubelet, kube-proxy, the controllers, containerd).
 k8s:
 	hack/build-k8s.sh
+	hack/build-node.sh
 
 # MetalLB's controller and speaker from the Go module proxy, cached (for bench-services).
 metallb:

@@ -3,9 +3,10 @@
 # container runtime in the lab"), from the Go module proxy, cached like
 # hack/build-k8s.sh under ${VIPD_CACHE:-~/.cache/vipd}/bin/<versions>/:
 # kubelet, kube-proxy, kube-controller-manager and kube-scheduler (the same
-# Kubernetes version as kube-apiserver) and containerd v2 with its shim.
-# runc comes from Debian (apt-get install runc). Idempotent; not used by the
-# tests yet.
+# Kubernetes version as kube-apiserver), containerd v2 with its shim, and ctr
+# (to import images).
+# runc comes from Debian (apt-get install runc). Idempotent; the kubelet lab
+# (internal/lab/kubelet.go) runs them.
 #
 #   hack/build-node.sh            # build what is missing, print the bin folder
 set -euo pipefail
