@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: all build image k8s metallb test unit lint bench-failover bench-steady bench-services demo clean
+.PHONY: all build image k8s metallb test bench-kubelet unit lint bench-failover bench-steady bench-services demo clean
 
 all: build
 
@@ -48,6 +48,10 @@ bench-failover: k8s
 # requests, memory and CPU, SIGSTOP and power loss seen on the wire (about 12 minutes).
 bench-services: k8s metallb
 	$(GO) test ./e2e -run '^$$' -bench BenchmarkServices -benchtime 1x -timeout 30m
+
+# vipd run by real kubelets and containerd: apply → Ready, apply → VIP, a rolling update (about 2 minutes).
+bench-kubelet: k8s
+	$(GO) test ./e2e -run '^$$' -bench BenchmarkKubelet -benchtime 1x -timeout 20m
 
 # Lease requests per second, and each daemon's memory and CPU, with nothing failing (about 1 minute).
 bench-steady: k8s

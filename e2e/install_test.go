@@ -16,7 +16,7 @@ import (
 )
 
 // vipdCmd runs the vipd binary on the host (not in a lab namespace).
-func vipdCmd(t *testing.T, args ...string) (stdout, stderr string, err error) {
+func vipdCmd(t testing.TB, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
 	bin, err := lab.VipdBinary()
 	if err != nil {
@@ -29,7 +29,7 @@ func vipdCmd(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	return o.String(), e.String(), err
 }
 
-func mustGen(t *testing.T, args ...string) []byte {
+func mustGen(t testing.TB, args ...string) []byte {
 	t.Helper()
 	out, errOut, err := vipdCmd(t, args...)
 	if err != nil {

@@ -21,7 +21,7 @@ import (
 )
 
 // kubeletLab is a lab whose nodes run containerd, a kubelet and kube-proxy.
-func kubeletLab(t *testing.T) *lab.Lab {
+func kubeletLab(t testing.TB) *lab.Lab {
 	t.Helper()
 	return newLabWith(t, lab.Options{Nodes: 3, Kubelet: true})
 }
@@ -54,7 +54,7 @@ func nodeErrors(l *lab.Lab) string {
 
 // podsReady waits until n Pods matching selector in ns are Running and
 // Ready, one on each of n nodes, and returns them by node.
-func podsReady(t *testing.T, l *lab.Lab, ns, selector string, n int, timeout time.Duration) map[string]corev1.Pod {
+func podsReady(t testing.TB, l *lab.Lab, ns, selector string, n int, timeout time.Duration) map[string]corev1.Pod {
 	t.Helper()
 	var byNode map[string]corev1.Pod
 	eventually(t, timeout, fmt.Sprintf("%d Pods %s Running and Ready", n, selector), func() error {
@@ -250,7 +250,7 @@ func longestGap(r *lab.Report) time.Duration {
 // vipdManifests applies `vipd manifest rbac` and `vipd manifest daemonset`
 // for the lab's VIP with Services on, the image replaced by the lab's, and
 // waits until a Pod is Ready on every node.
-func vipdManifests(t *testing.T, l *lab.Lab, extra ...string) map[string]corev1.Pod {
+func vipdManifests(t testing.TB, l *lab.Lab, extra ...string) map[string]corev1.Pod {
 	t.Helper()
 	ctx := context.Background()
 	// The same flags for both: the ClusterRole grants what they enable.

@@ -129,7 +129,7 @@ func create(t *testing.T, c kubernetes.Interface, s *corev1.Service) {
 }
 
 // eventually polls f until it returns nil, or fails with its last error.
-func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
+func eventually(t testing.TB, timeout time.Duration, what string, f func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
