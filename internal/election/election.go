@@ -28,9 +28,12 @@ package election
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strconv"
 	"sync/atomic"
@@ -49,6 +52,11 @@ import (
 // VIPAnnotation on the Lease records the VIP its holder serves, for
 // `vipd status` (kube-vip's Leases carry none; it is informational).
 const VIPAnnotation = "vipd.io/vip"
+
+// InstanceAnnotation on the Lease is a token of the process that wrote it:
+// two processes with one identity (two hosts with the same host name and
+// no vip_nodename) must not both take it for theirs.
+const InstanceAnnotation = "vipd.io/instance"
 
 // FenceMargin is the least time by which the lease duration must exceed
 // the renew deadline. The kernel keeps lifetimes in whole seconds (vipd
@@ -127,6 +135,10 @@ type Elector struct {
 	log    *slog.Logger
 	synced atomic.Bool
 	renew  chan struct{}
+	// token tells this process's writes from another's under the same
+	// identity (InstanceAnnotation).
+	token  string
+	warned atomic.Pointer[string]
 }
 
 // Renew asks a holder to renew now rather than at its next retry period,
@@ -175,7 +187,9 @@ func New(o Options) (*Elector, error) {
 	if o.Recorder == nil {
 		o.Recorder = nopRecorder{}
 	}
-	return &Elector{o: o, log: o.Logger.With("lease", o.Namespace+"/"+o.Name), renew: make(chan struct{}, 1)}, nil
+	var tok [8]byte
+	_, _ = rand.Read(tok[:])
+	return &Elector{o: o, log: o.Logger.With("lease", o.Namespace+"/"+o.Name), renew: make(chan struct{}, 1), token: hex.EncodeToString(tok[:])}, nil
 }
 
 type nopRecorder struct{}
@@ -290,7 +304,7 @@ func (l *loop) launch() {
 		r.timeout = s.deadline.Sub(start)
 		// A leader writes only on a version that names it: one that names
 		// another node (or none) is read again first, never written over.
-		if holder(s.observed) != l.e.o.Identity {
+		if !l.e.mine(s.observed) {
 			r.unknown = true
 		}
 	}
@@ -331,7 +345,7 @@ func (l *loop) onGate() {
 	}
 	// Release also when the fence already dropped the VIP but the Lease
 	// still names this node: followers need not wait for it to expire.
-	if l.s.leading || holder(l.s.observed) == l.e.o.Identity && !l.s.deleted {
+	if l.s.leading || l.e.mine(l.s.observed) && !l.s.deleted {
 		l.stepDown("local API server not ready (health gate closed)")
 		l.release(l.s.observed, true)
 	}
@@ -348,7 +362,7 @@ func (l *loop) onObserve(lease *coordinationv1.Lease) {
 	// after our create). A fresh quorum read decides; until then the fence
 	// keeps it safe.
 	if l.s.leading {
-		if holder(l.s.observed) != l.e.o.Identity || l.s.deleted {
+		if !l.e.mine(l.s.observed) || l.s.deleted {
 			l.s.known = false
 			l.d.try(0)
 		}
@@ -371,7 +385,7 @@ func (l *loop) finish() bool {
 	if s.leading {
 		l.stepDown("the Lease is being deleted (kubectl delete lease): giving it up; a new one is created once it is gone")
 	}
-	if left := e.nextTry(s); left > 0 && holder(s.observed) != e.o.Identity {
+	if left := e.nextTry(s); left > 0 && !e.mine(s.observed) {
 		l.d.try(left) // its holder may still act on it
 		return true
 	}
@@ -477,14 +491,14 @@ func (l *loop) onResult(r result) {
 func (l *loop) onShutdown(pending *result) {
 	wasLeading := l.s.leading
 	l.stepDown("shutting down")
-	mayHold := wasLeading || holder(l.s.observed) == l.e.o.Identity && !l.s.deleted
+	mayHold := wasLeading || l.e.mine(l.s.observed) && !l.s.deleted
 	if l.s.inflight {
 		// An acquire or renewal may have committed: release unless it
 		// provably did not (its answer says another node holds the Lease).
 		mayHold = true
 		if pending != nil && pending.err == nil {
 			l.s.observed, l.s.deleted = pending.lease, false
-			mayHold = holder(pending.lease) == l.e.o.Identity
+			mayHold = l.e.mine(pending.lease)
 		}
 		l.s.inflight = false
 	}
@@ -671,9 +685,10 @@ func (e *Elector) nextTry(s *state) time.Duration {
 		return 0 // unknown (a quorum read decides) or never seen: free
 	}
 	h := holder(l)
-	if h == "" || h == e.o.Identity {
+	if h == "" || e.mine(l) {
 		return 0
 	}
+	e.duplicate(l)
 	d := e.o.LeaseDuration
 	if l.Spec.LeaseDurationSeconds != nil && *l.Spec.LeaseDurationSeconds > 0 {
 		d = time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second
@@ -696,7 +711,7 @@ func (e *Elector) attempt(ctx context.Context, base *coordinationv1.Lease, unkno
 		if err != nil && !apierrors.IsNotFound(err) {
 			return nil, false, false, err
 		}
-		if h := holder(l); h != "" && h != e.o.Identity || e.deleting(l) {
+		if h := holder(l); h != "" && !e.mine(l) || e.deleting(l) {
 			return l, false, false, nil
 		}
 		base = l
@@ -740,7 +755,7 @@ func (e *Elector) write(ctx context.Context, base *coordinationv1.Lease, acquire
 	if acquire {
 		l.Spec.AcquireTime = &now
 	}
-	if holder(l) != e.o.Identity {
+	if !e.mine(l) {
 		l.Spec.AcquireTime = &now
 		t := int32(0)
 		if l.Spec.LeaseTransitions != nil {
@@ -780,12 +795,12 @@ func (e *Elector) releaseWith(ctx context.Context, c kubernetes.Interface, l *co
 	if e.deleting(l) {
 		return e.unfinalize(ctx, leases, l)
 	}
-	if l == nil || holder(l) != e.o.Identity {
+	if l == nil || !e.mine(l) {
 		var err error
 		if l, err = leases.Get(ctx, e.o.Name, metav1.GetOptions{}); err != nil {
 			return fmt.Errorf("releasing Lease: %w", err)
 		}
-		if holder(l) != e.o.Identity {
+		if !e.mine(l) {
 			return nil
 		}
 	}
@@ -798,7 +813,7 @@ func (e *Elector) releaseWith(ctx context.Context, c kubernetes.Interface, l *co
 	if apierrors.IsConflict(err) {
 		// Renewed by an in-flight write we did not see: read and try once more.
 		if l, err = leases.Get(ctx, e.o.Name, metav1.GetOptions{}); err == nil {
-			if holder(l) != e.o.Identity {
+			if !e.mine(l) {
 				return nil
 			}
 			return e.releaseWith(ctx, c, l)
@@ -822,7 +837,7 @@ func (e *Elector) unfinalize(ctx context.Context, leases interface {
 	for range 2 {
 		n := l.DeepCopy()
 		n.Finalizers = slices.DeleteFunc(n.Finalizers, func(f string) bool { return f == e.o.Finalizer })
-		if holder(n) == e.o.Identity {
+		if e.mine(n) {
 			n.Spec.HolderIdentity = ptr.To("")
 		}
 		_, err := leases.Update(ctx, n, metav1.UpdateOptions{})
@@ -842,7 +857,7 @@ func (e *Elector) unfinalize(ctx context.Context, leases interface {
 		if err != nil {
 			return fmt.Errorf("letting the Lease be deleted: %w", err)
 		}
-		if !e.deleting(cur) || rv(cur) != rv(l) && holder(cur) != "" && holder(cur) != e.o.Identity {
+		if !e.deleting(cur) || rv(cur) != rv(l) && holder(cur) != "" && !e.mine(cur) {
 			return nil // renewed by its holder: the next observation decides
 		}
 		l = cur
@@ -857,11 +872,44 @@ func (e *Elector) finalizers() []string {
 	return []string{e.o.Finalizer}
 }
 
+// annotations are what this process writes on the Lease: Options'
+// annotations and its instance token.
 func (e *Elector) annotations() map[string]string {
-	if e.o.Annotations == nil {
-		return nil
+	out := map[string]string{InstanceAnnotation: e.token}
+	if e.o.Annotations != nil {
+		maps.Copy(out, e.o.Annotations())
 	}
-	return e.o.Annotations()
+	return out
+}
+
+// mine reports whether l is held by this process: it names this node, and
+// it was written by this process (its instance token), or by a process that
+// wrote none (kube-vip, an older vipd) under this node's name. A Lease that
+// names this node but carries another process's token is another holder's:
+// the previous vipd on this node (crashed: it expires within the lease
+// duration), or a vipd elsewhere that has the same name.
+func (e *Elector) mine(l *coordinationv1.Lease) bool {
+	if holder(l) != e.o.Identity {
+		return false
+	}
+	t := l.Annotations[InstanceAnnotation]
+	return t == "" || t == e.token
+}
+
+// duplicate logs, once per other process, a Lease that names this node but
+// was written by another process.
+func (e *Elector) duplicate(l *coordinationv1.Lease) {
+	t := l.Annotations[InstanceAnnotation]
+	if holder(l) != e.o.Identity || t == "" || t == e.token {
+		return
+	}
+	if prev := e.warned.Swap(&t); prev != nil && *prev == t {
+		return
+	}
+	e.log.Warn("the Lease names this node but another vipd process wrote it: this node's previous vipd (it expires within the lease duration), "+
+		"or a vipd on another host with the same name. Every node needs its own name: set vip_nodename from spec.nodeName (vipd manifest does) "+
+		"or give the hosts distinct host names. This process waits until that Lease is released or expires",
+		"identity", e.o.Identity, "otherInstance", t, "thisInstance", e.token)
 }
 
 func (e *Elector) get(ctx context.Context) (*coordinationv1.Lease, error) {

@@ -520,3 +520,33 @@ func TestObserveKeepsTheNewerVersion(t *testing.T) {
 		t.Fatalf("a newer version was ignored: holder %q", holder(s.observed))
 	}
 }
+
+// TestOneIdentityTwoProcesses: two processes with the same identity (two
+// hosts with one host name, and no vip_nodename) never both hold: the
+// Lease carries the writer's instance token, and a Lease that names this
+// node with another process's token is another holder's. Stopping the
+// holder hands over to the other as to any node.
+func TestOneIdentityTwoProcesses(t *testing.T) {
+	h := newHarness(t)
+	g1, _, stop1 := h.start("vm")
+	eventually(t, "the first holds", func() bool { held, _ := g1.state(); return held })
+	g2, _, stop2 := h.start("vm")
+	for range 12 { // past two lease durations of renewals
+		h.clock.Step(500 * time.Millisecond)
+		settle()
+		a, _ := g1.state()
+		b, _ := g2.state()
+		if a && b {
+			t.Fatal("two processes with one identity both hold the Lease")
+		}
+		if !a {
+			t.Fatal("the first process lost the Lease it renews")
+		}
+	}
+	stop1()
+	eventually(t, "the second takes over after the first releases", func() bool { held, _ := g2.state(); return held })
+	if held, _ := g1.state(); held {
+		t.Fatal("the first still holds after shutdown")
+	}
+	_ = stop2
+}
