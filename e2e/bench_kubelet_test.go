@@ -7,9 +7,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"github.com/vipd/vipd/internal/lab"
 )
 
@@ -83,26 +80,8 @@ func benchKubelet(b *testing.B, name, selector, dsName string, sb *strings.Build
 	}
 
 	o := l.Observe(l.VIP, port, 50*time.Millisecond, 20*time.Millisecond)
-	ds, err := l.Admin.AppsV1().DaemonSets("kube-system").Get(ctx, dsName, metav1.GetOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	c := &ds.Spec.Template.Spec.Containers[0]
-	c.Env = append(c.Env, corev1.EnvVar{Name: "VIPD_ROLLOUT", Value: "1"})
 	rollout := time.Now()
-	if _, err := l.Admin.AppsV1().DaemonSets("kube-system").Update(ctx, ds, metav1.UpdateOptions{}); err != nil {
-		b.Fatal(err)
-	}
-	eventually(b, 5*time.Minute, "the rolling update done", func() error {
-		d, err := l.Admin.AppsV1().DaemonSets("kube-system").Get(ctx, dsName, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if d.Status.ObservedGeneration < d.Generation || d.Status.UpdatedNumberScheduled != 3 || d.Status.NumberAvailable != 3 {
-			return fmt.Errorf("updated %d, available %d", d.Status.UpdatedNumberScheduled, d.Status.NumberAvailable)
-		}
-		return nil
-	})
+	rollDaemonSet(b, l, dsName)
 	took := time.Since(rollout)
 	time.Sleep(2 * time.Second)
 	r := o.Stop()

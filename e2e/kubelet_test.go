@@ -226,6 +226,32 @@ func checkOneHolder(t *testing.T, l *lab.Lab, start time.Time) {
 	t.Logf("VIP answering on %s %s after apply", holder, time.Since(start).Round(100*time.Millisecond))
 }
 
+// rollDaemonSet changes one environment value of the DaemonSet's
+// container and waits until the rolling update has replaced every Pod.
+func rollDaemonSet(t testing.TB, l *lab.Lab, name string) {
+	t.Helper()
+	ctx := context.Background()
+	ds, err := l.Admin.AppsV1().DaemonSets("kube-system").Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &ds.Spec.Template.Spec.Containers[0]
+	c.Env = append(c.Env, corev1.EnvVar{Name: "VIPD_ROLLOUT", Value: "1"})
+	if _, err := l.Admin.AppsV1().DaemonSets("kube-system").Update(ctx, ds, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Minute, "the rolling update done", func() error {
+		d, err := l.Admin.AppsV1().DaemonSets("kube-system").Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if d.Status.ObservedGeneration < d.Generation || d.Status.UpdatedNumberScheduled != 3 || d.Status.NumberAvailable != 3 {
+			return fmt.Errorf("updated %d, available %d", d.Status.UpdatedNumberScheduled, d.Status.NumberAvailable)
+		}
+		return nil
+	})
+}
+
 // longestGap is the longest time between two successful client probes
 // with failures between them (0: none failed).
 func longestGap(r *lab.Report) time.Duration {
@@ -301,26 +327,8 @@ func TestKubeletRollingUpdate(t *testing.T) {
 
 	cp := l.Observe(l.VIP, port, 50*time.Millisecond, 20*time.Millisecond)
 	svc := l.Observe(svcIP, port, 50*time.Millisecond, 20*time.Millisecond)
-	ds, err := l.Admin.AppsV1().DaemonSets("kube-system").Get(ctx, "vipd", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &ds.Spec.Template.Spec.Containers[0]
-	c.Env = append(c.Env, corev1.EnvVar{Name: "VIPD_ROLLOUT", Value: "1"})
 	rollout := time.Now()
-	if _, err := l.Admin.AppsV1().DaemonSets("kube-system").Update(ctx, ds, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 3*time.Minute, "the rolling update done", func() error {
-		d, err := l.Admin.AppsV1().DaemonSets("kube-system").Get(ctx, "vipd", metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if d.Status.ObservedGeneration < d.Generation || d.Status.UpdatedNumberScheduled != 3 || d.Status.NumberAvailable != 3 {
-			return fmt.Errorf("updated %d, available %d", d.Status.UpdatedNumberScheduled, d.Status.NumberAvailable)
-		}
-		return nil
-	})
+	rollDaemonSet(t, l, "vipd")
 	took := time.Since(rollout)
 	time.Sleep(2 * time.Second)
 	for name, o := range map[string]*lab.Observer{"control-plane VIP": cp, "Service VIP": svc} {

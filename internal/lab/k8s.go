@@ -46,17 +46,22 @@ func Binaries() (string, error) {
 			binDir = d
 			return
 		}
-		cmd := exec.Command("bash", filepath.Join(RepoRoot(), "hack", "build-k8s.sh"))
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			binErr = fmt.Errorf("building kube-apiserver and etcd (hack/build-k8s.sh): %w\n%s", err, stderr.String())
-			return
-		}
-		binDir = strings.TrimSpace(string(out))
+		binDir, binErr = buildScript("build-k8s.sh", "kube-apiserver and etcd")
 	})
 	return binDir, binErr
+}
+
+// buildScript runs hack/<script>, which builds what (cached across runs)
+// and prints the folder that holds it.
+func buildScript(script, what string) (string, error) {
+	cmd := exec.Command("bash", filepath.Join(RepoRoot(), "hack", script))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("building %s (hack/%s): %w\n%s", what, script, err, stderr.String())
+	}
+	return strings.TrimSpace(string(out)), nil
 }
 
 var (

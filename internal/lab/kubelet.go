@@ -2,7 +2,6 @@ package lab
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"net/netip"
@@ -56,15 +55,7 @@ func NodeBinaries() (string, error) {
 			nodeBinErr = fmt.Errorf("the kubelet lab's kube-proxy needs nft (apt-get install nftables): %w", err)
 			return
 		}
-		cmd := exec.Command("bash", filepath.Join(RepoRoot(), "hack", "build-node.sh"))
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			nodeBinErr = fmt.Errorf("building the node components (hack/build-node.sh): %w\n%s", err, stderr.String())
-			return
-		}
-		nodeBinDir = strings.TrimSpace(string(out))
+		nodeBinDir, nodeBinErr = buildScript("build-node.sh", "the node components")
 	})
 	return nodeBinDir, nodeBinErr
 }
