@@ -8,7 +8,9 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -145,6 +147,9 @@ type Controller struct {
 
 	seenMu sync.Mutex
 	seen   leaseView
+
+	// forbidden says why the caches cannot fill (RBAC), for Ready.
+	forbidden atomic.Pointer[string]
 }
 
 // held is one VIP this node may own.
@@ -216,6 +221,9 @@ func (c *Controller) Ready() error {
 	select {
 	case <-c.ready:
 	default:
+		if why := c.forbidden.Load(); why != nil {
+			return errors.New(*why)
+		}
 		return errors.New("services: caches not synced yet")
 	}
 	if c.sp != nil {
@@ -283,6 +291,7 @@ func (c *Controller) nudge() {
 // announcing, remove every VIP, release the Leases.
 func (c *Controller) Run(ctx context.Context) error {
 	c.poster.Async(ctx, 4096)
+	c.checkAccess(ctx)
 	c.startInformers(ctx)
 	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
 		return ctx.Err()
@@ -319,6 +328,26 @@ func (c *Controller) Run(ctx context.Context) error {
 	c.mu.Unlock()
 	c.wg.Wait()
 	return runErr
+}
+
+// checkAccess reads one Service and one EndpointSlice: when RBAC forbids
+// it, the informers would only retry quietly and /readyz say "not synced",
+// so it says what is missing and how to fix it, in the log and in /readyz.
+func (c *Controller) checkAccess(ctx context.Context) {
+	var missing []string
+	if _, err := c.o.Client.CoreV1().Services(c.o.Namespace).List(ctx, metav1.ListOptions{Limit: 1}); apierrors.IsForbidden(err) {
+		missing = append(missing, "services (list, watch, update) and services/status (update)")
+	}
+	if _, err := c.o.Client.DiscoveryV1().EndpointSlices(c.o.Namespace).List(ctx, metav1.ListOptions{Limit: 1}); apierrors.IsForbidden(err) {
+		missing = append(missing, "endpointslices.discovery.k8s.io (list, watch)")
+	}
+	if len(missing) == 0 {
+		return
+	}
+	why := "services: the ClusterRole does not allow " + strings.Join(missing, " nor ") +
+		", which svc_enable needs: generate the RBAC with the same flags as the DaemonSet (vipd manifest rbac --svc-enable ...), or add those rules to ClusterRole system:kube-vip-role"
+	c.forbidden.Store(&why)
+	c.log.Error(why)
 }
 
 func (c *Controller) startInformers(ctx context.Context) {

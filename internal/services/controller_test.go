@@ -2,9 +2,11 @@ package services
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -12,8 +14,12 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/utils/ptr"
 
 	"github.com/vipd/vipd/internal/vip/viptest"
@@ -299,6 +305,35 @@ func TestReservedFollowsTheControlPlaneVIP(t *testing.T) {
 	waitFor(t, "the Service loses the control-plane VIP's new address", func() error {
 		if k.Has("198.51.100.120/32") {
 			return fmt.Errorf("still on the interface")
+		}
+		return nil
+	})
+}
+
+// TestForbiddenServicesSaysWhatIsMissing: with RBAC that does not allow
+// listing Services (the ClusterRole made without --svc-enable), /readyz
+// names what is missing and the fix, instead of "not synced".
+func TestForbiddenServicesSaysWhatIsMissing(t *testing.T) {
+	api, _ := newCluster()
+	cs := api.client(0)
+	cs.PrependReactor("list", "services", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "services"}, "", errors.New("RBAC"))
+	})
+	c, err := New(Options{Client: cs, Kernel: viptest.New(nil), Sender: sender{}, Interface: "eth0", NodeName: "n1",
+		LeaseNamespace: "kube-system", LeaseName: "plndr-svcs-lock",
+		LeaseDuration: 4 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 500 * time.Millisecond,
+		AnnouncePeriod: time.Second, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = c.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "readyz naming the missing permission", func() error {
+		err := c.Ready()
+		if err == nil || !strings.Contains(err.Error(), "services (list, watch, update)") || !strings.Contains(err.Error(), "vipd manifest rbac --svc-enable") {
+			return fmt.Errorf("Ready() = %v", err)
 		}
 		return nil
 	})
