@@ -32,24 +32,14 @@ func RepoRoot() string {
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
 
-var (
-	binOnce sync.Once
-	binDir  string
-	binErr  error
-)
-
 // Binaries returns the folder holding kube-apiserver, etcd and kubectl,
 // building them with hack/build-k8s.sh the first time (cached across runs).
-func Binaries() (string, error) {
-	binOnce.Do(func() {
-		if d := os.Getenv("VIPD_K8S_BIN"); d != "" {
-			binDir = d
-			return
-		}
-		binDir, binErr = buildScript("build-k8s.sh", "kube-apiserver and etcd")
-	})
-	return binDir, binErr
-}
+var Binaries = sync.OnceValues(func() (string, error) {
+	if d := os.Getenv("VIPD_K8S_BIN"); d != "" {
+		return d, nil
+	}
+	return buildScript("build-k8s.sh", "kube-apiserver and etcd")
+})
 
 // buildScript runs hack/<script>, which builds what (cached across runs)
 // and prints the folder that holds it.

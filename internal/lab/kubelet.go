@@ -15,7 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -36,29 +35,18 @@ const VipdImage = "ghcr.io/vipd/vipd:lab"
 // pauseImage is the sandbox image (hack/pause).
 const pauseImage = "vipd.local/pause:lab"
 
-var (
-	nodeBinOnce sync.Once
-	nodeBinDir  string
-	nodeBinErr  error
-)
-
 // NodeBinaries returns the folder holding kubelet, kube-proxy,
 // kube-controller-manager, kube-scheduler, containerd, its shim and ctr,
 // building them with hack/build-node.sh the first time (cached across runs).
-func NodeBinaries() (string, error) {
-	nodeBinOnce.Do(func() {
-		if _, err := exec.LookPath("runc"); err != nil {
-			nodeBinErr = fmt.Errorf("the kubelet lab needs runc (apt-get install runc): %w", err)
-			return
-		}
-		if _, err := exec.LookPath("nft"); err != nil {
-			nodeBinErr = fmt.Errorf("the kubelet lab's kube-proxy needs nft (apt-get install nftables): %w", err)
-			return
-		}
-		nodeBinDir, nodeBinErr = buildScript("build-node.sh", "the node components")
-	})
-	return nodeBinDir, nodeBinErr
-}
+var NodeBinaries = sync.OnceValues(func() (string, error) {
+	if _, err := exec.LookPath("runc"); err != nil {
+		return "", fmt.Errorf("the kubelet lab needs runc (apt-get install runc): %w", err)
+	}
+	if _, err := exec.LookPath("nft"); err != nil {
+		return "", fmt.Errorf("the kubelet lab's kube-proxy needs nft (apt-get install nftables): %w", err)
+	}
+	return buildScript("build-node.sh", "the node components")
+})
 
 // kubeletNode is what runs on one node of the kubelet lab.
 type kubeletNode struct {
@@ -515,12 +503,3 @@ syncFrequency: 10s
 fileCheckFrequency: 5s
 resolvConf: ""
 `
-
-// PodsOn lists the Pods bound to node h.
-func (l *Lab) PodsOn(ctx context.Context, h *Host, namespace string) ([]corev1.Pod, error) {
-	list, err := l.Admin.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + h.Name})
-	if err != nil {
-		return nil, err
-	}
-	return list.Items, nil
-}
