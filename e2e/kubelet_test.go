@@ -368,6 +368,53 @@ func TestKubeletRollingUpdate(t *testing.T) {
 		t.Errorf("delete pod of the leader: two owners %s, longest gap %s, want 0 and ≤ 500 ms", r.TwoOwnerTime(), longestGap(r))
 	}
 	podsReady(t, l, "kube-system", "app.kubernetes.io/name=vipd", 3, 60*time.Second)
+	drainLeader(t, l, svcIP)
+}
+
+// drainLeader runs `kubectl drain` of the control-plane VIP holder's node,
+// which cordons it and evicts every Pod but DaemonSets': vipd, still
+// running there, hands its VIPs over (planned, like a SIGTERM): never on
+// two nodes, the client's longest gap ≤ 500 ms; the Services Lease leaves
+// the node too if it held it. Then uncordon: nothing moves back.
+func drainLeader(t *testing.T, l *lab.Lab, svcIP netip.Addr) {
+	ctx := context.Background()
+	holder, err := l.Holder(ctx, leaseNS, leaseName)
+	if err != nil || holder == "" {
+		t.Fatalf("control-plane Lease holder %q (%v)", holder, err)
+	}
+	cp := l.Observe(l.VIP, port, 50*time.Millisecond, 20*time.Millisecond)
+	svc := l.Observe(svcIP, port, 50*time.Millisecond, 20*time.Millisecond)
+	start := time.Now()
+	out, err := l.KubectlAPI(ctx, "drain", holder, "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=60s")
+	if err != nil {
+		t.Fatalf("kubectl drain %s: %v\n%s", holder, err, out)
+	}
+	t.Logf("kubectl drain %s (%s): %s", holder, time.Since(start).Round(time.Millisecond), strings.TrimSpace(out))
+	for _, lease := range []string{leaseName, svcLease} {
+		eventually(t, 30*time.Second, lease+" off the drained "+holder, func() error {
+			h, err := l.Holder(ctx, leaseNS, lease)
+			if err != nil || h == holder || h == "" {
+				return fmt.Errorf("holder %q (%v)", h, err)
+			}
+			return nil
+		})
+	}
+	moved := time.Since(start)
+	time.Sleep(time.Second)
+	for name, o := range map[string]*lab.Observer{"control-plane VIP": cp, "Service VIP": svc} {
+		r := o.Stop()
+		t.Logf("drain of %s, %s: %s; longest gap %s (both Leases off it %s after the drain began)", holder, name, r.Summary(start), longestGap(r), moved.Round(time.Millisecond))
+		if r.MaxOwners() > 1 || longestGap(r) > 500*time.Millisecond {
+			t.Errorf("drain of the leader's node, %s: two owners %s, longest gap %s, want 0 and ≤ 500 ms", name, r.TwoOwnerTime(), longestGap(r))
+		}
+	}
+	if out, err := l.KubectlAPI(ctx, "uncordon", holder); err != nil {
+		t.Fatalf("kubectl uncordon %s: %v\n%s", holder, err, out)
+	}
+	time.Sleep(3 * time.Second)
+	if h, _ := l.Holder(ctx, leaseNS, leaseName); h == holder || h == "" {
+		t.Errorf("after uncordon the control-plane Lease is held by %q; want it to stay where it went", h)
+	}
 }
 
 // restarts returns the restart count of each vipd container, by node.

@@ -30,7 +30,9 @@ import (
 	"github.com/vipd/vipd/internal/announce"
 	"github.com/vipd/vipd/internal/config"
 	"github.com/vipd/vipd/internal/controlplane"
+	"github.com/vipd/vipd/internal/cordon"
 	"github.com/vipd/vipd/internal/doctor"
+	"github.com/vipd/vipd/internal/election"
 	"github.com/vipd/vipd/internal/health"
 	"github.com/vipd/vipd/internal/metrics"
 	"github.com/vipd/vipd/internal/services"
@@ -227,8 +229,12 @@ func runManager(ctx context.Context, c *cobra.Command, log *slog.Logger) error {
 	// The Services controller never gives a Service the control-plane VIP,
 	// also after a DNS name moved it; it plans again when it moves.
 	reserved, onRetarget := func() netip.Addr { return cfg.VIP }, func() {}
+	// kubectl drain cordons the node and evicts every Pod but vipd's (a
+	// DaemonSet's): the VIPs leave a cordoned node for one that can take them.
+	cordoned := cordon.New(client, cfg.NodeName, log)
+	go cordoned.Run(ctx)
 	if cfg.ControlPlane {
-		cp, err := controlPlane(ctx, cfg, rc, client, reg, log, func() { onRetarget() })
+		cp, err := controlPlane(ctx, cfg, rc, client, reg, log, cordoned.View(), func() { onRetarget() })
 		if errors.Is(err, controlplane.ErrForeignAddress) {
 			reportConfigError(c, log, err)
 			return exitError{2, err}
@@ -241,7 +247,7 @@ func runManager(ctx context.Context, c *cobra.Command, log *slog.Logger) error {
 		reserved = cp.Addr
 	}
 	if cfg.Services {
-		svc, err := servicesController(cfg, rc, reg, log, reserved)
+		svc, err := servicesController(cfg, rc, reg, log, reserved, cordoned.View())
 		if err != nil {
 			return err
 		}
@@ -282,7 +288,7 @@ func runManager(ctx context.Context, c *cobra.Command, log *slog.Logger) error {
 }
 
 // controlPlane prepares the control-plane VIP.
-func controlPlane(ctx context.Context, cfg *config.Config, rc *rest.Config, client kubernetes.Interface, reg prometheus.Registerer, log *slog.Logger, onRetarget func()) (*controlplane.VIP, error) {
+func controlPlane(ctx context.Context, cfg *config.Config, rc *rest.Config, client kubernetes.Interface, reg prometheus.Registerer, log *slog.Logger, standby election.Standby, onRetarget func()) (*controlplane.VIP, error) {
 	m := metrics.NewVIP(reg, cfg.Namespace+"/"+cfg.LeaseName, cfg.Prefix().String())
 	opts := controlplane.Options{
 		Client: client, Sender: &announce.Link{Interface: cfg.Interface},
@@ -306,6 +312,7 @@ func controlPlane(ctx context.Context, cfg *config.Config, rc *rest.Config, clie
 	m.SetGateOpen(gate.Open())
 	go gate.Run(ctx)
 	opts.Gate = gate
+	opts.Standby = standby
 	opts.OnRetarget = onRetarget
 	opts.FreshClient = func() (kubernetes.Interface, error) {
 		// A Dial of its own gives the client its own transport: client-go
@@ -325,7 +332,7 @@ func controlPlane(ctx context.Context, cfg *config.Config, rc *rest.Config, clie
 // servicesController prepares the LoadBalancer Services controller. It has
 // a client of its own with a higher rate limit: at start it may write
 // annotations and status of every Service.
-func servicesController(cfg *config.Config, rc *rest.Config, reg prometheus.Registerer, log *slog.Logger, reserved func() netip.Addr) (*services.Controller, error) {
+func servicesController(cfg *config.Config, rc *rest.Config, reg prometheus.Registerer, log *slog.Logger, reserved func() netip.Addr, standby election.Standby) (*services.Controller, error) {
 	src := rest.CopyConfig(rc)
 	src.QPS, src.Burst = 200, 400
 	client, err := kubernetes.NewForConfig(src)
@@ -358,7 +365,7 @@ func servicesController(cfg *config.Config, rc *rest.Config, reg prometheus.Regi
 		Namespace: cfg.SvcNamespace, LeaseNamespace: cfg.Namespace, LeaseName: cfg.SvcLeaseName, NodeName: cfg.NodeName,
 		LeaseDuration: cfg.LeaseDuration, RenewDeadline: cfg.RenewDeadline, RetryPeriod: cfg.RetryPeriod,
 		AnnouncePeriod: cfg.ARPRate, Filter: services.ClassFilter{Name: cfg.LBClassName, Only: cfg.LBClassOnly}, PoolsOnly: cfg.SvcPoolsOnly, Spread: cfg.SvcSpread,
-		Reserved: reserved, Leader: m, Announce: m.Announced, Logger: log,
+		Reserved: reserved, Standby: standby, Leader: m, Announce: m.Announced, Logger: log,
 	})
 	if err != nil {
 		return nil, err

@@ -37,6 +37,9 @@ type Options struct {
 	Metrics                                   *metrics.VIP
 	// Gate, if set, keeps this node out while its local API server is not ready.
 	Gate election.Gate
+	// Standby, if set, hands the VIP to another node while this Node is
+	// cordoned (see election.Options).
+	Standby election.Standby
 	// FreshClient returns a client on new connections (see election.Options).
 	FreshClient func() (kubernetes.Interface, error)
 	// OnRetarget, if set, is called after the VIP moved to a new address.
@@ -81,7 +84,7 @@ func New(o Options) (*VIP, error) {
 		Client: o.Client, Namespace: o.Namespace, Name: o.LeaseName, Identity: o.NodeName,
 		LeaseDuration: o.LeaseDuration, RenewDeadline: o.RenewDeadline, RetryPeriod: o.RetryPeriod,
 		Annotations: func() map[string]string { return map[string]string{election.VIPAnnotation: ow.Prefix().String()} },
-		Guard:       ow, Gate: o.Gate, FreshClient: o.FreshClient, Recorder: o.Metrics, Clock: o.Clock, Logger: log.With("component", "election"),
+		Guard:       ow, Gate: o.Gate, Standby: o.Standby, FreshClient: o.FreshClient, Recorder: o.Metrics, Clock: o.Clock, Logger: log.With("component", "election"),
 	})
 	if err != nil {
 		return nil, err

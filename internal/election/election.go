@@ -58,6 +58,16 @@ const VIPAnnotation = "vipd.io/vip"
 // no vip_nodename) must not both take it for theirs.
 const InstanceAnnotation = "vipd.io/instance"
 
+// HandoverAnnotation on the Lease: its holder's Node is cordoned (kubectl
+// cordon, kubectl drain), and it asks another node to take the Lease over.
+const HandoverAnnotation = "vipd.io/handover"
+
+// SuccessorAnnotation on the Lease: a node that may hold it (gate open, its
+// Node not cordoned) offers to take it over. The holder then steps down and
+// releases it (S3), and followers, watching, acquire it at once; without
+// an offer (no other candidate) the holder keeps it.
+const SuccessorAnnotation = "vipd.io/successor"
+
 // FenceMargin is the least time by which the lease duration must exceed
 // the renew deadline. The kernel keeps lifetimes in whole seconds (vipd
 // rounds down, which costs nothing) but removes an expired address up to
@@ -84,6 +94,14 @@ type Guard interface {
 type Gate interface {
 	Open() bool
 	// Changed receives a value after every change of Open.
+	Changed() <-chan struct{}
+}
+
+// Standby says whether this node should leave the Lease to others: its
+// Node is cordoned (kubectl cordon, kubectl drain evicts only after it).
+type Standby interface {
+	Standing() bool
+	// Changed receives a value after every change of Standing.
 	Changed() <-chan struct{}
 }
 
@@ -127,6 +145,14 @@ type Options struct {
 	// marked for deletion; the next attempt after it is gone creates it
 	// anew.
 	Finalizer string
+	// Standby, if set, makes this node a candidate of last resort while it
+	// stands by: a holder asks for a successor on the Lease
+	// (HandoverAnnotation) and hands the Lease over as soon as one offers
+	// (SuccessorAnnotation); a follower never offers, and takes a released
+	// or absent Lease only once it has been so for a lease duration, so
+	// that any node not standing by gets it first. A holder no other node
+	// offers to relieve keeps the Lease (a single node, all cordoned).
+	Standby Standby
 }
 
 // Elector runs one election.
@@ -212,6 +238,8 @@ type request struct {
 	start   time.Time // monotonic start of the call
 	timeout time.Duration
 	acquire bool // not holding: an acquire (acquireTime is set anew)
+	look    bool // with unknown: only read the Lease (a follower standing by)
+	offer   bool // offer to succeed the holder (SuccessorAnnotation), nothing else
 }
 
 // result is the outcome of one attempt.
@@ -222,6 +250,7 @@ type result struct {
 	err     error
 	start   time.Time // monotonic start of the call
 	epoch   uint64    // the loop's epoch when the write started
+	offer   bool      // the answer to an offer
 }
 
 // driver is what the loop needs from the outside world: the API calls and
@@ -293,10 +322,14 @@ func (l *loop) launch() {
 		return
 	}
 	if !s.leading && !l.e.mayAcquire(s) {
+		l.offer()
 		return
 	}
 	start := l.d.now()
 	r := request{base: s.observed, unknown: !s.known, epoch: s.epoch, start: start, timeout: l.e.o.RenewDeadline, acquire: !s.leading}
+	// A follower standing by only reads: a free Lease goes to a node that
+	// does not stand by first (nextTry).
+	r.look = r.unknown && !s.leading && l.e.standing()
 	if s.deleted {
 		r.base = nil
 	}
@@ -310,6 +343,53 @@ func (l *loop) launch() {
 	}
 	s.inflight = true
 	l.d.write(r)
+}
+
+// offer asks to relieve a holder whose Node is cordoned, if this node may
+// hold the Lease and nobody offered yet. The holder answers by stepping
+// down and releasing the Lease (handOver).
+func (l *loop) offer() {
+	s, e := &l.s, l.e
+	o := s.observed
+	if s.inflight || s.leading || !s.known || s.deleted || o == nil || e.standing() || !e.gateOpen() ||
+		holder(o) == "" || holder(o) == e.o.Identity || e.deleting(o) ||
+		o.Annotations[HandoverAnnotation] == "" || o.Annotations[SuccessorAnnotation] != "" {
+		return
+	}
+	s.inflight = true
+	l.d.write(request{base: o, offer: true, epoch: s.epoch, start: l.d.now(), timeout: e.o.RenewDeadline})
+}
+
+// handOver steps down and releases the Lease (S3) when this node stands by
+// and another node offered to take it over. It reports whether it did.
+func (l *loop) handOver() bool {
+	s, e := &l.s, l.e
+	if !s.leading || !e.standing() || s.observed == nil {
+		return false
+	}
+	succ := s.observed.Annotations[SuccessorAnnotation]
+	if succ == "" || succ == e.o.Identity {
+		return false
+	}
+	l.stepDown(fmt.Sprintf("this Node is cordoned and %s offered to take the Lease over", succ))
+	l.release(s.observed, false)
+	l.d.try(e.nextTry(s))
+	return true
+}
+
+// onStandby is a change of Options.Standby (the Node cordoned or not).
+func (l *loop) onStandby() {
+	s, e := &l.s, l.e
+	switch {
+	case s.leading && e.standing():
+		e.log.Info("this Node is cordoned: asking another node to take the Lease over; it keeps the Lease until one offers (none does if every other candidate is cordoned or not running)")
+		l.onRenew()
+	case s.leading:
+		e.log.Info("this Node is no longer cordoned: keeping the Lease")
+		l.onRenew()
+	case !e.standing():
+		l.d.try(e.nextTry(s))
+	}
 }
 
 // onTry is the try timer: renew, or try to acquire.
@@ -365,10 +445,13 @@ func (l *loop) onObserve(lease *coordinationv1.Lease) {
 		if !l.e.mine(l.s.observed) || l.s.deleted {
 			l.s.known = false
 			l.d.try(0)
+			return
 		}
+		l.handOver()
 		return
 	}
 	l.d.try(l.e.nextTry(&l.s))
+	l.offer()
 }
 
 // finish handles a Lease marked for deletion (with Options.Finalizer): a
@@ -413,6 +496,16 @@ func (l *loop) onFence() {
 func (l *loop) onResult(r result) {
 	s, e := &l.s, l.e
 	s.inflight = false
+	if r.offer {
+		if r.err == nil {
+			e.observe(s, r.lease)
+			e.log.Info("offered to take the Lease over: its holder's Node is cordoned", "holder", holder(r.lease))
+		} else {
+			e.log.Debug("offer to take the Lease over failed; the next version of the Lease decides", "err", r.err)
+		}
+		l.d.try(e.nextTry(s))
+		return
+	}
 	if r.epoch != s.epoch {
 		// Started before a release: whatever it says is void. The next try
 		// reads the Lease afresh.
@@ -460,6 +553,9 @@ func (l *loop) onResult(r result) {
 		s.deadline = deadline
 		e.o.Guard.Hold(deadline)
 		l.d.fence(deadline.Sub(l.d.now()))
+		if l.handOver() {
+			return
+		}
 		if s.again {
 			s.again = false
 			l.d.try(0)
@@ -529,6 +625,10 @@ func (e *Elector) Run(ctx context.Context) error {
 	if e.o.Gate != nil {
 		gateChanged = e.o.Gate.Changed()
 	}
+	var standbyChanged <-chan struct{}
+	if e.o.Standby != nil {
+		standbyChanged = e.o.Standby.Changed()
+	}
 	d.try(0)
 	for {
 		select {
@@ -551,6 +651,8 @@ func (e *Elector) Run(ctx context.Context) error {
 			l.onGate()
 		case <-e.renew:
 			l.onRenew()
+		case <-standbyChanged:
+			l.onStandby()
 		case o := <-obsCh:
 			if o.err != nil {
 				e.log.Debug("lease watch", "err", o.err)
@@ -587,7 +689,12 @@ func (d *runDriver) write(r request) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
 		defer cancel()
-		l, created, wrote, err := d.e.attempt(ctx, r.base, r.unknown, r.acquire)
+		if r.offer {
+			l, err := d.e.o.Client.CoordinationV1().Leases(d.e.o.Namespace).Update(ctx, d.e.offered(r.base), metav1.UpdateOptions{})
+			d.res <- result{lease: l, err: err, start: r.start, epoch: r.epoch, offer: true}
+			return
+		}
+		l, created, wrote, err := d.e.attempt(ctx, r.base, r.unknown, r.look, r.acquire)
 		d.res <- result{lease: l, wrote: wrote, created: created, err: err, start: r.start, epoch: r.epoch}
 	}()
 }
@@ -678,14 +785,26 @@ func (e *Elector) gateOpen() bool {
 	return e.o.Gate == nil || e.o.Gate.Open()
 }
 
+// standing reports whether this node stands by (Options.Standby).
+func (e *Elector) standing() bool {
+	return e.o.Standby != nil && e.o.Standby.Standing()
+}
+
 // nextTry is how long a follower waits before trying to acquire.
 func (e *Elector) nextTry(s *state) time.Duration {
 	l := s.observed
-	if !s.known || l == nil {
-		return 0 // unknown (a quorum read decides) or never seen: free
+	if !s.known {
+		return 0 // unknown: a quorum read decides
 	}
-	h := holder(l)
-	if h == "" || e.mine(l) {
+	if l == nil || holder(l) == "" {
+		// Absent or released: free, but a node standing by leaves it to
+		// the others for a lease duration.
+		if !e.standing() {
+			return 0
+		}
+		return max(s.observedAt.Add(e.o.LeaseDuration).Sub(e.o.Clock.Now()), 0)
+	}
+	if e.mine(l) {
 		return 0
 	}
 	e.duplicate(l)
@@ -705,13 +824,13 @@ func (e *Elector) nextTry(s *state) time.Duration {
 // changed since base was read. With unknown, base is read first (a quorum
 // read), and a Lease held by another node is only returned, not written.
 // created reports that the write created the Lease.
-func (e *Elector) attempt(ctx context.Context, base *coordinationv1.Lease, unknown, acquire bool) (l *coordinationv1.Lease, created, wrote bool, err error) {
+func (e *Elector) attempt(ctx context.Context, base *coordinationv1.Lease, unknown, look, acquire bool) (l *coordinationv1.Lease, created, wrote bool, err error) {
 	if unknown {
 		l, err := e.get(ctx)
 		if err != nil && !apierrors.IsNotFound(err) {
 			return nil, false, false, err
 		}
-		if h := holder(l); h != "" && !e.mine(l) || e.deleting(l) {
+		if h := holder(l); h != "" && !e.mine(l) || e.deleting(l) || look {
 			return l, false, false, nil
 		}
 		base = l
@@ -729,16 +848,28 @@ func (e *Elector) attempt(ctx context.Context, base *coordinationv1.Lease, unkno
 // this process has held it).
 func (e *Elector) write(ctx context.Context, base *coordinationv1.Lease, acquire bool) (*coordinationv1.Lease, error) {
 	leases := e.o.Client.CoordinationV1().Leases(e.o.Namespace)
-	now := metav1.NewMicroTime(time.Now())
+	l := e.written(base, acquire, time.Now())
+	if base == nil {
+		return leases.Create(ctx, l, metav1.CreateOptions{})
+	}
+	return leases.Update(ctx, l, metav1.UpdateOptions{})
+}
+
+// written is the Lease that write sends: base (nil: a new Lease) with this
+// node as holder.
+func (e *Elector) written(base *coordinationv1.Lease, acquire bool, at time.Time) *coordinationv1.Lease {
+	now := metav1.NewMicroTime(at)
 	dur := ptr.To(int32(e.o.LeaseDuration / time.Second))
 	if base == nil {
-		return leases.Create(ctx, &coordinationv1.Lease{
+		l := &coordinationv1.Lease{
 			ObjectMeta: metav1.ObjectMeta{Name: e.o.Name, Namespace: e.o.Namespace, Annotations: e.annotations(), Finalizers: e.finalizers()},
 			Spec: coordinationv1.LeaseSpec{
 				HolderIdentity: ptr.To(e.o.Identity), LeaseDurationSeconds: dur,
 				AcquireTime: &now, RenewTime: &now, LeaseTransitions: ptr.To(int32(0)),
 			},
-		}, metav1.CreateOptions{})
+		}
+		e.handover(l, true)
+		return l
 	}
 	l := base.DeepCopy()
 	if e.o.Finalizer != "" && l.DeletionTimestamp == nil && !slices.Contains(l.Finalizers, e.o.Finalizer) {
@@ -766,10 +897,50 @@ func (e *Elector) write(ctx context.Context, base *coordinationv1.Lease, acquire
 		}
 		l.Spec.LeaseTransitions = &t
 	}
+	e.handover(l, acquire || !e.mine(l))
 	l.Spec.HolderIdentity = ptr.To(e.o.Identity)
 	l.Spec.LeaseDurationSeconds = dur
 	l.Spec.RenewTime = &now
-	return leases.Update(ctx, l, metav1.UpdateOptions{})
+	return l
+}
+
+// handover sets the handover annotations of a Lease this node writes as
+// holder: asking for a successor while it stands by, keeping an offer
+// only while it still asks and holds on.
+func (e *Elector) handover(l *coordinationv1.Lease, acquire bool) {
+	if e.standing() {
+		if l.Annotations == nil {
+			l.Annotations = map[string]string{}
+		}
+		l.Annotations[HandoverAnnotation] = "cordoned"
+	} else {
+		delete(l.Annotations, HandoverAnnotation)
+	}
+	if acquire || !e.standing() {
+		delete(l.Annotations, SuccessorAnnotation)
+	}
+}
+
+// offered is base with this node's offer to succeed its holder.
+func (e *Elector) offered(base *coordinationv1.Lease) *coordinationv1.Lease {
+	l := base.DeepCopy()
+	if l.Annotations == nil {
+		l.Annotations = map[string]string{}
+	}
+	l.Annotations[SuccessorAnnotation] = e.o.Identity
+	return l
+}
+
+// released is l given back: no holder, duration 1 s, no handover asked.
+func released(l *coordinationv1.Lease, at time.Time) *coordinationv1.Lease {
+	l = l.DeepCopy()
+	now := metav1.NewMicroTime(at)
+	l.Spec.HolderIdentity = ptr.To("")
+	l.Spec.LeaseDurationSeconds = ptr.To(int32(1))
+	l.Spec.RenewTime = &now
+	delete(l.Annotations, HandoverAnnotation)
+	delete(l.Annotations, SuccessorAnnotation)
+	return l
 }
 
 // releaseFresh releases through FreshClient when there is one.
@@ -804,12 +975,7 @@ func (e *Elector) releaseWith(ctx context.Context, c kubernetes.Interface, l *co
 			return nil
 		}
 	}
-	l = l.DeepCopy()
-	now := metav1.NewMicroTime(time.Now())
-	l.Spec.HolderIdentity = ptr.To("")
-	l.Spec.LeaseDurationSeconds = ptr.To(int32(1))
-	l.Spec.RenewTime = &now
-	_, err := leases.Update(ctx, l, metav1.UpdateOptions{})
+	_, err := leases.Update(ctx, released(l, time.Now()), metav1.UpdateOptions{})
 	if apierrors.IsConflict(err) {
 		// Renewed by an in-flight write we did not see: read and try once more.
 		if l, err = leases.Get(ctx, e.o.Name, metav1.GetOptions{}); err == nil {

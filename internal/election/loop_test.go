@@ -10,10 +10,8 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 	clocktesting "k8s.io/utils/clock/testing"
-	"k8s.io/utils/ptr"
 )
 
 // This file drives two election loops by hand against a model of the API
@@ -44,10 +42,27 @@ func (st *store) publish() {
 // apply runs one attempt (or a release) against the store, as attempt and
 // write do against a real API server.
 func (st *store) apply(n *node, r request) result {
-	res := result{start: r.start, epoch: r.epoch}
+	res := result{start: r.start, epoch: r.epoch, offer: r.offer}
 	base := r.base
+	gr := leaseGVR.GroupResource()
+	if r.offer {
+		if st.lease == nil || base.ResourceVersion != st.lease.ResourceVersion {
+			res.err = apierrors.NewConflict(gr, "plndr-cp-lock", errors.New("changed since read"))
+			return res
+		}
+		st.rv++
+		l := n.l.e.offered(st.lease)
+		l.ResourceVersion = strconv.Itoa(st.rv)
+		st.lease = l
+		st.publish()
+		res.lease = l.DeepCopy()
+		return res
+	}
 	if r.unknown {
-		if h := holder(st.lease); h != "" && h != n.id {
+		if h := holder(st.lease); h != "" && h != n.id || r.look {
+			if st.lease != nil {
+				res.lease = st.lease.DeepCopy()
+			}
 			res.lease = st.lease.DeepCopy()
 			return res
 		}
@@ -56,7 +71,6 @@ func (st *store) apply(n *node, r request) result {
 			base = st.lease.DeepCopy()
 		}
 	}
-	gr := leaseGVR.GroupResource()
 	switch {
 	case base == nil && st.lease != nil:
 		res.err = apierrors.NewAlreadyExists(gr, "plndr-cp-lock")
@@ -79,10 +93,8 @@ func (st *store) apply(n *node, r request) result {
 	}
 	res.created = st.lease == nil
 	st.rv++
-	l := &coordinationv1.Lease{
-		ObjectMeta: metav1.ObjectMeta{Name: "plndr-cp-lock", Namespace: "kube-system", ResourceVersion: strconv.Itoa(st.rv)},
-		Spec:       coordinationv1.LeaseSpec{HolderIdentity: ptr.To(n.id), LeaseDurationSeconds: ptr.To(int32(5))},
-	}
+	l := n.l.e.written(base, r.acquire, n.clk.Now())
+	l.ResourceVersion = strconv.Itoa(st.rv)
 	st.lease = l
 	st.publish()
 	res.lease, res.wrote = l.DeepCopy(), true
@@ -110,6 +122,13 @@ type pgate struct {
 func (g *pgate) Open() bool               { return g.open }
 func (g *pgate) Changed() <-chan struct{} { return nil }
 
+type pstandby struct {
+	standing bool
+}
+
+func (p *pstandby) Standing() bool           { return p.standing }
+func (p *pstandby) Changed() <-chan struct{} { return nil }
+
 type pending struct {
 	r         request
 	committed bool
@@ -122,6 +141,7 @@ type node struct {
 	l       *loop
 	g       *pguard
 	gate    *pgate
+	sb      *pstandby
 	st      *store
 	clk     *clocktesting.FakeClock
 	writes  []*pending
@@ -149,9 +169,8 @@ func (n *node) release(base *coordinationv1.Lease, fresh bool) error {
 		return nil
 	}
 	st.rv++
-	l := st.lease.DeepCopy()
+	l := released(st.lease, n.clk.Now())
 	l.ResourceVersion = strconv.Itoa(st.rv)
-	l.Spec.HolderIdentity = ptr.To("")
 	st.lease = l
 	st.publish()
 	return nil
@@ -172,11 +191,11 @@ func newWorld(t *testing.T) *world {
 	w := &world{clk: clocktesting.NewFakeClock(time.Unix(1000, 0)), nodes: map[string]*node{}, t: t}
 	w.st = &store{fail: w.fail}
 	for _, id := range []string{"n1", "n2"} {
-		n := &node{id: id, st: w.st, clk: w.clk, gate: &pgate{open: true}}
+		n := &node{id: id, st: w.st, clk: w.clk, gate: &pgate{open: true}, sb: &pstandby{}}
 		n.g = &pguard{fail: w.fail, id: id}
 		e, err := New(Options{Client: fake.NewClientset(), Namespace: "kube-system", Name: "plndr-cp-lock", Identity: id,
 			LeaseDuration: 5 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second,
-			Guard: n.g, Gate: n.gate, Clock: w.clk})
+			Guard: n.g, Gate: n.gate, Standby: n.sb, Clock: w.clk})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -287,6 +306,12 @@ func (w *world) step(s string) {
 	case "open":
 		n.gate.open = true
 		n.l.onGate()
+	case "cordon": // kubectl cordon (drain)
+		n.sb.standing = true
+		n.l.onStandby()
+	case "uncordon":
+		n.sb.standing = false
+		n.l.onStandby()
 	case "delete": // kubectl delete lease
 		if w.st.lease != nil {
 			w.st.lease = nil
@@ -369,6 +394,13 @@ func TestPermutations(t *testing.T) {
 		{"shutdown during a renewal", "tick commit:n1", []string{"stop:n1", "watch:n2", "watch:n2", "tick", "commit:n2", "answer:n2", "watch:n2", "tick"}},
 		// A follower partitioned from the API server while the holder is not.
 		{"follower partitioned", "tick commit:n1 answer:n1", []string{"tick", "tick", "tick", "commit:n2", "lost:n2", "watch:n2", "tick", "commit:n1", "answer:n1"}},
+		// kubectl drain of the holder's node: it asks, n2 offers, it hands
+		// over, n2 acquires; watches and answers in any order.
+		{"cordoned holder hands over", "cordon:n1 tick commit:n1 answer:n1", []string{"watch:n2", "watch:n2", "commit:n2", "answer:n2", "watch:n1", "watch:n1", "commit:n2", "answer:n2", "tick"}},
+		// Cordoned and uncordoned while n2's offer is in flight and n1 renews.
+		{"cordon flaps during an offer", "cordon:n1 tick commit:n1 answer:n1 watch:n2 watch:n2", []string{"uncordon:n1", "commit:n2", "answer:n2", "watch:n1", "watch:n1", "tick", "commit:n1", "answer:n1", "watch:n2"}},
+		// The successor goes away right after offering; n1 stalls.
+		{"successor stops after offering", "cordon:n1 tick commit:n1 answer:n1 watch:n2 watch:n2 commit:n2", []string{"answer:n2", "stop:n2", "watch:n1", "watch:n1", "tick", "tick", "stall", "commit:n1", "answer:n1"}},
 	} {
 		t.Run(sc.name, func(t *testing.T) {
 			runs := permutations(sc.steps, func(order []string) {
@@ -434,5 +466,107 @@ func TestLateAcquireAnswerTriesAgain(t *testing.T) {
 	}
 	if !n1.g.held {
 		t.Fatalf("n1 does not hold after trying again: %v", w.log)
+	}
+}
+
+// run runs steps in order and fails the test on the first broken invariant.
+func (w *world) run(steps string) {
+	w.t.Helper()
+	for _, s := range strings.Fields(steps) {
+		w.step(s)
+		if w.bad {
+			w.t.FailNow()
+		}
+	}
+}
+
+// TestCordonedHolderHandsOver: kubectl drain of the holder's node. The
+// holder asks for a successor, n2 offers, the holder drops the VIP and
+// releases, n2 acquires at once; n1, cordoned, does not take it back.
+func TestCordonedHolderHandsOver(t *testing.T) {
+	w := newWorld(t)
+	w.setup()
+	n1, n2 := w.nodes["n1"], w.nodes["n2"]
+	w.run("cordon:n1 commit:n1 answer:n1")
+	if w.st.lease.Annotations[HandoverAnnotation] == "" {
+		t.Fatalf("the cordoned holder's renewal does not ask for a successor: %v", w.st.lease.Annotations)
+	}
+	w.run("watch:n2 watch:n2 commit:n2 answer:n2")
+	if got := w.st.lease.Annotations[SuccessorAnnotation]; got != "n2" {
+		t.Fatalf("n2 did not offer (successor %q)", got)
+	}
+	w.run("watch:n1 watch:n1")
+	if n1.g.held || holder(w.st.lease) != "" {
+		t.Fatalf("n1 held=%v, Lease holder %q after n2's offer; want dropped and released", n1.g.held, holder(w.st.lease))
+	}
+	start := w.clk.Now()
+	w.run("watch:n2 watch:n2 tick commit:n2 answer:n2")
+	if !n2.g.held || w.clk.Now() != start {
+		t.Fatalf("n2 held=%v after %s; want it at once", n2.g.held, w.clk.Now().Sub(start))
+	}
+	if a := w.st.lease.Annotations; a[SuccessorAnnotation] != "" || a[HandoverAnnotation] != "" {
+		t.Fatalf("n2's Lease keeps the handover annotations: %v", a)
+	}
+	// n1 reads the Lease and stays a follower for good.
+	for range 10 {
+		w.run("tick commit:n1 answer:n1 commit:n2 answer:n2 watch:n1 watch:n2")
+	}
+	if n1.g.held || !n2.g.held {
+		t.Fatalf("after handover n1 held=%v n2 held=%v", n1.g.held, n2.g.held)
+	}
+}
+
+// TestCordonedHolderAloneKeeps: no other candidate (n2 cordoned too, or
+// gone): the holder keeps the VIP, renewing, whatever the time.
+func TestCordonedHolderAloneKeeps(t *testing.T) {
+	for _, other := range []string{"cordon:n2", "stop:n2"} {
+		t.Run(other, func(t *testing.T) {
+			w := newWorld(t)
+			w.setup()
+			w.run(other + " cordon:n1")
+			for range 20 {
+				w.run("tick commit:n1 answer:n1 commit:n2 answer:n2 watch:n1 watch:n2")
+			}
+			if !w.nodes["n1"].g.held || holder(w.st.lease) != "n1" {
+				t.Fatalf("the only candidate gave the VIP up: held=%v holder %q", w.nodes["n1"].g.held, holder(w.st.lease))
+			}
+		})
+	}
+}
+
+// TestStandbyFollowerWaits: a released Lease goes to a node that is not
+// cordoned first; a cordoned follower takes it only after it has been free
+// for a lease duration (nobody else wants it).
+func TestStandbyFollowerWaits(t *testing.T) {
+	w := newWorld(t)
+	w.setup()
+	n2 := w.nodes["n2"]
+	w.run("cordon:n2 stop:n1 watch:n2")
+	released := w.clk.Now()
+	for !n2.g.held && w.clk.Now().Sub(released) < time.Minute {
+		w.run("tick commit:n2 answer:n2")
+	}
+	if got := w.clk.Now().Sub(released); !n2.g.held || got < 5*time.Second {
+		t.Fatalf("cordoned n2 held=%v %s after the release; want it after the lease duration (5s)", n2.g.held, got)
+	}
+}
+
+// TestSuccessorGoneTakesBack: the successor offers and dies before it
+// acquires: the cordoned former holder takes the VIP back a lease duration
+// after its release.
+func TestSuccessorGoneTakesBack(t *testing.T) {
+	w := newWorld(t)
+	w.setup()
+	n1 := w.nodes["n1"]
+	w.run("cordon:n1 commit:n1 answer:n1 watch:n2 watch:n2 commit:n2 answer:n2 stop:n2 watch:n1 watch:n1")
+	if n1.g.held {
+		t.Fatal("n1 kept the VIP after the offer")
+	}
+	released := w.clk.Now()
+	for !n1.g.held && w.clk.Now().Sub(released) < time.Minute {
+		w.run("tick commit:n1 answer:n1 watch:n1")
+	}
+	if got := w.clk.Now().Sub(released); !n1.g.held || got < 5*time.Second || got > 7*time.Second {
+		t.Fatalf("n1 held=%v %s after releasing to a successor that died; want it back after about the lease duration", n1.g.held, got)
 	}
 }

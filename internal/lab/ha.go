@@ -235,7 +235,17 @@ current-context: lab
 // Kubectl runs the lab's kubectl in the client host against
 // https://<VIP>:6443, verifying the certificate with the cluster CA.
 func (l *Lab) Kubectl(ctx context.Context, args ...string) (string, error) {
-	kc, err := l.Kubeconfig(netip.AddrPortFrom(l.VIP, 6443))
+	return l.kubectl(ctx, netip.AddrPortFrom(l.VIP, 6443), args...)
+}
+
+// KubectlAPI runs the lab's kubectl in the client host against the API
+// server on the control-plane host (not through the VIP).
+func (l *Lab) KubectlAPI(ctx context.Context, args ...string) (string, error) {
+	return l.kubectl(ctx, netip.AddrPortFrom(l.CP.IP, 6443), args...)
+}
+
+func (l *Lab) kubectl(ctx context.Context, server netip.AddrPort, args ...string) (string, error) {
+	kc, err := l.Kubeconfig(server)
 	if err != nil {
 		return "", err
 	}

@@ -77,6 +77,9 @@ type Options struct {
 	// Link, if set, reads the Services' interface: its own addresses and
 	// gateways are never Service VIPs (S7).
 	Link func() (Link, error)
+	// Standby, if set, hands the Services Lease (single-holder mode) to
+	// another node while this Node is cordoned (see election.Options).
+	Standby election.Standby
 	// Reserved returns the control-plane VIP now (nil or invalid: none); it
 	// follows a DNS name that resolves elsewhere.
 	Reserved func() netip.Addr
@@ -196,8 +199,12 @@ func New(o Options) (*Controller, error) {
 		c.excludeGate = &excludeGate{c: c, changed: make(chan struct{}, 1)}
 		gate = c.excludeGate
 	}
+	var standby election.Standby
+	if !o.Spread && o.Standby != nil {
+		standby = o.Standby
+	}
 	el, err := election.New(election.Options{
-		Gate:   gate,
+		Gate: gate, Standby: standby,
 		Client: o.Client, Namespace: o.LeaseNamespace, Name: o.LeaseName, Identity: o.NodeName,
 		LeaseDuration: o.LeaseDuration, RenewDeadline: o.RenewDeadline, RetryPeriod: o.RetryPeriod,
 		Annotations: c.cluster.annotations,

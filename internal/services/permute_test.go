@@ -401,7 +401,8 @@ func (w *pWorld) plan(n *pNode) {
 	if n.fenceOK(w.now) {
 		live = append(live, candidate{n.name, true})
 	}
-	nodes := eligible(live, func(string) bool { return false })
+	no := func(string) bool { return false }
+	nodes := eligible(live, no, no)
 	us := make([]Unit, 0, len(w.addrs))
 	for _, a := range w.addrs {
 		us = append(us, Unit{Addrs: []netip.Addr{a}})

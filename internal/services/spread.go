@@ -255,21 +255,28 @@ func (v beatView) live(self string, now time.Time) (live []candidate, next time.
 	return live, next
 }
 
-// eligible are the live nodes that may be given VIPs: ready and not
-// excluded; if none is ready, every live node not excluded.
-func eligible(live []candidate, excluded func(string) bool) []string {
-	anyReady := false
-	for _, n := range live {
-		anyReady = anyReady || n.ready && !excluded(n.name)
-	}
-	var out []string
-	for _, n := range live {
-		if (n.ready || !anyReady) && !excluded(n.name) {
-			out = append(out, n.name)
+// eligible are the live nodes that may be given VIPs, never an excluded
+// one: the ready ones not cordoned (kubectl drain: their VIPs move off
+// before the node goes down); if there are none, the ready ones; if none
+// is ready, all.
+func eligible(live []candidate, excluded, cordoned func(string) bool) []string {
+	for _, tier := range []func(candidate) bool{
+		func(n candidate) bool { return n.ready && !cordoned(n.name) },
+		func(n candidate) bool { return n.ready },
+		func(candidate) bool { return true },
+	} {
+		var out []string
+		for _, n := range live {
+			if tier(n) && !excluded(n.name) {
+				out = append(out, n.name)
+			}
+		}
+		if len(out) > 0 {
+			sort.Strings(out)
+			return out
 		}
 	}
-	sort.Strings(out)
-	return out
+	return nil
 }
 
 // holders maps every address a live heartbeat lists to its node (as the
@@ -355,7 +362,7 @@ func (s *spread) nodes() (nodes []string, next time.Duration) {
 			next = left
 		}
 	}
-	return eligible(live, c.excluded), next
+	return eligible(live, c.excluded, c.cordoned), next
 }
 
 // Spread reports, in spread mode, how many nodes this node sees live and
@@ -400,6 +407,15 @@ func (c *Controller) Beats() []Beat {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
 	return out
+}
+
+// cordoned reports whether the Node is cordoned (spec.unschedulable).
+func (c *Controller) cordoned(node string) bool {
+	if c.nodeLister == nil {
+		return false
+	}
+	n, err := c.nodeLister.Get(node)
+	return err == nil && n.Spec.Unschedulable
 }
 
 // excluded reports whether the Node carries ExcludeLabel.

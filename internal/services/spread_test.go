@@ -175,9 +175,22 @@ func TestSpreadNodesStartingTogetherDoNotSettle(t *testing.T) {
 	})
 }
 
-// TestSpreadExcludedNode: a Node labelled ExcludeLabel gets no VIP; its
-// VIPs leave when the label is set.
+// TestSpreadExcludedNode: a Node labelled ExcludeLabel, or cordoned
+// (kubectl drain), gets no VIP; its VIPs leave when the label is set or
+// the node cordoned.
 func TestSpreadExcludedNode(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mark func(*corev1.Node)
+	}{
+		{"labelled", func(n *corev1.Node) { n.Labels = map[string]string{ExcludeLabel: ""} }},
+		{"cordoned", func(n *corev1.Node) { n.Spec.Unschedulable = true }},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testSpreadExcluded(t, tc.mark) })
+	}
+}
+
+func testSpreadExcluded(t *testing.T, mark func(*corev1.Node)) {
 	objs, addrs := spreadServices(6)
 	for _, n := range []string{"n1", "n2", "n3"} {
 		objs = append(objs, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n}})
@@ -196,11 +209,11 @@ func TestSpreadExcludedNode(t *testing.T) {
 		return err
 	})
 	n3, _ := client.CoreV1().Nodes().Get(context.Background(), "n3", metav1.GetOptions{})
-	n3.Labels = map[string]string{ExcludeLabel: ""}
+	mark(n3)
 	if _, err := client.CoreV1().Nodes().Update(context.Background(), n3, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "no VIP on the excluded n3", func() error {
+	waitFor(t, "no VIP on n3", func() error {
 		c, err := heldBy(ks, addrs)
 		if err == nil && (c["n3"] != 0 || c["n1"] != 3 || c["n2"] != 3) {
 			err = fmt.Errorf("split %v", c)
@@ -304,5 +317,29 @@ func TestSpreadHeartbeatDeleted(t *testing.T) {
 	})
 	if bad := overlap(); len(bad) > 0 {
 		t.Fatalf("an address on two nodes: %v", bad[:min(5, len(bad))])
+	}
+}
+
+// TestEligibleTiers: cordoned nodes get VIPs only when every ready node is
+// cordoned; excluded nodes never.
+func TestEligibleTiers(t *testing.T) {
+	set := func(names ...string) func(string) bool {
+		return func(n string) bool { return strings.Contains(strings.Join(names, ","), n) }
+	}
+	live := []candidate{{"n1", true}, {"n2", true}, {"n3", false}}
+	for _, tc := range []struct {
+		excluded, cordoned func(string) bool
+		want               string
+	}{
+		{set(), set(), "n1,n2"},
+		{set(), set("n1"), "n2"},
+		{set("n2"), set("n1"), "n1"},
+		{set(), set("n1", "n2"), "n1,n2"},
+		{set("n1", "n2"), set(), "n3"},
+		{set("n1", "n2", "n3"), set(), ""},
+	} {
+		if got := strings.Join(eligible(live, tc.excluded, tc.cordoned), ","); got != tc.want {
+			t.Errorf("eligible = %q, want %q", got, tc.want)
+		}
 	}
 }

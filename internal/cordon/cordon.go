@@ -1,0 +1,112 @@
+// Package cordon watches this node's Node object and says whether it is
+// cordoned (spec.unschedulable: kubectl cordon, and kubectl drain, which
+// cordons before it evicts). An elector on a cordoned node hands its Lease
+// to another candidate (election.Options.Standby): drain skips DaemonSet
+// Pods, so without this the VIP would stay on a node about to go down.
+package cordon
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+)
+
+// Watch follows one Node.
+type Watch struct {
+	client kubernetes.Interface
+	node   string
+	log    *slog.Logger
+
+	mu       sync.Mutex
+	cordoned bool
+	subs     []chan struct{}
+}
+
+// New returns a Watch of Node node; Run starts it.
+func New(client kubernetes.Interface, node string, log *slog.Logger) *Watch {
+	return &Watch{client: client, node: node, log: log.With("component", "cordon", "node", node)}
+}
+
+// Run watches the Node until ctx ends. Without permission to read Nodes it
+// says so once and never reports the node cordoned.
+func (w *Watch) Run(ctx context.Context) {
+	sel := fields.OneTermEqualSelector("metadata.name", w.node).String()
+	if _, err := w.client.CoreV1().Nodes().List(ctx, metav1.ListOptions{FieldSelector: sel}); apierrors.IsForbidden(err) {
+		w.log.Warn("cannot list Nodes (forbidden by RBAC), so the VIPs stay on this node when it is cordoned or drained: add {apiGroups: [\"\"], resources: [\"nodes\"], verbs: [\"list\", \"watch\"]} to ClusterRole system:kube-vip-role", "err", err)
+		return
+	}
+	f := informers.NewSharedInformerFactoryWithOptions(w.client, 0,
+		informers.WithTweakListOptions(func(lo *metav1.ListOptions) { lo.FieldSelector = sel }))
+	inf := f.Core().V1().Nodes().Informer()
+	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(o any) { w.set(o) },
+		UpdateFunc: func(_, o any) { w.set(o) },
+		DeleteFunc: func(any) { w.update(false) },
+	})
+	f.Start(ctx.Done())
+	<-ctx.Done()
+	f.Shutdown()
+}
+
+func (w *Watch) set(o any) {
+	if n, ok := o.(*corev1.Node); ok && n.Name == w.node {
+		w.update(n.Spec.Unschedulable)
+	}
+}
+
+// update records the state and signals every view on a change.
+func (w *Watch) update(cordoned bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if cordoned == w.cordoned {
+		return
+	}
+	w.cordoned = cordoned
+	if cordoned {
+		w.log.Info("this Node is cordoned (kubectl cordon or drain): its VIPs go to another node that can take them")
+	} else {
+		w.log.Info("this Node is no longer cordoned")
+	}
+	for _, c := range w.subs {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Cordoned reports whether the Node is cordoned, as last seen.
+func (w *Watch) Cordoned() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.cordoned
+}
+
+// View is one elector's view of the Watch (election.Standby).
+type View struct {
+	w *Watch
+	c chan struct{}
+}
+
+// View returns a new view with its own change channel.
+func (w *Watch) View() *View {
+	v := &View{w: w, c: make(chan struct{}, 1)}
+	w.mu.Lock()
+	w.subs = append(w.subs, v.c)
+	w.mu.Unlock()
+	return v
+}
+
+// Standing reports whether the Node is cordoned.
+func (v *View) Standing() bool { return v.w.Cordoned() }
+
+// Changed receives a value after every change.
+func (v *View) Changed() <-chan struct{} { return v.c }
