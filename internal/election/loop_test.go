@@ -59,7 +59,7 @@ func (st *store) apply(n *node, r request) result {
 		return res
 	}
 	if r.unknown {
-		if h := holder(st.lease); h != "" && h != n.id || r.look {
+		if h := holder(st.lease); h != "" && !n.l.e.mine(st.lease) || r.look {
 			if st.lease != nil {
 				res.lease = st.lease.DeepCopy()
 			}
@@ -84,10 +84,12 @@ func (st *store) apply(n *node, r request) result {
 	}
 	// A takeover of a Lease that names another node is allowed only once
 	// that node's fence has passed: otherwise both may hold the VIP.
-	if prev := holder(st.lease); prev != "" && prev != n.id {
+	// (The previous holder is the process whose token the Lease carries:
+	// two processes may share one identity.)
+	if prev := holder(st.lease); prev != "" && !n.l.e.mine(st.lease) {
 		for _, o := range st.nodes {
-			if o.id == prev && o.g.holding(n.clk.Now()) {
-				st.fail("%s took the Lease over while %s still held the VIP (fence until %s, now %s)", n.id, prev, o.g.until.Sub(n.clk.Now()), n.clk.Now())
+			if o != n && o.l.e.mine(st.lease) && o.g.holding(n.clk.Now()) {
+				st.fail("%s took the Lease over while %s still held the VIP (fence until %s, now %s)", n.id, o.id, o.g.until.Sub(n.clk.Now()), n.clk.Now())
 			}
 		}
 	}
@@ -165,7 +167,7 @@ func (n *node) release(base *coordinationv1.Lease, fresh bool) error {
 		n.st.fail("%s released the Lease while still holding the VIP (S3)", n.id)
 	}
 	st := n.st
-	if holder(st.lease) != n.id {
+	if !n.l.e.mine(st.lease) {
 		return nil
 	}
 	st.rv++
@@ -188,12 +190,18 @@ type world struct {
 }
 
 func newWorld(t *testing.T) *world {
+	return newWorldNamed(t, "n1", "n2")
+}
+
+// newWorldNamed is a world of nodes n1 and n2 whose vipd processes take
+// the identities given (equal: two hosts with one name).
+func newWorldNamed(t *testing.T, identities ...string) *world {
 	w := &world{clk: clocktesting.NewFakeClock(time.Unix(1000, 0)), nodes: map[string]*node{}, t: t}
 	w.st = &store{fail: w.fail}
-	for _, id := range []string{"n1", "n2"} {
+	for i, id := range []string{"n1", "n2"} {
 		n := &node{id: id, st: w.st, clk: w.clk, gate: &pgate{open: true}, sb: &pstandby{}}
 		n.g = &pguard{fail: w.fail, id: id}
-		e, err := New(Options{Client: fake.NewClientset(), Namespace: "kube-system", Name: "plndr-cp-lock", Identity: id,
+		e, err := New(Options{Client: fake.NewClientset(), Namespace: "kube-system", Name: "plndr-cp-lock", Identity: identities[i],
 			LeaseDuration: 5 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second,
 			Guard: n.g, Gate: n.gate, Standby: n.sb, Clock: w.clk})
 		if err != nil {
@@ -375,12 +383,15 @@ func permutations(steps []string, f func([]string)) int {
 	return runs
 }
 
+// scenario is a prefix run in order, then every order of steps.
+type scenario struct {
+	name   string
+	prefix string
+	steps  []string
+}
+
 func TestPermutations(t *testing.T) {
-	for _, sc := range []struct {
-		name   string
-		prefix string // steps run first, in this order
-		steps  []string
-	}{
+	runScenarios(t, newWorld, []scenario{
 		// Defect: the gate closes and reopens while a renewal that
 		// committed answers late; n2 takes the released Lease meanwhile.
 		{"gate flaps during a slow renewal", "tick commit:n1", []string{"close:n1", "open:n1", "answer:n1", "watch:n2", "watch:n2", "tick", "commit:n2", "answer:n2"}},
@@ -401,10 +412,29 @@ func TestPermutations(t *testing.T) {
 		{"cordon flaps during an offer", "cordon:n1 tick commit:n1 answer:n1 watch:n2 watch:n2", []string{"uncordon:n1", "commit:n2", "answer:n2", "watch:n1", "watch:n1", "tick", "commit:n1", "answer:n1", "watch:n2"}},
 		// The successor goes away right after offering; n1 stalls.
 		{"successor stops after offering", "cordon:n1 tick commit:n1 answer:n1 watch:n2 watch:n2 commit:n2", []string{"answer:n2", "stop:n2", "watch:n1", "watch:n1", "tick", "tick", "stall", "commit:n1", "answer:n1"}},
-	} {
+	})
+}
+
+// TestPermutationsOneIdentity: two hosts with one name (no vip_nodename,
+// cloned machines): each process's token tells its Lease writes from the
+// other's, so in every order at most one of them holds the VIP, and the
+// other takes over only after a release or the holder's fence.
+func TestPermutationsOneIdentity(t *testing.T) {
+	same := func(t *testing.T) *world { return newWorldNamed(t, "host", "host") }
+	runScenarios(t, same, []scenario{
+		{"late answers and a lagging watch", "tick", []string{"tick", "commit:n1", "lost:n1", "commit:n2", "answer:n2", "answer:n1", "watch:n2", "tick", "tick"}},
+		{"shutdown during a renewal", "tick commit:n1", []string{"stop:n1", "watch:n2", "watch:n2", "tick", "commit:n2", "answer:n2", "watch:n2", "tick"}},
+		{"follower partitioned", "tick commit:n1 answer:n1", []string{"tick", "tick", "tick", "commit:n2", "lost:n2", "watch:n2", "tick", "commit:n1", "answer:n1"}},
+		{"holder stalls", "", []string{"stall", "tick", "commit:n2", "answer:n2", "watch:n1", "tick", "commit:n1", "answer:n1", "watch:n2"}},
+		{"lease deleted while the holder is partitioned", "", []string{"delete", "watch:n2", "tick", "tick", "tick", "commit:n2", "answer:n2", "lost:n1", "tick"}},
+	})
+}
+
+func runScenarios(t *testing.T, newW func(*testing.T) *world, scs []scenario) {
+	for _, sc := range scs {
 		t.Run(sc.name, func(t *testing.T) {
 			runs := permutations(sc.steps, func(order []string) {
-				w := newWorld(t)
+				w := newW(t)
 				w.setup()
 				for _, s := range append(strings.Fields(sc.prefix), order...) {
 					w.step(s)
