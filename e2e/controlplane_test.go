@@ -188,16 +188,37 @@ func TestFailover(t *testing.T) {
 	}
 }
 
+// FastProfile is the README's fast profile: the shortest timings the
+// kernel fence allows (renew deadline 2 s, lease duration 2 s more).
+var FastProfile = []string{"vip_leaseduration=4", "vip_renewdeadline=2", "vip_retryperiod=0.5"}
+
+// TestFailoverFastProfile: the whole fault matrix with the fast profile:
+// never two owners, reachable again within its lease duration + 3 s.
+func TestFailoverFastProfile(t *testing.T) {
+	l := newLab(t)
+	sc := withEnv(seedScenario(t, l), FastProfile...)
+	for _, f := range lab.Faults {
+		t.Run(strings.Fields(f.Name)[0], func(t *testing.T) {
+			runFaultWithin(t, l, sc, f, 4*time.Second+3*time.Second)
+		})
+	}
+}
+
 // runFault injects f on the VIP's owner and checks the result: never two
 // owners, one change of owner, reachable again within lease duration + 3 s.
 func runFault(t *testing.T, l *lab.Lab, sc lab.ScenarioOptions, f lab.Fault) *lab.Result {
+	t.Helper()
+	return runFaultWithin(t, l, sc, f, leaseDuration+3*time.Second)
+}
+
+func runFaultWithin(t *testing.T, l *lab.Lab, sc lab.ScenarioOptions, f lab.Fault, limit time.Duration) *lab.Result {
 	t.Helper()
 	r, err := l.RunFault(context.Background(), sc, f)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("%s on %s: %s", f.Name, r.OldOwner, r.Report.Summary(r.FaultAt))
-	if err := r.Check(leaseDuration + 3*time.Second); err != nil {
+	if err := r.Check(limit); err != nil {
 		t.Error(err)
 	}
 	return r

@@ -11,6 +11,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"os"
 	"sort"
@@ -60,7 +61,7 @@ var Settings = []Setting{
 	{"vip_leasename", "plndr-cp-lock", "Name of the control-plane Lease."},
 	{"vip_leaseduration", "5", "Seconds a Lease stays valid after its last renewal; a follower takes over after this."},
 	{"vip_renewdeadline", "3", "Seconds the holder may go without a successful renewal before it removes the VIP (the local fence)."},
-	{"vip_retryperiod", "1", "Seconds between renewals, and between tries of a follower."},
+	{"vip_retryperiod", "1", "Seconds between renewals, and between tries of a follower: whole (1), decimal (0.5) or a duration (500ms); at least 0.2 s."},
 	{"vip_nodename", "", "Identity in the Lease; the node name. Empty: the host name."},
 	{"prometheus_server", ":2112", "Address of /metrics, /healthz and /readyz. Empty disables the server."},
 	{"k8s_config_file", "", "Path of a kubeconfig. Empty: $KUBECONFIG, else the in-cluster ServiceAccount."},
@@ -266,7 +267,14 @@ func Load(fs *pflag.FlagSet, d Deps) (*Config, error) {
 	}
 	c.LeaseDuration = seconds("vip_leaseduration")
 	c.RenewDeadline = seconds("vip_renewdeadline")
-	c.RetryPeriod = seconds("vip_retryperiod")
+	c.RetryPeriod = func() time.Duration {
+		v, origin := r.get("vip_retryperiod")
+		d, err := parsePeriod(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q %v", origin, v, err))
+		}
+		return d
+	}()
 
 	if v, origin := r.get("vip_arpRate"); true {
 		n, err := strconv.Atoi(v)
@@ -345,8 +353,12 @@ func Load(fs *pflag.FlagSet, d Deps) (*Config, error) {
 				secs(c.LeaseDuration), secs(c.RenewDeadline), secs(m), secs(c.RenewDeadline+m)))
 		}
 		if c.RenewDeadline <= 2*c.RetryPeriod {
-			errs = append(errs, fmt.Errorf("vip_renewdeadline=%d must be more than twice vip_retryperiod=%d so that a holder gets several renewal tries before its VIP is fenced; use vip_renewdeadline=%d or a smaller vip_retryperiod",
-				secs(c.RenewDeadline), secs(c.RetryPeriod), 2*secs(c.RetryPeriod)+1))
+			errs = append(errs, fmt.Errorf("vip_renewdeadline=%d must be more than twice vip_retryperiod=%s so that a holder gets several renewal tries before its VIP is fenced; use vip_renewdeadline=%d or a smaller vip_retryperiod",
+				secs(c.RenewDeadline), fsecs(c.RetryPeriod), secs(2*c.RetryPeriod)+1))
+		}
+		if c.RenewDeadline < MinRenewDeadline {
+			errs = append(errs, fmt.Errorf("vip_renewdeadline=%d is below %d seconds: the kernel keeps a VIP's lifetime in whole seconds, counted from the renewal, so a shorter deadline leaves it none; use vip_renewdeadline=%d (the fast profile is vip_leaseduration=4, vip_renewdeadline=2, vip_retryperiod=0.5)",
+				secs(c.RenewDeadline), secs(MinRenewDeadline), secs(MinRenewDeadline)))
 		}
 	}
 
@@ -530,6 +542,36 @@ func names(ifaces []Iface) string {
 }
 
 func secs(d time.Duration) int { return int(d / time.Second) }
+
+// fsecs prints d in seconds, with decimals only when needed (0.5, 1).
+func fsecs(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), 'f', -1, 64) }
+
+// MinRetryPeriod is the shortest vip_retryperiod: every node writes its
+// Lease once per retry period.
+const MinRetryPeriod = 200 * time.Millisecond
+
+// MinRenewDeadline is the shortest vip_renewdeadline: a VIP's kernel
+// lifetime is whole seconds, what is left of the deadline after the
+// renewal and the netlink call, rounded down; below 2 s that would be
+// nothing.
+const MinRenewDeadline = 2 * time.Second
+
+// parsePeriod reads vip_retryperiod: kube-vip's whole seconds ("1"),
+// decimal seconds ("0.5") or a Go duration ("500ms").
+func parsePeriod(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		f, ferr := strconv.ParseFloat(v, 64)
+		if ferr != nil || math.IsNaN(f) || math.IsInf(f, 0) || f > 3600 {
+			return 0, errors.New("must be a number of seconds (1, 0.5) or a duration (500ms)")
+		}
+		d = time.Duration(f * float64(time.Second))
+	}
+	if d < MinRetryPeriod {
+		return 0, fmt.Errorf("must be at least %s seconds: every node writes its Lease once per retry period", fsecs(MinRetryPeriod))
+	}
+	return d, nil
+}
 
 // OSEnv is the process environment.
 func OSEnv(name string) (string, bool) { return os.LookupEnv(name) }

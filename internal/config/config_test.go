@@ -122,7 +122,10 @@ func TestErrorsNameTheValueAndTheFix(t *testing.T) {
 		{"no interface for VIP", map[string]string{"vip_interface": "", "address": "198.18.0.5"}, []string{"no interface here has a subnet that contains 198.18.0.5"}},
 		{"lease too short", map[string]string{"vip_leaseduration": "3"}, []string{"vip_leaseduration=3 must exceed vip_renewdeadline=3 by at least 2 seconds", "use vip_leaseduration=5"}},
 		{"renew too short", map[string]string{"vip_renewdeadline": "2"}, []string{"vip_renewdeadline=2 must be more than twice vip_retryperiod=1", "use vip_renewdeadline=3"}},
-		{"not a number", map[string]string{"vip_retryperiod": "1s"}, []string{`env vip_retryperiod="1s" must be a whole number of seconds`}},
+		{"not a number", map[string]string{"vip_retryperiod": "fast"}, []string{`env vip_retryperiod="fast" must be a number of seconds (1, 0.5) or a duration (500ms)`}},
+		{"retry too short", map[string]string{"vip_retryperiod": "0.1"}, []string{`env vip_retryperiod="0.1" must be at least 0.2 seconds`}},
+		{"renew below the kernel's second", map[string]string{"vip_leaseduration": "3", "vip_renewdeadline": "1", "vip_retryperiod": "0.2"}, []string{"vip_renewdeadline=1 is below 2 seconds", "use vip_renewdeadline=2", "fast profile"}},
+		{"sub-second retry, renew too short", map[string]string{"vip_leaseduration": "4", "vip_renewdeadline": "2", "vip_retryperiod": "1.5"}, []string{"vip_renewdeadline=2 must be more than twice vip_retryperiod=1.5", "use vip_renewdeadline=4"}},
 		{"arp off", map[string]string{"vip_arp": "false"}, []string{"set vip_arp=true"}},
 		{"nothing enabled", map[string]string{"cp_enable": "false", "svc_enable": "false"}, []string{"set cp_enable=true"}},
 		{"bad bool", map[string]string{"cp_enable": "on"}, []string{`env cp_enable="on" is not a boolean`}},
@@ -197,5 +200,27 @@ func TestKubeVipFlagsForTheManager(t *testing.T) {
 	}
 	if _, err := Load(fs, deps(seedEnv())); err == nil || !strings.Contains(err.Error(), "--bgp: BGP is not supported") || !strings.Contains(err.Error(), "--peerAddress") {
 		t.Fatalf("kube-vip's BGP flags: %v", err)
+	}
+}
+
+// TestFastProfile: sub-second retry periods, as decimal seconds or a Go
+// duration, with the fast profile's floor (renew deadline 2 s, lease
+// duration 4 s).
+func TestFastProfile(t *testing.T) {
+	for _, rp := range []string{"0.5", "500ms"} {
+		env := seedEnv()
+		env["vip_leaseduration"], env["vip_renewdeadline"], env["vip_retryperiod"] = "4", "2", rp
+		c, err := Load(nil, deps(env))
+		if err != nil {
+			t.Fatalf("vip_retryperiod=%s: %v", rp, err)
+		}
+		if c.LeaseDuration != 4*time.Second || c.RenewDeadline != 2*time.Second || c.RetryPeriod != 500*time.Millisecond {
+			t.Fatalf("vip_retryperiod=%s: %s/%s/%s", rp, c.LeaseDuration, c.RenewDeadline, c.RetryPeriod)
+		}
+	}
+	env := seedEnv()
+	env["vip_leaseduration"], env["vip_renewdeadline"], env["vip_retryperiod"] = "3", "2", "0.5"
+	if _, err := Load(nil, deps(env)); err == nil || !strings.Contains(err.Error(), "use vip_leaseduration=4") {
+		t.Fatalf("lease duration 3 with renew deadline 2: %v; want refused", err)
 	}
 }
