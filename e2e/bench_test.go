@@ -94,7 +94,7 @@ func leaseWrites(b *testing.B, l *lab.Lab, sc lab.ScenarioOptions) float64 {
 	}
 	time.Sleep(2 * time.Second)
 	rates, _, _ := window(ctx, b, l, procs, 10*time.Second, leaseRequests)
-	return rates["update"] + rates["create"]
+	return rates["PUT"] + rates["POST"]
 }
 
 func median(d []time.Duration) time.Duration {

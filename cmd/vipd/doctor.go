@@ -6,7 +6,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/vipd/vipd/internal/config"
+	"github.com/vipd/vipd/internal/conflict"
 	"github.com/vipd/vipd/internal/doctor"
 )
 
@@ -43,6 +46,13 @@ kubectl exec -n kube-system <vipd pod> -- /vipd doctor.`,
 					fmt.Fprintf(out, "warning: cannot check who may claim Service addresses: %v\n", err)
 				}
 				fs = append(fs, more...)
+			}
+			if ls, err := client.CoordinationV1().Leases("").List(cmd.Context(), metav1.ListOptions{}); err == nil {
+				for _, d := range conflict.Describe(ls.Items) {
+					fs = append(fs, doctor.Finding{Reason: "AddressConflict", Message: d + ": " + conflict.Causes})
+				}
+			} else {
+				fmt.Fprintf(out, "warning: cannot read the Leases for address conflicts vipd saw on the wire: %v\n", err)
 			}
 			for _, f := range fs {
 				fmt.Fprintf(out, "problem (%s): %s\n", f.Reason, f.Message)

@@ -33,6 +33,7 @@ import (
 	"github.com/vipd/vipd/internal/cordon"
 	"github.com/vipd/vipd/internal/doctor"
 	"github.com/vipd/vipd/internal/election"
+	"github.com/vipd/vipd/internal/events"
 	"github.com/vipd/vipd/internal/health"
 	"github.com/vipd/vipd/internal/metrics"
 	"github.com/vipd/vipd/internal/services"
@@ -233,8 +234,16 @@ func runManager(ctx context.Context, c *cobra.Command, log *slog.Logger) error {
 	// DaemonSet's): the VIPs leave a cordoned node for one that can take them.
 	cordoned := cordon.New(client, cfg.NodeName, log)
 	go cordoned.Run(ctx)
+	// Another host answering for an address this node holds (package
+	// conflict), counted per address.
+	conflicts := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vipd_address_conflicts_total",
+		Help: "Times another host was seen answering for an address this node holds (or was about to claim), by address.",
+	}, []string{"address"})
+	reg.MustRegister(conflicts)
+	onConflict := func(a netip.Addr) { conflicts.WithLabelValues(a.String()).Inc() }
 	if cfg.ControlPlane {
-		cp, err := controlPlane(ctx, cfg, rc, client, reg, log, cordoned.View(), func() { onRetarget() })
+		cp, err := controlPlane(ctx, cfg, rc, client, reg, log, cordoned.View(), onConflict, func() { onRetarget() })
 		if errors.Is(err, controlplane.ErrForeignAddress) {
 			reportConfigError(c, log, err)
 			return exitError{2, err}
@@ -247,7 +256,7 @@ func runManager(ctx context.Context, c *cobra.Command, log *slog.Logger) error {
 		reserved = cp.Addr
 	}
 	if cfg.Services {
-		svc, err := servicesController(cfg, rc, reg, log, reserved, cordoned.View())
+		svc, err := servicesController(cfg, rc, reg, log, reserved, cordoned.View(), onConflict)
 		if err != nil {
 			return err
 		}
@@ -288,7 +297,7 @@ func runManager(ctx context.Context, c *cobra.Command, log *slog.Logger) error {
 }
 
 // controlPlane prepares the control-plane VIP.
-func controlPlane(ctx context.Context, cfg *config.Config, rc *rest.Config, client kubernetes.Interface, reg prometheus.Registerer, log *slog.Logger, standby election.Standby, onRetarget func()) (*controlplane.VIP, error) {
+func controlPlane(ctx context.Context, cfg *config.Config, rc *rest.Config, client kubernetes.Interface, reg prometheus.Registerer, log *slog.Logger, standby election.Standby, onConflict func(netip.Addr), onRetarget func()) (*controlplane.VIP, error) {
 	m := metrics.NewVIP(reg, cfg.Namespace+"/"+cfg.LeaseName, cfg.Prefix().String())
 	opts := controlplane.Options{
 		Client: client, Sender: &announce.Link{Interface: cfg.Interface},
@@ -313,6 +322,10 @@ func controlPlane(ctx context.Context, cfg *config.Config, rc *rest.Config, clie
 	go gate.Run(ctx)
 	opts.Gate = gate
 	opts.Standby = standby
+	opts.Probe = prober(cfg.Interface)
+	opts.MAC = macOf(cfg.Interface)
+	opts.OnConflict = onConflict
+	opts.Events = &events.Poster{Client: client, Node: cfg.NodeName, Log: log.With("component", "events")}
 	opts.OnRetarget = onRetarget
 	opts.FreshClient = func() (kubernetes.Interface, error) {
 		// A Dial of its own gives the client its own transport: client-go
@@ -332,7 +345,7 @@ func controlPlane(ctx context.Context, cfg *config.Config, rc *rest.Config, clie
 // servicesController prepares the LoadBalancer Services controller. It has
 // a client of its own with a higher rate limit: at start it may write
 // annotations and status of every Service.
-func servicesController(cfg *config.Config, rc *rest.Config, reg prometheus.Registerer, log *slog.Logger, reserved func() netip.Addr, standby election.Standby) (*services.Controller, error) {
+func servicesController(cfg *config.Config, rc *rest.Config, reg prometheus.Registerer, log *slog.Logger, reserved func() netip.Addr, standby election.Standby, onConflict func(netip.Addr)) (*services.Controller, error) {
 	src := rest.CopyConfig(rc)
 	src.QPS, src.Burst = 200, 400
 	client, err := kubernetes.NewForConfig(src)
@@ -359,9 +372,8 @@ func servicesController(cfg *config.Config, rc *rest.Config, reg prometheus.Regi
 			p, gw, err := kernel.Neighbourhood(iface)
 			return services.Link{Prefixes: p, Gateways: gw}, err
 		},
-		Probe: func(ctx context.Context, addrs []netip.Addr) (map[netip.Addr]net.HardwareAddr, error) {
-			return announce.Probe(ctx, iface, addrs, announce.ProbeWindow)
-		},
+		Probe:      prober(iface),
+		WatchEvery: time.Second, OnConflict: onConflict, MAC: macOf(iface),
 		Namespace: cfg.SvcNamespace, LeaseNamespace: cfg.Namespace, LeaseName: cfg.SvcLeaseName, NodeName: cfg.NodeName,
 		LeaseDuration: cfg.LeaseDuration, RenewDeadline: cfg.RenewDeadline, RetryPeriod: cfg.RetryPeriod,
 		AnnouncePeriod: cfg.ARPRate, Filter: services.ClassFilter{Name: cfg.LBClassName, Only: cfg.LBClassOnly}, PoolsOnly: cfg.SvcPoolsOnly, Spread: cfg.SvcSpread,
@@ -533,4 +545,21 @@ func reportConfigError(c *cobra.Command, log *slog.Logger, err error) {
 	defer cancel()
 	rep := &doctor.Reporter{Client: client, Namespace: ns, Lease: v["vip_leasename"], Node: node, Log: slog.New(slog.DiscardHandler)}
 	rep.Report(ctx, doctor.Finding{Reason: "InvalidConfiguration", Message: fmt.Sprintf("vipd on node %s: %v", node, err)})
+}
+
+// prober asks the wire on iface whether another host answers for addresses
+// (announce.Probe).
+func prober(iface string) func(context.Context, []netip.Addr) (map[netip.Addr]net.HardwareAddr, error) {
+	return func(ctx context.Context, addrs []netip.Addr) (map[netip.Addr]net.HardwareAddr, error) {
+		return announce.Probe(ctx, iface, addrs, announce.ProbeWindow)
+	}
+}
+
+// macOf is iface's hardware address ("" if unknown).
+func macOf(iface string) string {
+	ifi, err := net.InterfaceByName(iface)
+	if err != nil {
+		return ""
+	}
+	return ifi.HardwareAddr.String()
 }

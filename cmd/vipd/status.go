@@ -18,21 +18,26 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/vipd/vipd/internal/conflict"
 	"github.com/vipd/vipd/internal/election"
 	"github.com/vipd/vipd/internal/services"
 )
 
 // Status is what `vipd status` reports.
 type Status struct {
-	Lease        string    `json:"lease"`
-	VIP          string    `json:"vip,omitempty"`
-	Holder       string    `json:"holder"`
-	RenewedAgo   string    `json:"renewedAgo,omitempty"`
-	Duration     int32     `json:"leaseDurationSeconds"`
-	AcquiredAt   time.Time `json:"acquiredAt,omitzero"`
-	Transitions  int32     `json:"transitions"`
-	Expired      bool      `json:"expired"`
-	RecentEvents []string  `json:"recentEvents,omitempty"`
+	Lease       string    `json:"lease"`
+	VIP         string    `json:"vip,omitempty"`
+	Holder      string    `json:"holder"`
+	RenewedAgo  string    `json:"renewedAgo,omitempty"`
+	Duration    int32     `json:"leaseDurationSeconds"`
+	AcquiredAt  time.Time `json:"acquiredAt,omitzero"`
+	Transitions int32     `json:"transitions"`
+	Expired     bool      `json:"expired"`
+	MAC         string    `json:"mac,omitempty"`
+	// Conflicts are the other hosts vipd nodes see answering for their
+	// addresses, from every Lease (conflict.Annotation).
+	Conflicts    []string `json:"conflicts,omitempty"`
+	RecentEvents []string `json:"recentEvents,omitempty"`
 	// ServicesLease is the Services Lease (svc_leasename), when it exists.
 	ServicesLease *Status `json:"servicesLease,omitempty"`
 	// Services are the LoadBalancer Services vipd serves or refused.
@@ -120,6 +125,9 @@ func readStatus(ctx context.Context, c kubernetes.Interface, namespace, name, sv
 		st = leaseStatus(l, time.Now())
 	}
 	st.ServicesLease = svcLease
+	if all, err := c.CoordinationV1().Leases("").List(ctx, metav1.ListOptions{}); err == nil {
+		st.Conflicts = conflict.Describe(all.Items)
+	}
 	if hbs, err := services.Heartbeats(ctx, c.CoordinationV1().Leases(namespace)); err == nil {
 		st.Nodes = nodeStatuses(hbs, time.Now())
 	}
@@ -196,7 +204,7 @@ func nodeStatuses(hbs []services.Heartbeat, now time.Time) []NodeStatus {
 }
 
 func leaseStatus(l *coordinationv1.Lease, now time.Time) *Status {
-	st := &Status{Lease: l.Namespace + "/" + l.Name, VIP: l.Annotations[election.VIPAnnotation]}
+	st := &Status{Lease: l.Namespace + "/" + l.Name, VIP: l.Annotations[election.VIPAnnotation], MAC: l.Annotations[conflict.MACAnnotation]}
 	if l.Spec.HolderIdentity != nil {
 		st.Holder = *l.Spec.HolderIdentity
 	}
@@ -251,6 +259,9 @@ func printStatus(w io.Writer, st *Status, output string) error {
 	fmt.Fprintf(w, "Lease:        %s\n", st.Lease)
 	if st.VIP != "" {
 		fmt.Fprintf(w, "VIP:          %s\n", st.VIP)
+	}
+	if st.MAC != "" && st.Holder != "" {
+		holder += " (MAC " + st.MAC + ")"
 	}
 	fmt.Fprintf(w, "Holder:       %s\n", holder)
 	if st.RenewedAgo != "" {
@@ -314,6 +325,9 @@ func printStatus(w io.Writer, st *Status, output string) error {
 			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", s.Service, vips, owner, state)
 		}
 		tw.Flush()
+	}
+	if len(st.Conflicts) > 0 {
+		fmt.Fprintf(w, "ADDRESS CONFLICTS on the wire:\n  %s\n", strings.Join(st.Conflicts, "\n  "))
 	}
 	if len(st.RecentEvents) > 0 {
 		fmt.Fprintf(w, "Recent vipd events:\n  %s\n", strings.Join(st.RecentEvents, "\n  "))

@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"github.com/vipd/vipd/internal/conflict"
 	"github.com/vipd/vipd/internal/election"
 	"github.com/vipd/vipd/internal/services"
 )
@@ -109,5 +110,30 @@ func TestStatusShowsHeartbeats(t *testing.T) {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("lacks %q:\n%s", want, b.String())
 		}
+	}
+}
+
+// TestStatusShowsConflicts: what a holder writes on its Lease about other
+// hosts answering for its addresses is shown, with the owner's MAC.
+func TestStatusShowsConflicts(t *testing.T) {
+	ls := []coordinationv1.Lease{
+		{ObjectMeta: metav1.ObjectMeta{Name: "plndr-cp-lock", Namespace: "kube-system", Annotations: map[string]string{
+			conflict.Annotation: "198.51.100.200=02:00:00:00:00:66", conflict.MACAnnotation: "02:00:00:00:00:01"}},
+			Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("n1")}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "plndr-svcs-lock", Namespace: "kube-system", Annotations: map[string]string{conflict.Annotation: ""}},
+			Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("n2")}},
+	}
+	st := &Status{Lease: "kube-system/plndr-cp-lock", Holder: "n1", MAC: "02:00:00:00:00:01", Conflicts: conflict.Describe(ls)}
+	var b bytes.Buffer
+	if err := printStatus(&b, st, "text"); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Holder:       n1 (MAC 02:00:00:00:00:01)", "ADDRESS CONFLICTS on the wire:\n  198.51.100.200: another host answers for it from MAC 02:00:00:00:00:66; node n1 (MAC 02:00:00:00:00:01) holds it (Lease kube-system/plndr-cp-lock)"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("lacks %q:\n%s", want, b.String())
+		}
+	}
+	if len(st.Conflicts) != 1 {
+		t.Errorf("conflicts %v, want one", st.Conflicts)
 	}
 }

@@ -10,11 +10,14 @@ import (
 	"net/netip"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
 
 	"github.com/vipd/vipd/internal/announce"
+	"github.com/vipd/vipd/internal/conflict"
 	"github.com/vipd/vipd/internal/election"
+	"github.com/vipd/vipd/internal/events"
 	"github.com/vipd/vipd/internal/metrics"
 	"github.com/vipd/vipd/internal/owner"
 	"github.com/vipd/vipd/internal/vip"
@@ -44,8 +47,19 @@ type Options struct {
 	FreshClient func() (kubernetes.Interface, error)
 	// OnRetarget, if set, is called after the VIP moved to a new address.
 	OnRetarget func()
-	Clock      clock.Clock
-	Logger     *slog.Logger
+	// Probe, if set, watches the wire for another host that answers for
+	// the VIP while this node holds it (see package conflict), and probes
+	// before the Lease is first created (a cold start: no previous vipd
+	// holder). Conflicts go to the log, Events (Events, if set) and
+	// OnConflict.
+	Probe      conflict.Prober
+	Events     *events.Poster
+	OnConflict func(netip.Addr)
+	// MAC is the interface's hardware address, published on the Lease
+	// (MACAnnotation) so that anyone can tell the owner from another host.
+	MAC    string
+	Clock  clock.Clock
+	Logger *slog.Logger
 }
 
 // ErrForeignAddress: the VIP is already an address of this node that vipd
@@ -54,10 +68,13 @@ var ErrForeignAddress = errors.New("the VIP is an address vipd does not own")
 
 // VIP is a running control-plane VIP.
 type VIP struct {
-	o       Options
-	owner   *owner.VIP
-	elector *election.Elector
-	log     *slog.Logger
+	o        Options
+	owner    *owner.VIP
+	elector  *election.Elector
+	log      *slog.Logger
+	monitor  *conflict.Monitor
+	coldNext time.Time // cold-start probe: the next one not before this
+	coldWait time.Duration
 }
 
 // New sweeps leftovers of an earlier run from the host (S4) and prepares
@@ -80,16 +97,123 @@ func New(o Options) (*VIP, error) {
 	}
 	ann := announce.New(o.Sender, announce.Options{Period: o.AnnouncePeriod}, o.Clock, log.With("component", "announce"), o.Metrics.Announced)
 	ow := owner.New(vip.NewAddress(o.Kernel, o.Interface, o.Prefix, o.Clock.Now), ann, o.Metrics, o.Clock, log)
+	v := &VIP{o: o, owner: ow, log: log}
+	if o.Probe != nil {
+		v.monitor = conflict.New(conflict.Options{
+			Probe: o.Probe, Clock: o.Clock, Logger: log,
+			Held: func() []netip.Addr {
+				if ow.Holding() {
+					return []netip.Addr{ow.Prefix().Addr()}
+				}
+				return nil
+			},
+			Report: v.conflict, Resolve: v.resolved,
+		})
+	}
 	el, err := election.New(election.Options{
 		Client: o.Client, Namespace: o.Namespace, Name: o.LeaseName, Identity: o.NodeName,
 		LeaseDuration: o.LeaseDuration, RenewDeadline: o.RenewDeadline, RetryPeriod: o.RetryPeriod,
-		Annotations: func() map[string]string { return map[string]string{election.VIPAnnotation: ow.Prefix().String()} },
+		Annotations: v.annotations,
 		Guard:       ow, Gate: o.Gate, Standby: o.Standby, FreshClient: o.FreshClient, Recorder: o.Metrics, Clock: o.Clock, Logger: log.With("component", "election"),
+		ColdStart: v.coldStart,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &VIP{o: o, owner: ow, elector: el, log: log}, nil
+	v.elector = el
+	return v, nil
+}
+
+// annotations are written on the Lease with every renewal.
+func (v *VIP) annotations() map[string]string {
+	a := map[string]string{election.VIPAnnotation: v.owner.Prefix().String()}
+	if v.o.MAC != "" {
+		a[conflict.MACAnnotation] = v.o.MAC
+	}
+	if v.monitor != nil {
+		a[conflict.Annotation] = conflict.Format(v.monitor.Active())
+	}
+	return a
+}
+
+// coldStart probes the VIP before this node creates the Lease (no vipd
+// held it before, so nobody knows who else may have the address). Someone
+// answering is a conflict: no claim, and the next probe after a back-off
+// (doubling from the retry period up to 30 s).
+func (v *VIP) coldStart(ctx context.Context) error {
+	if v.o.Probe == nil {
+		return nil
+	}
+	now := v.o.Clock.Now()
+	if now.Before(v.coldNext) {
+		return fmt.Errorf("waiting %s before probing %s again", v.coldNext.Sub(now).Round(time.Millisecond), v.Addr())
+	}
+	ip := v.Addr()
+	answered, err := v.o.Probe(ctx, []netip.Addr{ip})
+	if err != nil {
+		v.log.Warn("cannot probe the wire before the first claim; claiming without", "vip", ip, "err", err)
+		return nil
+	}
+	mac, ok := answered[ip]
+	if !ok {
+		v.coldWait = 0
+		return nil
+	}
+	v.coldWait = min(max(2*v.coldWait, v.o.RetryPeriod), 30*time.Second)
+	v.coldNext = v.o.Clock.Now().Add(v.coldWait)
+	f := conflict.Finding{Addr: ip, MAC: orUnknown(mac.String()), Since: now}
+	v.post(corev1.EventTypeWarning, "AddressConflict", fmt.Sprintf("another host already answers for the control-plane VIP %s on the wire (MAC %s), so node %s does not claim it: %s; vipd probes again in %s and claims it once nobody answers",
+		ip, f.MAC, v.o.NodeName, conflict.Causes, v.coldWait), "vip", ip, "mac", f.MAC)
+	if v.o.OnConflict != nil {
+		v.o.OnConflict(ip)
+	}
+	return fmt.Errorf("another host answers for %s (MAC %s)", ip, f.MAC)
+}
+
+// conflict reports another host answering for the VIP this node holds.
+func (v *VIP) conflict(f conflict.Finding) {
+	v.post(corev1.EventTypeWarning, "AddressConflict", fmt.Sprintf("since %s another host answers for the control-plane VIP %s on the wire (MAC %s) while node %s (MAC %s) holds it: clients may reach either; %s. vipd keeps holding it and announcing at its normal rate",
+		f.Since.UTC().Format(time.RFC3339), f.Addr, f.MAC, v.o.NodeName, orUnknown(v.o.MAC), conflict.Causes), "vip", f.Addr, "mac", f.MAC)
+	if v.o.OnConflict != nil {
+		v.o.OnConflict(f.Addr)
+	}
+	v.elector.Renew() // publish it on the Lease
+}
+
+// resolved reports that the other host stopped answering.
+func (v *VIP) resolved(f conflict.Finding) {
+	v.post(corev1.EventTypeNormal, "AddressConflictResolved", fmt.Sprintf("the host with MAC %s no longer answers for the control-plane VIP %s (it did since %s); node %s holds it alone",
+		f.MAC, f.Addr, f.Since.UTC().Format(time.RFC3339), v.o.NodeName), "vip", f.Addr, "mac", f.MAC)
+	v.elector.Renew()
+}
+
+// post logs and posts an Event on the Lease.
+func (v *VIP) post(typ, reason, msg string, kv ...any) {
+	if typ == corev1.EventTypeWarning {
+		v.log.Warn(msg, kv...)
+	} else {
+		v.log.Info(msg, kv...)
+	}
+	if v.o.Events != nil {
+		v.o.Events.Post(context.Background(), corev1.ObjectReference{
+			APIVersion: "coordination.k8s.io/v1", Kind: "Lease", Namespace: v.o.Namespace, Name: v.o.LeaseName,
+		}, typ, reason, msg)
+	}
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+// Conflicts returns the conflicts seen now (nil without Probe).
+func (v *VIP) Conflicts() []conflict.Finding {
+	if v.monitor == nil {
+		return nil
+	}
+	return v.monitor.Active()
 }
 
 // Addr is the VIP now (it follows a DNS name that resolves elsewhere).
@@ -107,6 +231,9 @@ func (v *VIP) Ready() error { return v.elector.Ready() }
 func (v *VIP) Run(ctx context.Context) error {
 	if v.o.Resolve != nil && v.o.ResolveEvery > 0 {
 		go v.follow(ctx)
+	}
+	if v.monitor != nil {
+		go v.monitor.Run(ctx)
 	}
 	if err := v.elector.Run(ctx); err != nil {
 		return fmt.Errorf("control-plane election: %w", err)

@@ -153,6 +153,12 @@ type Options struct {
 	// that any node not standing by gets it first. A holder no other node
 	// offers to relieve keeps the Lease (a single node, all cordoned).
 	Standby Standby
+	// ColdStart, if set, is called before this node creates or takes
+	// the Lease when it has never seen it held (a cold start: no known
+	// vipd holder, so the wire is asked first); an error stops the write,
+	// and the next try comes a retry period later. A takeover from a
+	// holder it saw (a release, an expiry) never calls it.
+	ColdStart func(context.Context) error
 }
 
 // Elector runs one election.
@@ -239,6 +245,7 @@ type request struct {
 	timeout time.Duration
 	acquire bool // not holding: an acquire (acquireTime is set anew)
 	look    bool // with unknown: only read the Lease (a follower standing by)
+	cold    bool // never seen the Lease held: ColdStart before a create
 	offer   bool // offer to succeed the holder (SuccessorAnnotation), nothing else
 }
 
@@ -279,6 +286,7 @@ type state struct {
 	deleted    bool
 	observedAt time.Time // when observed last changed
 	known      bool      // observed is meaningful (a list, watch or write answered)
+	sawHolder  bool      // some version seen named a holder (no cold start)
 	inflight   bool
 	again      bool // a renewal was asked for while a write was in flight
 	// epoch counts releases. A write started before the latest release
@@ -330,6 +338,7 @@ func (l *loop) launch() {
 	// A follower standing by only reads: a free Lease goes to a node that
 	// does not stand by first (nextTry).
 	r.look = r.unknown && !s.leading && l.e.standing()
+	r.cold = !s.leading && !s.sawHolder
 	if s.deleted {
 		r.base = nil
 	}
@@ -694,7 +703,7 @@ func (d *runDriver) write(r request) {
 			d.res <- result{lease: l, err: err, start: r.start, epoch: r.epoch, offer: true}
 			return
 		}
-		l, created, wrote, err := d.e.attempt(ctx, r.base, r.unknown, r.look, r.acquire)
+		l, created, wrote, err := d.e.attempt(ctx, r)
 		d.res <- result{lease: l, wrote: wrote, created: created, err: err, start: r.start, epoch: r.epoch}
 	}()
 }
@@ -757,6 +766,7 @@ func (e *Elector) observe(s *state, l *coordinationv1.Lease) {
 		return // a version older than one we saw is stale
 	}
 	s.observed, s.deleted, s.observedAt, s.known = l, false, now, true
+	s.sawHolder = s.sawHolder || holder(l) != ""
 	e.synced.Store(true)
 }
 
@@ -824,13 +834,14 @@ func (e *Elector) nextTry(s *state) time.Duration {
 // changed since base was read. With unknown, base is read first (a quorum
 // read), and a Lease held by another node is only returned, not written.
 // created reports that the write created the Lease.
-func (e *Elector) attempt(ctx context.Context, base *coordinationv1.Lease, unknown, look, acquire bool) (l *coordinationv1.Lease, created, wrote bool, err error) {
-	if unknown {
+func (e *Elector) attempt(ctx context.Context, r request) (l *coordinationv1.Lease, created, wrote bool, err error) {
+	base := r.base
+	if r.unknown {
 		l, err := e.get(ctx)
 		if err != nil && !apierrors.IsNotFound(err) {
 			return nil, false, false, err
 		}
-		if h := holder(l); h != "" && !e.mine(l) || e.deleting(l) || look {
+		if h := holder(l); h != "" && !e.mine(l) || e.deleting(l) || r.look {
 			return l, false, false, nil
 		}
 		base = l
@@ -838,7 +849,12 @@ func (e *Elector) attempt(ctx context.Context, base *coordinationv1.Lease, unkno
 	if e.deleting(base) {
 		return base, false, false, nil
 	}
-	l, err = e.write(ctx, base, acquire)
+	if r.cold && holder(base) == "" && e.o.ColdStart != nil {
+		if err := e.o.ColdStart(ctx); err != nil {
+			return nil, false, false, err
+		}
+	}
+	l, err = e.write(ctx, base, r.acquire)
 	return l, base == nil && err == nil, err == nil, err
 }
 

@@ -27,6 +27,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/vipd/vipd/internal/announce"
+	"github.com/vipd/vipd/internal/conflict"
 	"github.com/vipd/vipd/internal/election"
 	"github.com/vipd/vipd/internal/events"
 	"github.com/vipd/vipd/internal/ipam"
@@ -87,6 +88,16 @@ type Options struct {
 	// addresses that no vipd node is known to have held, before the first
 	// claim (announce.Probe); it returns those answered, with the MAC.
 	Probe func(ctx context.Context, addrs []netip.Addr) (map[netip.Addr]net.HardwareAddr, error)
+	// WatchEvery, if positive (and Probe set), probes the addresses this
+	// node holds in rounds this far apart, a batch each (package
+	// conflict): another host answering for one is reported on its
+	// Service (Event AddressConflict), in the log, on this node's Leases
+	// (conflict.Annotation) and to OnConflict.
+	WatchEvery time.Duration
+	OnConflict func(netip.Addr)
+	// MAC is the interface's hardware address, published on this node's
+	// Leases (conflict.MACAnnotation).
+	MAC string
 	// Leader receives the Services Lease's metrics (may be nil).
 	Leader   election.Recorder
 	Announce func(error)
@@ -107,6 +118,7 @@ type Controller struct {
 	bulk    chan struct{} // plan soon: an informer event (see pacer)
 	elector *election.Elector
 	wg      sync.WaitGroup
+	monitor *conflict.Monitor // nil without WatchEvery
 
 	svcLister listerscorev1.ServiceLister
 	slices    cache.Indexer
@@ -214,6 +226,12 @@ func New(o Options) (*Controller, error) {
 		return nil, err
 	}
 	c.elector = el
+	if o.WatchEvery > 0 && o.Probe != nil {
+		c.monitor = conflict.New(conflict.Options{
+			Probe: o.Probe, Held: c.heldAddrs, Every: o.WatchEvery,
+			Report: c.wireConflict, Resolve: c.wireResolved, Clock: o.Clock, Logger: log,
+		})
+	}
 	if o.Spread {
 		if c.sp, err = c.newSpread(); err != nil {
 			return nil, err
@@ -317,6 +335,13 @@ func (c *Controller) Run(ctx context.Context) error {
 		}()
 	}
 
+	if c.monitor != nil {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.monitor.Run(ctx)
+		}()
+	}
 	c.wg.Add(1)
 	var runErr error
 	go func() {

@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/vipd/vipd/internal/conflict"
 	"github.com/vipd/vipd/internal/election"
 	"github.com/vipd/vipd/internal/owner"
 )
@@ -135,7 +136,20 @@ func (g *group) annotations() map[string]string {
 	for ip := range g.vips {
 		g.writing[ip] = true
 	}
-	return map[string]string{HoldsAnnotation: joinSet(g.writing)}
+	a := map[string]string{HoldsAnnotation: joinSet(g.writing)}
+	if c.o.MAC != "" {
+		a[conflict.MACAnnotation] = c.o.MAC
+	}
+	if c.monitor != nil {
+		var mine []conflict.Finding
+		for _, f := range c.monitor.Active() {
+			if g.vips[f.Addr] != nil {
+				mine = append(mine, f)
+			}
+		}
+		a[conflict.Annotation] = conflict.Format(mine)
+	}
+	return a
 }
 
 // add puts ip under the group (c.mu held). It goes on the interface once
@@ -435,4 +449,85 @@ func joinSet(set map[netip.Addr]bool) string {
 	}
 	sort.Slice(ips, func(i, j int) bool { return ips[i].Less(ips[j]) })
 	return joinAddrs(ips)
+}
+
+// heldAddrs are the addresses on this node's interface now (for the
+// conflict watch).
+func (c *Controller) heldAddrs() []netip.Addr {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []netip.Addr
+	for ip, h := range c.vips {
+		if h.ov.Holding() {
+			out = append(out, ip)
+		}
+	}
+	return out
+}
+
+// wireConflict reports another host answering for an address this node
+// holds: on its Service, in the log, to OnConflict, and on the Lease with
+// the next write (asked for at once).
+func (c *Controller) wireConflict(f conflict.Finding) {
+	c.mu.Lock()
+	h := c.vips[f.Addr]
+	var svc *corev1.Service
+	if h != nil {
+		svc = h.svc
+	}
+	c.mu.Unlock()
+	name := "(none)"
+	if svc != nil {
+		name = key(svc)
+	}
+	msg := fmt.Sprintf("service %s: since %s another host answers for %s on the wire (MAC %s) while node %s (MAC %s) holds it: clients may reach either; %s. vipd keeps holding it and announcing at its normal rate",
+		name, f.Since.UTC().Format(time.RFC3339), f.Addr, f.MAC, c.o.NodeName, orUnknown(c.o.MAC), conflict.Causes)
+	c.log.Warn(msg, "vip", f.Addr, "mac", f.MAC)
+	if svc != nil {
+		c.poster.Post(c.runCtx, ref(svc, "Service"), corev1.EventTypeWarning, "AddressConflict", msg)
+	}
+	if c.o.OnConflict != nil {
+		c.o.OnConflict(f.Addr)
+	}
+	c.renewAll()
+}
+
+// wireResolved reports that the other host stopped answering.
+func (c *Controller) wireResolved(f conflict.Finding) {
+	c.mu.Lock()
+	h := c.vips[f.Addr]
+	var svc *corev1.Service
+	if h != nil {
+		svc = h.svc
+	}
+	c.mu.Unlock()
+	msg := fmt.Sprintf("the host with MAC %s no longer answers for %s (it did since %s); node %s holds it alone", f.MAC, f.Addr, f.Since.UTC().Format(time.RFC3339), c.o.NodeName)
+	c.log.Info(msg, "vip", f.Addr)
+	if svc != nil {
+		c.poster.Post(c.runCtx, ref(svc, "Service"), corev1.EventTypeNormal, "AddressConflictResolved", "service "+key(svc)+": "+msg)
+	}
+	c.renewAll()
+}
+
+// renewAll asks every Lease this node may hold to be written now.
+func (c *Controller) renewAll() {
+	c.elector.Renew()
+	if c.sp != nil {
+		c.sp.el.Renew()
+	}
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+// Conflicts returns the conflicts the watch sees now (nil without it).
+func (c *Controller) Conflicts() []conflict.Finding {
+	if c.monitor == nil {
+		return nil
+	}
+	return c.monitor.Active()
 }
