@@ -11,6 +11,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
 
@@ -159,6 +160,11 @@ func (v *VIP) coldStart(ctx context.Context) error {
 		v.coldWait = 0
 		return nil
 	}
+	// Another vipd may have created the Lease and added the VIP while this
+	// node probed: that is no conflict, and the create fails anyway.
+	if l, err := v.o.Client.CoordinationV1().Leases(v.o.Namespace).Get(ctx, v.o.LeaseName, metav1.GetOptions{}); err == nil && l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != "" {
+		return fmt.Errorf("the Lease is now held by %s", *l.Spec.HolderIdentity)
+	}
 	v.coldWait = min(max(2*v.coldWait, v.o.RetryPeriod), 30*time.Second)
 	v.coldNext = v.o.Clock.Now().Add(v.coldWait)
 	f := conflict.Finding{Addr: ip, MAC: orUnknown(mac.String()), Since: now}
@@ -187,17 +193,19 @@ func (v *VIP) resolved(f conflict.Finding) {
 	v.elector.Renew()
 }
 
-// post logs and posts an Event on the Lease.
+// post posts an Event on the Lease, which logs it too (without a poster:
+// only logs).
 func (v *VIP) post(typ, reason, msg string, kv ...any) {
-	if typ == corev1.EventTypeWarning {
-		v.log.Warn(msg, kv...)
-	} else {
-		v.log.Info(msg, kv...)
-	}
 	if v.o.Events != nil {
 		v.o.Events.Post(context.Background(), corev1.ObjectReference{
 			APIVersion: "coordination.k8s.io/v1", Kind: "Lease", Namespace: v.o.Namespace, Name: v.o.LeaseName,
 		}, typ, reason, msg)
+		return
+	}
+	if typ == corev1.EventTypeWarning {
+		v.log.Warn(msg, kv...)
+	} else {
+		v.log.Info(msg, kv...)
 	}
 }
 

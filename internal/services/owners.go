@@ -482,9 +482,10 @@ func (c *Controller) wireConflict(f conflict.Finding) {
 	}
 	msg := fmt.Sprintf("service %s: since %s another host answers for %s on the wire (MAC %s) while node %s (MAC %s) holds it: clients may reach either; %s. vipd keeps holding it and announcing at its normal rate",
 		name, f.Since.UTC().Format(time.RFC3339), f.Addr, f.MAC, c.o.NodeName, orUnknown(c.o.MAC), conflict.Causes)
-	c.log.Warn(msg, "vip", f.Addr, "mac", f.MAC)
 	if svc != nil {
-		c.poster.Post(c.runCtx, ref(svc, "Service"), corev1.EventTypeWarning, "AddressConflict", msg)
+		c.poster.Post(c.runCtx, ref(svc, "Service"), corev1.EventTypeWarning, "AddressConflict", msg) // logs it too
+	} else {
+		c.log.Warn(msg, "vip", f.Addr, "mac", f.MAC)
 	}
 	if c.o.OnConflict != nil {
 		c.o.OnConflict(f.Addr)
@@ -502,9 +503,10 @@ func (c *Controller) wireResolved(f conflict.Finding) {
 	}
 	c.mu.Unlock()
 	msg := fmt.Sprintf("the host with MAC %s no longer answers for %s (it did since %s); node %s holds it alone", f.MAC, f.Addr, f.Since.UTC().Format(time.RFC3339), c.o.NodeName)
-	c.log.Info(msg, "vip", f.Addr)
 	if svc != nil {
 		c.poster.Post(c.runCtx, ref(svc, "Service"), corev1.EventTypeNormal, "AddressConflictResolved", "service "+key(svc)+": "+msg)
+	} else {
+		c.log.Info(msg, "vip", f.Addr)
 	}
 	c.renewAll()
 }
