@@ -40,9 +40,10 @@ lint:
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
-# Failover gaps and two-owner time per fault, median of 5 runs (about 6 minutes).
+# Failover gaps and two-owner time per fault at the seed's timings and the fast profile, median of 5 runs,
+# and the time to report an address conflict (about 15 minutes).
 bench-failover: k8s
-	$(GO) test ./e2e -run '^$$' -bench 'BenchmarkFailover|BenchmarkControlPlaneStop' -benchtime 1x -timeout 60m
+	$(GO) test ./e2e -run '^$$' -bench 'BenchmarkFailover|BenchmarkControlPlaneStop|BenchmarkConflict' -benchtime 1x -timeout 60m
 
 # 100 and 1000 LoadBalancer Services, vipd's two modes and MetalLB side by side: convergence, API
 # requests, memory and CPU, SIGSTOP and power loss seen on the wire (about 12 minutes).

@@ -24,21 +24,33 @@ func waitEventOf(t *testing.T, l *lab.Lab, ns, name, typ, reason, want string, t
 	start := time.Now()
 	var last error
 	for time.Since(start) < timeout {
-		evs, err := l.Admin.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{})
-		last = err
-		if err == nil {
-			for _, e := range evs.Items {
-				// (Event times have whole seconds.)
-				fresh := !e.LastTimestamp.Time.Before(start.Truncate(time.Second))
-				if fresh && e.Reason == reason && e.Type == typ && strings.Contains(e.Message, want) && (name == "" || e.InvolvedObject.Name == name) {
-					return e.Message, time.Since(start)
-				}
-			}
+		msg, err := eventSince(l, ns, name, typ, reason, want, start)
+		if err == nil && msg != "" {
+			return msg, time.Since(start)
 		}
+		last = err
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("no %s %s Event in %s containing %q within %s (err %v)", typ, reason, ns, want, timeout, last)
 	return "", 0
+}
+
+// eventSince returns the message of an Event of type typ and reason in ns
+// (on the object name, if not empty) posted since start whose message
+// contains want ("" if none).
+func eventSince(l *lab.Lab, ns, name, typ, reason, want string, start time.Time) (string, error) {
+	evs, err := l.Admin.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		return "", err
+	}
+	for _, e := range evs.Items {
+		// (Event times have whole seconds.)
+		fresh := !e.LastTimestamp.Time.Before(start.Truncate(time.Second))
+		if fresh && e.Reason == reason && e.Type == typ && strings.Contains(e.Message, want) && (name == "" || e.InvolvedObject.Name == name) {
+			return e.Message, nil
+		}
+	}
+	return "", nil
 }
 
 // metricsOf reads node h's /metrics (prometheus_server=:2112).

@@ -163,7 +163,7 @@ func TestSeedControlPlane(t *testing.T) {
 	}
 }
 
-func mustLink(t *testing.T, h *lab.Host) netlink.Link {
+func mustLink(t testing.TB, h *lab.Host) netlink.Link {
 	t.Helper()
 	link, err := h.Netlink().LinkByName("eth0")
 	if err != nil {

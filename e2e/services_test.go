@@ -61,13 +61,13 @@ const svcLease = "plndr-svcs-lock"
 
 // servicesLab is a three-node lab running the seed's DaemonSet (which has
 // svc_enable=true), with pools and Events allowed.
-func servicesLab(t *testing.T) (*lab.Lab, lab.ScenarioOptions) {
+func servicesLab(t testing.TB) (*lab.Lab, lab.ScenarioOptions) {
 	t.Helper()
 	return servicesLabWith(t, lab.Options{Nodes: 3})
 }
 
 // servicesLabWith is servicesLab with lab options (IPv6).
-func servicesLabWith(t *testing.T, o lab.Options) (*lab.Lab, lab.ScenarioOptions) {
+func servicesLabWith(t testing.TB, o lab.Options) (*lab.Lab, lab.ScenarioOptions) {
 	t.Helper()
 	l := newLabWith(t, o)
 	if err := l.Apply(context.Background(), poolsRBAC); err != nil {
@@ -121,7 +121,7 @@ func withSpecIP(v string) func(*corev1.Service) {
 	return func(s *corev1.Service) { s.Spec.LoadBalancerIP = v }
 }
 
-func create(t *testing.T, c kubernetes.Interface, s *corev1.Service) {
+func create(t testing.TB, c kubernetes.Interface, s *corev1.Service) {
 	t.Helper()
 	if _, err := c.CoreV1().Services(s.Namespace).Create(context.Background(), s, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("creating Service %s/%s: %v", s.Namespace, s.Name, err)
