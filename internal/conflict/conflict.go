@@ -160,10 +160,7 @@ func (m *Monitor) record(batch []netip.Addr, answered map[netip.Addr]net.Hardwar
 		mac, ok := answered[a]
 		seen := ""
 		if ok {
-			seen = mac.String()
-			if seen == "" {
-				seen = "unknown"
-			}
+			seen = MAC(mac.String())
 			k := key{a, seen}
 			if e := m.active[k]; e != nil {
 				e.misses = 0
@@ -239,10 +236,7 @@ func Describe(ls []coordinationv1.Lease) []string {
 		if v == "" || l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity == "" {
 			continue
 		}
-		mine := l.Annotations[MACAnnotation]
-		if mine == "" {
-			mine = "unknown"
-		}
+		mine := MAC(l.Annotations[MACAnnotation])
 		for _, p := range strings.Split(v, ",") {
 			addr, mac, _ := strings.Cut(p, "=")
 			out = append(out, fmt.Sprintf("%s: another host answers for it from MAC %s; node %s (MAC %s) holds it (Lease %s/%s)",
@@ -251,4 +245,13 @@ func Describe(ls []coordinationv1.Lease) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// MAC is s, or "unknown" when empty (an IPv6 answer without a link-layer
+// address option, a Lease without MACAnnotation).
+func MAC(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
 }

@@ -167,7 +167,7 @@ func (v *VIP) coldStart(ctx context.Context) error {
 	}
 	v.coldWait = min(max(2*v.coldWait, v.o.RetryPeriod), 30*time.Second)
 	v.coldNext = v.o.Clock.Now().Add(v.coldWait)
-	f := conflict.Finding{Addr: ip, MAC: orUnknown(mac.String()), Since: now}
+	f := conflict.Finding{Addr: ip, MAC: conflict.MAC(mac.String()), Since: now}
 	v.post(corev1.EventTypeWarning, "AddressConflict", fmt.Sprintf("another host already answers for the control-plane VIP %s on the wire (MAC %s), so node %s does not claim it: %s; vipd probes again in %s and claims it once nobody answers",
 		ip, f.MAC, v.o.NodeName, conflict.Causes, v.coldWait), "vip", ip, "mac", f.MAC)
 	if v.o.OnConflict != nil {
@@ -179,7 +179,7 @@ func (v *VIP) coldStart(ctx context.Context) error {
 // conflict reports another host answering for the VIP this node holds.
 func (v *VIP) conflict(f conflict.Finding) {
 	v.post(corev1.EventTypeWarning, "AddressConflict", fmt.Sprintf("since %s another host answers for the control-plane VIP %s on the wire (MAC %s) while node %s (MAC %s) holds it: clients may reach either; %s. vipd keeps holding it and announcing at its normal rate",
-		f.Since.UTC().Format(time.RFC3339), f.Addr, f.MAC, v.o.NodeName, orUnknown(v.o.MAC), conflict.Causes), "vip", f.Addr, "mac", f.MAC)
+		f.Since.UTC().Format(time.RFC3339), f.Addr, f.MAC, v.o.NodeName, conflict.MAC(v.o.MAC), conflict.Causes), "vip", f.Addr, "mac", f.MAC)
 	if v.o.OnConflict != nil {
 		v.o.OnConflict(f.Addr)
 	}
@@ -209,20 +209,6 @@ func (v *VIP) post(typ, reason, msg string, kv ...any) {
 	}
 }
 
-func orUnknown(s string) string {
-	if s == "" {
-		return "unknown"
-	}
-	return s
-}
-
-// Conflicts returns the conflicts seen now (nil without Probe).
-func (v *VIP) Conflicts() []conflict.Finding {
-	if v.monitor == nil {
-		return nil
-	}
-	return v.monitor.Active()
-}
 
 // Addr is the VIP now (it follows a DNS name that resolves elsewhere).
 func (v *VIP) Addr() netip.Addr { return v.owner.Prefix().Addr() }

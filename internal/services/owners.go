@@ -469,19 +469,13 @@ func (c *Controller) heldAddrs() []netip.Addr {
 // holds: on its Service, in the log, to OnConflict, and on the Lease with
 // the next write (asked for at once).
 func (c *Controller) wireConflict(f conflict.Finding) {
-	c.mu.Lock()
-	h := c.vips[f.Addr]
-	var svc *corev1.Service
-	if h != nil {
-		svc = h.svc
-	}
-	c.mu.Unlock()
+	svc := c.serviceOf(f.Addr)
 	name := "(none)"
 	if svc != nil {
 		name = key(svc)
 	}
 	msg := fmt.Sprintf("service %s: since %s another host answers for %s on the wire (MAC %s) while node %s (MAC %s) holds it: clients may reach either; %s. vipd keeps holding it and announcing at its normal rate",
-		name, f.Since.UTC().Format(time.RFC3339), f.Addr, f.MAC, c.o.NodeName, orUnknown(c.o.MAC), conflict.Causes)
+		name, f.Since.UTC().Format(time.RFC3339), f.Addr, f.MAC, c.o.NodeName, conflict.MAC(c.o.MAC), conflict.Causes)
 	if svc != nil {
 		c.poster.Post(c.runCtx, ref(svc, "Service"), corev1.EventTypeWarning, "AddressConflict", msg) // logs it too
 	} else {
@@ -495,13 +489,7 @@ func (c *Controller) wireConflict(f conflict.Finding) {
 
 // wireResolved reports that the other host stopped answering.
 func (c *Controller) wireResolved(f conflict.Finding) {
-	c.mu.Lock()
-	h := c.vips[f.Addr]
-	var svc *corev1.Service
-	if h != nil {
-		svc = h.svc
-	}
-	c.mu.Unlock()
+	svc := c.serviceOf(f.Addr)
 	msg := fmt.Sprintf("the host with MAC %s no longer answers for %s (it did since %s); node %s holds it alone", f.MAC, f.Addr, f.Since.UTC().Format(time.RFC3339), c.o.NodeName)
 	if svc != nil {
 		c.poster.Post(c.runCtx, ref(svc, "Service"), corev1.EventTypeNormal, "AddressConflictResolved", "service "+key(svc)+": "+msg)
@@ -519,17 +507,12 @@ func (c *Controller) renewAll() {
 	}
 }
 
-func orUnknown(s string) string {
-	if s == "" {
-		return "unknown"
+// serviceOf is the Service whose address ip is on this node (nil: none).
+func (c *Controller) serviceOf(ip netip.Addr) *corev1.Service {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if h := c.vips[ip]; h != nil {
+		return h.svc
 	}
-	return s
-}
-
-// Conflicts returns the conflicts the watch sees now (nil without it).
-func (c *Controller) Conflicts() []conflict.Finding {
-	if c.monitor == nil {
-		return nil
-	}
-	return c.monitor.Active()
+	return nil
 }
