@@ -209,7 +209,6 @@ func (v *VIP) post(typ, reason, msg string, kv ...any) {
 	}
 }
 
-
 // Addr is the VIP now (it follows a DNS name that resolves elsewhere).
 func (v *VIP) Addr() netip.Addr { return v.owner.Prefix().Addr() }
 
