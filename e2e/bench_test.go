@@ -387,7 +387,7 @@ func benchServices(ctx context.Context, b *testing.B, l *lab.Lab, w *lab.Wire, m
 	defer func() {
 		if moves.Len() > 0 {
 			fmt.Fprintf(sb, "\nSpread mode, planned moves (a node stopped with SIGTERM, then started again)\n")
-			fmt.Fprintf(sb, "| Services | its VIPs | SIGTERM → all on other nodes (s) | longest time a VIP was on no node (ms) | restart → even again (s) | VIPs moved back (ideal: its share) | other VIPs moved |\n|---|---|---|---|---|---|---|\n%s", moves.String())
+			fmt.Fprintf(sb, "| Services | its VIPs | SIGTERM → all on other nodes (s) | longest time a VIP was on no node (ms) | longest time nobody answered ARP for one (ms, client, at most) | restart → even again (s) | VIPs moved back (ideal: its share) | other VIPs moved |\n|---|---|---|---|---|---|---|---|\n%s", moves.String())
 		}
 	}()
 	system := map[string]string{"single": "vipd, one holder", "spread": "vipd, spread mode", "metallb": "MetalLB v0.15.2 L2"}[mode]
@@ -489,7 +489,7 @@ func benchServices(ctx context.Context, b *testing.B, l *lab.Lab, w *lab.Wire, m
 			rates, rss, cpu := window(ctx, b, l, procs, win, apiRequests)
 			holder, _ := l.Holder(ctx, leaseNS, svcLease)
 			if mode == "spread" {
-				spreadMoves(ctx, b, l, sc, procs, holder, n, moves)
+				spreadMoves(ctx, b, l, w, sc, procs, holder, n, moves)
 			}
 			if path := os.Getenv("VIPD_BENCH_LOG"); path != "" && procs[holder] != nil {
 				_ = os.WriteFile(fmt.Sprintf("%s.%d", path, n), []byte(procs[holder].Output()), 0o644)
@@ -599,7 +599,7 @@ func benchFaults(ctx context.Context, b *testing.B, l *lab.Lab, w *lab.Wire, mod
 // as the namespaces can be read), how long until the split was even again
 // (the settling time, 2 × lease duration, included) and how many VIPs
 // moved back (its share, at best) or moved otherwise.
-func spreadMoves(ctx context.Context, b *testing.B, l *lab.Lab, sc lab.ScenarioOptions, procs map[string]*lab.Proc, holder string, n int, out *strings.Builder) {
+func spreadMoves(ctx context.Context, b *testing.B, l *lab.Lab, w *lab.Wire, sc lab.ScenarioOptions, procs map[string]*lab.Proc, holder string, n int, out *strings.Builder) {
 	var victim *lab.Host
 	for _, h := range l.Nodes {
 		if h.Name != holder {
@@ -647,6 +647,10 @@ func spreadMoves(ctx context.Context, b *testing.B, l *lab.Lab, sc lab.ScenarioO
 		}
 	}
 	start := time.Now()
+	onWire := make(chan wireMove, 1)
+	go func() { onWire <- watchMove(w, mine, victim.Name, start, 30*time.Second) }()
+	time.Sleep(200 * time.Millisecond) // the wire's first rounds see the victim answer
+	start = time.Now()
 	if err := procs[victim.Name].Signal(syscall.SIGTERM); err != nil {
 		b.Fatal(err)
 	}
@@ -680,6 +684,9 @@ func spreadMoves(ctx context.Context, b *testing.B, l *lab.Lab, sc lab.ScenarioO
 		drain, gap = max(drain, d), max(gap, d-left[ip])
 	}
 	<-procs[victim.Name].Done()
+	seen := <-onWire
+	note("spread, N=%d: on the wire (ARP for %s's %d VIPs from the client every ~%s): longest time no node answered one %s (at most), all answered by others %s after SIGTERM; %d never seen moved",
+		n, victim.Name, len(mine), seen.round.Round(time.Millisecond), seen.gap.Round(time.Millisecond), seen.drain.Round(time.Millisecond), seen.missing)
 	after := owner()
 	restart := time.Now()
 	runOn(b, l, sc, procs, victim)
@@ -715,7 +722,58 @@ func spreadMoves(ctx context.Context, b *testing.B, l *lab.Lab, sc lab.ScenarioO
 	}
 	note("spread, N=%d: %s's %d VIPs on other nodes %s after SIGTERM (longest on no node %s); even again %s after its restart, %d moved back, %d others moved",
 		n, victim.Name, len(mine), drain.Round(time.Millisecond), gap.Round(time.Millisecond), even.Round(100*time.Millisecond), movedBack, other)
-	fmt.Fprintf(out, "| %d | %d | %.2f | %.0f | %.1f | %d | %d |\n", n, len(mine), drain.Seconds(), float64(gap.Milliseconds()), even.Seconds(), movedBack, other)
+	fmt.Fprintf(out, "| %d | %d | %.2f | %.0f | %.0f | %.1f | %d | %d |\n", n, len(mine), drain.Seconds(), float64(gap.Milliseconds()), float64(seen.gap.Milliseconds()), even.Seconds(), movedBack, other)
+}
+
+// wireMove is what the client saw of a planned move on the wire.
+type wireMove struct {
+	drain, gap, round time.Duration
+	missing           int
+}
+
+// watchMove asks ARP for addrs from the client in rounds until every one is
+// answered by a node other than victim (or limit passes), and returns the
+// longest time one was answered by nobody, as an upper bound: from the
+// start of the last round in which victim answered to the end of the first
+// in which another node did (times from start).
+func watchMove(w *lab.Wire, addrs []netip.Addr, victim string, start time.Time, limit time.Duration) wireMove {
+	lastVictim, firstOther := map[netip.Addr]time.Duration{}, map[netip.Addr]time.Duration{}
+	var r wireMove
+	rounds := 0
+	for len(firstOther) < len(addrs) && time.Since(start) < limit {
+		t0 := time.Since(start)
+		ans, err := w.Ask(addrs, 40*time.Millisecond)
+		if err != nil {
+			break
+		}
+		t1 := time.Since(start)
+		rounds++
+		r.round += t1 - t0
+		for _, ip := range addrs {
+			nodes := ans[ip]
+			_, moved := firstOther[ip]
+			switch {
+			case moved:
+			case slices.Contains(nodes, victim):
+				lastVictim[ip] = t0
+			case len(nodes) > 0:
+				firstOther[ip] = t1
+			}
+		}
+	}
+	if rounds > 0 {
+		r.round /= time.Duration(rounds)
+	}
+	for _, ip := range addrs {
+		t, ok := firstOther[ip]
+		if !ok {
+			r.missing++
+			continue
+		}
+		r.drain = max(r.drain, t)
+		r.gap = max(r.gap, t-lastVictim[ip])
+	}
+	return r
 }
 
 // waitSettled waits, up to 2 minutes, until the API server sees fewer than

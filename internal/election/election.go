@@ -77,6 +77,10 @@ const SuccessorAnnotation = "vipd.io/successor"
 // clock-rate differences between nodes.
 const FenceMargin = 2 * time.Second
 
+// WarnAfter is how many failed reads of the Lease in a row are logged as
+// a warning (fewer: at debug level only).
+const WarnAfter = 3
+
 // ShutdownBudget bounds the Lease release on shutdown (after Drop).
 const ShutdownBudget = 800 * time.Millisecond
 
@@ -1113,13 +1117,23 @@ func (e *Elector) watch(ctx context.Context, out chan<- observation) {
 		case <-ctx.Done():
 		}
 	}
+	fails := 0
 	for ctx.Err() == nil {
 		list, err := leases.List(ctx, metav1.ListOptions{FieldSelector: sel})
 		if err != nil {
+			// Said once a few tries in (not on a single blip), with what the
+			// client saw: an unreachable API server, a bad token, RBAC.
+			if fails++; fails == WarnAfter {
+				e.log.Warn("cannot read the Lease from the API server; this node takes no part in the election until it can (retrying every retry period)", "tries", fails, "err", err)
+			}
 			send(observation{err: err})
 			e.sleep(ctx, e.o.RetryPeriod)
 			continue
 		}
+		if fails >= WarnAfter {
+			e.log.Info("reading the Lease from the API server again", "failedTries", fails)
+		}
+		fails = 0
 		if len(list.Items) == 0 {
 			send(observation{})
 		} else {

@@ -1,10 +1,15 @@
 package election
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -549,4 +554,53 @@ func TestOneIdentityTwoProcesses(t *testing.T) {
 		t.Fatal("the first still holds after shutdown")
 	}
 	_ = stop2
+}
+
+// TestUnreachableAPISaysSo: when the Lease cannot be read (the API server
+// unreachable), the elector says so at warning level, with the error,
+// after a few tries, and once more when it can read it again.
+func TestUnreachableAPISaysSo(t *testing.T) {
+	client := fake.NewClientset()
+	var down atomic.Bool
+	down.Store(true)
+	client.PrependReactor("list", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if down.Load() {
+			return true, nil, errors.New("dial tcp 198.51.100.2:6443: connect: connection refused")
+		}
+		return false, nil, nil
+	})
+	var buf lockedBuffer
+	e, err := New(Options{Client: client, Namespace: "kube-system", Name: "plndr-cp-lock", Identity: "n1",
+		LeaseDuration: 5 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: 20 * time.Millisecond,
+		Guard: &guard{name: "n1", j: &journal{}}, Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go e.Run(ctx)
+	eventually(t, "the warning", func() bool { return strings.Contains(buf.String(), "cannot read the Lease from the API server") })
+	if !strings.Contains(buf.String(), "connection refused") {
+		t.Fatalf("the warning lacks the error:\n%s", buf.String())
+	}
+	down.Store(false)
+	eventually(t, "the recovery", func() bool { return strings.Contains(buf.String(), "reading the Lease from the API server again") })
+}
+
+// lockedBuffer is a bytes.Buffer safe for a logger and a test at once.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
