@@ -43,7 +43,7 @@ func TestSeedControlPlane(t *testing.T) {
 
 	// vipd status, from the client host, as an operator would run it.
 	out, err := vipdStatus(t, l)
-	if err != nil || !strings.Contains(string(out), "Holder:       "+owner+"\n") || !strings.Contains(string(out), "VIP:          198.51.100.200/32") {
+	if err != nil || !strings.Contains(string(out), "Holder:       "+owner+"\n") || !strings.Contains(string(out), "VIP:          198.51.100.200/32") || !strings.Contains(string(out), "Holder's MAC: ") {
 		t.Errorf("vipd status: %v\n%s", err, out)
 	}
 

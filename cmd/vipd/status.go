@@ -260,10 +260,10 @@ func printStatus(w io.Writer, st *Status, output string) error {
 	if st.VIP != "" {
 		fmt.Fprintf(w, "VIP:          %s\n", st.VIP)
 	}
-	if st.MAC != "" && st.Holder != "" {
-		holder += " (MAC " + st.MAC + ")"
-	}
 	fmt.Fprintf(w, "Holder:       %s\n", holder)
+	if st.MAC != "" && st.Holder != "" {
+		fmt.Fprintf(w, "Holder's MAC: %s\n", st.MAC)
+	}
 	if st.RenewedAgo != "" {
 		fmt.Fprintf(w, "Renewed:      %s ago (lease %ds)\n", st.RenewedAgo, st.Duration)
 	}

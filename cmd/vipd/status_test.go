@@ -128,7 +128,7 @@ func TestStatusShowsConflicts(t *testing.T) {
 	if err := printStatus(&b, st, "text"); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"Holder:       n1 (MAC 02:00:00:00:00:01)", "ADDRESS CONFLICTS on the wire:\n  198.51.100.200: another host answers for it from MAC 02:00:00:00:00:66; node n1 (MAC 02:00:00:00:00:01) holds it (Lease kube-system/plndr-cp-lock)"} {
+	for _, want := range []string{"Holder:       n1\nHolder's MAC: 02:00:00:00:00:01\n", "ADDRESS CONFLICTS on the wire:\n  198.51.100.200: another host answers for it from MAC 02:00:00:00:00:66; node n1 (MAC 02:00:00:00:00:01) holds it (Lease kube-system/plndr-cp-lock)"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("lacks %q:\n%s", want, b.String())
 		}
