@@ -310,7 +310,9 @@ func procCPU(pid int) (time.Duration, error) {
 // answered by other nodes). Spread mode also measures a planned move.
 // VIPD_BENCH_SERVICES=100,1000 chooses the sizes, VIPD_BENCH_MODES=single,spread,metallb
 // the systems, VIPD_BENCH_NODES=3 the nodes; VIPD_BENCH_LOG=<path> writes
-// the Services Lease holder's log to <path>.<N>.
+// the Services Lease holder's log to <path>.<N>, and in spread mode every
+// node's log right after the planned move to <path>.<N>.move.<node>;
+// VIPD_BENCH_LOGLEVEL=debug runs vipd with that --log-level.
 //
 //	make bench-services
 func BenchmarkServices(b *testing.B) {
@@ -327,6 +329,14 @@ func BenchmarkServices(b *testing.B) {
 		b.Fatal(err)
 	}
 	sc := seedScenario(b, l)
+	if lv := os.Getenv("VIPD_BENCH_LOGLEVEL"); lv != "" {
+		base := sc.Container
+		sc.Container = func(node string) (lab.Container, error) {
+			c, err := base(node)
+			c.Args = append(c.Args, "--log-level="+lv)
+			return c, err
+		}
+	}
 	ctx := context.Background()
 	c := l.Admin
 	// 2048 addresses from the benchmark range, away from the Service CIDR.
@@ -685,6 +695,12 @@ func spreadMoves(ctx context.Context, b *testing.B, l *lab.Lab, w *lab.Wire, sc 
 	}
 	<-procs[victim.Name].Done()
 	seen := <-onWire
+	if path := os.Getenv("VIPD_BENCH_LOG"); path != "" {
+		for name, p := range procs {
+			_ = os.WriteFile(fmt.Sprintf("%s.%d.move.%s", path, n, name), []byte(p.Output()), 0o644)
+		}
+		note("SIGTERM of %s at %s", victim.Name, start.UTC().Format("15:04:05.000"))
+	}
 	note("spread, N=%d: on the wire (ARP for %s's %d VIPs from the client every ~%s): longest time no node answered one %s (at most), all answered by others %s after SIGTERM; %d never seen moved",
 		n, victim.Name, len(mine), seen.round.Round(time.Millisecond), seen.gap.Round(time.Millisecond), seen.drain.Round(time.Millisecond), seen.missing)
 	after := owner()

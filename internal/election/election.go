@@ -708,6 +708,7 @@ func (d *runDriver) write(r request) {
 			return
 		}
 		l, created, wrote, err := d.e.attempt(ctx, r)
+		d.e.log.Debug("lease write", "wrote", wrote, "err", err, "took", d.now().Sub(r.start))
 		d.res <- result{lease: l, wrote: wrote, created: created, err: err, start: r.start, epoch: r.epoch}
 	}()
 }

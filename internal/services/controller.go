@@ -479,6 +479,8 @@ type want struct {
 
 // pass makes the world match the Services: one plan, then VIPs, then writes.
 func (c *Controller) pass(ctx context.Context) {
+	start := c.o.Clock.Now()
+	defer func() { c.log.Debug("pass", "took", c.o.Clock.Since(start)) }()
 	all, err := c.svcLister.List(labels.Everything())
 	if err != nil {
 		c.log.Error("listing Services from the cache", "err", err)

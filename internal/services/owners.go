@@ -211,7 +211,9 @@ func (c *Controller) check(g *group) {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
+		start := c.o.Clock.Now()
 		blocked, listed, err := c.claimed(c.runCtx, g.lease, want)
+		c.log.Debug("claim check: read every Lease", "lease", g.lease, "addresses", len(want), "blocked", len(blocked), "took", c.o.Clock.Since(start))
 		if err != nil {
 			c.log.Warn("cannot read the Leases to check who holds a Service VIP; trying again", "lease", g.lease, "err", err)
 		}
