@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -11,9 +12,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 	clocktesting "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
 
 	"github.com/vipd/vipd/internal/election"
 	"github.com/vipd/vipd/internal/metrics"
@@ -125,5 +128,69 @@ func TestRefusesAnAddressItDidNotAdd(t *testing.T) {
 		if found, _ := k.Find(netip.MustParseAddr("198.51.100.200")); len(found) != 1 {
 			t.Errorf("%s: the address was touched: %v", name, found)
 		}
+	}
+}
+
+// TestColdStartProbes: before the Lease is first created, the VIP is asked
+// for on the wire. Another host answering is a conflict (reported, counted,
+// no Lease written) with a back-off that doubles; once nobody answers the
+// Lease is created. The same answer while another vipd created the Lease
+// meanwhile is no conflict.
+func TestColdStartProbes(t *testing.T) {
+	clk := clocktesting.NewFakeClock(time.Now())
+	client := fake.NewClientset()
+	rogue := net.HardwareAddr{2, 0, 0, 0, 0, 0x66}
+	answering := true
+	var conflicts []netip.Addr
+	v, err := New(Options{
+		Client: client, Kernel: viptest.New(nil), Sender: sender{},
+		Interface: "eth0", Prefix: netip.MustParsePrefix("198.51.100.200/32"),
+		Namespace: "kube-system", LeaseName: "plndr-cp-lock", NodeName: "n1",
+		LeaseDuration: 5 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second,
+		Metrics: metrics.NewVIP(prometheus.NewRegistry(), "l", "v"),
+		Probe: func(_ context.Context, addrs []netip.Addr) (map[netip.Addr]net.HardwareAddr, error) {
+			if !answering {
+				return nil, nil
+			}
+			return map[netip.Addr]net.HardwareAddr{addrs[0]: rogue}, nil
+		},
+		OnConflict: func(a netip.Addr) { conflicts = append(conflicts, a) },
+		Clock:      clk, Logger: slog.New(slog.NewTextHandler(tlog{t}, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	err = v.coldStart(ctx)
+	if err == nil || !strings.Contains(err.Error(), rogue.String()) || len(conflicts) != 1 {
+		t.Fatalf("a rogue answering at a cold start: %v, conflicts %v; want an error naming its MAC, one conflict", err, conflicts)
+	}
+	if err := v.coldStart(ctx); err == nil || !strings.Contains(err.Error(), "waiting") || len(conflicts) != 1 {
+		t.Fatalf("right after: %v (conflicts %d); want it to wait without probing", err, len(conflicts))
+	}
+	clk.Step(time.Second)
+	if err := v.coldStart(ctx); err == nil || len(conflicts) != 2 {
+		t.Fatalf("after the first back-off: %v (conflicts %d)", err, len(conflicts))
+	}
+	clk.Step(time.Second)
+	if err := v.coldStart(ctx); err == nil || !strings.Contains(err.Error(), "waiting") {
+		t.Fatalf("the back-off did not double: %v", err)
+	}
+	clk.Step(time.Second)
+	answering = false
+	if err := v.coldStart(ctx); err != nil {
+		t.Fatalf("nobody answering: %v; want the claim to go ahead", err)
+	}
+	// Another vipd created the Lease (and added the VIP) while this node
+	// probed: its answer is no conflict.
+	answering = true
+	if _, err := client.CoordinationV1().Leases("kube-system").Create(ctx, &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: "plndr-cp-lock", Namespace: "kube-system"},
+		Spec:       coordinationv1.LeaseSpec{HolderIdentity: ptr.To("n2")}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	n := len(conflicts)
+	if err := v.coldStart(ctx); err == nil || len(conflicts) != n {
+		t.Fatalf("the Lease held by n2: %v, conflicts %d→%d; want no conflict and no claim", err, n, len(conflicts))
 	}
 }

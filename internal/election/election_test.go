@@ -604,3 +604,58 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// TestColdStartOnlyWithoutAKnownHolder: ColdStart runs before the Lease is
+// first created (and an error keeps it from being created), but never
+// before taking over a Lease whose holder this node saw let go.
+func TestColdStartOnlyWithoutAKnownHolder(t *testing.T) {
+	var calls atomic.Int32
+	var refuse atomic.Bool
+	refuse.Store(true)
+	client := newFakeAPI(&journal{}) // (resourceVersions enforced)
+	opts := func(id string, g *guard) Options {
+		return Options{Client: client, Namespace: "kube-system", Name: "plndr-cp-lock", Identity: id,
+			LeaseDuration: 5 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: 50 * time.Millisecond,
+			Guard: g, ColdStart: func(context.Context) error {
+				calls.Add(1)
+				if refuse.Load() {
+					return errors.New("another host answers")
+				}
+				return nil
+			}}
+	}
+	g1 := &guard{name: "n1", j: &journal{}}
+	e1, err := New(opts("n1", g1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx1, stop1 := context.WithCancel(context.Background())
+	done1 := make(chan error, 1)
+	go func() { done1 <- e1.Run(ctx1) }()
+	eventually(t, "two cold-start probes", func() bool { return calls.Load() >= 2 })
+	if _, err := client.CoordinationV1().Leases("kube-system").Get(context.Background(), "plndr-cp-lock", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("the Lease was created while the cold-start probe refused: %v", err)
+	}
+	refuse.Store(false)
+	eventually(t, "n1 holds", func() bool { h, _ := g1.state(); return h })
+
+	// n2 starts while n1 holds: it sees the holder, so when n1 lets go
+	// (SIGTERM) it takes over without probing.
+	g2 := &guard{name: "n2", j: &journal{}}
+	e2, err := New(opts("n2", g2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx2, stop2 := context.WithCancel(context.Background())
+	defer stop2()
+	go func() { _ = e2.Run(ctx2) }()
+	time.Sleep(200 * time.Millisecond)
+	before := calls.Load()
+	refuse.Store(true) // a probe now would keep n2 from taking over
+	stop1()
+	<-done1
+	eventually(t, "n2 holds after n1 let go", func() bool { h, _ := g2.state(); return h })
+	if n := calls.Load(); n != before {
+		t.Fatalf("the takeover from n1 probed %d times; want none", n-before)
+	}
+}
