@@ -127,16 +127,19 @@ func container(o Options, env []corev1.EnvVar) corev1.Container {
 		Resources: corev1.ResourceRequirements{},
 	}
 	if o.MetricsPort > 0 {
-		probe := func(path string, failures int32) *corev1.Probe {
+		probe := func(path string, period, failures int32) *corev1.Probe {
 			return &corev1.Probe{
 				ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
 					Path: path, Port: intstr.FromInt32(int32(o.MetricsPort)), Host: "127.0.0.1",
 				}},
-				PeriodSeconds: 5, TimeoutSeconds: 2, FailureThreshold: failures,
+				PeriodSeconds: period, TimeoutSeconds: 2, FailureThreshold: failures,
 			}
 		}
-		c.LivenessProbe = probe("/healthz", 3)
-		c.ReadinessProbe = probe("/readyz", 1)
+		c.LivenessProbe = probe("/healthz", 5, 3)
+		// Every second: a rolling update waits for each new Pod to be
+		// Ready, and vipd is ready as soon as it has read its Lease (about
+		// a second after start); at 5 s each node took 5 s more.
+		c.ReadinessProbe = probe("/readyz", 1, 1)
 		c.Ports = []corev1.ContainerPort{{Name: "metrics", ContainerPort: int32(o.MetricsPort), Protocol: corev1.ProtocolTCP}}
 	}
 	return c
