@@ -196,11 +196,8 @@ func (s *spread) observe(l *coordinationv1.Lease, gone bool) (changed, holdsOnly
 		ready: l.Annotations[ReadyAnnotation] == "true", dur: leaseDuration(l, c.o.LeaseDuration), holds: l.Annotations[HoldsAnnotation],
 		deleting: l.DeletionTimestamp != nil && slices.Contains(l.Finalizers, HeartbeatFinalizer), held: heldFor(l)}
 	s.mu.Lock()
-	prev, had := s.beats[l.Name]
-	changed = s.beats.observe(l.Name, b, gone, now)
+	changed, holdsOnly = s.beats.observe(l.Name, b, gone, now)
 	s.mu.Unlock()
-	holdsOnly = changed && !gone && had && prev.rv != "deleted" && now.Sub(prev.at) < prev.dur &&
-		prev.holder == b.holder && prev.ready == b.ready && prev.dur == b.dur && prev.deleting == b.deleting
 	if !gone {
 		c.seenMu.Lock()
 		c.seen.saw(versionOf(l, c.o.LeaseDuration), now)
@@ -225,26 +222,28 @@ func heldFor(l *coordinationv1.Lease) time.Duration {
 type beatView map[string]beat
 
 // observe records version b of Lease name (or its deletion) seen at now,
-// and says whether the placement may change. A deleted heartbeat keeps its
-// last version: its node may still hold what it listed until a lease
-// duration has passed.
-func (v beatView) observe(name string, b beat, gone bool, now time.Time) (changed bool) {
+// and says whether the placement may change, and whether only the
+// addresses the heartbeat lists changed (the same live holder, readiness,
+// duration and deletion mark). A deleted heartbeat keeps its last version:
+// its node may still hold what it listed until a lease duration has passed.
+func (v beatView) observe(name string, b beat, gone bool, now time.Time) (changed, holdsOnly bool) {
 	prev, ok := v[name]
 	if gone {
 		if ok {
 			prev.rv, prev.at = "deleted", now
 			v[name] = prev
 		}
-		return ok
+		return ok, false
 	}
 	if ok && prev.rv == b.rv {
-		return false
+		return false, false
 	}
 	b.at = now
 	v[name] = b
 	// Expired as this node saw it: a renewal brings it back to life.
 	expired := ok && now.Sub(prev.at) >= prev.dur
-	return !ok || prev.rv == "deleted" || expired || prev.holder != b.holder || prev.ready != b.ready || prev.holds != b.holds || prev.dur != b.dur
+	same := ok && prev.rv != "deleted" && !expired && prev.holder == b.holder && prev.ready == b.ready && prev.dur == b.dur
+	return !same || prev.holds != b.holds, same && prev.holds != b.holds && prev.deleting == b.deleting
 }
 
 // candidate is a live node, and whether it is ready for VIPs.
@@ -428,24 +427,30 @@ func (c *Controller) Beats() []Beat {
 
 // cordoned reports whether the Node is cordoned (spec.unschedulable).
 func (c *Controller) cordoned(node string) bool {
-	if c.nodeLister == nil {
-		return false
-	}
-	n, err := c.nodeLister.Get(node)
-	return err == nil && n.Spec.Unschedulable
+	n := c.node(node)
+	return n != nil && n.Spec.Unschedulable
 }
 
 // excluded reports whether the Node carries ExcludeLabel.
 func (c *Controller) excluded(node string) bool {
-	if c.nodeLister == nil {
-		return false
-	}
-	n, err := c.nodeLister.Get(node)
-	if err != nil {
+	n := c.node(node)
+	if n == nil {
 		return false
 	}
 	_, ok := n.Labels[ExcludeLabel]
 	return ok
+}
+
+// node is the Node from the cache (nil: unknown, or Nodes not readable).
+func (c *Controller) node(name string) *corev1.Node {
+	if c.nodeLister == nil {
+		return nil
+	}
+	n, err := c.nodeLister.Get(name)
+	if err != nil {
+		return nil
+	}
+	return n
 }
 
 // endpointNodes are the nodes with a ready endpoint of the Service.

@@ -343,3 +343,36 @@ func TestEligibleTiers(t *testing.T) {
 		}
 	}
 }
+
+// TestObserveHoldsOnly: only a change of the addresses a live node lists
+// (same holder, readiness, duration) is "holds only", which paces the
+// pass; anything that may change who is live plans at once.
+func TestObserveHoldsOnly(t *testing.T) {
+	v := beatView{}
+	now := time.Unix(1000, 0)
+	b := beat{rv: "1", holder: "n1", ready: true, dur: 5 * time.Second, holds: "198.51.100.10"}
+	for _, tc := range []struct {
+		name            string
+		mod             func(*beat)
+		after           time.Duration
+		changed, holdsO bool
+	}{
+		{"first seen", func(*beat) {}, 0, true, false},
+		{"renewal, nothing new", func(b *beat) { b.rv = "2" }, time.Second, false, false},
+		{"another address listed", func(b *beat) { b.rv, b.holds = "3", "198.51.100.10,198.51.100.11" }, time.Second, true, true},
+		{"readiness", func(b *beat) { b.rv, b.ready = "4", false }, time.Second, true, false},
+		{"holder", func(b *beat) { b.rv, b.holder = "5", "" }, time.Second, true, false},
+		{"back", func(b *beat) { b.rv, b.holder = "6", "n1" }, time.Second, true, false},
+		{"renewed after it expired, other addresses", func(b *beat) { b.rv, b.holds = "7", "" }, 6 * time.Second, true, false},
+	} {
+		tc.mod(&b)
+		now = now.Add(tc.after)
+		changed, holdsOnly := v.observe("vipd-node-n1", b, false, now)
+		if changed != tc.changed || holdsOnly != tc.holdsO {
+			t.Errorf("%s: changed %v holdsOnly %v, want %v %v", tc.name, changed, holdsOnly, tc.changed, tc.holdsO)
+		}
+	}
+	if changed, holdsOnly := v.observe("vipd-node-n1", b, true, now); !changed || holdsOnly {
+		t.Errorf("deleted: changed %v holdsOnly %v, want true false", changed, holdsOnly)
+	}
+}
