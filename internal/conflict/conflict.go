@@ -27,6 +27,20 @@ import (
 	"k8s.io/utils/clock"
 )
 
+// Report is the message for f: another host answers for what (the
+// address as people read it) while node, with interface MAC nodeMAC,
+// holds it.
+func (f Finding) Report(what, node, nodeMAC string) string {
+	return fmt.Sprintf("since %s another host answers for %s on the wire (MAC %s) while node %s (MAC %s) holds it: clients may reach either; %s. vipd keeps holding it and announcing at its normal rate",
+		f.Since.UTC().Format(time.RFC3339), what, f.MAC, node, MAC(nodeMAC), Causes)
+}
+
+// Resolved is the message for f once that host no longer answers.
+func (f Finding) Resolved(what, node string) string {
+	return fmt.Sprintf("the host with MAC %s no longer answers for %s (it did since %s); node %s holds it alone",
+		f.MAC, what, f.Since.UTC().Format(time.RFC3339), node)
+}
+
 // Annotation on a Lease lists, as address=MAC, every other host its
 // holder sees answering for one of its addresses ("" for none); MACAnnotation
 // is the holder's own interface MAC, so anyone can tell the owner from

@@ -178,8 +178,7 @@ func (v *VIP) coldStart(ctx context.Context) error {
 
 // conflict reports another host answering for the VIP this node holds.
 func (v *VIP) conflict(f conflict.Finding) {
-	v.post(corev1.EventTypeWarning, "AddressConflict", fmt.Sprintf("since %s another host answers for the control-plane VIP %s on the wire (MAC %s) while node %s (MAC %s) holds it: clients may reach either; %s. vipd keeps holding it and announcing at its normal rate",
-		f.Since.UTC().Format(time.RFC3339), f.Addr, f.MAC, v.o.NodeName, conflict.MAC(v.o.MAC), conflict.Causes), "vip", f.Addr, "mac", f.MAC)
+	v.post(corev1.EventTypeWarning, "AddressConflict", f.Report("the control-plane VIP "+f.Addr.String(), v.o.NodeName, v.o.MAC), "vip", f.Addr, "mac", f.MAC)
 	if v.o.OnConflict != nil {
 		v.o.OnConflict(f.Addr)
 	}
@@ -188,8 +187,7 @@ func (v *VIP) conflict(f conflict.Finding) {
 
 // resolved reports that the other host stopped answering.
 func (v *VIP) resolved(f conflict.Finding) {
-	v.post(corev1.EventTypeNormal, "AddressConflictResolved", fmt.Sprintf("the host with MAC %s no longer answers for the control-plane VIP %s (it did since %s); node %s holds it alone",
-		f.MAC, f.Addr, f.Since.UTC().Format(time.RFC3339), v.o.NodeName), "vip", f.Addr, "mac", f.MAC)
+	v.post(corev1.EventTypeNormal, "AddressConflictResolved", f.Resolved("the control-plane VIP "+f.Addr.String(), v.o.NodeName), "vip", f.Addr, "mac", f.MAC)
 	v.elector.Renew()
 }
 

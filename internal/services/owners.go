@@ -476,8 +476,7 @@ func (c *Controller) wireConflict(f conflict.Finding) {
 	if svc != nil {
 		name = key(svc)
 	}
-	msg := fmt.Sprintf("service %s: since %s another host answers for %s on the wire (MAC %s) while node %s (MAC %s) holds it: clients may reach either; %s. vipd keeps holding it and announcing at its normal rate",
-		name, f.Since.UTC().Format(time.RFC3339), f.Addr, f.MAC, c.o.NodeName, conflict.MAC(c.o.MAC), conflict.Causes)
+	msg := "service " + name + ": " + f.Report(f.Addr.String(), c.o.NodeName, c.o.MAC)
 	if svc != nil {
 		c.poster.Post(c.runCtx, ref(svc, "Service"), corev1.EventTypeWarning, "AddressConflict", msg) // logs it too
 	} else {
@@ -492,7 +491,7 @@ func (c *Controller) wireConflict(f conflict.Finding) {
 // wireResolved reports that the other host stopped answering.
 func (c *Controller) wireResolved(f conflict.Finding) {
 	svc := c.serviceOf(f.Addr)
-	msg := fmt.Sprintf("the host with MAC %s no longer answers for %s (it did since %s); node %s holds it alone", f.MAC, f.Addr, f.Since.UTC().Format(time.RFC3339), c.o.NodeName)
+	msg := f.Resolved(f.Addr.String(), c.o.NodeName)
 	if svc != nil {
 		c.poster.Post(c.runCtx, ref(svc, "Service"), corev1.EventTypeNormal, "AddressConflictResolved", "service "+key(svc)+": "+msg)
 	} else {
