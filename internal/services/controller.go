@@ -317,7 +317,12 @@ func (c *Controller) nudge() {
 func (c *Controller) Run(ctx context.Context) error {
 	c.poster.Async(ctx, 4096)
 	c.checkAccess(ctx)
-	c.startInformers(ctx)
+	// The informers and the heartbeat outlive ctx by the hand-over of a
+	// planned stop (spread mode): the other nodes' heartbeats are watched,
+	// and this node's renewed, until its VIPs are handed over.
+	live, stopLive := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopLive()
+	c.startInformers(live)
 	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
 		return ctx.Err()
 	}
@@ -329,7 +334,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
-			if err := c.sp.el.Run(ctx); err != nil {
+			if err := c.sp.el.Run(live); err != nil {
 				c.log.Error("heartbeat election ended", "err", err)
 			}
 		}()
@@ -352,12 +357,16 @@ func (c *Controller) Run(ctx context.Context) error {
 	}()
 	c.poke()
 	schedule(ctx, c.o.Clock, c.kick, c.bulk, func() { c.pass(ctx) })
+	if c.sp != nil {
+		c.sp.handOver(live, handOverWait)
+	}
 	c.mu.Lock()
 	c.stopping = true
 	for ip, h := range c.vips {
 		c.stopLocked(ip, h, "shutting down")
 	}
 	c.mu.Unlock()
+	stopLive()
 	c.wg.Wait()
 	return runErr
 }

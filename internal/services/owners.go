@@ -223,6 +223,7 @@ func (c *Controller) check(g *group) {
 		g.checking = false
 		stale := gen != g.gen || !g.fenceOK() || c.stopping
 		held, again := 0, err != nil
+		var waiting []string
 		if !stale && err == nil {
 			for _, ip := range want {
 				ov := g.vips[ip]
@@ -230,7 +231,7 @@ func (c *Controller) check(g *group) {
 				case ov == nil || !g.published[ip]:
 				case blocked[ip] != "":
 					again = true
-					c.log.Info("waiting for the address to be let go before claiming it", "vip", ip, "lease", g.lease, "heldUnder", blocked[ip])
+					waiting = append(waiting, ip.String()+" (under "+blocked[ip]+")")
 				case c.o.Probe != nil && c.fresh(ip, listed):
 					g.probing[ip] = true
 					probe = append(probe, ip)
@@ -256,6 +257,11 @@ func (c *Controller) check(g *group) {
 			more = more || g.again
 		}
 		c.mu.Unlock()
+		if len(waiting) > 0 {
+			// One line per check: a planned move of a stopping node's share
+			// waits here for each address (spread mode, handOver).
+			c.log.Info("waiting for addresses to be let go before claiming them", "lease", g.lease, "count", len(waiting), "first", waiting[:min(3, len(waiting))])
+		}
 		if len(probe) > 0 {
 			// The probe runs beside further checks: each address waits for
 			// its own probe, not for the probes of earlier batches.

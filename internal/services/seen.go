@@ -2,7 +2,6 @@ package services
 
 import (
 	"net/netip"
-	"strings"
 	"time"
 )
 
@@ -89,11 +88,11 @@ func (w leaseView) claimed(me string, list []leaseVersion, want []netip.Addr, no
 	}
 	out, listed := map[netip.Addr]string{}, map[netip.Addr]bool{}
 	note := func(k string, s seenLease, block bool) {
-		for _, f := range strings.Split(s.holds, ",") {
-			if ip, err := netip.ParseAddr(strings.TrimSpace(f)); err == nil && wanted[ip.Unmap()] {
-				listed[ip.Unmap()] = true
+		for _, ip := range listedIn(s.holds) {
+			if wanted[ip] {
+				listed[ip] = true
 				if block {
-					out[ip.Unmap()] = k + " (held by " + s.holder + ")"
+					out[ip] = k + " (held by " + s.holder + ")"
 				}
 			}
 		}

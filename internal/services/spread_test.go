@@ -10,9 +10,11 @@ import (
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/vipd/vipd/internal/vip/viptest"
 )
@@ -150,6 +152,92 @@ func TestSpreadBalancesAndMoves(t *testing.T) {
 	if bad := overlap(); len(bad) > 0 {
 		t.Fatalf("an address on two nodes: %v", bad[:min(5, len(bad))])
 	}
+}
+
+// TestSpreadStopHandsOver: a node that stops (SIGTERM) says so first and
+// keeps its VIPs until the nodes they move to list them in their
+// heartbeats; only then does its own heartbeat stop listing them. The
+// order is read from one watch of the Leases (the API's commit order),
+// not from timing. (Without the hand-over each new owner lists an
+// address only after the stopping node let go of it, and the address is
+// on no node for that placement and heartbeat write.)
+func TestSpreadStopHandsOver(t *testing.T) {
+	objs, addrs := spreadServices(9)
+	api, client := newCluster(objs...)
+	ks := map[string]*viptest.Kernel{}
+	stops := map[string]func(){}
+	for _, n := range []string{"n1", "n2", "n3"} {
+		ks[n], stops[n] = spreadNode(t, api, n, 5*time.Millisecond)
+	}
+	waitFor(t, "3 VIPs on each node", func() error {
+		c, err := heldBy(ks, addrs)
+		if err == nil && (c["n1"] != 3 || c["n2"] != 3 || c["n3"] != 3) {
+			err = fmt.Errorf("split %v", c)
+		}
+		return err
+	})
+	var mine []string
+	for _, a := range addrs {
+		if ks["n2"].Has(a + "/32") {
+			mine = append(mine, a)
+		}
+	}
+	w, err := client.CoordinationV1().Leases("").Watch(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	stopped := make(chan struct{})
+	go func() {
+		stops["n2"]()
+		close(stopped)
+	}()
+	// For each of n2's addresses: listed by n1 or n3 before n2 stopped
+	// listing it?
+	before := map[string]bool{}
+	unlisted := map[string]bool{}
+	stoppingSaid := false
+	timeout := time.After(10 * time.Second)
+	for len(unlisted) < len(mine) {
+		var ev watch.Event
+		select {
+		case ev = <-w.ResultChan():
+		case <-timeout:
+			t.Fatalf("n2 still lists %d of %v after 10 s", len(mine)-len(unlisted), mine)
+		}
+		l, ok := ev.Object.(*coordinationv1.Lease)
+		if !ok || !strings.HasPrefix(l.Name, HeartbeatPrefix) {
+			continue
+		}
+		holds := "," + strings.ReplaceAll(l.Annotations[HoldsAnnotation], " ", "") + ","
+		for _, a := range mine {
+			listed := strings.Contains(holds, ","+a+",") && leaseHolder(l) != ""
+			switch {
+			case l.Name == HeartbeatName("n2") && !listed:
+				unlisted[a] = true
+			case l.Name == HeartbeatName("n2"):
+				stoppingSaid = stoppingSaid || l.Annotations[StoppingAnnotation] == "true"
+			case listed && !unlisted[a]:
+				before[a] = true
+			}
+		}
+	}
+	<-stopped
+	if !stoppingSaid {
+		t.Errorf("n2's heartbeat never said %s while it listed its VIPs", StoppingAnnotation)
+	}
+	for _, a := range mine {
+		if !before[a] {
+			t.Errorf("%s: no other heartbeat listed it before n2 let go of it", a)
+		}
+	}
+	waitFor(t, "n2's VIPs on n1 and n3", func() error {
+		c, err := heldBy(map[string]*viptest.Kernel{"n1": ks["n1"], "n3": ks["n3"]}, addrs)
+		if err == nil && c["n1"]+c["n3"] != 9 {
+			err = fmt.Errorf("split %v", c)
+		}
+		return err
+	})
 }
 
 // Nodes that start together (within the settling time) do not settle: the
