@@ -132,6 +132,59 @@ func rogueConflict(t *testing.T, l *lab.Lab, rogue, holder *lab.Host, addr netip
 	return took
 }
 
+// announcingRogue: the rogue announces the control-plane VIP addr every 2 s
+// (gratuitous ARP, or unsolicited neighbor advertisement for IPv6) without
+// having the address (so it answers no probe), as a misconfigured or
+// spoofing host does. The holder hears it: an
+// AddressConflict naming its MAC at once, one only while it goes on, and
+// resolved once it has been quiet for conflict.Quiet (10 s). (Probes alone
+// see such a host only when a probe's window catches an announcement, and
+// would call it resolved two probes later.)
+func announcingRogue(t *testing.T, l *lab.Lab, rogue, holder *lab.Host, addr netip.Addr) {
+	t.Helper()
+	mac := mustLink(t, rogue).Attrs().HardwareAddr.String()
+	start := time.Now()
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		for {
+			if err := rogue.Announce(addr); err != nil {
+				done <- err
+				return
+			}
+			select {
+			case <-stop:
+				done <- nil
+				return
+			case <-time.After(2 * time.Second):
+			}
+		}
+	}()
+	msg, took := waitEventOf(t, l, "kube-system", leaseName, corev1.EventTypeWarning, "AddressConflict", mac, 10*time.Second)
+	t.Logf("a rogue announcing %s every 2 s (no address): AddressConflict after %s: %s", addr, took.Round(time.Millisecond), msg)
+	if !strings.Contains(msg, holder.Name) {
+		t.Errorf("the AddressConflict Event does not name the holder %s: %s", holder.Name, msg)
+	}
+	// This conflict's resolution names its start (an earlier one's may
+	// carry a time in the same second).
+	since, _, _ := strings.Cut(strings.TrimPrefix(msg, "since "), " ")
+	this := "(it did since " + since + ")"
+	time.Sleep(8 * time.Second)
+	if m, _ := eventSince(l, "kube-system", leaseName, corev1.EventTypeNormal, "AddressConflictResolved", this, start); m != "" {
+		t.Errorf("resolved while the rogue still announces: %s", m)
+	}
+	if o, err := l.Owners(addr); err != nil || len(o.Owners) != 1 || o.Owners[0] != holder.Name {
+		t.Errorf("during the conflict the VIP is on %v (%v), want only %s", o.Owners, err, holder.Name)
+	}
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	quiet := time.Now()
+	msg, _ = waitEventOf(t, l, "kube-system", leaseName, corev1.EventTypeNormal, "AddressConflictResolved", this, 20*time.Second)
+	t.Logf("the rogue went quiet: resolved after %s: %s", time.Since(quiet).Round(100*time.Millisecond), msg)
+}
+
 // TestAddressConflict: a rogue host on the segment takes the control-plane
 // VIP, then a Service VIP, while vipd holds them: each is reported
 // (AddressConflict naming the rogue's MAC, vipd_address_conflicts_total on
@@ -185,6 +238,7 @@ func TestAddressConflict(t *testing.T) {
 		return nil
 	})
 	rogueConflict(t, l, rogue, svcHolder, svcIP, "default", "web")
+	announcingRogue(t, l, rogue, holder, l.VIP)
 
 	// The rogue has the address before vipd first claims it.
 	taken := netip.MustParseAddr("198.51.100.211")
@@ -227,7 +281,8 @@ func TestAddressConflict(t *testing.T) {
 // TestAddressConflictIPv6: the same for an IPv6 control-plane VIP: the
 // rogue answers neighbor solicitations for it. First at a cold start (no
 // Lease yet): with the rogue holding the VIP no node claims it, the
-// conflict is reported, and a node claims it once the rogue lets go.
+// conflict is reported, and a node claims it once the rogue lets go. Then
+// a rogue that only sends unsolicited neighbor advertisements for it.
 func TestAddressConflictIPv6(t *testing.T) {
 	vip := netip.MustParseAddr("2001:db8::200")
 	l, sc := servicesLabWith(t, lab.Options{Nodes: 3, IPv6: true, VIP: vip}) // (Events allowed)
@@ -260,4 +315,5 @@ func TestAddressConflictIPv6(t *testing.T) {
 	}
 	t.Logf("the rogue let go: %s claimed the VIP %s later", owner, time.Since(left).Round(100*time.Millisecond))
 	rogueConflict(t, l, rogue, l.Node(owner), vip, "kube-system", leaseName)
+	announcingRogue(t, l, rogue, l.Node(owner), vip)
 }

@@ -322,7 +322,7 @@ func controlPlane(ctx context.Context, cfg *config.Config, rc *rest.Config, clie
 	go gate.Run(ctx)
 	opts.Gate = gate
 	opts.Standby = standby
-	opts.Probe = prober(cfg.Interface)
+	opts.Probe, opts.Listen = prober(cfg.Interface), listener(cfg.Interface)
 	opts.MAC = macOf(cfg.Interface)
 	opts.OnConflict = onConflict
 	opts.Events = &events.Poster{Client: client, Node: cfg.NodeName, Log: log.With("component", "events")}
@@ -372,7 +372,7 @@ func servicesController(cfg *config.Config, rc *rest.Config, reg prometheus.Regi
 			p, gw, err := kernel.Neighbourhood(iface)
 			return services.Link{Prefixes: p, Gateways: gw}, err
 		},
-		Probe:      prober(iface),
+		Probe: prober(iface), Listen: listener(iface),
 		WatchEvery: time.Second, OnConflict: onConflict, MAC: macOf(iface),
 		Namespace: cfg.SvcNamespace, LeaseNamespace: cfg.Namespace, LeaseName: cfg.SvcLeaseName, NodeName: cfg.NodeName,
 		LeaseDuration: cfg.LeaseDuration, RenewDeadline: cfg.RenewDeadline, RetryPeriod: cfg.RetryPeriod,
@@ -552,6 +552,14 @@ func reportConfigError(c *cobra.Command, log *slog.Logger, err error) {
 func prober(iface string) func(context.Context, []netip.Addr) (map[netip.Addr]net.HardwareAddr, error) {
 	return func(ctx context.Context, addrs []netip.Addr) (map[netip.Addr]net.HardwareAddr, error) {
 		return announce.Probe(ctx, iface, addrs, announce.ProbeWindow)
+	}
+}
+
+// listener hears claims other hosts make on iface by themselves
+// (announce.Listen).
+func listener(iface string) func(context.Context, func(netip.Addr, net.HardwareAddr)) error {
+	return func(ctx context.Context, seen func(netip.Addr, net.HardwareAddr)) error {
+		return announce.Listen(ctx, iface, seen)
 	}
 }
 

@@ -7,9 +7,13 @@
 // A Monitor probes the held addresses in rounds, a batch each, with the
 // same ARP probe / neighbor solicitation as before a first claim (sender
 // 0.0.0.0 or ::, so no neighbour cache learns anything from it): another
-// host that has the address answers, from its MAC. vipd's own announcements
-// are unchanged (no GARP war). A conflict is reported once per address and
-// MAC, and resolved after that MAC missed two probes of the address.
+// host that has the address answers, from its MAC. Between probes it
+// listens (Options.Listen): a host that only announces the address
+// (gratuitous ARP, unsolicited neighbor advertisement) and ignores probes
+// is seen whenever it announces. vipd's own announcements are unchanged
+// (no GARP war). A conflict is reported once per address and MAC, and
+// resolved after that MAC missed two probes of the address and, if it was
+// heard announcing, has been quiet for Quiet.
 package conflict
 
 import (
@@ -73,6 +77,12 @@ type Options struct {
 	// addresses probed per round (default 32).
 	Every time.Duration
 	Batch int
+	// Listen, if set, reports until ctx ends every address another host
+	// claims on the wire by itself, with its MAC (announce.Listen).
+	Listen func(ctx context.Context, seen func(netip.Addr, net.HardwareAddr)) error
+	// Quiet is how long a MAC heard announcing an address must stay quiet
+	// before its conflict is over (default 10 s).
+	Quiet time.Duration
 	// Report is called for a new conflict, Resolve when it is over; both
 	// from the Monitor's goroutine.
 	Report, Resolve func(Finding)
@@ -86,11 +96,13 @@ const Misses = 2
 
 // Monitor runs the rounds.
 type Monitor struct {
-	o    Options
-	next int // round-robin position in the sorted held addresses
+	o     Options
+	next  int // round-robin position in the sorted held addresses
+	heard chan Finding
 
 	mu     sync.Mutex
 	active map[key]*entry
+	held   map[netip.Addr]bool // as of the last round
 	warned bool
 }
 
@@ -102,6 +114,7 @@ type key struct {
 type entry struct {
 	f      Finding
 	misses int
+	heard  time.Time // when the MAC was last heard announcing it (zero: never)
 }
 
 // New returns a Monitor; Run starts it.
@@ -112,24 +125,83 @@ func New(o Options) *Monitor {
 	if o.Batch <= 0 {
 		o.Batch = 32
 	}
+	if o.Quiet <= 0 {
+		o.Quiet = 10 * time.Second
+	}
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Monitor{o: o, active: map[key]*entry{}}
+	return &Monitor{o: o, active: map[key]*entry{}, held: map[netip.Addr]bool{}, heard: make(chan Finding, 64)}
 }
 
-// Run probes a round every Every until ctx ends.
+// Run probes a round every Every until ctx ends, and takes what the
+// listener hears in between.
 func (m *Monitor) Run(ctx context.Context) {
+	if m.o.Listen != nil {
+		go func() {
+			if err := m.o.Listen(ctx, m.hear); err != nil {
+				m.o.Logger.Warn("cannot listen on the wire for address conflicts (probes still find hosts that answer)", "err", err)
+			}
+		}()
+	}
+	next := m.o.Clock.After(m.o.Every)
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-m.o.Clock.After(m.o.Every):
+		case f := <-m.heard:
+			m.Heard(f.Addr, f.MAC)
+		case <-next:
+			m.Round(ctx)
+			next = m.o.Clock.After(m.o.Every)
 		}
-		m.Round(ctx)
+	}
+}
+
+// hear is the listener's: a claim on an address this node holds as it
+// hears it goes to Run. Others are dropped here: the other vipd nodes'
+// announcements of their own addresses, and of one this node has just
+// handed over (the set of the last round, which filters cheaply, may
+// still list it: Held decides).
+func (m *Monitor) hear(a netip.Addr, mac net.HardwareAddr) {
+	a = a.Unmap()
+	m.mu.Lock()
+	held := m.held[a]
+	m.mu.Unlock()
+	if !held || !slices.Contains(m.o.Held(), a) {
+		return
+	}
+	select {
+	case m.heard <- Finding{Addr: a, MAC: MAC(mac.String())}:
+	default: // Run is behind: the host announces again, or a probe finds it
+	}
+}
+
+// Heard takes a claim another host made on the wire by itself: a new
+// conflict if the address is held (at the last round), and that MAC's
+// conflict stays until it has been quiet for Quiet.
+func (m *Monitor) Heard(a netip.Addr, mac string) {
+	now := m.o.Clock.Now()
+	m.mu.Lock()
+	if !m.held[a] {
+		m.mu.Unlock()
+		return
+	}
+	k := key{a, mac}
+	e := m.active[k]
+	var found []Finding
+	if e == nil {
+		e = &entry{f: Finding{Addr: a, MAC: mac, Since: now}}
+		m.active[k] = e
+		found = append(found, e.f)
+	}
+	e.heard = now
+	m.mu.Unlock()
+	for _, f := range found {
+		m.o.Report(f)
 	}
 }
 
@@ -186,7 +258,7 @@ func (m *Monitor) record(batch []netip.Addr, answered map[netip.Addr]net.Hardwar
 		}
 		for k, e := range m.active {
 			if k.addr == a && k.mac != seen {
-				if e.misses++; e.misses >= Misses {
+				if e.misses++; e.misses >= Misses && (e.heard.IsZero() || now.Sub(e.heard) >= m.o.Quiet) {
 					delete(m.active, k)
 					over = append(over, e.f)
 				}
@@ -207,6 +279,10 @@ func (m *Monitor) record(batch []netip.Addr, answered map[netip.Addr]net.Hardwar
 func (m *Monitor) forget(held []netip.Addr) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.held = make(map[netip.Addr]bool, len(held))
+	for _, a := range held {
+		m.held[a] = true
+	}
 	for k := range m.active {
 		if _, ok := slices.BinarySearchFunc(held, k.addr, func(a, b netip.Addr) int { return a.Compare(b) }); !ok {
 			delete(m.active, k)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"time"
 
@@ -53,7 +54,10 @@ type Options struct {
 	// before the Lease is first created (a cold start: no previous vipd
 	// holder). Conflicts go to the log, Events (Events, if set) and
 	// OnConflict.
-	Probe      conflict.Prober
+	Probe conflict.Prober
+	// Listen, if set (with Probe), hears claims other hosts make on the
+	// wire by themselves between probes (announce.Listen).
+	Listen     func(ctx context.Context, seen func(netip.Addr, net.HardwareAddr)) error
 	Events     *events.Poster
 	OnConflict func(netip.Addr)
 	// MAC is the interface's hardware address, published on the Lease
@@ -101,7 +105,7 @@ func New(o Options) (*VIP, error) {
 	v := &VIP{o: o, owner: ow, log: log}
 	if o.Probe != nil {
 		v.monitor = conflict.New(conflict.Options{
-			Probe: o.Probe, Clock: o.Clock, Logger: log,
+			Probe: o.Probe, Listen: o.Listen, Clock: o.Clock, Logger: log,
 			Held: func() []netip.Addr {
 				if ow.Holding() {
 					return []netip.Addr{ow.Prefix().Addr()}

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/mdlayher/arp"
+	"github.com/mdlayher/ethernet"
+	"github.com/mdlayher/ndp"
 	"github.com/mdlayher/packet"
 	"golang.org/x/sys/unix"
 )
@@ -138,4 +140,42 @@ func (w *Wire) Ask(addrs []netip.Addr, window time.Duration) (map[netip.Addr][]s
 func (w *Wire) Close() {
 	w.c.Close()
 	<-w.done
+}
+
+// Announce sends one gratuitous ARP (IPv4) or unsolicited neighbor
+// advertisement (IPv6) for addr from host h's eth0, with its MAC, as a
+// host that claims addr does (it need not have the address: then it
+// answers no probe for it).
+func (h *Host) Announce(addr netip.Addr) error {
+	var err error
+	if derr := h.Do(func() {
+		var ifi *net.Interface
+		if ifi, err = net.InterfaceByName("eth0"); err != nil {
+			return
+		}
+		if addr.Is6() {
+			var c *ndp.Conn
+			if c, _, err = ndp.Listen(ifi, ndp.LinkLocal); err != nil {
+				return
+			}
+			defer c.Close()
+			m := &ndp.NeighborAdvertisement{Override: true, TargetAddress: addr,
+				Options: []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Target, Addr: ifi.HardwareAddr}}}
+			err = c.WriteTo(m, nil, netip.IPv6LinkLocalAllNodes())
+			return
+		}
+		var c *arp.Client
+		if c, err = arp.Dial(ifi); err != nil {
+			return
+		}
+		defer c.Close()
+		var p *arp.Packet
+		if p, err = arp.NewPacket(arp.OperationRequest, ifi.HardwareAddr, addr, ethernet.Broadcast, addr); err != nil {
+			return
+		}
+		err = c.WriteTo(p, ethernet.Broadcast)
+	}); derr != nil {
+		return derr
+	}
+	return err
 }

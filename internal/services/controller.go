@@ -94,6 +94,9 @@ type Options struct {
 	// Service (Event AddressConflict), in the log, on this node's Leases
 	// (conflict.Annotation) and to OnConflict.
 	WatchEvery time.Duration
+	// Listen, if set, hears claims other hosts make on the wire by
+	// themselves between probes (announce.Listen).
+	Listen     func(ctx context.Context, seen func(netip.Addr, net.HardwareAddr)) error
 	OnConflict func(netip.Addr)
 	// MAC is the interface's hardware address, published on this node's
 	// Leases (conflict.MACAnnotation).
@@ -228,7 +231,7 @@ func New(o Options) (*Controller, error) {
 	c.elector = el
 	if o.WatchEvery > 0 && o.Probe != nil {
 		c.monitor = conflict.New(conflict.Options{
-			Probe: o.Probe, Held: c.heldAddrs, Every: o.WatchEvery,
+			Probe: o.Probe, Listen: o.Listen, Held: c.heldAddrs, Every: o.WatchEvery,
 			Report: c.wireConflict, Resolve: c.wireResolved, Clock: o.Clock, Logger: log,
 		})
 	}

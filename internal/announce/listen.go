@@ -1,0 +1,146 @@
+package announce
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+
+	"github.com/mdlayher/arp"
+	"github.com/mdlayher/ndp"
+	"github.com/mdlayher/packet"
+	"golang.org/x/net/bpf"
+	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
+)
+
+// Listen reports, until ctx ends, every claim another host makes on the
+// segment on its own: a gratuitous ARP (request or reply whose sender
+// address is its target; the sender's MAC not iface's) and an unsolicited
+// IPv6 neighbor advertisement (its target, with the MAC it carries).
+// Probes (Probe) find a host that answers; this finds one that announces,
+// whenever it does. Answers (ARP replies, solicited advertisements) are
+// left to the probes that asked. A filter in the kernel keeps only
+// gratuitous ARPs from other hosts (not a client's request, nor this
+// host's own packets), so a busy segment costs little.
+func Listen(ctx context.Context, iface string, seen func(netip.Addr, net.HardwareAddr)) error {
+	ifi, err := net.InterfaceByName(iface)
+	if err != nil {
+		return fmt.Errorf("interface %q: %w", iface, err)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	wg.Add(2)
+	go func() { defer wg.Done(); errs[0] = listenARP(ctx, ifi, seen) }()
+	go func() { defer wg.Done(); errs[1] = listenNDP(ctx, ifi, seen) }()
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Offsets in an Ethernet frame carrying ARP for IPv4.
+const (
+	arpSHA = 14 + 8  // sender hardware address (6)
+	arpSPA = 14 + 14 // sender protocol address (4)
+	arpTPA = 14 + 24 // target protocol address (4)
+)
+
+// claimProgram keeps the gratuitous ARPs (sender address = target
+// address, request or reply) that do not come from mac.
+func claimProgram(mac net.HardwareAddr) ([]bpf.Instruction, error) {
+	if len(mac) != 6 {
+		return nil, fmt.Errorf("MAC %q: want 6 bytes", mac)
+	}
+	hi := uint32(mac[0])<<24 | uint32(mac[1])<<16 | uint32(mac[2])<<8 | uint32(mac[3])
+	lo := uint32(mac[4])<<8 | uint32(mac[5])
+	return []bpf.Instruction{
+		/* 0 */ bpf.LoadAbsolute{Off: arpSPA, Size: 4},
+		/* 1 */ bpf.TAX{},
+		/* 2 */ bpf.LoadAbsolute{Off: arpTPA, Size: 4},
+		/* 3 */ bpf.JumpIfX{Cond: bpf.JumpNotEqual, SkipTrue: 5}, // not gratuitous: to 9
+		/* 4 */ bpf.LoadAbsolute{Off: arpSHA, Size: 4},
+		/* 5 */ bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: hi, SkipTrue: 2}, // another MAC: to 8
+		/* 6 */ bpf.LoadAbsolute{Off: arpSHA + 4, Size: 2},
+		/* 7 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: lo, SkipTrue: 1}, // this host's: to 9
+		/* 8 */ bpf.RetConstant{Val: 1 << 16},
+		/* 9 */ bpf.RetConstant{Val: 0},
+	}, nil
+}
+
+func listenARP(ctx context.Context, ifi *net.Interface, seen func(netip.Addr, net.HardwareAddr)) error {
+	prog, err := claimProgram(ifi.HardwareAddr)
+	if err != nil {
+		return fmt.Errorf("ARP listener on %s: %w", ifi.Name, err)
+	}
+	filter, err := bpf.Assemble(prog)
+	if err != nil {
+		return err
+	}
+	pc, err := packet.Listen(ifi, packet.Raw, unix.ETH_P_ARP, &packet.Config{Filter: filter})
+	if err != nil {
+		return fmt.Errorf("opening ARP socket on %s: %w", ifi.Name, err)
+	}
+	c, err := arp.New(ifi, pc)
+	if err != nil {
+		pc.Close()
+		return fmt.Errorf("opening ARP socket on %s: %w", ifi.Name, err)
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
+	defer stop()
+	for {
+		p, _, err := c.Read()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			if errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			continue // a frame that is not ARP for IPv4 over Ethernet
+		}
+		if p.SenderIP == p.TargetIP && p.SenderHardwareAddr.String() != ifi.HardwareAddr.String() && p.SenderIP.IsValid() && !p.SenderIP.IsUnspecified() {
+			seen(p.SenderIP, p.SenderHardwareAddr)
+		}
+	}
+}
+
+func listenNDP(ctx context.Context, ifi *net.Interface, seen func(netip.Addr, net.HardwareAddr)) error {
+	c, _, err := ndp.Listen(ifi, ndp.LinkLocal)
+	if err != nil {
+		// No IPv6 on the interface (no link-local address): nothing to hear.
+		return nil
+	}
+	defer c.Close()
+	var f ipv6.ICMPFilter
+	f.SetAll(true)
+	f.Accept(ipv6.ICMPTypeNeighborAdvertisement)
+	if err := c.SetICMPFilter(&f); err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
+	defer stop()
+	for {
+		m, _, _, err := c.ReadFrom()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			if errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			continue
+		}
+		na, ok := m.(*ndp.NeighborAdvertisement)
+		if !ok || na.Solicited {
+			continue
+		}
+		for _, o := range na.Options {
+			if l, ok := o.(*ndp.LinkLayerAddress); ok && l.Direction == ndp.Target && l.Addr.String() != ifi.HardwareAddr.String() {
+				seen(na.TargetAddress.WithZone(""), l.Addr)
+			}
+		}
+	}
+}
