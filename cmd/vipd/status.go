@@ -277,7 +277,14 @@ func printStatus(w io.Writer, st *Status, output string) error {
 		} else if sl.Expired {
 			h += " (EXPIRED)"
 		}
-		fmt.Fprintf(w, "Services:     Lease %s held by %s (owns every externalTrafficPolicy: Cluster VIP)\n", sl.Lease, h)
+		role := "owns every externalTrafficPolicy: Cluster VIP"
+		if len(st.Nodes) > 0 {
+			if sl.Holder == "" {
+				h = "nobody"
+			}
+			role = "spread mode: it allocates pool addresses, and is held only while there are some to write"
+		}
+		fmt.Fprintf(w, "Services:     Lease %s held by %s (%s)\n", sl.Lease, h, role)
 	}
 	if len(st.Nodes) > 0 {
 		fmt.Fprintf(w, "Spread mode:  %d nodes with a heartbeat (Lease %s<node>)\n", len(st.Nodes), services.HeartbeatPrefix)

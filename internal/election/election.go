@@ -130,7 +130,8 @@ type Options struct {
 	// every acquire and renewal (called from API goroutines).
 	Annotations func() map[string]string
 	// Gate, if set, keeps this node out of the election while closed; a
-	// holder whose gate closes steps down and releases the Lease.
+	// holder whose gate closes steps down and releases the Lease (the
+	// reason logged is the Gate's Why() string, if it has that method).
 	Gate Gate
 	// FreshClient, if set, returns a client on new connections. It is used
 	// to release the Lease when the gate closes: the connections of Client
@@ -439,7 +440,7 @@ func (l *loop) onGate() {
 	// Release also when the fence already dropped the VIP but the Lease
 	// still names this node: followers need not wait for it to expire.
 	if l.s.leading || l.e.mine(l.s.observed) && !l.s.deleted {
-		l.stepDown("local API server not ready (health gate closed)")
+		l.stepDown(l.e.gateWhy())
 		l.release(l.s.observed, true)
 	}
 }
@@ -796,6 +797,15 @@ func (e *Elector) mayAcquire(s *state) bool {
 }
 
 // gateOpen reports whether the gate (if any) lets this node compete.
+// gateWhy is why a holder whose gate closed steps down: the Gate's Why,
+// if it has one (health.Gate: the local API server).
+func (e *Elector) gateWhy() string {
+	if w, ok := e.o.Gate.(interface{ Why() string }); ok {
+		return w.Why()
+	}
+	return "local API server not ready (health gate closed)"
+}
+
 func (e *Elector) gateOpen() bool {
 	return e.o.Gate == nil || e.o.Gate.Open()
 }

@@ -140,6 +140,7 @@ type Controller struct {
 	runCtx context.Context
 
 	excludeGate *excludeGate // single-holder mode: ExcludeLabel keeps this node out
+	allocGate   *allocGate   // spread mode: the Services Lease only while allocating
 	// sp is spread mode (nil: one Services Lease holder owns every Cluster VIP).
 	sp *spread
 
@@ -213,6 +214,9 @@ func New(o Options) (*Controller, error) {
 		// placement honours the label.
 		c.excludeGate = &excludeGate{c: c, changed: make(chan struct{}, 1)}
 		gate = c.excludeGate
+	} else {
+		c.allocGate = newAllocGate(c, o.LeaseDuration)
+		gate = c.allocGate
 	}
 	var standby election.Standby
 	if !o.Spread && o.Standby != nil {
@@ -509,17 +513,30 @@ func (c *Controller) pass(ctx context.Context) {
 	}
 	c.mu.Lock()
 	leading := c.cluster.fenceOK()
-	pools := c.readPools(ctx, leading)
+	c.mu.Unlock()
+	// reports: this node tells users about bad input (Events). The
+	// allocator in the single-holder mode; in spread mode, where the
+	// allocator exists only while there is something to allocate, one
+	// node that every node's view agrees on (spread.reporter).
+	reports := leading
+	if c.sp != nil {
+		reports = c.sp.reporter()
+	}
+	c.mu.Lock()
+	pools := c.readPools(ctx, reports)
 	c.mu.Unlock()
 
 	others, subnets := c.others()
-	plan := Plan(Input{Services: ours, Pools: pools, PoolsOnly: c.o.PoolsOnly, Reserved: c.reserved(), Others: others, Subnets: subnets, Allocate: leading, Unconfirmed: c.confirm(ours)})
+	// In spread mode every node plans the allocations, so that it knows
+	// whether there is work for the allocator (allocGate); only the
+	// holder of the Services Lease writes them.
+	plan := Plan(Input{Services: ours, Pools: pools, PoolsOnly: c.o.PoolsOnly, Reserved: c.reserved(), Others: others, Subnets: subnets, Allocate: leading || c.sp != nil, Unconfirmed: c.confirm(ours)})
 	desired := map[netip.Addr]want{}
 	// Asked of the kernel only when some Service has an IPv6 address.
 	ipv6 := sync.OnceValue(c.o.HasIPv6)
 	var placed map[netip.Addr]*Entry
 	if c.sp != nil {
-		placed = c.sp.place(ctx, plan, leading)
+		placed = c.sp.place(ctx, plan, reports)
 	}
 	for _, e := range plan {
 		if e.Problem != nil || len(e.Allocated) > 0 {
@@ -532,7 +549,7 @@ func (c *Controller) pass(ctx context.Context) {
 			if ip.Is6() && !ipv6() {
 				// Said by the node it is placed on (spread mode), else by
 				// the allocator or a node with a local endpoint.
-				if c.sp != nil || leading || e.Local && c.localReady(e.Key) {
+				if c.sp != nil || reports || e.Local && c.localReady(e.Key) {
 					c.poster.Post(ctx, ref(e.Svc, "Service"), corev1.EventTypeWarning, "NoIPv6",
 						fmt.Sprintf("service %s asks for IPv6 address %s, but interface %s on node %s has no global IPv6 address, so vipd does not announce it: give the nodes IPv6 on that interface, or use an IPv4 address", e.Key, ip, c.o.Interface, c.o.NodeName))
 				}
@@ -547,6 +564,12 @@ func (c *Controller) pass(ctx context.Context) {
 	}
 	c.reconcile(ctx, desired)
 
+	if reports {
+		c.report(ctx, plan)
+	}
+	if c.allocGate != nil {
+		c.allocGate.update(c.allocWork(plan, stale))
+	}
 	var writes []func()
 	if leading {
 		writes = append(writes, c.allocatorWrites(ctx, plan, stale)...)

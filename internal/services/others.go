@@ -169,6 +169,9 @@ func (g *excludeGate) Open() bool {
 
 func (g *excludeGate) Changed() <-chan struct{} { return g.changed }
 
+// Why is the reason a holder gives up the Services Lease when the gate closes.
+func (g *excludeGate) Why() string { return "this Node is labelled " + ExcludeLabel }
+
 // update reads the label from the Node cache and signals a change.
 func (g *excludeGate) update() {
 	if g == nil || g.c.nodeLister == nil {

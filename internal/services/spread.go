@@ -431,6 +431,26 @@ func (s *spread) nodes() (nodes []string, next time.Duration) {
 	return eligible(live, c.excluded, c.cordoned), next
 }
 
+// reporter reports whether this node posts the Events about bad input
+// and Services no node can hold: the first of the live, eligible nodes
+// (every node's view agrees but for moments, when two may post one
+// Event); with none eligible, the first of the live ones and this one.
+func (s *spread) reporter() bool {
+	c := s.c
+	nodes, _ := s.nodes()
+	if len(nodes) == 0 {
+		s.mu.Lock()
+		live, _ := s.beats.live(c.o.NodeName, c.o.Clock.Now())
+		s.mu.Unlock()
+		nodes = []string{c.o.NodeName}
+		for _, n := range live {
+			nodes = append(nodes, n.name)
+		}
+		sort.Strings(nodes)
+	}
+	return nodes[0] == c.o.NodeName
+}
+
 // Spread reports, in spread mode, how many nodes this node sees live and
 // eligible, and whether it is ready itself (zero and false otherwise).
 func (c *Controller) Spread() (nodes int, ready bool) {

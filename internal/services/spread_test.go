@@ -464,3 +464,93 @@ func TestObserveHoldsOnly(t *testing.T) {
 		t.Errorf("deleted: changed %v holdsOnly %v, want true false", changed, holdsOnly)
 	}
 }
+
+// TestSpreadAllocatorOnDemand: in spread mode the Services Lease is held
+// only while there is a pool address to write: the Services get theirs,
+// then the holder releases it and nobody writes it in steady state (the
+// heartbeats are the only writes); a new Service gets an address again.
+// Bad input is reported by one node, not by each.
+func TestSpreadAllocatorOnDemand(t *testing.T) {
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: PoolsNamespace, Name: PoolsName},
+		Data: map[string]string{"range-global": "198.51.100.130-198.51.100.149"}}
+	objs := []runtime.Object{cm}
+	for i := range 6 {
+		objs = append(objs, lb("default", fmt.Sprintf("p%d", i), i, nil))
+	}
+	api, client := newCluster(objs...)
+	for _, n := range []string{"n1", "n2", "n3"} {
+		spreadNode(t, api, n, 0)
+	}
+	ctx := context.Background()
+	allocated := func(names ...string) func() error {
+		return func() error {
+			for _, name := range names {
+				s, err := client.CoreV1().Services("default").Get(ctx, name, metav1.GetOptions{})
+				if err != nil {
+					return err
+				}
+				if s.Annotations[AnnotationIPs] == "" || len(s.Status.LoadBalancer.Ingress) != 1 {
+					return fmt.Errorf("%s: address %q, status %v", name, s.Annotations[AnnotationIPs], s.Status.LoadBalancer.Ingress)
+				}
+			}
+			return nil
+		}
+	}
+	waitFor(t, "every pool Service has an address and a status", allocated("p0", "p1", "p2", "p3", "p4", "p5"))
+	lease := func() (holder, rv string) {
+		l, err := client.CoordinationV1().Leases("kube-system").Get(ctx, "plndr-svcs-lock", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return leaseHolder(l), l.ResourceVersion
+	}
+	waitFor(t, "the Services Lease released once there is nothing to allocate", func() error {
+		if h, _ := lease(); h != "" {
+			return fmt.Errorf("held by %s", h)
+		}
+		return nil
+	})
+	_, rv := lease()
+	time.Sleep(2 * time.Second) // 4 retry periods
+	if h, rv2 := lease(); rv2 != rv {
+		t.Fatalf("the Services Lease was written in steady state (holder %q)", h)
+	}
+
+	_, err := client.CoreV1().Services("default").Create(ctx, lb("default", "late", 10, nil), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = client.CoreV1().Services("default").Create(ctx, lb("default", "bad", 11, annotate(AnnotationIPs, "not-an-address")), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a new Service allocated", allocated("late"))
+	var bad int
+	waitFor(t, "the bad Service reported", func() error {
+		evs, err := client.CoreV1().Events("default").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		bad = 0
+		for _, e := range evs.Items {
+			if e.InvolvedObject.Name == "bad" && e.Reason == "InvalidAddress" {
+				bad++
+			}
+		}
+		if bad == 0 {
+			return fmt.Errorf("no InvalidAddress Event")
+		}
+		return nil
+	})
+	time.Sleep(time.Second) // the other nodes' passes
+	evs, _ := client.CoreV1().Events("default").List(ctx, metav1.ListOptions{})
+	bad = 0
+	for _, e := range evs.Items {
+		if e.InvolvedObject.Name == "bad" && e.Reason == "InvalidAddress" {
+			bad++
+		}
+	}
+	if bad != 1 {
+		t.Errorf("%d InvalidAddress Events for the bad Service, want 1 (one node reports)", bad)
+	}
+}

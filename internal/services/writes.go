@@ -36,8 +36,24 @@ func (w ClientWriter) UpdateStatus(ctx context.Context, s *corev1.Service) (*cor
 	return w.Client.CoreV1().Services(s.Namespace).UpdateStatus(ctx, s, metav1.UpdateOptions{})
 }
 
+// report posts the Events for bad input (c.report is called on the node
+// that reports: see pass).
+func (c *Controller) report(ctx context.Context, plan []*Entry) {
+	for _, e := range plan {
+		if c.behind(e.Svc) {
+			continue
+		}
+		if e.Warning != nil {
+			c.poster.Post(ctx, ref(e.Svc, "Service"), corev1.EventTypeWarning, e.Warning.Reason, e.Warning.Message)
+		}
+		if e.Problem != nil {
+			c.poster.Post(ctx, ref(e.Svc, "Service"), corev1.EventTypeWarning, e.Problem.Reason, e.Problem.Message)
+		}
+	}
+}
+
 // allocatorWrites are the allocator's writes: addresses taken from pools,
-// Events for bad input, and clean-up of Services that are no longer vipd's.
+// and clean-up of Services with bad input or no longer vipd's.
 func (c *Controller) allocatorWrites(ctx context.Context, plan []*Entry, stale []*corev1.Service) []func() {
 	var w []func()
 	for _, e := range plan {
@@ -45,12 +61,8 @@ func (c *Controller) allocatorWrites(ctx context.Context, plan []*Entry, stale [
 		if c.behind(e.Svc) {
 			continue
 		}
-		if e.Warning != nil {
-			c.poster.Post(ctx, ref(e.Svc, "Service"), corev1.EventTypeWarning, e.Warning.Reason, e.Warning.Message)
-		}
 		switch {
 		case e.Problem != nil:
-			c.poster.Post(ctx, ref(e.Svc, "Service"), corev1.EventTypeWarning, e.Problem.Reason, e.Problem.Message)
 			if len(e.Svc.Status.LoadBalancer.Ingress) > 0 || e.Svc.Annotations[AnnotationHost] != "" {
 				w = append(w, func() { c.clear(ctx, e.Svc, false) })
 			}
