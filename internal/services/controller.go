@@ -527,10 +527,10 @@ func (c *Controller) pass(ctx context.Context) {
 	c.mu.Unlock()
 
 	others, subnets := c.others()
-	// In spread mode every node plans the allocations, so that it knows
+	// In spread mode every node peeks at the allocations, so that it knows
 	// whether there is work for the allocator (allocGate); only the
-	// holder of the Services Lease writes them.
-	plan := Plan(Input{Services: ours, Pools: pools, PoolsOnly: c.o.PoolsOnly, Reserved: c.reserved(), Others: others, Subnets: subnets, Allocate: leading || c.sp != nil, Unconfirmed: c.confirm(ours)})
+	// holder of the Services Lease plans and writes them all.
+	plan := Plan(Input{Services: ours, Pools: pools, PoolsOnly: c.o.PoolsOnly, Reserved: c.reserved(), Others: others, Subnets: subnets, Allocate: leading, Peek: c.sp != nil, Unconfirmed: c.confirm(ours)})
 	desired := map[netip.Addr]want{}
 	// Asked of the kernel only when some Service has an IPv6 address.
 	ipv6 := sync.OnceValue(c.o.HasIPv6)

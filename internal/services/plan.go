@@ -65,6 +65,12 @@ type Input struct {
 	Reserved netip.Addr
 	// Allocate: this node is the allocator and may take pool addresses.
 	Allocate bool
+	// Peek (without Allocate): plan the allocation of the Services that
+	// wait for one only until the first that would get an address (its
+	// Entry.Allocated says so; the others after it stay waiting): enough
+	// for a node that is not the allocator to know that there is work for
+	// one, at the cost of one allocation, not one per Service.
+	Peek bool
 	// Others are addresses that belong to someone else, with whose they
 	// are (nodes, the API server, the subnet's network and broadcast
 	// addresses, the gateway): never a Service VIP, whatever it asks or
@@ -126,8 +132,9 @@ func Plan(in Input) []*Entry {
 			pending = append(pending, e)
 		}
 	}
+	peeked := false
 	for _, e := range pending {
-		if !in.Allocate {
+		if !in.Allocate && (!in.Peek || peeked) {
 			continue // the allocator writes an address; then it is explicit
 		}
 		if in.Pools == nil {
@@ -145,6 +152,7 @@ func Plan(in Input) []*Entry {
 		}
 		pool, _ := in.Pools.For(e.Svc.Namespace)
 		e.Addrs, e.Allocated, e.Pool = []netip.Addr{ip}, []netip.Addr{ip}, pool.Name
+		peeked = true
 	}
 	sharedLocal(out)
 	if len(in.Subnets) > 0 {

@@ -86,6 +86,35 @@ func TestPlanOnlyTheAllocatorAllocates(t *testing.T) {
 	}
 }
 
+// A node that peeks (spread mode, not the allocator) plans the allocation
+// of the first Service that would get an address, and no other: it only
+// needs to know that there is work for the allocator. Services before it
+// that cannot get one have their Problem.
+func TestPlanPeekStopsAtTheFirstAllocation(t *testing.T) {
+	p := pools(t, map[string]string{"cidr-team": "198.51.100.0/30"})
+	svcs := []*corev1.Service{lb("other", "a", 0, nil), lb("team", "b", 1, nil), lb("team", "c", 2, nil)}
+	plan := Plan(Input{Pools: p, Services: svcs, Peek: true})
+	var allocated []string
+	for _, e := range plan {
+		if len(e.Allocated) > 0 {
+			allocated = append(allocated, e.Key)
+		}
+	}
+	if len(allocated) != 1 || allocated[0] != "team/b" {
+		t.Fatalf("peek allocated %v, want team/b only", allocated)
+	}
+	if plan[0].Problem == nil || plan[0].Problem.Reason != "NoAddressPool" {
+		t.Errorf("other/a (no pool for its namespace): %+v, want NoAddressPool", plan[0].Problem)
+	}
+	if e := plan[2]; e.Problem != nil || len(e.Addrs) != 0 {
+		t.Errorf("team/c after the first allocation: %+v, want waiting", e)
+	}
+	full := Plan(Input{Pools: p, Services: svcs, Allocate: true})
+	if len(full[1].Allocated) != 1 || len(full[2].Allocated) != 1 || full[1].Allocated[0] != plan[1].Allocated[0] {
+		t.Errorf("the allocator's plan %v %v, the peek's %v: want the same first address", full[1].Allocated, full[2].Allocated, plan[1].Allocated)
+	}
+}
+
 func TestPlanBadInput(t *testing.T) {
 	p := pools(t, map[string]string{"range-global": "198.51.100.10-198.51.100.11"})
 	cp := netip.MustParseAddr("198.51.100.200")
