@@ -555,12 +555,13 @@ func prober(iface string) func(context.Context, []netip.Addr) (map[netip.Addr]ne
 	}
 }
 
-// listener hears claims other hosts make on iface by themselves
-// (announce.Listen).
+// listeners share one socket per interface between the conflict watches
+// of the control-plane VIP and of the Services (announce.Listen).
+var listeners announce.Listeners
+
+// listener hears claims other hosts make on iface by themselves.
 func listener(iface string) func(context.Context, func(netip.Addr, net.HardwareAddr)) error {
-	return func(ctx context.Context, seen func(netip.Addr, net.HardwareAddr)) error {
-		return announce.Listen(ctx, iface, seen)
-	}
+	return listeners.For(iface)
 }
 
 // macOf is iface's hardware address ("" if unknown).

@@ -7,9 +7,9 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 
-	"github.com/mdlayher/arp"
 	"github.com/mdlayher/ndp"
 	"github.com/mdlayher/packet"
 	"golang.org/x/net/bpf"
@@ -25,7 +25,8 @@ import (
 // whenever it does. Answers (ARP replies, solicited advertisements) are
 // left to the probes that asked. A filter in the kernel keeps only
 // gratuitous ARPs from other hosts (not a client's request, nor this
-// host's own packets), so a busy segment costs little.
+// host's own packets), so a busy segment costs little. The MAC passed to
+// seen is valid only during the call.
 func Listen(ctx context.Context, iface string, seen func(netip.Addr, net.HardwareAddr)) error {
 	ifi, err := net.InterfaceByName(iface)
 	if err != nil {
@@ -78,20 +79,19 @@ func listenARP(ctx context.Context, ifi *net.Interface, seen func(netip.Addr, ne
 	if err != nil {
 		return err
 	}
-	pc, err := packet.Listen(ifi, packet.Raw, unix.ETH_P_ARP, &packet.Config{Filter: filter})
+	c, err := packet.Listen(ifi, packet.Raw, unix.ETH_P_ARP, &packet.Config{Filter: filter})
 	if err != nil {
-		return fmt.Errorf("opening ARP socket on %s: %w", ifi.Name, err)
-	}
-	c, err := arp.New(ifi, pc)
-	if err != nil {
-		pc.Close()
 		return fmt.Errorf("opening ARP socket on %s: %w", ifi.Name, err)
 	}
 	defer c.Close()
 	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
 	defer stop()
+	// The filter kept only gratuitous ARPs of other hosts: read the two
+	// fields needed from the frame, without parsing (every vipd node's
+	// periodic announcements of its own VIPs reach every other node).
+	buf := make([]byte, 128)
 	for {
-		p, _, err := c.Read()
+		n, _, err := c.ReadFrom(buf)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -99,11 +99,16 @@ func listenARP(ctx context.Context, ifi *net.Interface, seen func(netip.Addr, ne
 			if errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			continue // a frame that is not ARP for IPv4 over Ethernet
+			continue
 		}
-		if p.SenderIP == p.TargetIP && p.SenderHardwareAddr.String() != ifi.HardwareAddr.String() && p.SenderIP.IsValid() && !p.SenderIP.IsUnspecified() {
-			seen(p.SenderIP, p.SenderHardwareAddr)
+		if n < arpTPA+4 || buf[14+4] != 6 || buf[14+5] != 4 { // hardware and protocol address lengths
+			continue
 		}
+		ip := netip.AddrFrom4([4]byte(buf[arpSPA : arpSPA+4]))
+		if ip.IsUnspecified() {
+			continue
+		}
+		seen(ip, net.HardwareAddr(buf[arpSHA:arpSHA+6]))
 	}
 }
 
@@ -141,6 +146,81 @@ func listenNDP(ctx context.Context, ifi *net.Interface, seen func(netip.Addr, ne
 			if l, ok := o.(*ndp.LinkLayerAddress); ok && l.Direction == ndp.Target && l.Addr.String() != ifi.HardwareAddr.String() {
 				seen(na.TargetAddress.WithZone(""), l.Addr)
 			}
+		}
+	}
+}
+
+// Listeners shares one Listen per interface among its subscribers (the
+// control-plane VIP's and the Services' conflict watches): each packet is
+// read once, and given to every subscriber.
+type Listeners struct {
+	// Listen is the listener shared (nil: Listen).
+	Listen func(ctx context.Context, iface string, seen func(netip.Addr, net.HardwareAddr)) error
+
+	mu     sync.Mutex
+	ifaces map[string]*shared
+}
+
+type shared struct {
+	// subs is replaced, never changed in place: the reader takes it
+	// under the lock and calls without it.
+	subs   []*func(netip.Addr, net.HardwareAddr)
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error
+}
+
+// For returns a Listen for iface whose socket is shared: opened for the
+// first subscriber, closed after the last one's ctx ended.
+func (ls *Listeners) For(iface string) func(context.Context, func(netip.Addr, net.HardwareAddr)) error {
+	return func(ctx context.Context, seen func(netip.Addr, net.HardwareAddr)) error {
+		ls.mu.Lock()
+		if ls.ifaces == nil {
+			ls.ifaces = map[string]*shared{}
+		}
+		sh := ls.ifaces[iface]
+		if sh == nil {
+			lctx, cancel := context.WithCancel(context.Background())
+			sh = &shared{cancel: cancel, done: make(chan struct{})}
+			ls.ifaces[iface] = sh
+			listen := ls.Listen
+			if listen == nil {
+				listen = Listen
+			}
+			go func() {
+				err := listen(lctx, iface, func(a netip.Addr, mac net.HardwareAddr) {
+					ls.mu.Lock()
+					subs := sh.subs
+					ls.mu.Unlock()
+					for _, f := range subs {
+						(*f)(a, mac)
+					}
+				})
+				ls.mu.Lock()
+				sh.err = err
+				ls.mu.Unlock()
+				close(sh.done)
+			}()
+		}
+		sub := &seen
+		sh.subs = append(slices.Clip(sh.subs), sub)
+		ls.mu.Unlock()
+		select {
+		case <-ctx.Done():
+		case <-sh.done:
+		}
+		ls.mu.Lock()
+		defer ls.mu.Unlock()
+		sh.subs = slices.DeleteFunc(slices.Clone(sh.subs), func(f *func(netip.Addr, net.HardwareAddr)) bool { return f == sub })
+		if len(sh.subs) == 0 && ls.ifaces[iface] == sh {
+			sh.cancel()
+			delete(ls.ifaces, iface)
+		}
+		select {
+		case <-sh.done:
+			return sh.err
+		default:
+			return nil
 		}
 	}
 }

@@ -1,9 +1,11 @@
 package announce
 
 import (
+	"context"
 	"net"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/mdlayher/arp"
 	"github.com/mdlayher/ethernet"
@@ -66,5 +68,76 @@ func TestClaimProgram(t *testing.T) {
 	}
 	if _, err := claimProgram(net.HardwareAddr{1, 2}); err == nil {
 		t.Error("a 2-byte MAC: no error")
+	}
+}
+
+// TestListenersShareOneSocket: two subscribers on one interface share one
+// listener and both hear each claim; it stops after the last one left, and
+// the next subscriber starts a new one.
+func TestListenersShareOneSocket(t *testing.T) {
+	type run struct {
+		emit    chan netip.Addr
+		stopped chan struct{}
+	}
+	runs := make(chan run, 4)
+	ls := &Listeners{Listen: func(ctx context.Context, _ string, seen func(netip.Addr, net.HardwareAddr)) error {
+		r := run{make(chan netip.Addr), make(chan struct{})}
+		runs <- r
+		defer close(r.stopped)
+		for {
+			select {
+			case a := <-r.emit:
+				seen(a, net.HardwareAddr{2, 0, 0, 0, 0, 9})
+			case <-ctx.Done():
+				return nil
+			}
+		}
+	}}
+	heard := [2]chan netip.Addr{make(chan netip.Addr, 1), make(chan netip.Addr, 1)}
+	ctxs := [2]context.Context{}
+	cancels := [2]context.CancelFunc{}
+	ended := [2]chan error{make(chan error, 1), make(chan error, 1)}
+	for i := range 2 {
+		ctxs[i], cancels[i] = context.WithCancel(context.Background())
+		go func() {
+			ended[i] <- ls.For("eth0")(ctxs[i], func(a netip.Addr, _ net.HardwareAddr) { heard[i] <- a })
+		}()
+	}
+	r := <-runs
+	a := netip.MustParseAddr("198.51.100.10")
+	// Both subscribed once both hear (the second may subscribe late).
+	for i := range 2 {
+		for got := false; !got; {
+			select {
+			case r.emit <- a:
+			case <-heard[i]:
+				got = true
+			case <-time.After(5 * time.Second):
+				t.Fatalf("subscriber %d heard nothing", i)
+			}
+		}
+	}
+	select {
+	case <-runs:
+		t.Fatal("a second listener for the same interface")
+	default:
+	}
+	cancels[0]()
+	<-ended[0]
+	select {
+	case <-r.stopped:
+		t.Fatal("the listener stopped while a subscriber remained")
+	case <-time.After(50 * time.Millisecond):
+	}
+	cancels[1]()
+	<-ended[1]
+	<-r.stopped
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = ls.For("eth0")(ctx, func(netip.Addr, net.HardwareAddr) {}) }()
+	select {
+	case <-runs:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no new listener for a subscriber after the last one left")
 	}
 }
