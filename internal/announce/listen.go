@@ -90,25 +90,26 @@ func listenARP(ctx context.Context, ifi *net.Interface, seen func(netip.Addr, ne
 	// fields needed from the frame, without parsing (every vipd node's
 	// periodic announcements of its own VIPs reach every other node).
 	buf := make([]byte, 128)
-	for {
+	return readUntil(ctx, func() error {
 		n, _, err := c.ReadFrom(buf)
-		if ctx.Err() != nil {
+		if err != nil || n < arpTPA+4 || buf[14+4] != 6 || buf[14+5] != 4 { // hardware and protocol address lengths
+			return err
+		}
+		if ip := netip.AddrFrom4([4]byte(buf[arpSPA : arpSPA+4])); !ip.IsUnspecified() {
+			seen(ip, net.HardwareAddr(buf[arpSHA:arpSHA+6]))
+		}
+		return nil
+	})
+}
+
+// readUntil calls read until ctx ends or the socket is closed (a packet
+// that cannot be read is skipped).
+func readUntil(ctx context.Context, read func() error) error {
+	for {
+		err := read()
+		if ctx.Err() != nil || errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed) {
 			return nil
 		}
-		if err != nil {
-			if errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			continue
-		}
-		if n < arpTPA+4 || buf[14+4] != 6 || buf[14+5] != 4 { // hardware and protocol address lengths
-			continue
-		}
-		ip := netip.AddrFrom4([4]byte(buf[arpSPA : arpSPA+4]))
-		if ip.IsUnspecified() {
-			continue
-		}
-		seen(ip, net.HardwareAddr(buf[arpSHA:arpSHA+6]))
 	}
 }
 
@@ -127,27 +128,22 @@ func listenNDP(ctx context.Context, ifi *net.Interface, seen func(netip.Addr, ne
 	}
 	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
 	defer stop()
-	for {
+	return readUntil(ctx, func() error {
 		m, _, _, err := c.ReadFrom()
-		if ctx.Err() != nil {
-			return nil
-		}
 		if err != nil {
-			if errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			continue
+			return err
 		}
 		na, ok := m.(*ndp.NeighborAdvertisement)
 		if !ok || na.Solicited {
-			continue
+			return nil
 		}
 		for _, o := range na.Options {
 			if l, ok := o.(*ndp.LinkLayerAddress); ok && l.Direction == ndp.Target && l.Addr.String() != ifi.HardwareAddr.String() {
 				seen(na.TargetAddress.WithZone(""), l.Addr)
 			}
 		}
-	}
+		return nil
+	})
 }
 
 // Listeners shares one Listen per interface among its subscribers (the

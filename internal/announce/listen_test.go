@@ -100,7 +100,12 @@ func TestListenersShareOneSocket(t *testing.T) {
 	for i := range 2 {
 		ctxs[i], cancels[i] = context.WithCancel(context.Background())
 		go func() {
-			ended[i] <- ls.For("eth0")(ctxs[i], func(a netip.Addr, _ net.HardwareAddr) { heard[i] <- a })
+			ended[i] <- ls.For("eth0")(ctxs[i], func(a netip.Addr, _ net.HardwareAddr) {
+				select {
+				case heard[i] <- a:
+				default: // (a full channel must not stop the listener)
+				}
+			})
 		}()
 	}
 	r := <-runs
