@@ -54,6 +54,7 @@ type NodeStatus struct {
 	Heartbeat  string   `json:"heartbeat"`
 	RenewedAgo string   `json:"renewedAgo,omitempty"`
 	Ready      bool     `json:"ready"`
+	Stopping   bool     `json:"stopping,omitempty"` // handing its VIPs over (SIGTERM)
 	VIPs       []string `json:"vips,omitempty"`
 }
 
@@ -186,7 +187,7 @@ func serviceStatuses(svcs []corev1.Service, evs []corev1.Event) []ServiceStatus 
 func nodeStatuses(hbs []services.Heartbeat, now time.Time) []NodeStatus {
 	var out []NodeStatus
 	for _, h := range hbs {
-		n := NodeStatus{Node: h.Node, Ready: h.Ready, VIPs: h.Holds, Heartbeat: "released"}
+		n := NodeStatus{Node: h.Node, Ready: h.Ready, Stopping: h.Stopping && h.Holder != "", VIPs: h.Holds, Heartbeat: "released"}
 		if !h.Renewed.IsZero() {
 			ago := now.Sub(h.Renewed)
 			n.RenewedAgo = ago.Round(100 * time.Millisecond).String()
@@ -299,7 +300,10 @@ func printStatus(w io.Writer, st *Status, output string) error {
 				hb = "EXPIRED (" + n.RenewedAgo + " ago)"
 			}
 			ready := "no (settling)"
-			if n.Ready {
+			switch {
+			case n.Stopping:
+				ready = "no (stopping: handing its VIPs over)"
+			case n.Ready:
 				ready = "yes"
 			}
 			vips := fmt.Sprintf("%d", len(n.VIPs))

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -110,6 +111,27 @@ func TestStatusShowsHeartbeats(t *testing.T) {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("lacks %q:\n%s", want, b.String())
 		}
+	}
+}
+
+// TestStatusShowsAStoppingNode: a node handing its VIPs over (SIGTERM in
+// spread mode) says so; once it released its heartbeat it is "released".
+func TestStatusShowsAStoppingNode(t *testing.T) {
+	now := time.Date(2026, 11, 29, 7, 0, 0, 0, time.UTC)
+	hbs := []services.Heartbeat{
+		{Node: "n5", Holder: "n5", Renewed: now.Add(-100 * time.Millisecond), Duration: 5 * time.Second, Ready: true, Stopping: true, Holds: []string{"198.51.100.130"}},
+		{Node: "n6", Renewed: now.Add(-time.Second), Duration: 5 * time.Second, Ready: true, Stopping: true},
+	}
+	var b bytes.Buffer
+	if err := printStatus(&b, &Status{Lease: "kube-system/plndr-cp-lock", Holder: "n1", Nodes: nodeStatuses(hbs, now)}, "text"); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	if !regexp.MustCompile(`n5\s+100ms ago\s+no \(stopping: handing its VIPs over\)\s+1 \(198\.51\.100\.130\)`).MatchString(out) {
+		t.Errorf("the stopping node's row:\n%s", out)
+	}
+	if strings.Contains(strings.SplitN(out, "n6", 2)[1], "stopping") {
+		t.Errorf("a released heartbeat shown as stopping:\n%s", out)
 	}
 }
 

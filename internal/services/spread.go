@@ -835,6 +835,7 @@ type Heartbeat struct {
 	Renewed  time.Time
 	Duration time.Duration
 	Ready    bool
+	Stopping bool // handing its VIPs over (StoppingAnnotation)
 	Holds    []string
 }
 
@@ -851,7 +852,8 @@ func Heartbeats(ctx context.Context, c interface {
 		if !strings.HasPrefix(l.Name, HeartbeatPrefix) {
 			continue
 		}
-		h := Heartbeat{Node: l.Annotations[nodeAnnotation], Holder: leaseHolder(&l), Ready: l.Annotations[ReadyAnnotation] == "true", Duration: leaseDuration(&l, 0)}
+		h := Heartbeat{Node: l.Annotations[nodeAnnotation], Holder: leaseHolder(&l), Ready: l.Annotations[ReadyAnnotation] == "true", Duration: leaseDuration(&l, 0),
+			Stopping: l.Annotations[StoppingAnnotation] == "true"}
 		if h.Node == "" {
 			h.Node = strings.TrimPrefix(l.Name, HeartbeatPrefix)
 		}
