@@ -13,7 +13,6 @@ import (
 	"github.com/mdlayher/ndp"
 	"github.com/mdlayher/packet"
 	"golang.org/x/net/bpf"
-	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 )
 
@@ -114,18 +113,14 @@ func readUntil(ctx context.Context, read func() error) error {
 }
 
 func listenNDP(ctx context.Context, ifi *net.Interface, seen func(netip.Addr, net.HardwareAddr)) error {
-	c, _, err := ndp.Listen(ifi, ndp.LinkLocal)
-	if err != nil {
-		// No IPv6 on the interface (no link-local address): nothing to hear.
-		return nil
+	c, err := listenNA(ifi)
+	if errors.As(err, new(openError)) {
+		return nil // no IPv6 on the interface (no link-local address): nothing to hear
 	}
-	defer c.Close()
-	var f ipv6.ICMPFilter
-	f.SetAll(true)
-	f.Accept(ipv6.ICMPTypeNeighborAdvertisement)
-	if err := c.SetICMPFilter(&f); err != nil {
+	if err != nil {
 		return err
 	}
+	defer c.Close()
 	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
 	defer stop()
 	return readUntil(ctx, func() error {

@@ -138,20 +138,37 @@ func probeARP(ctx context.Context, ifi *net.Interface, addrs []netip.Addr, deadl
 	return listen(ctx, deadline, c.SetReadDeadline, send, read)
 }
 
-// probeNDP: a neighbor advertisement for one of addrs from another host
-// means it has that address.
-func probeNDP(ctx context.Context, ifi *net.Interface, addrs []netip.Addr, deadline time.Time, found func(netip.Addr, net.HardwareAddr)) error {
+// listenNA opens an NDP socket on ifi that receives neighbor
+// advertisements only. An error opening the socket itself (no link-local
+// address on ifi) is an openError.
+func listenNA(ifi *net.Interface) (*ndp.Conn, error) {
 	c, _, err := ndp.Listen(ifi, ndp.LinkLocal)
 	if err != nil {
-		return fmt.Errorf("opening NDP socket on %s: %w", ifi.Name, err)
+		return nil, fmt.Errorf("opening NDP socket on %s: %w", ifi.Name, openError{err})
 	}
-	defer c.Close()
 	var f ipv6.ICMPFilter
 	f.SetAll(true)
 	f.Accept(ipv6.ICMPTypeNeighborAdvertisement)
 	if err := c.SetICMPFilter(&f); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// openError is a socket that could not be opened.
+type openError struct{ error }
+
+func (e openError) Unwrap() error { return e.error }
+
+// probeNDP: a neighbor advertisement for one of addrs from another host
+// means it has that address.
+func probeNDP(ctx context.Context, ifi *net.Interface, addrs []netip.Addr, deadline time.Time, found func(netip.Addr, net.HardwareAddr)) error {
+	c, err := listenNA(ifi)
+	if err != nil {
 		return err
 	}
+	defer c.Close()
 	want := set(addrs)
 	send := func() error {
 		for _, ip := range addrs {

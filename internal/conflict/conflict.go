@@ -191,16 +191,15 @@ func (m *Monitor) Heard(a netip.Addr, mac string) {
 		return
 	}
 	k := key{a, mac}
-	e := m.active[k]
-	var found []Finding
-	if e == nil {
+	e, known := m.active[k]
+	if !known {
 		e = &entry{f: Finding{Addr: a, MAC: mac, Since: now}}
 		m.active[k] = e
-		found = append(found, e.f)
 	}
 	e.heard = now
+	f := e.f
 	m.mu.Unlock()
-	for _, f := range found {
+	if !known {
 		m.o.Report(f)
 	}
 }

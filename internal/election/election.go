@@ -796,7 +796,6 @@ func (e *Elector) mayAcquire(s *state) bool {
 	return e.gateOpen() && e.nextTry(s) == 0
 }
 
-// gateOpen reports whether the gate (if any) lets this node compete.
 // gateWhy is why a holder whose gate closed steps down: the Gate's Why,
 // if it has one (health.Gate: the local API server).
 func (e *Elector) gateWhy() string {
@@ -806,6 +805,7 @@ func (e *Elector) gateWhy() string {
 	return "local API server not ready (health gate closed)"
 }
 
+// gateOpen reports whether the gate (if any) lets this node compete.
 func (e *Elector) gateOpen() bool {
 	return e.o.Gate == nil || e.o.Gate.Open()
 }

@@ -9,10 +9,10 @@ import (
 	"time"
 
 	"github.com/mdlayher/arp"
-	"github.com/mdlayher/ethernet"
-	"github.com/mdlayher/ndp"
 	"github.com/mdlayher/packet"
 	"golang.org/x/sys/unix"
+
+	"github.com/vipd/vipd/internal/announce"
 )
 
 // Wire asks the segment, from the client host, who answers ARP for an
@@ -149,31 +149,10 @@ func (w *Wire) Close() {
 func (h *Host) Announce(addr netip.Addr) error {
 	var err error
 	if derr := h.Do(func() {
-		var ifi *net.Interface
-		if ifi, err = net.InterfaceByName("eth0"); err != nil {
-			return
-		}
-		if addr.Is6() {
-			var c *ndp.Conn
-			if c, _, err = ndp.Listen(ifi, ndp.LinkLocal); err != nil {
-				return
-			}
-			defer c.Close()
-			m := &ndp.NeighborAdvertisement{Override: true, TargetAddress: addr,
-				Options: []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Target, Addr: ifi.HardwareAddr}}}
-			err = c.WriteTo(m, nil, netip.IPv6LinkLocalAllNodes())
-			return
-		}
-		var c *arp.Client
-		if c, err = arp.Dial(ifi); err != nil {
-			return
-		}
-		defer c.Close()
-		var p *arp.Packet
-		if p, err = arp.NewPacket(arp.OperationRequest, ifi.HardwareAddr, addr, ethernet.Broadcast, addr); err != nil {
-			return
-		}
-		err = c.WriteTo(p, ethernet.Broadcast)
+		// (Its sockets are opened here, in h's namespace.)
+		l := &announce.Link{Interface: "eth0"}
+		defer l.Close()
+		err = l.Announce(addr)
 	}); derr != nil {
 		return derr
 	}

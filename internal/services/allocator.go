@@ -3,8 +3,6 @@ package services
 import (
 	"sync"
 	"time"
-
-	corev1 "k8s.io/api/core/v1"
 )
 
 // allocGate is the Services Lease's gate in spread mode, where the Lease
@@ -87,24 +85,4 @@ func (g *allocGate) signal() {
 	case g.changed <- struct{}{}:
 	default:
 	}
-}
-
-// allocWork reports whether plan and stale hold a write for the allocator:
-// a pool address to record, or the status of a Service vipd no longer
-// serves (bad input, another class) to clear.
-func (c *Controller) allocWork(plan []*Entry, stale []*corev1.Service) bool {
-	for _, e := range plan {
-		if c.behind(e.Svc) {
-			continue
-		}
-		if len(e.Allocated) > 0 || e.Problem != nil && (len(e.Svc.Status.LoadBalancer.Ingress) > 0 || e.Svc.Annotations[AnnotationHost] != "") {
-			return true
-		}
-	}
-	for _, s := range stale {
-		if !c.behind(s) {
-			return true
-		}
-	}
-	return false
 }

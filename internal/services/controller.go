@@ -567,12 +567,17 @@ func (c *Controller) pass(ctx context.Context) {
 	if reports {
 		c.report(ctx, plan)
 	}
-	if c.allocGate != nil {
-		c.allocGate.update(c.allocWork(plan, stale))
-	}
 	var writes []func()
-	if leading {
-		writes = append(writes, c.allocatorWrites(ctx, plan, stale)...)
+	if leading || c.allocGate != nil {
+		// (Not run unless leading: in spread mode they only tell the
+		// allocator's gate whether there is work.)
+		alloc := c.allocatorWrites(ctx, plan, stale)
+		if c.allocGate != nil {
+			c.allocGate.update(len(alloc) > 0)
+		}
+		if leading {
+			writes = append(writes, alloc...)
+		}
 	}
 	writes = append(writes, c.ownerWrites(ctx, plan)...)
 	c.run(writes)

@@ -642,8 +642,8 @@ func (s *spread) legacy() map[netip.Addr]bool {
 }
 
 // place returns the addresses placed on this node, and posts a Warning
-// (the allocator only, once) for Services no eligible node can hold.
-func (s *spread) place(ctx context.Context, plan []*Entry, leading bool) map[netip.Addr]*Entry {
+// (if this node reports, once) for Services no eligible node can hold.
+func (s *spread) place(ctx context.Context, plan []*Entry, reports bool) map[netip.Addr]*Entry {
 	c := s.c
 	nodes, next := s.nodes()
 	if seen := strings.Join(nodes, ","); seen != s.lastNodes {
@@ -663,7 +663,7 @@ func (s *spread) place(ctx context.Context, plan []*Entry, leading bool) map[net
 			// left to the Services Lease holder of the single-holder mode
 		case n == c.o.NodeName:
 			mine[a] = by[a][0]
-		case n == "" && leading:
+		case n == "" && reports:
 			for _, e := range by[a] {
 				why := "no node is live and eligible"
 				if e.Local {
