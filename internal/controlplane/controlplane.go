@@ -107,7 +107,7 @@ func New(o Options) (*VIP, error) {
 		v.monitor = conflict.New(conflict.Options{
 			Probe: o.Probe, Listen: o.Listen, Clock: o.Clock, Logger: log,
 			Held: func() []netip.Addr {
-				if ow.Holding() {
+				if ow.HoldingNow() {
 					return []netip.Addr{ow.Prefix().Addr()}
 				}
 				return nil

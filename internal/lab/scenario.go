@@ -20,25 +20,28 @@ type Fault struct {
 	// Inject breaks the owner; it returns when the fault is over (e.g. after
 	// SIGCONT), or at once for permanent faults.
 	Inject func(l *Lab, owner *Proc) error
+	// Ends says the fault ends the process (it must be started again);
+	// Inject may return before it has exited.
+	Ends bool
 }
 
 // Faults are the faults of the failover matrix, in the order they are run.
 var Faults = []Fault{
-	{"SIGTERM", func(_ *Lab, p *Proc) error { return p.Signal(syscall.SIGTERM) }},
-	{"SIGKILL", func(_ *Lab, p *Proc) error { return p.Signal(syscall.SIGKILL) }},
+	{"SIGTERM", func(_ *Lab, p *Proc) error { return p.Signal(syscall.SIGTERM) }, true},
+	{"SIGKILL", func(_ *Lab, p *Proc) error { return p.Signal(syscall.SIGKILL) }, true},
 	{"power loss (SIGKILL + link down)", func(_ *Lab, p *Proc) error {
 		if err := p.Signal(syscall.SIGKILL); err != nil {
 			return err
 		}
 		return p.Host.IPCmd("link", "set", "eth0", "down")
-	}},
+	}, true},
 	{"SIGSTOP 10s", func(_ *Lab, p *Proc) error {
 		if err := p.Signal(syscall.SIGSTOP); err != nil {
 			return err
 		}
 		time.Sleep(10 * time.Second)
 		return p.Signal(syscall.SIGCONT)
-	}},
+	}, false},
 	{"API blackhole 12s", func(_ *Lab, p *Proc) error {
 		route := []string{"route", "add", "blackhole", CPAddr.String() + "/32"}
 		if err := p.Host.IPCmd(route...); err != nil {
@@ -47,7 +50,7 @@ var Faults = []Fault{
 		time.Sleep(12 * time.Second)
 		route[1] = "del"
 		return p.Host.IPCmd(route...)
-	}},
+	}, false},
 }
 
 // ScenarioOptions describe one failover run.

@@ -147,6 +147,17 @@ func (v *VIP) Holding() bool {
 	return v.holding
 }
 
+// HoldingNow reports whether this node owns the VIP and its fence has not
+// passed. Between the fence and the Drop that follows it (a process that
+// was stopped runs its timers late) Holding is still true, but the kernel
+// has removed the address and another node may own it: what is heard on
+// the wire for it then is no conflict with this node.
+func (v *VIP) HoldingNow() bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.holding && v.clock.Now().Before(v.until)
+}
+
 // Retarget replaces the address (a DNS name in the configuration now
 // resolves elsewhere). If this node holds the VIP, the old address is taken
 // off and the new one put on and announced, with the same fence, under one

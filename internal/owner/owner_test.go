@@ -93,3 +93,23 @@ func newTest() (*calls, *clocktesting.FakeClock, *fakeAddr, *VIP) {
 	a := &fakeAddr{c: c}
 	return c, clk, a, New(a, c, c, clk, slog.New(slog.DiscardHandler))
 }
+
+// TestHoldingNowEndsAtTheFence: past the fence, before the Drop that
+// follows it, the VIP is still held but not held now (what the conflict
+// watch asks: a process resumed after SIGSTOP reads the new owner's
+// announcements before its timers drop the address).
+func TestHoldingNowEndsAtTheFence(t *testing.T) {
+	_, clk, _, v := newTest()
+	v.Hold(clk.Now().Add(2 * time.Second))
+	if !v.HoldingNow() {
+		t.Fatal("not held now within the fence")
+	}
+	clk.Step(2 * time.Second)
+	if !v.Holding() || v.HoldingNow() {
+		t.Fatalf("at the fence: Holding %v, HoldingNow %v; want true, false", v.Holding(), v.HoldingNow())
+	}
+	v.Hold(clk.Now().Add(2 * time.Second))
+	if !v.HoldingNow() {
+		t.Fatal("not held now after a renewal")
+	}
+}

@@ -459,14 +459,14 @@ func joinSet(set map[netip.Addr]bool) string {
 	return joinAddrs(ips)
 }
 
-// heldAddrs are the addresses on this node's interface now (for the
-// conflict watch).
+// heldAddrs are the addresses on this node's interface now, their fences
+// not passed (for the conflict watch).
 func (c *Controller) heldAddrs() []netip.Addr {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []netip.Addr
 	for ip, h := range c.vips {
-		if h.ov.Holding() {
+		if h.ov.HoldingNow() {
 			out = append(out, ip)
 		}
 	}
