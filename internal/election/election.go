@@ -35,7 +35,6 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -43,6 +42,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/util/resourceversion"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
@@ -778,15 +778,15 @@ func (e *Elector) observe(s *state, l *coordinationv1.Lease) {
 
 // older reports whether a is an earlier version of the Lease than b. A watch
 // can deliver an event older than the answer to our own write; going back to
-// it would only cost a conflict, but there is no need. resourceVersions are
-// opaque: when they do not parse as numbers, nothing is older.
+// it would only cost a conflict, but there is no need. Versions of one
+// object compare as integers (KEP-5504); when they do not parse, nothing is
+// older.
 func older(a, b *coordinationv1.Lease) bool {
 	if a == nil || b == nil {
 		return false
 	}
-	x, errA := strconv.ParseUint(a.ResourceVersion, 10, 64)
-	y, errB := strconv.ParseUint(b.ResourceVersion, 10, 64)
-	return errA == nil && errB == nil && x < y
+	c, err := resourceversion.CompareResourceVersion(a.ResourceVersion, b.ResourceVersion)
+	return err == nil && c < 0
 }
 
 // mayAcquire is the follower's rule: the gate is open, and the Lease is

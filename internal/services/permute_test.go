@@ -677,10 +677,34 @@ func TestPermuteSpreadJoin(t *testing.T) {
 	exploreAfter(t, w, []string{"deliver0", "write0", "commit0", "answer0", "write1", "commit1", "answer1", "read1", "use1"}, 1, 1)
 }
 
+// Node a holds both VIPs; node b starts behind a lagging watch: every
+// version of a's heartbeat is still queued for it. b takes its heartbeat,
+// places both VIPs on itself (it sees no other node) and lists them. From
+// there, every order of 7 events over 2 seconds: b's claim checks read a's
+// newest version (listing both) while its watch delivers a's older ones
+// (the first lists none). The claim check once fell back to an older
+// version the watch delivered after a read, and claimed an address a
+// still held: TestLeaseViewIgnoresAnOlderVersionFromALaggingWatch.
+func TestPermuteSpreadLaggingWatch(t *testing.T) {
+	w := newWorld(2, 2)
+	b := w.nodes[1]
+	b.frozen = true
+	w.fair(t, 3)
+	b.frozen = false
+	for _, act := range []string{"write1", "commit1", "answer1", "write1", "commit1", "answer1"} {
+		w.step(t, act)
+	}
+	if len(w.nodes[0].kernel) != 2 || len(b.want()) != 2 || len(b.queue) < 3 {
+		t.Fatalf("a holds %v, b wants %v with %d versions queued; want a holding both, b wanting both behind its watch", w.nodes[0].kernel, b.want(), len(b.queue))
+	}
+	w.trace = nil
+	exploreAfter(t, w, []string{"read1", "use1", "deliver1", "read1", "use1"}, 2, 0, 7)
+}
+
 // exploreAfter runs acts on a copy of w, which must end with a holding
 // na addresses and b nb (the schedule is one of those explored), then
-// explores every order of 9 events over 2 seconds from w.
-func exploreAfter(t *testing.T, w *pWorld, acts []string, na, nb int) {
+// explores every order of events (9 unless given) over 2 seconds from w.
+func exploreAfter(t *testing.T, w *pWorld, acts []string, na, nb int, events ...int) {
 	t.Helper()
 	m := w.clone()
 	for _, act := range acts {
@@ -689,7 +713,11 @@ func exploreAfter(t *testing.T, w *pWorld, acts []string, na, nb int) {
 	if len(m.nodes[0].kernel) != na || len(m.nodes[1].kernel) != nb {
 		t.Fatalf("after %v a holds %v and b %v; want %d and %d", acts, m.nodes[0].kernel, m.nodes[1].kernel, na, nb)
 	}
-	n, bad := explore(w, 2, -9, false)
+	budget := 9
+	if len(events) > 0 {
+		budget = events[0]
+	}
+	n, bad := explore(w, 2, -budget, false)
 	if bad != "" {
 		t.Fatal(bad)
 	}

@@ -3,6 +3,8 @@ package services
 import (
 	"net/netip"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/resourceversion"
 )
 
 // leaseVersion is one version of a Lease as a watch or a read shows it.
@@ -54,6 +56,15 @@ func (w leaseView) saw(v leaseVersion, now time.Time) seenLease {
 		return s
 	}
 	if ok {
+		// An older version than the view's (a read that raced a renewal,
+		// or a lagging watch behind a read) changes nothing: falling back
+		// to it would show what the Lease listed before, and unblock an
+		// address its holder has claimed since. Resource versions of one
+		// object compare as integers (KEP-5504); older keeps the versions
+		// seen before, for any that would not.
+		if c, err := resourceversion.CompareResourceVersion(v.rv, s.rv); err == nil && c < 0 {
+			return s
+		}
 		for _, rv := range s.older {
 			if rv == v.rv {
 				return s

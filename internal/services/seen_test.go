@@ -68,3 +68,28 @@ func TestLeaseViewDeletedLease(t *testing.T) {
 		t.Fatalf("the view keeps deleted Leases: %v", w)
 	}
 }
+
+// A lagging watch delivers a version older than one a read has already
+// shown (a's Lease before it listed x). The view must not fall back to it:
+// the next read, which still shows the newer version (a is frozen, its
+// fence not passed), must still find x blocked. The view once took the
+// older version for new and answered the read with its list, without x.
+func TestLeaseViewIgnoresAnOlderVersionFromALaggingWatch(t *testing.T) {
+	t0 := time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC)
+	x := netip.MustParseAddr("198.51.100.10")
+	v := func(rv, holds string) leaseVersion {
+		return leaseVersion{key: "kube-system/vipd-node-a", rv: rv, holder: "a", holds: holds, dur: 4 * time.Second}
+	}
+	w := leaseView{}
+	if blocked, _ := w.claimed("b", []leaseVersion{v("11", x.String())}, []netip.Addr{x}, t0); blocked[x] == "" {
+		t.Fatalf("a's Lease listing %s does not block it", x)
+	}
+	w.saw(v("10", ""), t0.Add(100*time.Millisecond)) // the watch, behind the read
+	w.saw(v("11", x.String()), t0.Add(200*time.Millisecond))
+	if blocked, _ := w.claimed("b", []leaseVersion{v("11", x.String())}, []netip.Addr{x}, t0.Add(300*time.Millisecond)); blocked[x] == "" {
+		t.Fatalf("after the watch delivered an older version, a's Lease listing %s no longer blocks it", x)
+	}
+	if s := w["kube-system/vipd-node-a"]; s.rv != "11" || !s.at.Equal(t0) {
+		t.Fatalf("the view holds version %s seen at %s; want 11 seen at %s", s.rv, s.at, t0)
+	}
+}
