@@ -58,8 +58,17 @@ type group struct {
 	published map[netip.Addr]bool // what the last successful write listed
 	cleared   map[netip.Addr]bool // published, and no other live Lease lists it
 	probing   map[netip.Addr]bool // cleared by a check, the wire being asked
-	checking  bool
-	again     bool // a check was asked for while one ran
+	// removed counts each address's removals from the group: a check
+	// whose address was removed (and put back) while it read is void for
+	// it, since the Lease may have stopped listing it meanwhile.
+	removed map[netip.Addr]uint64
+	// waiting are the addresses the last check found blocked, with the
+	// Leases that block each (at the versions it saw) and the removal
+	// count it ran with: letGo may hold one as soon as the watch shows
+	// every one of those Leases let go of it, without another read.
+	waiting  map[netip.Addr]waitOn
+	checking bool
+	again    bool // a check was asked for while one ran
 
 	// A Local Service's election, or the heartbeat's; the Cluster group
 	// uses Controller.elector.
@@ -71,7 +80,15 @@ type group struct {
 }
 
 func (c *Controller) newGroup(lease string) *group {
-	return &group{c: c, lease: lease, vips: map[netip.Addr]*owner.VIP{}, cleared: map[netip.Addr]bool{}, probing: map[netip.Addr]bool{}}
+	return &group{c: c, lease: lease, vips: map[netip.Addr]*owner.VIP{}, cleared: map[netip.Addr]bool{}, probing: map[netip.Addr]bool{},
+		removed: map[netip.Addr]uint64{}, waiting: map[netip.Addr]waitOn{}}
+}
+
+// waitOn is an address a check found blocked: by which Leases, at which
+// versions (leaseView.claimed), and its removal count then.
+type waitOn struct {
+	by   map[string]string
+	mark uint64
 }
 
 // Hold is election.Guard: the group's Lease was written successfully.
@@ -118,7 +135,7 @@ func (g *group) Drop(reason string) {
 func (g *group) dropLocked(reason string) {
 	g.leading = false
 	g.gen++
-	g.published, g.cleared = nil, map[netip.Addr]bool{}
+	g.published, g.cleared, g.waiting = nil, map[netip.Addr]bool{}, map[netip.Addr]waitOn{}
 	for _, ov := range g.vips {
 		ov.Drop(reason)
 	}
@@ -160,11 +177,34 @@ func (g *group) add(ip netip.Addr, ov *owner.VIP) {
 }
 
 // remove takes ip out of the group (c.mu held) after it was dropped; a
-// holder's next write, at once, says it let go.
+// holder's next write, at once, says it let go. It is no longer published
+// either: if it comes back before that write has answered, the Lease may
+// already have stopped listing it (the write committed), and another node
+// may have listed it and read since, so only a later write that lists it
+// again counts (S8 asks for the listing to stand from the write to the
+// claim).
 func (g *group) remove(ip netip.Addr) {
 	delete(g.vips, ip)
 	delete(g.cleared, ip)
+	delete(g.published, ip)
+	delete(g.waiting, ip)
+	g.removed[ip]++
 	g.publish()
+}
+
+// marks are the removal counts of ips when a check starts (c.mu held).
+func (g *group) marks(ips []netip.Addr) map[netip.Addr]uint64 {
+	m := make(map[netip.Addr]uint64, len(ips))
+	for _, ip := range ips {
+		m[ip] = g.removed[ip]
+	}
+	return m
+}
+
+// stands: ip was published when a check with these marks started, and has
+// not left the group since (c.mu held).
+func (g *group) stands(ip netip.Addr, marks map[netip.Addr]uint64) bool {
+	return g.vips[ip] != nil && g.published[ip] && g.removed[ip] == marks[ip]
 }
 
 // publish asks a holder to write its Lease now.
@@ -205,14 +245,14 @@ func (c *Controller) check(g *group) {
 		return
 	}
 	g.checking, g.again = true, false
-	gen := g.gen
+	gen, marks := g.gen, g.marks(want)
 	c.mu.Unlock()
 
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
 		start := c.o.Clock.Now()
-		blocked, listed, err := c.claimed(c.runCtx, g.lease, want)
+		blocked, listed, by, err := c.claimed(c.runCtx, g.lease, want)
 		c.log.Debug("claim check: read every Lease", "lease", g.lease, "addresses", len(want), "blocked", len(blocked), "took", c.o.Clock.Since(start))
 		if err != nil {
 			c.log.Warn("cannot read the Leases to check who holds a Service VIP; trying again", "lease", g.lease, "err", err)
@@ -226,10 +266,11 @@ func (c *Controller) check(g *group) {
 		var waiting []string
 		if !stale && err == nil {
 			for _, ip := range want {
-				ov := g.vips[ip]
+				delete(g.waiting, ip) // this read's finding replaces the last one's
 				switch {
-				case ov == nil || !g.published[ip]:
+				case !g.stands(ip, marks):
 				case blocked[ip] != "":
+					g.waiting[ip] = waitOn{by: by[ip], mark: marks[ip]}
 					again = true
 					waiting = append(waiting, ip.String()+" (under "+blocked[ip]+")")
 				case c.o.Probe != nil && c.fresh(ip, listed):
@@ -266,9 +307,13 @@ func (c *Controller) check(g *group) {
 			// The probe runs beside further checks: each address waits for
 			// its own probe, not for the probes of earlier batches.
 			c.wg.Add(1)
-			go c.probeThenHold(g, gen, probe)
+			go c.probeThenHold(g, gen, marks, probe)
 		}
 		c.after(events, held)
+		if len(waiting) > 0 {
+			// The watch may have shown them let go while this read ran.
+			c.letGo(g)
+		}
 		if more {
 			c.check(g)
 			return
@@ -305,6 +350,7 @@ func (c *Controller) retryCheck(g *group) {
 // It returns the Event to post (a conflict on the wire is over).
 func (c *Controller) holdLocked(g *group, ip netip.Addr) func() {
 	g.cleared[ip] = true
+	delete(g.waiting, ip)
 	g.vips[ip].Hold(g.until)
 	if h := c.vips[ip]; h != nil {
 		h.known = true
@@ -327,7 +373,7 @@ func (c *Controller) fresh(ip netip.Addr, listed map[netip.Addr]bool) bool {
 // those nobody answers for, if the group's fence and generation are still
 // those of the check (a quorum read's finding stays true: another claimant
 // would see this node's Lease list the address and wait).
-func (c *Controller) probeThenHold(g *group, gen uint64, ips []netip.Addr) {
+func (c *Controller) probeThenHold(g *group, gen uint64, marks map[netip.Addr]uint64, ips []netip.Addr) {
 	defer c.wg.Done()
 	answered, err := c.o.Probe(c.runCtx, ips)
 	if err != nil {
@@ -341,7 +387,7 @@ func (c *Controller) probeThenHold(g *group, gen uint64, ips []netip.Addr) {
 	}
 	if gen == g.gen && g.fenceOK() && !c.stopping {
 		for _, ip := range ips {
-			if g.vips[ip] == nil || !g.published[ip] || g.cleared[ip] {
+			if !g.stands(ip, marks) || g.cleared[ip] {
 				continue
 			}
 			if mac, ok := answered[ip]; ok {
@@ -412,10 +458,10 @@ func (c *Controller) resolvedLocked(ip netip.Addr, h *held) func() {
 // of want that another node's live Lease lists, that Lease and holder; and
 // which addresses of want any other Lease lists, live or not (a vipd node
 // has had them). self is the Lease of the group that asks.
-func (c *Controller) claimed(ctx context.Context, self string, want []netip.Addr) (map[netip.Addr]string, map[netip.Addr]bool, error) {
+func (c *Controller) claimed(ctx context.Context, self string, want []netip.Addr) (map[netip.Addr]string, map[netip.Addr]bool, map[netip.Addr]map[string]string, error) {
 	list, err := c.o.Client.CoordinationV1().Leases("").List(ctx, metav1.ListOptions{})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	vs := make([]leaseVersion, 0, len(list.Items))
 	for i := range list.Items {
@@ -427,8 +473,36 @@ func (c *Controller) claimed(ctx context.Context, self string, want []netip.Addr
 	}
 	c.seenMu.Lock()
 	defer c.seenMu.Unlock()
-	out, listed := c.seen.claimed(c.o.NodeName, vs, want, c.o.Clock.Now())
-	return out, listed, nil
+	out, listed, by := c.seen.claimed(c.o.NodeName, vs, want, c.o.Clock.Now())
+	return out, listed, by, nil
+}
+
+// letGo holds, without another read, every address of g that its last
+// check found blocked and whose blocking Leases have all let go of it since,
+// as the watch shows them (leaseView.letGo): the new owner of a planned
+// move claims on the old owner's write. Called on every heartbeat the
+// watch delivers.
+func (c *Controller) letGo(g *group) {
+	var events []func()
+	held := 0
+	c.mu.Lock()
+	if len(g.waiting) > 0 && g.fenceOK() && !c.stopping {
+		c.seenMu.Lock()
+		for ip, w := range g.waiting {
+			if !g.stands(ip, map[netip.Addr]uint64{ip: w.mark}) || g.cleared[ip] || g.probing[ip] || !c.seen.letGo(ip, w.by) {
+				continue
+			}
+			delete(g.waiting, ip)
+			events = append(events, c.holdLocked(g, ip))
+			held++
+		}
+		c.seenMu.Unlock()
+	}
+	c.mu.Unlock()
+	if held > 0 {
+		c.log.Debug("claimed on the watch: every Lease that blocked these let go of them", "lease", g.lease, "addresses", held)
+	}
+	c.after(events, held)
 }
 
 // versionOf is l as the claim check sees it.

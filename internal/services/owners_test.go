@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/utils/ptr"
 
+	"github.com/vipd/vipd/internal/owner"
 	"github.com/vipd/vipd/internal/vip/viptest"
 )
 
@@ -384,5 +385,22 @@ func TestOthersAddressesAreRefused(t *testing.T) {
 		if len(s.Status.LoadBalancer.Ingress) != 0 {
 			t.Errorf("%s: status written: %v", ip, s.Status.LoadBalancer.Ingress)
 		}
+	}
+}
+
+// An address taken out of a group and put back before the write that
+// followed has answered is not published: that write may have committed
+// without it, and another node may have listed it and read since. Only a
+// later write that lists it again lets the claim check run for it.
+func TestRemovedAddressIsNoLongerPublished(t *testing.T) {
+	g := (&Controller{}).newGroup("kube-system/" + HeartbeatName("n1"))
+	x := netip.MustParseAddr("198.51.100.120")
+	g.add(x, &owner.VIP{})
+	g.writing = map[netip.Addr]bool{x: true}
+	g.published = g.writing // a write listed it
+	g.remove(x)
+	g.add(x, &owner.VIP{}) // placed here again at once
+	if g.published[x] {
+		t.Fatalf("%s counts as published by the write before its removal", x)
 	}
 }

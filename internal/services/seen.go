@@ -2,6 +2,7 @@ package services
 
 import (
 	"net/netip"
+	"slices"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/resourceversion"
@@ -92,18 +93,28 @@ func (w leaseView) saw(v leaseVersion, now time.Time) seenLease {
 // passed). A Lease missing from the read (kubectl delete lease) still
 // counts for its duration after it was first missed: its holder may not
 // know yet.
-func (w leaseView) claimed(me string, list []leaseVersion, want []netip.Addr, now time.Time) (map[netip.Addr]string, map[netip.Addr]bool) {
+//
+// by says, for each blocked address, which Leases block it and at which
+// version ("" for a Lease the read missed): see letGo.
+func (w leaseView) claimed(me string, list []leaseVersion, want []netip.Addr, now time.Time) (out map[netip.Addr]string, listed map[netip.Addr]bool, by map[netip.Addr]map[string]string) {
 	wanted := map[netip.Addr]bool{}
 	for _, ip := range want {
 		wanted[ip] = true
 	}
-	out, listed := map[netip.Addr]string{}, map[netip.Addr]bool{}
+	out, listed, by = map[netip.Addr]string{}, map[netip.Addr]bool{}, map[netip.Addr]map[string]string{}
 	note := func(k string, s seenLease, block bool) {
 		for _, ip := range listedIn(s.holds) {
 			if wanted[ip] {
 				listed[ip] = true
 				if block {
 					out[ip] = k + " (held by " + s.holder + ")"
+					if by[ip] == nil {
+						by[ip] = map[string]string{}
+					}
+					by[ip][k] = s.rv
+					if !s.gone.IsZero() {
+						by[ip][k] = ""
+					}
 				}
 			}
 		}
@@ -129,5 +140,32 @@ func (w leaseView) claimed(me string, list []leaseVersion, want []netip.Addr, no
 		}
 		note(k, s, true)
 	}
-	return out, listed
+	return out, listed, by
+}
+
+// letGo reports whether every Lease of by (as claimed returned it for ip)
+// has, in this view, a version newer than the one that blocked ip that no
+// longer lists it, or has no holder. The claim check may then hold ip
+// without another read, when its read was made after its own Lease listed
+// ip and the listing has stood since (the flag argument of S8): a node
+// that listed ip before that read is one of by, or its Lease was not live;
+// one that listed it after will read this node's listing and wait. And
+// each Lease of by let go of ip after that read: its holder removes an
+// address before a write stops listing it, and lists it again only before
+// a read of its own, which sees this node's listing. A deleted Lease ("")
+// never lets go here: its duration runs out first, seen by a read.
+func (w leaseView) letGo(ip netip.Addr, by map[string]string) bool {
+	for k, rv := range by {
+		s, ok := w[k]
+		if rv == "" || !ok || !s.gone.IsZero() {
+			return false
+		}
+		if c, err := resourceversion.CompareResourceVersion(s.rv, rv); err != nil || c <= 0 {
+			return false
+		}
+		if s.holder != "" && slices.Contains(listedIn(s.holds), ip) {
+			return false
+		}
+	}
+	return len(by) > 0
 }

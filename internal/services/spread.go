@@ -187,6 +187,7 @@ func (s *spread) start(ctx context.Context) {
 		// 1000 Services: nine passes per node in the first second, which
 		// starved the API server and made the move take 0.9-1.4 s).
 		if changed, holdsOnly := s.observe(l, gone); changed {
+			c.letGo(s.g)
 			if holdsOnly {
 				c.nudge()
 			} else {
