@@ -201,10 +201,10 @@ func (g *group) marks(ips []netip.Addr) map[netip.Addr]uint64 {
 	return m
 }
 
-// stands: ip was published when a check with these marks started, and has
-// not left the group since (c.mu held).
-func (g *group) stands(ip netip.Addr, marks map[netip.Addr]uint64) bool {
-	return g.vips[ip] != nil && g.published[ip] && g.removed[ip] == marks[ip]
+// stands: ip was published when a check that saw its removal count mark
+// started, and has not left the group since (c.mu held).
+func (g *group) stands(ip netip.Addr, mark uint64) bool {
+	return g.vips[ip] != nil && g.published[ip] && g.removed[ip] == mark
 }
 
 // publish asks a holder to write its Lease now.
@@ -268,7 +268,7 @@ func (c *Controller) check(g *group) {
 			for _, ip := range want {
 				delete(g.waiting, ip) // this read's finding replaces the last one's
 				switch {
-				case !g.stands(ip, marks):
+				case !g.stands(ip, marks[ip]):
 				case blocked[ip] != "":
 					g.waiting[ip] = waitOn{by: by[ip], mark: marks[ip]}
 					again = true
@@ -387,7 +387,7 @@ func (c *Controller) probeThenHold(g *group, gen uint64, marks map[netip.Addr]ui
 	}
 	if gen == g.gen && g.fenceOK() && !c.stopping {
 		for _, ip := range ips {
-			if !g.stands(ip, marks) || g.cleared[ip] {
+			if !g.stands(ip, marks[ip]) || g.cleared[ip] {
 				continue
 			}
 			if mac, ok := answered[ip]; ok {
@@ -489,10 +489,9 @@ func (c *Controller) letGo(g *group) {
 	if len(g.waiting) > 0 && g.fenceOK() && !c.stopping {
 		c.seenMu.Lock()
 		for ip, w := range g.waiting {
-			if !g.stands(ip, map[netip.Addr]uint64{ip: w.mark}) || g.cleared[ip] || g.probing[ip] || !c.seen.letGo(ip, w.by) {
+			if !g.stands(ip, w.mark) || g.cleared[ip] || g.probing[ip] || !c.seen.letGo(ip, w.by) {
 				continue
 			}
-			delete(g.waiting, ip)
 			events = append(events, c.holdLocked(g, ip))
 			held++
 		}

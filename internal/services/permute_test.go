@@ -382,9 +382,8 @@ func (w *pWorld) event(n *pNode, ev string) {
 		}
 		for _, a := range r.want {
 			delete(n.waiting, a)
-			stands := n.vips[a] && (n.published[a] && n.removed[a] == r.marks[a] || w.mutate == "no-publish") && !n.cleared[a]
 			switch {
-			case !stands:
+			case !(n.stands(a, r.marks[a]) || w.mutate == "no-publish" && n.vips[a]) || n.cleared[a]:
 			case blocked[a] != "":
 				n.waiting[a] = pWait{by: by[a], mark: r.marks[a]}
 			default:
@@ -426,6 +425,12 @@ func (w *pWorld) event(n *pNode, ev string) {
 	}
 }
 
+// stands is group.stands: a is published and was not removed since the
+// check that saw its removal count mark.
+func (n *pNode) stands(a netip.Addr, mark int) bool {
+	return n.vips[a] && n.published[a] && n.removed[a] == mark
+}
+
 // hold is holdLocked: the address goes into the kernel until the fence.
 func (n *pNode) hold(a netip.Addr) {
 	n.cleared[a] = true
@@ -442,7 +447,7 @@ func (w *pWorld) claimOnWatch(n *pNode) {
 	}
 	for _, a := range slices.SortedFunc(maps.Keys(n.waiting), netip.Addr.Compare) {
 		wt := n.waiting[a]
-		if !n.vips[a] || !n.published[a] || n.removed[a] != wt.mark || n.cleared[a] {
+		if !n.stands(a, wt.mark) || n.cleared[a] {
 			continue
 		}
 		ok := n.seen.letGo(a, wt.by)
@@ -732,7 +737,7 @@ func TestPermuteSpreadJoin(t *testing.T) {
 	}
 	w.trace = nil
 	// The move fits in the budget: one of the schedules explored.
-	exploreAfter(t, w, []string{"deliver0", "write0", "commit0", "answer0", "write1", "commit1", "answer1", "read1", "use1"}, 1, 1)
+	exploreAfter(t, w, []string{"deliver0", "write0", "commit0", "answer0", "write1", "commit1", "answer1", "read1", "use1"}, 1, 1, 9)
 }
 
 // Node a holds both VIPs; node b starts behind a lagging watch: every
@@ -761,8 +766,8 @@ func TestPermuteSpreadLaggingWatch(t *testing.T) {
 
 // exploreAfter runs acts on a copy of w, which must end with a holding
 // na addresses and b nb (the schedule is one of those explored), then
-// explores every order of events (9 unless given) over 2 seconds from w.
-func exploreAfter(t *testing.T, w *pWorld, acts []string, na, nb int, events ...int) {
+// explores every order of the given number of events over 2 seconds from w.
+func exploreAfter(t *testing.T, w *pWorld, acts []string, na, nb, events int) {
 	t.Helper()
 	m := w.clone()
 	for _, act := range acts {
@@ -771,11 +776,7 @@ func exploreAfter(t *testing.T, w *pWorld, acts []string, na, nb int, events ...
 	if len(m.nodes[0].kernel) != na || len(m.nodes[1].kernel) != nb {
 		t.Fatalf("after %v a holds %v and b %v; want %d and %d", acts, m.nodes[0].kernel, m.nodes[1].kernel, na, nb)
 	}
-	budget := 9
-	if len(events) > 0 {
-		budget = events[0]
-	}
-	n, bad := explore(w, 2, -budget, false)
+	n, bad := explore(w, 2, -events, false)
 	if bad != "" {
 		t.Fatal(bad)
 	}
@@ -804,7 +805,7 @@ func stopWorld(t *testing.T, mutate string) *pWorld {
 // (a halts once b lists the VIP, b claims on its next read) is one of
 // the schedules explored, and ends with b holding both.
 func TestPermuteSpreadStop(t *testing.T) {
-	exploreAfter(t, stopWorld(t, ""), []string{"deliver1", "write1", "commit1", "answer1", "halt0", "write0", "commit0", "read1", "use1"}, 0, 2)
+	exploreAfter(t, stopWorld(t, ""), []string{"deliver1", "write1", "commit1", "answer1", "halt0", "write0", "commit0", "read1", "use1"}, 0, 2, 9)
 	// The test can fail: a stop that releases the heartbeat before its
 	// addresses leave the kernel puts one on two nodes; so does a claim on
 	// the watch that takes the stopping node's heartbeat for one that let go.

@@ -143,4 +143,12 @@ func TestLeaseViewLetGo(t *testing.T) {
 	if w.letGo(x, nil) {
 		t.Fatal("let go with no blocking Lease")
 	}
+	// Versions that do not compare (not integers) never let go: which one
+	// is newer cannot be told.
+	w = leaseView{}
+	_, _, by = w.claimed("me", []leaseVersion{v("ns/a", "v1", "a", x.String())}, []netip.Addr{x}, t0)
+	w.saw(v("ns/a", "v0", "a", ""), t0.Add(time.Second))
+	if w.letGo(x, by[x]) {
+		t.Fatal("let go on a version that does not compare")
+	}
 }
