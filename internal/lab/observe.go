@@ -250,3 +250,85 @@ func (r *Report) Summary(t time.Time) string {
 		len(r.Samples), len(r.Probes), r.MaxOwners(), r.TwoOwnerTime(), strings.Join(r.OwnerChanges(), "→"),
 		strings.Join(r.AnsweredBy(), "→"), r.Gap(t).Round(time.Millisecond))
 }
+
+// AddrEvent is a change of an address on a node's eth0 as its kernel
+// announced it (RTM_NEWADDR, also sent when a lifetime is refreshed;
+// RTM_DELADDR), stamped when the lab read it.
+type AddrEvent struct {
+	At    time.Time
+	Node  string
+	IP    netip.Addr
+	Added bool
+}
+
+// AddrWatch follows every node's eth0 addresses through netlink
+// notifications until Stop: exact times, where sampling (AllOwners) is only
+// as fine as its period and costs a core when run back to back.
+type AddrWatch struct {
+	done   chan struct{}
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	events []AddrEvent
+	errs   []error
+}
+
+// WatchAddrs starts an AddrWatch.
+func (l *Lab) WatchAddrs() (*AddrWatch, error) {
+	w := &AddrWatch{done: make(chan struct{})}
+	for _, n := range l.Nodes {
+		link, err := n.Netlink().LinkByName("eth0")
+		if err != nil {
+			close(w.done)
+			return nil, fmt.Errorf("%s: %w", n.Name, err)
+		}
+		idx, name := link.Attrs().Index, n.Name
+		ch := make(chan netlink.AddrUpdate, 4096)
+		err = netlink.AddrSubscribeWithOptions(ch, w.done, netlink.AddrSubscribeOptions{
+			Namespace: &n.ns, ReceiveBufferSize: 8 << 20, ReceiveBufferForceSize: true,
+			ErrorCallback: func(err error) {
+				select {
+				case <-w.done:
+					return // the socket closed by Stop
+				default:
+				}
+				w.mu.Lock()
+				w.errs = append(w.errs, fmt.Errorf("%s: %w", name, err))
+				w.mu.Unlock()
+			},
+		})
+		if err != nil {
+			close(w.done)
+			return nil, fmt.Errorf("%s: subscribing to address changes: %w", name, err)
+		}
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			for u := range ch {
+				at := time.Now()
+				ip, ok := netip.AddrFromSlice(u.LinkAddress.IP)
+				if !ok || u.LinkIndex != idx {
+					continue
+				}
+				w.mu.Lock()
+				w.events = append(w.events, AddrEvent{At: at, Node: name, IP: ip.Unmap(), Added: u.NewAddr})
+				w.mu.Unlock()
+			}
+		}()
+	}
+	return w, nil
+}
+
+// Stop ends the watch and returns its events in the order they were read,
+// and the first error a subscription reported (a lost notification: its
+// socket's buffer overflowed), if any.
+func (w *AddrWatch) Stop() ([]AddrEvent, error) {
+	close(w.done)
+	w.wg.Wait()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	sort.SliceStable(w.events, func(i, j int) bool { return w.events[i].At.Before(w.events[j].At) })
+	if len(w.errs) > 0 {
+		return w.events, w.errs[0]
+	}
+	return w.events, nil
+}

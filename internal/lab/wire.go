@@ -24,14 +24,8 @@ type Wire struct {
 	macs map[string]string // MAC → node name
 
 	mu      sync.Mutex
-	replies []wireReply
+	replies []Answer
 	done    chan struct{}
-}
-
-type wireReply struct {
-	at   time.Time
-	ip   netip.Addr
-	node string
 }
 
 // Wire opens an ARP socket on the client host's eth0. Close it when done.
@@ -95,7 +89,7 @@ func (w *Wire) read() {
 			node = "mac " + p.SenderHardwareAddr.String()
 		}
 		w.mu.Lock()
-		w.replies = append(w.replies, wireReply{at: time.Now(), ip: p.SenderIP, node: node})
+		w.replies = append(w.replies, Answer{At: time.Now(), IP: p.SenderIP, Node: node})
 		w.mu.Unlock()
 	}
 }
@@ -105,35 +99,54 @@ func (w *Wire) read() {
 // reply that comes later than window is counted in the next Ask, so keep
 // window well above the segment's reply time.
 func (w *Wire) Ask(addrs []netip.Addr, window time.Duration) (map[netip.Addr][]string, error) {
-	w.mu.Lock()
-	w.replies = w.replies[:0] // late answers to an earlier Ask
-	w.mu.Unlock()
-	for i, ip := range addrs {
-		if err := w.c.Request(ip); err != nil {
-			return nil, fmt.Errorf("ARP request for %s: %w", ip, err)
-		}
-		if i%64 == 63 {
-			time.Sleep(time.Millisecond) // no burst of thousands on the segment
-		}
+	w.Take() // late answers to an earlier Ask
+	if err := w.Send(addrs); err != nil {
+		return nil, err
 	}
 	time.Sleep(window)
-	w.mu.Lock()
-	got := w.replies
-	w.replies = nil
-	w.mu.Unlock()
 	out := make(map[netip.Addr][]string, len(addrs))
 	for _, ip := range addrs {
 		out[ip] = nil
 	}
-	for _, r := range got {
-		if nodes, ok := out[r.ip]; ok && !slices.Contains(nodes, r.node) {
-			out[r.ip] = append(nodes, r.node)
+	for _, r := range w.Take() {
+		if nodes, ok := out[r.IP]; ok && !slices.Contains(nodes, r.Node) {
+			out[r.IP] = append(nodes, r.Node)
 		}
 	}
 	for ip := range out {
 		slices.Sort(out[ip])
 	}
 	return out, nil
+}
+
+// Send sends one ARP request for each address; Take returns the answers.
+func (w *Wire) Send(addrs []netip.Addr) error {
+	for i, ip := range addrs {
+		if err := w.c.Request(ip); err != nil {
+			return fmt.Errorf("ARP request for %s: %w", ip, err)
+		}
+		if i%64 == 63 {
+			time.Sleep(time.Millisecond) // no burst of thousands on the segment
+		}
+	}
+	return nil
+}
+
+// Answer is an ARP reply the client read: who answered for IP, and when.
+type Answer struct {
+	At   time.Time
+	IP   netip.Addr
+	Node string
+}
+
+// Take returns the answers read since the last Take (or Ask), oldest
+// first.
+func (w *Wire) Take() []Answer {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := w.replies
+	w.replies = nil
+	return out
 }
 
 // Close closes the socket.
