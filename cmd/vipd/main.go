@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -469,6 +470,12 @@ func restConfig(path string, localPort int) (*rest.Config, string, error) {
 	}
 	rc.UserAgent = "vipd/" + version
 	rc.QPS, rc.Burst = 20, 40
+	// Protobuf, as Kubernetes' own components talk to the API server:
+	// every node decodes every Service, EndpointSlice and Lease change it
+	// watches, and JSON costs several times the CPU to encode and decode
+	// (vipd reads and writes only built-in types).
+	rc.ContentType = runtime.ContentTypeProtobuf
+	rc.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
 	host := rc.Host
 	if u, err := url.Parse(rc.Host); err == nil && u.Host != "" {
 		host = u.Host
