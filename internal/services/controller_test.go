@@ -50,7 +50,10 @@ func run(t *testing.T, o Options) (c *Controller, stop func()) {
 	t.Helper()
 	o.Sender, o.Interface, o.LeaseNamespace, o.LeaseName = sender{}, "eth0", "kube-system", "plndr-svcs-lock"
 	o.LeaseDuration, o.RenewDeadline, o.RetryPeriod = 4*time.Second, 2*time.Second, 500*time.Millisecond
-	o.AnnouncePeriod, o.Logger = time.Second, slog.New(slog.DiscardHandler)
+	o.AnnouncePeriod = time.Second
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
 	c, err := New(o)
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package services
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 
 	"github.com/vipd/vipd/internal/vip/viptest"
@@ -125,5 +127,72 @@ func TestWritesFollowTheAddress(t *testing.T) {
 	}
 	if ip := perSvc["default/own"]; len(ip) == 2 && (len(ip[1].ingress) != 1 || netip.MustParseAddr(ip[1].ingress[0]) != netip.MustParseAddr("198.51.100.120")) {
 		t.Errorf("default/own: status %v, want its own address", ip[1].ingress)
+	}
+}
+
+// passMarks is a log handler that marks the end of every pass in a
+// recorder's log of writes.
+type passMarks struct{ r *recorder }
+
+func (h passMarks) Enabled(context.Context, slog.Level) bool { return true }
+func (h passMarks) Handle(_ context.Context, rec slog.Record) error {
+	if rec.Message == "pass" {
+		h.r.mu.Lock()
+		h.r.log = append(h.r.log, written{key: "(pass)"})
+		h.r.mu.Unlock()
+	}
+	return nil
+}
+func (h passMarks) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h passMarks) WithGroup(string) slog.Handler      { return h }
+
+// TestPassWritesAreBounded: 12 Services to write (owner, then status) with
+// one writer: no pass writes more than passWrites of them, the next pass
+// does the rest, and each Service still gets one owner write then one
+// status write.
+func TestPassWritesAreBounded(t *testing.T) {
+	var objs []runtime.Object
+	for i := range 12 {
+		objs = append(objs, lb("default", fmt.Sprintf("s%d", i), i, annotate(AnnotationIPs, fmt.Sprintf("198.51.100.%d", 120+i))))
+	}
+	api, client := newCluster(objs...)
+	k := viptest.New(nil)
+	rec := &recorder{next: ClientWriter{Client: api.client(0)}, k: k}
+	_, stop := run(t, Options{Client: api.client(0), Kernel: k, NodeName: "n1", Writer: rec, Writers: 1, Logger: slog.New(passMarks{rec})})
+	waitFor(t, "every Service announced", func() error {
+		list, err := client.CoreV1().Services("default").List(context.Background(), metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		for _, svc := range list.Items {
+			if len(svc.Status.LoadBalancer.Ingress) != 1 || svc.Annotations[AnnotationHost] != "n1" {
+				return fmt.Errorf("%s: status %v, owner %q", svc.Name, svc.Status.LoadBalancer.Ingress, svc.Annotations[AnnotationHost])
+			}
+		}
+		return nil
+	})
+	time.Sleep(time.Second) // any write that would follow
+	stop()
+	inPass, most := map[string]bool{}, 0
+	perSvc := map[string][]string{}
+	for _, w := range rec.writes() {
+		if w.key == "(pass)" {
+			inPass = map[string]bool{}
+			continue
+		}
+		inPass[w.key] = true
+		most = max(most, len(inPass))
+		perSvc[w.key] = append(perSvc[w.key], map[bool]string{false: "update", true: "status"}[w.status])
+	}
+	if most > passWrites {
+		t.Errorf("a pass wrote %d Services, want at most %d (passWrites × Writers)", most, passWrites)
+	}
+	if len(perSvc) != 12 {
+		t.Errorf("%d Services written, want 12", len(perSvc))
+	}
+	for k, kinds := range perSvc {
+		if strings.Join(kinds, ",") != "update,status" {
+			t.Errorf("%s: writes %v, want one update (owner) then one status", k, kinds)
+		}
 	}
 }
