@@ -698,7 +698,7 @@ func spreadMoves(ctx context.Context, b *testing.B, l *lab.Lab, w *lab.Wire, sc 
 		note("SIGTERM of %s at %s", victim.Name, start.UTC().Format("15:04:05.000"))
 	}
 	note("spread, N=%d: on the wire (ARP for %s's %d VIPs from the client every ~%s): longest time from its last answer for one to another node's first %s, all answered by others %s after SIGTERM; %d never seen moved",
-		n, victim.Name, len(mine), seen.round.Round(time.Millisecond), seen.gap.Round(time.Millisecond), seen.drain.Round(time.Millisecond), seen.missing)
+		n, victim.Name, len(mine), seen.round.Round(time.Millisecond), seen.gap.Round(time.Millisecond), seen.moved.Sub(start).Round(time.Millisecond), seen.missing)
 	after := owner()
 	restart := time.Now()
 	runOn(b, l, sc, procs, victim)
@@ -775,15 +775,16 @@ const moveAskEvery = 20 * time.Millisecond
 
 // wireMove is what the client saw of a planned move on the wire.
 type wireMove struct {
-	drain, gap, round time.Duration
-	missing           int
+	gap, round time.Duration
+	moved      time.Time // when the last VIP was first answered by another node
+	missing    int
 }
 
 // watchMove asks ARP for addrs from the client every moveAskEvery until
-// every one is answered by a node other than victim (or limit passes).
-// Over the answers as the client read them, it returns the longest time
-// from victim's last answer for one to another node's first, and when the
-// last was first answered by another (from start): what a client that
+// every one is answered by a node other than victim (or limit after
+// start passes). Over the answers as the client read them, it returns the
+// longest time from victim's last answer for one to another node's first,
+// and when the last was first answered by another: what a client that
 // keeps asking sees, to within a round.
 func watchMove(w *lab.Wire, addrs []netip.Addr, victim string, start time.Time, limit time.Duration) wireMove {
 	lastVictim, firstOther := map[netip.Addr]time.Time{}, map[netip.Addr]time.Time{}
@@ -822,7 +823,9 @@ func watchMove(w *lab.Wire, addrs []netip.Addr, victim string, start time.Time, 
 			r.missing++
 			continue
 		}
-		r.drain = max(r.drain, t.Sub(start))
+		if t.After(r.moved) {
+			r.moved = t
+		}
 		if v, ok := lastVictim[ip]; ok {
 			r.gap = max(r.gap, t.Sub(v))
 		}
