@@ -139,8 +139,11 @@ type Controller struct {
 
 	runCtx context.Context
 
-	excludeGate *excludeGate // single-holder mode: ExcludeLabel keeps this node out
-	allocGate   *allocGate   // spread mode: the Services Lease only while allocating
+	excludeGate *excludeGate  // single-holder mode: ExcludeLabel keeps this node out
+	allocGate   *allocGate    // spread mode: the Services Lease only while allocating
+	passTurn    int           // where the next pass with too many writes starts (pass only)
+	failed      atomic.Uint64 // writes that failed (retry)
+	retrying    atomic.Bool   // a pass is due a second after a failed write
 	// sp is spread mode (nil: one Services Lease holder owns every Cluster VIP).
 	sp *spread
 
@@ -586,8 +589,20 @@ func (c *Controller) pass(ctx context.Context) {
 		// claiming until they were done (in spread mode at 10 nodes, the
 		// allocator of 1000 Services spent 21 s in one pass, and the VIPs
 		// the other nodes placed on it were on no node until it ended).
-		writes = writes[:n]
-		defer c.poke()
+		// Each pass starts where the last one stopped, so that writes
+		// that keep failing (a webhook that rejects them) never hold up
+		// the others.
+		// A write that fails asks for a pass a second later (retry);
+		// going on at once then would only spin on it.
+		start := c.passTurn % len(writes)
+		c.passTurn += n
+		writes = slices.Concat(writes[start:], writes[:start])[:n]
+		failed := c.failed.Load()
+		defer func() {
+			if c.failed.Load() == failed {
+				c.poke()
+			}
+		}()
 	}
 	c.run(writes)
 }

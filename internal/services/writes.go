@@ -241,15 +241,23 @@ func joinAddrs(ips []netip.Addr) string {
 // retry logs a failed write and makes another pass soon; a conflict only
 // means the cache was behind, and the next pass sees the newer object.
 func (c *Controller) retry(what, svc string, err error) {
+	c.failed.Add(1)
 	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
 		c.log.Debug(what+": object changed meanwhile, trying again", "service", svc, "err", err)
 	} else {
 		c.log.Warn(what+" failed, trying again", "service", svc, "err", err)
 	}
-	go func() {
-		<-c.o.Clock.After(time.Second)
-		c.poke()
-	}()
+	// One pass a second later for all the writes that failed meanwhile:
+	// a timer per failed write made a pass each, and passes that write
+	// again fail again (six writes an admission webhook refused: a dozen
+	// passes a second).
+	if c.retrying.CompareAndSwap(false, true) {
+		go func() {
+			<-c.o.Clock.After(time.Second)
+			c.retrying.Store(false)
+			c.poke()
+		}()
+	}
 }
 
 // forget drops what is remembered about Services that no longer exist.

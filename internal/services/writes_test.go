@@ -196,3 +196,61 @@ func TestPassWritesAreBounded(t *testing.T) {
 		}
 	}
 }
+
+// refusing is a Writer that refuses every write of some Services, as an
+// admission webhook might.
+type refusing struct {
+	next Writer
+	keys map[string]bool
+}
+
+func (r refusing) Update(ctx context.Context, s *corev1.Service) (*corev1.Service, error) {
+	if r.keys[key(s)] {
+		return nil, fmt.Errorf("admission webhook denied the request")
+	}
+	return r.next.Update(ctx, s)
+}
+
+func (r refusing) UpdateStatus(ctx context.Context, s *corev1.Service) (*corev1.Service, error) {
+	if r.keys[key(s)] {
+		return nil, fmt.Errorf("admission webhook denied the request")
+	}
+	return r.next.UpdateStatus(ctx, s)
+}
+
+// TestRefusedWritesHoldUpNoOthers: with one writer (passWrites Services a
+// pass), the writes of the first six Services are always refused; the six
+// after them are still written, and the refused ones are not tried in a
+// loop.
+func TestRefusedWritesHoldUpNoOthers(t *testing.T) {
+	var objs []runtime.Object
+	refused := map[string]bool{}
+	for i := range 12 {
+		objs = append(objs, lb("default", fmt.Sprintf("s%02d", i), i, annotate(AnnotationIPs, fmt.Sprintf("198.51.100.%d", 120+i))))
+		if i < 6 {
+			refused[fmt.Sprintf("default/s%02d", i)] = true
+		}
+	}
+	api, client := newCluster(objs...)
+	passes := &recorder{}
+	_, _ = run(t, Options{Client: api.client(0), Kernel: viptest.New(nil), NodeName: "n1", Writers: 1, Logger: slog.New(passMarks{passes}),
+		Writer: refusing{next: ClientWriter{Client: api.client(0)}, keys: refused}})
+	waitFor(t, "the Services whose writes are not refused announced", func() error {
+		for i := 6; i < 12; i++ {
+			svc, err := client.CoreV1().Services("default").Get(context.Background(), fmt.Sprintf("s%02d", i), metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if len(svc.Status.LoadBalancer.Ingress) != 1 || svc.Annotations[AnnotationHost] != "n1" {
+				return fmt.Errorf("%s: status %v, owner %q", svc.Name, svc.Status.LoadBalancer.Ingress, svc.Annotations[AnnotationHost])
+			}
+		}
+		return nil
+	})
+	// The refused writes are tried again every second, not in a loop.
+	before := len(passes.writes())
+	time.Sleep(2 * time.Second)
+	if n := len(passes.writes()) - before; n > 8 {
+		t.Errorf("%d passes in 2 s with only refused writes left, want a few (one a second)", n)
+	}
+}
