@@ -740,9 +740,13 @@ func spreadMoves(ctx context.Context, b *testing.B, l *lab.Lab, w *lab.Wire, sc 
 // kernelMove reads the address notifications of a planned move: for each
 // of addrs, when victim's kernel removed it and another node's added it.
 // It returns the time from start until the last was added elsewhere, and
-// the longest time one was on no node. An addition before the removal is
-// an address on two nodes: it fails the run.
+// the longest time one was on no node. Each node's notifications are read
+// by a thread of its own, and on a saturated machine one may read a burst
+// late: an addition read less than readLag before the removal counts as no
+// gap (and is noted); one read earlier than that fails the run, as an
+// address on two nodes.
 func kernelMove(b *testing.B, events []lab.AddrEvent, addrs []netip.Addr, victim string, start time.Time) (drain, gap time.Duration) {
+	const readLag = 20 * time.Millisecond
 	removed, added := map[netip.Addr]lab.AddrEvent{}, map[netip.Addr]lab.AddrEvent{}
 	for _, e := range events {
 		_, r := removed[e.IP]
@@ -754,6 +758,7 @@ func kernelMove(b *testing.B, events []lab.AddrEvent, addrs []netip.Addr, victim
 			added[e.IP] = e
 		}
 	}
+	inverted, most, which := 0, time.Duration(0), []string(nil)
 	for _, ip := range addrs {
 		r, rok := removed[ip]
 		a, aok := added[ip]
@@ -762,10 +767,17 @@ func kernelMove(b *testing.B, events []lab.AddrEvent, addrs []netip.Addr, victim
 			b.Fatalf("%s: no other node added it after %s's SIGTERM (the kernels' notifications)", ip, victim)
 		case !rok:
 			b.Fatalf("%s: added on %s at +%s, but %s's kernel never said it removed it", ip, a.Node, a.At.Sub(start), victim)
+		case r.At.Sub(a.At) > readLag:
+			b.Fatalf("%s on two nodes: added on %s at +%s, removed from %s at +%s (as read)", ip, a.Node, a.At.Sub(start), victim, r.At.Sub(start))
 		case a.At.Before(r.At):
-			b.Fatalf("%s on two nodes: added on %s at +%s, removed from %s at +%s", ip, a.Node, a.At.Sub(start), victim, r.At.Sub(start))
+			inverted, most = inverted+1, max(most, r.At.Sub(a.At))
+			which = append(which, fmt.Sprintf("%s (to %s, %s)", ip, a.Node, r.At.Sub(a.At).Round(100*time.Microsecond)))
 		}
 		drain, gap = max(drain, a.At.Sub(start)), max(gap, a.At.Sub(r.At))
+	}
+	if inverted > 0 {
+		note("%d of %s's VIPs: the new owner's addition read up to %s before %s's removal (each node's notifications read by a thread of its own; within %s, counted as no gap): %s",
+			inverted, victim, most.Round(100*time.Microsecond), victim, readLag, strings.Join(which[:min(5, len(which))], ", "))
 	}
 	return drain, gap
 }
