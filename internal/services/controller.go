@@ -591,9 +591,8 @@ func (c *Controller) pass(ctx context.Context) {
 		// the other nodes placed on it were on no node until it ended).
 		// Each pass starts where the last one stopped, so that writes
 		// that keep failing (a webhook that rejects them) never hold up
-		// the others.
-		// A write that fails asks for a pass a second later (retry);
-		// going on at once then would only spin on it.
+		// the others; and after a pass in which a write failed, the next
+		// comes a second later (retry), not at once: it would only spin.
 		start := c.passTurn % len(writes)
 		c.passTurn += n
 		writes = slices.Concat(writes[start:], writes[:start])[:n]
