@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -130,21 +131,18 @@ func TestWritesFollowTheAddress(t *testing.T) {
 	}
 }
 
-// passMarks is a log handler that marks the end of every pass in a
-// recorder's log of writes.
-type passMarks struct{ r *recorder }
+// passEnds is a log handler that calls itself at the end of every pass.
+type passEnds func()
 
-func (h passMarks) Enabled(context.Context, slog.Level) bool { return true }
-func (h passMarks) Handle(_ context.Context, rec slog.Record) error {
+func (h passEnds) Enabled(context.Context, slog.Level) bool { return true }
+func (h passEnds) Handle(_ context.Context, rec slog.Record) error {
 	if rec.Message == "pass" {
-		h.r.mu.Lock()
-		h.r.log = append(h.r.log, written{key: "(pass)"})
-		h.r.mu.Unlock()
+		h()
 	}
 	return nil
 }
-func (h passMarks) WithAttrs([]slog.Attr) slog.Handler { return h }
-func (h passMarks) WithGroup(string) slog.Handler      { return h }
+func (h passEnds) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h passEnds) WithGroup(string) slog.Handler      { return h }
 
 // TestPassWritesAreBounded: 12 Services to write (owner, then status) with
 // one writer: no pass writes more than passWrites of them, the next pass
@@ -158,7 +156,12 @@ func TestPassWritesAreBounded(t *testing.T) {
 	api, client := newCluster(objs...)
 	k := viptest.New(nil)
 	rec := &recorder{next: ClientWriter{Client: api.client(0)}, k: k}
-	_, stop := run(t, Options{Client: api.client(0), Kernel: k, NodeName: "n1", Writer: rec, Writers: 1, Logger: slog.New(passMarks{rec})})
+	mark := func() { // in the log of writes, where each pass ended
+		rec.mu.Lock()
+		rec.log = append(rec.log, written{key: "(pass)"})
+		rec.mu.Unlock()
+	}
+	_, stop := run(t, Options{Client: api.client(0), Kernel: k, NodeName: "n1", Writer: rec, Writers: 1, Logger: slog.New(passEnds(mark))})
 	waitFor(t, "every Service announced", func() error {
 		list, err := client.CoreV1().Services("default").List(context.Background(), metav1.ListOptions{})
 		if err != nil {
@@ -232,8 +235,8 @@ func TestRefusedWritesHoldUpNoOthers(t *testing.T) {
 		}
 	}
 	api, client := newCluster(objs...)
-	passes := &recorder{}
-	_, _ = run(t, Options{Client: api.client(0), Kernel: viptest.New(nil), NodeName: "n1", Writers: 1, Logger: slog.New(passMarks{passes}),
+	var passes atomic.Int64
+	_, _ = run(t, Options{Client: api.client(0), Kernel: viptest.New(nil), NodeName: "n1", Writers: 1, Logger: slog.New(passEnds(func() { passes.Add(1) })),
 		Writer: refusing{next: ClientWriter{Client: api.client(0)}, keys: refused}})
 	waitFor(t, "the Services whose writes are not refused announced", func() error {
 		for i := 6; i < 12; i++ {
@@ -248,9 +251,9 @@ func TestRefusedWritesHoldUpNoOthers(t *testing.T) {
 		return nil
 	})
 	// The refused writes are tried again every second, not in a loop.
-	before := len(passes.writes())
+	before := passes.Load()
 	time.Sleep(2 * time.Second)
-	if n := len(passes.writes()) - before; n > 8 {
+	if n := passes.Load() - before; n > 8 {
 		t.Errorf("%d passes in 2 s with only refused writes left, want a few (one a second)", n)
 	}
 }
