@@ -28,6 +28,11 @@ type apiServer struct {
 	tracker k8stesting.ObjectTracker
 }
 
+// The tracker's watchers drop nothing: one that falls DefaultChanSize events
+// behind panics ("channel full"), which a burst of 1000 status writes on a
+// busy machine did. A real API server buffers far more.
+func init() { watch.DefaultChanSize = 1 << 16 }
+
 func newAPIServer(objs ...runtime.Object) *apiServer {
 	s := &apiServer{tracker: k8stesting.NewObjectTracker(scheme.Scheme, scheme.Codecs.UniversalDecoder())}
 	for _, o := range objs {
