@@ -142,6 +142,7 @@ type Controller struct {
 	excludeGate *excludeGate  // single-holder mode: ExcludeLabel keeps this node out
 	allocGate   *allocGate    // spread mode: the Services Lease only while allocating
 	passTurn    int           // where the next pass with too many writes starts (pass only)
+	memo        planMemo      // the last plan
 	failed      atomic.Uint64 // writes that failed (retry)
 	retrying    atomic.Bool   // a pass is due a second after a failed write
 	// sp is spread mode (nil: one Services Lease holder owns every Cluster VIP).
@@ -407,10 +408,12 @@ func (c *Controller) startInformers(ctx context.Context) {
 		opts = append(opts, informers.WithNamespace(c.o.Namespace))
 	}
 	f := informers.NewSharedInformerFactoryWithOptions(c.o.Client, 0, opts...)
+	// Every input of the plan but the Leases (memo.gen).
+	changed := func() { c.memo.gen.Add(1); c.nudge() }
 	kick := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { c.nudge() },
-		UpdateFunc: func(any, any) { c.nudge() },
-		DeleteFunc: func(any) { c.nudge() },
+		AddFunc:    func(any) { changed() },
+		UpdateFunc: func(any, any) { changed() },
+		DeleteFunc: func(any) { changed() },
 	}
 	si := f.Core().V1().Services()
 	_, _ = si.Informer().AddEventHandler(kick)
@@ -500,6 +503,7 @@ type want struct {
 func (c *Controller) pass(ctx context.Context) {
 	start := c.o.Clock.Now()
 	defer func() { c.log.Debug("pass", "took", c.o.Clock.Since(start)) }()
+	gen := c.memo.gen.Load() // before listing: see planMemo
 	all, err := c.svcLister.List(labels.Everything())
 	if err != nil {
 		c.log.Error("listing Services from the cache", "err", err)
@@ -533,13 +537,13 @@ func (c *Controller) pass(ctx context.Context) {
 	// In spread mode every node peeks at the allocations, so that it knows
 	// whether there is work for the allocator (allocGate); only the
 	// holder of the Services Lease plans and writes them all.
-	plan := Plan(Input{Services: ours, Pools: pools, PoolsOnly: c.o.PoolsOnly, Reserved: c.reserved(), Others: others, Subnets: subnets, Allocate: leading, Peek: c.sp != nil, Unconfirmed: c.confirm(ours)})
+	plan := c.memo.get(gen, Input{Services: ours, Pools: pools, PoolsOnly: c.o.PoolsOnly, Reserved: c.reserved(), Others: others, Subnets: subnets, Allocate: leading, Peek: c.sp != nil, Unconfirmed: c.confirm(ours)})
 	desired := map[netip.Addr]want{}
 	// Asked of the kernel only when some Service has an IPv6 address.
 	ipv6 := sync.OnceValue(c.o.HasIPv6)
 	var placed map[netip.Addr]*Entry
 	if c.sp != nil {
-		placed = c.sp.place(ctx, plan, reports)
+		placed = c.sp.place(ctx, reports)
 	}
 	for _, e := range plan {
 		if e.Problem != nil || len(e.Allocated) > 0 {

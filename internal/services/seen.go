@@ -2,7 +2,6 @@ package services
 
 import (
 	"net/netip"
-	"slices"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/resourceversion"
@@ -23,6 +22,7 @@ type seenLease struct {
 	at     time.Time
 	holder string
 	holds  string
+	listed map[netip.Addr]bool // holds parsed
 	dur    time.Duration
 	gone   time.Time // when a read first missed it (deleted)
 	// older are versions of the Lease seen before this one, the newest
@@ -72,7 +72,10 @@ func (w leaseView) saw(v leaseVersion, now time.Time) seenLease {
 			}
 		}
 	}
-	n := seenLease{rv: v.rv, at: now, holder: v.holder, holds: v.holds, dur: v.dur}
+	n := seenLease{rv: v.rv, at: now, holder: v.holder, holds: v.holds, dur: v.dur, listed: map[netip.Addr]bool{}}
+	for _, ip := range listedIn(v.holds) {
+		n.listed[ip] = true
+	}
 	if ok {
 		n.older = append(append(n.older, s.older...), s.rv)
 		if len(n.older) > olderKept {
@@ -103,7 +106,7 @@ func (w leaseView) claimed(me string, list []leaseVersion, want []netip.Addr, no
 	}
 	out, listed, by = map[netip.Addr]string{}, map[netip.Addr]bool{}, map[netip.Addr]map[string]string{}
 	note := func(k string, s seenLease, block bool) {
-		for _, ip := range listedIn(s.holds) {
+		for ip := range s.listed {
 			if wanted[ip] {
 				listed[ip] = true
 				if block {
@@ -163,7 +166,7 @@ func (w leaseView) letGo(ip netip.Addr, by map[string]string) bool {
 		if c, err := resourceversion.CompareResourceVersion(s.rv, rv); err != nil || c <= 0 {
 			return false
 		}
-		if s.holder != "" && slices.Contains(listedIn(s.holds), ip) {
+		if s.holder != "" && s.listed[ip] {
 			return false
 		}
 	}

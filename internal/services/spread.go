@@ -70,6 +70,8 @@ type beat struct {
 	ready  bool
 	dur    time.Duration
 	holds  string
+	// listed is holds parsed (by observe: once per version, not per pass).
+	listed []netip.Addr
 	// deleting: marked for deletion, with HeartbeatFinalizer.
 	deleting bool
 	// held is how long its node has held it without a break (renewTime -
@@ -271,7 +273,7 @@ func (v beatView) observe(name string, b beat, gone bool, now time.Time) (change
 	if ok && prev.rv == b.rv {
 		return false, false
 	}
-	b.at = now
+	b.at, b.listed = now, listedIn(b.holds)
 	v[name] = b
 	// Expired as this node saw it: a renewal brings it back to life.
 	expired := ok && now.Sub(prev.at) >= prev.dur
@@ -343,7 +345,7 @@ func (v beatView) holders(self string, now time.Time) map[netip.Addr]string {
 		if !strings.HasPrefix(k, HeartbeatPrefix) || b.holder == "" || b.rv == "deleted" || now.Sub(b.at) >= b.dur && b.holder != self {
 			continue
 		}
-		for _, ip := range listedIn(b.holds) {
+		for _, ip := range b.listed {
 			if out[ip] == "" {
 				out[ip] = b.holder
 			}
@@ -360,7 +362,7 @@ func (v beatView) listedByOthers(self string, now time.Time) map[netip.Addr]bool
 		if !strings.HasPrefix(k, HeartbeatPrefix) || b.holder == "" || b.holder == self || b.rv == "deleted" || now.Sub(b.at) >= b.dur {
 			continue
 		}
-		for _, ip := range listedIn(b.holds) {
+		for _, ip := range b.listed {
 			out[ip] = true
 		}
 	}
@@ -644,22 +646,23 @@ func (s *spread) legacy() map[netip.Addr]bool {
 		return nil
 	}
 	out := map[netip.Addr]bool{}
-	for _, ip := range listedIn(b.holds) {
+	for _, ip := range b.listed {
 		out[ip] = true
 	}
 	return out
 }
 
-// place returns the addresses placed on this node, and posts a Warning
-// (if this node reports, once) for Services no eligible node can hold.
-func (s *spread) place(ctx context.Context, plan []*Entry, reports bool) map[netip.Addr]*Entry {
+// place returns the addresses of the last plan (planMemo) placed on this
+// node, and posts a Warning (if this node reports, once) for Services no
+// eligible node can hold.
+func (s *spread) place(ctx context.Context, reports bool) map[netip.Addr]*Entry {
 	c := s.c
 	nodes, next := s.nodes()
 	if seen := strings.Join(nodes, ","); seen != s.lastNodes {
 		c.log.Info("spread mode: the live, eligible nodes changed", "nodes", seen, "before", s.lastNodes)
 		s.lastNodes = seen
 	}
-	us, by := units(plan, c.endpointNodes)
+	us, by := c.memo.grouped(c.endpointNodes)
 	s.mu.Lock()
 	s.units = slices.Clone(us)
 	where := s.beats.place(us, nodes, c.o.NodeName, c.o.Clock.Now())

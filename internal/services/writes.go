@@ -154,7 +154,7 @@ func (c *Controller) ownerWrites(ctx context.Context, plan []*Entry) []func() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, e := range plan {
-		if e.Problem != nil || len(e.Allocated) > 0 || len(e.Addrs) == 0 || c.behind(e.Svc) {
+		if e.Problem != nil || len(e.Allocated) > 0 || len(e.Addrs) == 0 {
 			continue
 		}
 		all := true
@@ -164,7 +164,8 @@ func (c *Controller) ownerWrites(ctx context.Context, plan []*Entry) []func() {
 				break
 			}
 		}
-		if !all || (e.Svc.Annotations[AnnotationHost] == c.o.NodeName && sameIngress(e.Svc, e.Addrs)) {
+		// (behind last: of 1000 Services at 10 nodes, a node holds 100.)
+		if !all || (e.Svc.Annotations[AnnotationHost] == c.o.NodeName && sameIngress(e.Svc, e.Addrs)) || c.behind(e.Svc) {
 			continue
 		}
 		e := e
@@ -319,12 +320,13 @@ func (c *Controller) wrote(k, rv string) {
 // behind reports whether the cache still shows a version of svc that a
 // write of ours already replaced.
 func (c *Controller) behind(svc *corev1.Service) bool {
+	k := key(svc)
 	c.basedMu.Lock()
 	defer c.basedMu.Unlock()
-	if c.based[key(svc)][svc.ResourceVersion] {
+	if c.based[k][svc.ResourceVersion] {
 		return true
 	}
-	delete(c.based, key(svc))
+	delete(c.based, k)
 	return false
 }
 
