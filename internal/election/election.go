@@ -34,6 +34,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -172,6 +173,9 @@ type Elector struct {
 	log    *slog.Logger
 	synced atomic.Bool
 	renew  chan struct{}
+	// renews counts Renew calls: a write whose annotations were made after
+	// the nth call covers the first n (result.covers).
+	renews atomic.Uint64
 	// token tells this process's writes from another's under the same
 	// identity (InstanceAnnotation).
 	token  string
@@ -182,6 +186,7 @@ type Elector struct {
 // so that what Annotations returns reaches the Lease at once (a new VIP
 // is published before it is added). It never blocks; a follower ignores it.
 func (e *Elector) Renew() {
+	e.renews.Add(1)
 	select {
 	case e.renew <- struct{}{}:
 	default:
@@ -263,6 +268,9 @@ type result struct {
 	start   time.Time // monotonic start of the call
 	epoch   uint64    // the loop's epoch when the write started
 	offer   bool      // the answer to an offer
+	// covers: Elector.renews before the write made its annotations; the
+	// renewals asked for until then are in it.
+	covers uint64
 }
 
 // driver is what the loop needs from the outside world: the API calls and
@@ -293,7 +301,9 @@ type state struct {
 	known      bool      // observed is meaningful (a list, watch or write answered)
 	sawHolder  bool      // some version seen named a holder (no cold start)
 	inflight   bool
-	again      bool // a renewal was asked for while a write was in flight
+	again      bool   // a renewal was asked for while a write was in flight
+	againAt    uint64 // with again: the requests the next write must cover (renewCovering)
+	covered    uint64 // result.covers of the last successful write
 	// epoch counts releases. A write started before the latest release
 	// carries an older epoch, and its answer is ignored: it must not make
 	// this node holder again after it gave the Lease away.
@@ -419,13 +429,32 @@ func (l *loop) onTry() {
 	}
 }
 
-// onRenew is a request to renew now (Elector.Renew).
-func (l *loop) onRenew() {
+// onRenew renews now (or once the write in flight answered), for the
+// loop's own reasons.
+func (l *loop) onRenew() { l.renewCovering(math.MaxUint64) }
+
+// onAsked is Elector.Renew's request.
+func (l *loop) onAsked() {
+	n := l.e.renews.Load()
+	if !l.s.inflight && n <= l.s.covered {
+		// Asked for while the last write was in flight, after it made its
+		// annotations: it wrote what was asked for. (A burst of changes,
+		// such as a pass that places twelve addresses, asks once per change;
+		// a second write of the same annotations cost every node a watch
+		// event and the claimant another quorum read, in a planned move.)
+		return
+	}
+	l.renewCovering(n)
+}
+
+// renewCovering renews now, or after the write in flight unless that one
+// covers the first n requests (result.covers).
+func (l *loop) renewCovering(n uint64) {
 	if !l.s.leading {
 		return
 	}
 	if l.s.inflight {
-		l.s.again = true
+		l.s.again, l.s.againAt = true, max(l.s.againAt, n)
 		return
 	}
 	l.onTry()
@@ -564,14 +593,15 @@ func (l *loop) onResult(r result) {
 			e.o.Recorder.Transition()
 			e.log.Info("acquired Lease", "identity", e.o.Identity)
 		}
-		s.deadline = deadline
+		s.deadline, s.covered = deadline, max(s.covered, r.covers)
 		e.o.Guard.Hold(deadline)
 		l.d.fence(deadline.Sub(l.d.now()))
 		if l.handOver() {
 			return
 		}
-		if s.again {
-			s.again = false
+		again := s.again && r.covers < s.againAt
+		s.again, s.againAt = false, 0
+		if again {
 			l.d.try(0)
 			return
 		}
@@ -664,7 +694,7 @@ func (e *Elector) Run(ctx context.Context) error {
 		case <-gateChanged:
 			l.onGate()
 		case <-e.renew:
-			l.onRenew()
+			l.onAsked()
 		case <-standbyChanged:
 			l.onStandby()
 		case o := <-obsCh:
@@ -708,9 +738,10 @@ func (d *runDriver) write(r request) {
 			d.res <- result{lease: l, err: err, start: r.start, epoch: r.epoch, offer: true}
 			return
 		}
+		covers := d.e.renews.Load() // before attempt makes the annotations
 		l, created, wrote, err := d.e.attempt(ctx, r)
 		d.e.log.Debug("lease write", "wrote", wrote, "err", err, "took", d.now().Sub(r.start))
-		d.res <- result{lease: l, wrote: wrote, created: created, err: err, start: r.start, epoch: r.epoch}
+		d.res <- result{lease: l, wrote: wrote, created: created, err: err, start: r.start, epoch: r.epoch, covers: covers}
 	}()
 }
 

@@ -95,6 +95,7 @@ func (st *store) apply(n *node, r request) result {
 	}
 	res.created = st.lease == nil
 	st.rv++
+	res.covers = n.l.e.renews.Load() // as runDriver.write: before the annotations
 	l := n.l.e.written(base, r.acquire, n.clk.Now())
 	l.ResourceVersion = strconv.Itoa(st.rv)
 	st.lease = l
@@ -314,6 +315,14 @@ func (w *world) step(s string) {
 	case "open":
 		n.gate.open = true
 		n.l.onGate()
+	case "renew": // Elector.Renew (a VIP published)
+		n.l.e.Renew()
+	case "asked": // Run's loop takes the request
+		select {
+		case <-n.l.e.renew:
+			n.l.onAsked()
+		default:
+		}
 	case "cordon": // kubectl cordon (drain)
 		n.sb.standing = true
 		n.l.onStandby()
@@ -599,4 +608,30 @@ func TestSuccessorGoneTakesBack(t *testing.T) {
 	if got := w.clk.Now().Sub(released); !n1.g.held || got < 5*time.Second || got > 7*time.Second {
 		t.Fatalf("n1 held=%v %s after releasing to a successor that died; want it back after about the lease duration", n1.g.held, got)
 	}
+}
+
+// TestRenewCoveredByTheWriteInFlight: Renew asks for a write of the
+// annotations as they are now. One asked for before the write in flight
+// made its annotations is covered by it; one asked for after needs another
+// write, at once.
+func TestRenewCoveredByTheWriteInFlight(t *testing.T) {
+	w := newWorld(t)
+	w.setup()
+	n1 := w.nodes["n1"]
+	writes := func(what string, want bool) {
+		t.Helper()
+		now := len(n1.writes) > 0 || n1.tryAt != nil && !n1.tryAt.After(w.clk.Now())
+		if now != want {
+			t.Fatalf("%s: a write now: %v, want %v; steps %v", what, now, want, w.log)
+		}
+	}
+	w.run("tick renew:n1 asked:n1 renew:n1 commit:n1 asked:n1 answer:n1")
+	writes("asked twice before the renewal in flight committed", false)
+	w.run("renew:n1 asked:n1")
+	writes("asked again", true)
+	w.run("commit:n1 answer:n1 tick commit:n1 renew:n1 asked:n1 answer:n1")
+	writes("asked after the renewal in flight committed", true)
+	w.run("tick commit:n1 answer:n1")
+	w.run("tick renew:n1 commit:n1 answer:n1 asked:n1")
+	writes("asked before the renewal committed, taken after its answer", false)
 }
