@@ -68,7 +68,9 @@ type group struct {
 	// every one of those Leases let go of it, without another read.
 	waiting  map[netip.Addr]waitOn
 	checking bool
-	again    bool // a check was asked for while one ran
+	asking   map[netip.Addr]bool // the addresses of the check running
+	retrying bool                // a retryCheck is due
+	again    bool                // a check was asked for while one ran
 
 	// A Local Service's election, or the heartbeat's; the Cluster group
 	// uses Controller.elector.
@@ -110,8 +112,14 @@ func (g *group) Hold(until time.Time) {
 		switch {
 		case g.cleared[ip]:
 			ov.Hold(until)
-		case g.published[ip]:
-			check = true
+		case g.published[ip] && !g.asking[ip]:
+			// One that waits (a read made after an earlier write that
+			// listed it found it blocked) is held by letGo or read again
+			// by retryCheck: a read on every renewal would be a second
+			// read of every Lease for each address a planned move
+			// waits for, on the API server the move waits on.
+			_, waits := g.waiting[ip]
+			check = check || !waits
 		}
 	}
 	c.mu.Unlock()
@@ -188,6 +196,7 @@ func (g *group) remove(ip netip.Addr) {
 	delete(g.cleared, ip)
 	delete(g.published, ip)
 	delete(g.waiting, ip)
+	delete(g.asking, ip) // the running check is void for it (marks)
 	g.removed[ip]++
 	g.publish()
 }
@@ -245,6 +254,10 @@ func (c *Controller) check(g *group) {
 		return
 	}
 	g.checking, g.again = true, false
+	g.asking = make(map[netip.Addr]bool, len(want))
+	for _, ip := range want {
+		g.asking[ip] = true
+	}
 	gen, marks := g.gen, g.marks(want)
 	c.mu.Unlock()
 
@@ -260,7 +273,7 @@ func (c *Controller) check(g *group) {
 		var events []func()
 		var probe []netip.Addr
 		c.mu.Lock()
-		g.checking = false
+		g.checking, g.asking = false, nil
 		stale := gen != g.gen || !g.fenceOK() || c.stopping
 		held, again := 0, err != nil
 		var waiting []string
@@ -335,11 +348,24 @@ func (c *Controller) after(events []func(), held int) {
 	}
 }
 
-// retryCheck checks g again after a retry period.
+// retryCheck checks g again after a retry period, unless a retry is due
+// already: one per group (each check that found an address blocked asked
+// for one, and every one of them asked for the next: the reads of an
+// address that waits grew with every check started beside them).
 func (c *Controller) retryCheck(g *group) {
+	c.mu.Lock()
+	due := g.retrying
+	g.retrying = true
+	c.mu.Unlock()
+	if due {
+		return
+	}
 	t := c.o.Clock.NewTimer(c.o.RetryPeriod)
 	select {
 	case <-t.C():
+		c.mu.Lock()
+		g.retrying = false // before the check, whose end may ask for the next
+		c.mu.Unlock()
 		c.check(g)
 	case <-c.runCtx.Done():
 		t.Stop()

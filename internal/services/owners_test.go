@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/utils/ptr"
 
 	"github.com/vipd/vipd/internal/owner"
@@ -89,6 +91,84 @@ func TestClaimWaitsUntilTheOtherLeaseLetsGo(t *testing.T) {
 	got, _ := client.CoordinationV1().Leases("default").Get(context.Background(), LocalLeasePrefix+"web", metav1.GetOptions{})
 	if got.Annotations[HoldsAnnotation] != "198.51.100.120" {
 		t.Errorf("the Service's Lease lists %q, want the address it holds", got.Annotations[HoldsAnnotation])
+	}
+}
+
+// TestWaitingAddressIsReadOncePerRetryPeriod: an address a read found
+// blocked waits for the watch (letGo) and is read again every retry period
+// (retryCheck); a renewal of the Lease that lists it asks for no read of
+// its own (it did: two reads of every Lease per retry period for each
+// Lease with an address waiting, on the API server a planned move waits on).
+func TestWaitingAddressIsReadOncePerRetryPeriod(t *testing.T) {
+	svc, slice := localOn("web", "198.51.100.120", "n1")
+	api, client := newCluster(servicesLeaseOf("n9", "198.51.100.120"), svc, slice)
+	var reads, renewals atomic.Int64
+	cs := api.client(0)
+	cs.PrependReactor("list", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
+		reads.Add(1)
+		return false, nil, nil
+	})
+	cs.PrependReactor("update", "leases", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if l, ok := a.(k8stesting.UpdateAction).GetObject().(*coordinationv1.Lease); ok && l.Name == LocalLeasePrefix+"web" {
+			renewals.Add(1)
+		}
+		return false, nil, nil
+	})
+	k := viptest.New(nil)
+	run(t, Options{Client: cs, Kernel: k, NodeName: "n1"})
+	waitHolder(t, client, "default", LocalLeasePrefix+"web", "n1")
+	time.Sleep(600 * time.Millisecond) // its first write and read are done
+	r0, w0 := reads.Load(), renewals.Load()
+	time.Sleep(2500 * time.Millisecond) // n9's Lease (4 s) is still live
+	r, w := reads.Load()-r0, renewals.Load()-w0
+	if k.Has("198.51.100.120/32") {
+		t.Fatal("claimed while n9's live Lease lists it")
+	}
+	// Retry period 500 ms: about 5 of each.
+	if w < 3 || r > w+1 {
+		t.Errorf("%d reads of the Leases in %d renewals, want one per retry period", r, w)
+	}
+}
+
+// TestBlockedAddressesShareOneRetry: addresses published one after another,
+// each found blocked by its first read, are read again together once per
+// retry period, not once per address that was ever found blocked.
+func TestBlockedAddressesShareOneRetry(t *testing.T) {
+	now := metav1.NewMicroTime(time.Now())
+	other := &coordinationv1.Lease{ // n9 holds them all (its cache is behind)
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: LocalLeasePrefix + "old",
+			Annotations: map[string]string{HoldsAnnotation: "198.51.100.120,198.51.100.121,198.51.100.122,198.51.100.123"}},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("n9"), LeaseDurationSeconds: ptr.To(int32(4)), RenewTime: &now, AcquireTime: &now},
+	}
+	api, client := newCluster(other, lb("default", "s0", 0, annotate(AnnotationIPs, "198.51.100.120")))
+	var reads atomic.Int64
+	cs := api.client(0)
+	cs.PrependReactor("list", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
+		reads.Add(1)
+		return false, nil, nil
+	})
+	k := viptest.New(nil)
+	run(t, Options{Client: cs, Kernel: k, NodeName: "n1"})
+	waitHolder(t, client, "kube-system", "plndr-svcs-lock", "n1")
+	for i := 1; i < 4; i++ {
+		time.Sleep(300 * time.Millisecond)
+		svc := lb("default", fmt.Sprintf("s%d", i), i, annotate(AnnotationIPs, fmt.Sprintf("198.51.100.%d", 120+i)))
+		if _, err := client.CoreV1().Services("default").Create(context.Background(), svc, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(600 * time.Millisecond)
+	r0 := reads.Load()
+	time.Sleep(1500 * time.Millisecond) // n9's Lease (4 s) is still live
+	r := reads.Load() - r0
+	for i := range 4 {
+		if k.Has(fmt.Sprintf("198.51.100.%d/32", 120+i)) {
+			t.Fatalf("198.51.100.%d claimed while n9's live Lease lists it", 120+i)
+		}
+	}
+	// Retry period 500 ms: 3 in 1.5 s.
+	if r > 4 {
+		t.Errorf("%d reads of the Leases in 1.5 s, want one per retry period", r)
 	}
 }
 
