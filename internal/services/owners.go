@@ -79,6 +79,9 @@ type group struct {
 	// lapsed, if set, is told when the group's fence passed (Drop, or a
 	// renewal that comes after the fence: the process was frozen).
 	lapsed func()
+	// waited, if set, is told (c.mu not held) when a check found
+	// addresses blocked.
+	waited func()
 }
 
 func (c *Controller) newGroup(lease string) *group {
@@ -315,6 +318,9 @@ func (c *Controller) check(g *group) {
 			// One line per check: a planned move of a stopping node's share
 			// waits here for each address (spread mode, handOver).
 			c.log.Info("waiting for addresses to be let go before claiming them", "lease", g.lease, "count", len(waiting), "first", waiting[:min(3, len(waiting))])
+			if g.waited != nil {
+				g.waited()
+			}
 		}
 		if len(probe) > 0 {
 			// The probe runs beside further checks: each address waits for

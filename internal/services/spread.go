@@ -48,6 +48,15 @@ const (
 	// they are placed on list them (or handOverWait passes), so that each
 	// of them claims at once when it lets go.
 	StoppingAnnotation = "vipd.io/stopping"
+	// ReadAnnotation on a heartbeat is "false" while some address it lists
+	// is neither held nor found blocked by a read made after a write that
+	// listed it (its claim check has not answered yet). A stopping node
+	// lets go once the nodes its VIPs go to list them and say "true": each
+	// then claims on the watch event of its letting go, with no read of
+	// its own still running (at 10 nodes and 1000 Services such a read
+	// was the longest wait of a planned move in half the runs). Absent
+	// (an older vipd): not waited for.
+	ReadAnnotation = "vipd.io/read"
 	// ExcludeLabel on a Node keeps Service VIPs off it (the Kubernetes
 	// label, which MetalLB honours too).
 	ExcludeLabel = "node.kubernetes.io/exclude-from-external-load-balancers"
@@ -79,6 +88,8 @@ type beat struct {
 	held time.Duration
 	// stopping: its node stops (StoppingAnnotation).
 	stopping bool
+	// unread: ReadAnnotation says "false".
+	unread bool
 }
 
 // spread is the state of spread mode on this node.
@@ -111,7 +122,7 @@ func (c *Controller) newSpread() (*spread, error) {
 		s.settle = 2 * c.o.LeaseDuration
 	}
 	s.g = c.newGroup(c.o.LeaseNamespace + "/" + HeartbeatName(c.o.NodeName))
-	s.g.lapsed = s.lapsed
+	s.g.lapsed, s.g.waited = s.lapsed, s.waited
 	el, err := election.New(election.Options{
 		Client: c.o.Client, Namespace: c.o.LeaseNamespace, Name: HeartbeatName(c.o.NodeName), Identity: c.o.NodeName,
 		LeaseDuration: c.o.LeaseDuration, RenewDeadline: c.o.RenewDeadline, RetryPeriod: c.o.RetryPeriod,
@@ -139,6 +150,7 @@ func (s *spread) annotations() map[string]string {
 	// from a run of its own that stopped are kept unless overwritten.
 	a[StoppingAnnotation] = strconv.FormatBool(s.stopping)
 	s.mu.Unlock()
+	a[ReadAnnotation] = strconv.FormatBool(s.read())
 	return a
 }
 
@@ -229,7 +241,7 @@ func (s *spread) observe(l *coordinationv1.Lease, gone bool) (changed, holdsOnly
 	b := beat{rv: l.ResourceVersion, holder: leaseHolder(l),
 		ready: l.Annotations[ReadyAnnotation] == "true", dur: leaseDuration(l, c.o.LeaseDuration), holds: l.Annotations[HoldsAnnotation],
 		deleting: l.DeletionTimestamp != nil && slices.Contains(l.Finalizers, HeartbeatFinalizer), held: heldFor(l),
-		stopping: l.Annotations[StoppingAnnotation] == "true"}
+		stopping: l.Annotations[StoppingAnnotation] == "true", unread: l.Annotations[ReadAnnotation] == "false"}
 	s.mu.Lock()
 	changed, holdsOnly = s.beats.observe(l.Name, b, gone, now)
 	s.mu.Unlock()
@@ -278,7 +290,8 @@ func (v beatView) observe(name string, b beat, gone bool, now time.Time) (change
 	// Expired as this node saw it: a renewal brings it back to life.
 	expired := ok && now.Sub(prev.at) >= prev.dur
 	same := ok && prev.rv != "deleted" && !expired && prev.holder == b.holder && prev.ready == b.ready && prev.dur == b.dur && prev.stopping == b.stopping
-	return !same || prev.holds != b.holds, same && prev.holds != b.holds && prev.deleting == b.deleting
+	listing := prev.holds != b.holds || prev.unread != b.unread
+	return !same || listing, same && listing && prev.deleting == b.deleting
 }
 
 // candidate is a live node, and whether it is ready for VIPs.
@@ -354,12 +367,12 @@ func (v beatView) holders(self string, now time.Time) map[netip.Addr]string {
 	return out
 }
 
-// listedByOthers are the addresses listed by a live heartbeat of a node
-// other than self.
-func (v beatView) listedByOthers(self string, now time.Time) map[netip.Addr]bool {
+// readByOthers are the addresses listed by a live heartbeat of a node other
+// than self that does not say some of its addresses wait for a read.
+func (v beatView) readByOthers(self string, now time.Time) map[netip.Addr]bool {
 	out := map[netip.Addr]bool{}
 	for k, b := range v {
-		if !strings.HasPrefix(k, HeartbeatPrefix) || b.holder == "" || b.holder == self || b.rv == "deleted" || now.Sub(b.at) >= b.dur {
+		if !strings.HasPrefix(k, HeartbeatPrefix) || b.holder == "" || b.holder == self || b.rv == "deleted" || now.Sub(b.at) >= b.dur || b.unread {
 			continue
 		}
 		for _, ip := range b.listed {
@@ -736,12 +749,12 @@ const handOverWait = 2 * time.Second
 // handOver is the first step of a planned stop (SIGTERM): this node says
 // in its heartbeat that it stops, so every node places its VIPs on the
 // others, and each new owner lists its share in its own heartbeat (and
-// finds it blocked by this node's) while this node still answers for
-// them. Once every VIP it holds that has somewhere to go is listed by
-// another live heartbeat (or after wait), it returns; its caller removes
-// the VIPs and releases the heartbeat, and each new owner claims on
-// seeing that with one quorum read, its placement and heartbeat write
-// already done. (Before, all of that ran after the VIPs were gone: at 10
+// finds it blocked by this node's, and says so) while this node still
+// answers for them. Once every VIP it holds that has somewhere to go is
+// listed by another live heartbeat that says its reads answered (or after
+// wait), it returns; its caller removes the VIPs and releases the
+// heartbeat, and each new owner claims on the watch event of that, its
+// placement, heartbeat write and quorum read already done. (Before, all of that ran after the VIPs were gone: at 10
 // nodes and 1000 Services they were on no node for 0.5-0.7 s.)
 func (s *spread) handOver(ctx context.Context, wait time.Duration) {
 	c := s.c
@@ -770,9 +783,44 @@ func (s *spread) handOver(ctx context.Context, wait time.Duration) {
 	c.log.Info("stopping: the new owners list this node's Service VIPs; letting go", "vips", held, "took", c.o.Clock.Since(start))
 }
 
+// read says whether every address of this node's heartbeat is held, or was
+// found blocked (or is being asked on the wire) by a read made after a
+// write that listed it (ReadAnnotation).
+func (s *spread) read() bool {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for ip := range s.g.vips {
+		if _, waits := s.g.waiting[ip]; !waits && !s.g.cleared[ip] && !s.g.probing[ip] {
+			return false
+		}
+	}
+	return true
+}
+
+// waited: a read found addresses blocked. While another node stops, its
+// heartbeat says so at once (ReadAnnotation): the stopping node waits for it.
+func (s *spread) waited() {
+	c := s.c
+	now := c.o.Clock.Now()
+	s.mu.Lock()
+	stopping := false
+	for k, b := range s.beats {
+		if strings.HasPrefix(k, HeartbeatPrefix) && b.stopping && b.holder != "" && b.holder != c.o.NodeName && b.rv != "deleted" && now.Sub(b.at) < b.dur {
+			stopping = true
+		}
+	}
+	s.mu.Unlock()
+	if stopping {
+		c.mu.Lock()
+		s.g.publish()
+		c.mu.Unlock()
+	}
+}
+
 // handing returns how many addresses this node holds, and how many of
 // those the placement without it gives to another node that does not
-// list them yet.
+// list them yet, or has not read them (ReadAnnotation).
 func (s *spread) handing() (held, left int) {
 	c := s.c
 	now := c.o.Clock.Now()
@@ -792,7 +840,7 @@ func (s *spread) handing() (held, left int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	where := s.beats.place(slices.Clone(s.units), nodes, c.o.NodeName, now)
-	listed := s.beats.listedByOthers(c.o.NodeName, now)
+	listed := s.beats.readByOthers(c.o.NodeName, now)
 	for _, a := range mine {
 		if n := where[a]; n != "" && n != c.o.NodeName && !listed[a] {
 			left++

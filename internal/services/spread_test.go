@@ -15,6 +15,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/vipd/vipd/internal/vip/viptest"
 )
@@ -22,8 +24,14 @@ import (
 // spreadNode starts a node in spread mode with a short settling time.
 func spreadNode(t *testing.T, api *apiServer, name string, lag time.Duration) (*viptest.Kernel, func()) {
 	t.Helper()
+	return spreadNodeOn(t, api.client(lag), name)
+}
+
+// spreadNodeOn is spreadNode with a client of the test's.
+func spreadNodeOn(t *testing.T, cs *fake.Clientset, name string) (*viptest.Kernel, func()) {
+	t.Helper()
 	k := viptest.New(nil)
-	c, stop := run(t, Options{Client: api.client(lag), Kernel: k, NodeName: name, Spread: true, Settle: 500 * time.Millisecond})
+	c, stop := run(t, Options{Client: cs, Kernel: k, NodeName: name, Spread: true, Settle: 500 * time.Millisecond})
 	// Started for real (caches synced), so a short test does not end it
 	// while it still waits for its caches.
 	waitFor(t, name+" ready", c.Ready)
@@ -156,18 +164,26 @@ func TestSpreadBalancesAndMoves(t *testing.T) {
 
 // TestSpreadStopHandsOver: a node that stops (SIGTERM) says so first and
 // keeps its VIPs until the nodes they move to list them in their
-// heartbeats; only then does its own heartbeat stop listing them. The
+// heartbeats, and say that their reads found them blocked
+// (ReadAnnotation); only then does its own heartbeat stop listing them. The
 // order is read from one watch of the Leases (the API's commit order),
 // not from timing. (Without the hand-over each new owner lists an
 // address only after the stopping node let go of it, and the address is
-// on no node for that placement and heartbeat write.)
+// on no node for that placement and heartbeat write; without waiting for
+// the reads, a new owner whose read was slow claimed when it answered,
+// not on the watch.) Every read of the Leases takes 300 ms here.
 func TestSpreadStopHandsOver(t *testing.T) {
 	objs, addrs := spreadServices(9)
 	api, client := newCluster(objs...)
 	ks := map[string]*viptest.Kernel{}
 	stops := map[string]func(){}
 	for _, n := range []string{"n1", "n2", "n3"} {
-		ks[n], stops[n] = spreadNode(t, api, n, 5*time.Millisecond)
+		cs := api.client(5 * time.Millisecond)
+		cs.PrependReactor("list", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
+			time.Sleep(300 * time.Millisecond)
+			return false, nil, nil
+		})
+		ks[n], stops[n] = spreadNodeOn(t, cs, n)
 	}
 	waitFor(t, "3 VIPs on each node", func() error {
 		c, err := heldBy(ks, addrs)
@@ -217,7 +233,7 @@ func TestSpreadStopHandsOver(t *testing.T) {
 				unlisted[a] = true
 			case l.Name == HeartbeatName("n2"):
 				stoppingSaid = stoppingSaid || l.Annotations[StoppingAnnotation] == "true"
-			case listed && !unlisted[a]:
+			case listed && !unlisted[a] && l.Annotations[ReadAnnotation] == "true":
 				before[a] = true
 			}
 		}
@@ -228,7 +244,7 @@ func TestSpreadStopHandsOver(t *testing.T) {
 	}
 	for _, a := range mine {
 		if !before[a] {
-			t.Errorf("%s: no other heartbeat listed it before n2 let go of it", a)
+			t.Errorf("%s: no other heartbeat listed it, read, before n2 let go of it", a)
 		}
 	}
 	waitFor(t, "n2's VIPs on n1 and n3", func() error {
