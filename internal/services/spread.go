@@ -367,12 +367,18 @@ func (v beatView) holders(self string, now time.Time) map[netip.Addr]string {
 	return out
 }
 
+// othersLive reports whether Lease k, version b, is the heartbeat of a node
+// other than self, live at now as this node saw it.
+func othersLive(k string, b beat, self string, now time.Time) bool {
+	return strings.HasPrefix(k, HeartbeatPrefix) && b.holder != "" && b.holder != self && b.rv != "deleted" && now.Sub(b.at) < b.dur
+}
+
 // readByOthers are the addresses listed by a live heartbeat of a node other
 // than self that does not say some of its addresses wait for a read.
 func (v beatView) readByOthers(self string, now time.Time) map[netip.Addr]bool {
 	out := map[netip.Addr]bool{}
 	for k, b := range v {
-		if !strings.HasPrefix(k, HeartbeatPrefix) || b.holder == "" || b.holder == self || b.rv == "deleted" || now.Sub(b.at) >= b.dur || b.unread {
+		if !othersLive(k, b, self, now) || b.unread {
 			continue
 		}
 		for _, ip := range b.listed {
@@ -420,7 +426,7 @@ func (s *spread) decideReady() {
 	for k, b := range s.beats {
 		// Nodes that started a moment ago (held less than the settling
 		// time) do not count: the cluster is starting together.
-		if strings.HasPrefix(k, HeartbeatPrefix) && b.holder != "" && b.holder != s.c.o.NodeName && b.rv != "deleted" && !b.deleting && !b.stopping && b.ready && b.holds != "" && now.Sub(b.at) < b.dur && b.held >= s.settle {
+		if othersLive(k, b, s.c.o.NodeName, now) && !b.deleting && !b.stopping && b.ready && b.holds != "" && b.held >= s.settle {
 			others = true
 		}
 	}
@@ -754,8 +760,9 @@ const handOverWait = 2 * time.Second
 // listed by another live heartbeat that says its reads answered (or after
 // wait), it returns; its caller removes the VIPs and releases the
 // heartbeat, and each new owner claims on the watch event of that, its
-// placement, heartbeat write and quorum read already done. (Before, all of that ran after the VIPs were gone: at 10
-// nodes and 1000 Services they were on no node for 0.5-0.7 s.)
+// placement, heartbeat write and quorum read already done. (Before, all
+// of that ran after the VIPs were gone: at 10 nodes and 1000 Services they
+// were on no node for 0.5-0.7 s.)
 func (s *spread) handOver(ctx context.Context, wait time.Duration) {
 	c := s.c
 	start := c.o.Clock.Now()
@@ -806,9 +813,7 @@ func (s *spread) waited() {
 	s.mu.Lock()
 	stopping := false
 	for k, b := range s.beats {
-		if strings.HasPrefix(k, HeartbeatPrefix) && b.stopping && b.holder != "" && b.holder != c.o.NodeName && b.rv != "deleted" && now.Sub(b.at) < b.dur {
-			stopping = true
-		}
+		stopping = stopping || othersLive(k, b, c.o.NodeName, now) && b.stopping
 	}
 	s.mu.Unlock()
 	if stopping {
