@@ -165,6 +165,22 @@ type Options struct {
 	// and the next try comes a retry period later. A takeover from a
 	// holder it saw (a release, an expiry) never calls it.
 	ColdStart func(context.Context) error
+	// Instance is this process's token (InstanceAnnotation, SealAnnotation),
+	// the same for every elector of one process (NewInstance); empty: one
+	// of its own.
+	Instance string
+	// OnEdited, if set, is told (from the loop: it must not block) when a
+	// version of the Lease that its holder did not write was seen (S9),
+	// with the fields someone else changed and whether this node held the
+	// Lease then (and so stepped down).
+	OnEdited func(what string, held bool)
+}
+
+// NewInstance returns a new process token (Options.Instance).
+func NewInstance() string {
+	var tok [8]byte
+	_, _ = rand.Read(tok[:])
+	return hex.EncodeToString(tok[:])
 }
 
 // Elector runs one election.
@@ -180,7 +196,25 @@ type Elector struct {
 	// identity (InstanceAnnotation).
 	token  string
 	warned atomic.Pointer[string]
+	// seq numbers this process's writes of the Lease (SealAnnotation).
+	seq atomic.Uint64
+	// edited is the last change of the Lease by someone else (Edited).
+	edited atomic.Pointer[Edit]
 }
+
+// Edit is a change of the Lease that its holder did not write (S9).
+type Edit struct {
+	What string    // the fields changed, in words
+	At   time.Time // when this node saw it (wall clock)
+	Held bool      // this node held the Lease then, and stepped down
+}
+
+// Edited returns the last change of the Lease by someone other than its
+// holder that this node saw (nil: none).
+func (e *Elector) Edited() *Edit { return e.edited.Load() }
+
+// Token is this process's token (InstanceAnnotation).
+func (e *Elector) Token() string { return e.token }
 
 // Renew asks a holder to renew now rather than at its next retry period,
 // so that what Annotations returns reaches the Lease at once (a new VIP
@@ -229,9 +263,10 @@ func New(o Options) (*Elector, error) {
 	if o.Recorder == nil {
 		o.Recorder = nopRecorder{}
 	}
-	var tok [8]byte
-	_, _ = rand.Read(tok[:])
-	return &Elector{o: o, log: o.Logger.With("lease", o.Namespace+"/"+o.Name), renew: make(chan struct{}, 1), token: hex.EncodeToString(tok[:])}, nil
+	if o.Instance == "" {
+		o.Instance = NewInstance()
+	}
+	return &Elector{o: o, log: o.Logger.With("lease", o.Namespace+"/"+o.Name), renew: make(chan struct{}, 1), token: o.Instance}, nil
 }
 
 type nopRecorder struct{}
@@ -257,6 +292,9 @@ type request struct {
 	look    bool // with unknown: only read the Lease (a follower standing by)
 	cold    bool // never seen the Lease held: ColdStart before a create
 	offer   bool // offer to succeed the holder (SuccessorAnnotation), nothing else
+	// trust is the loop's Trust when the write started: with unknown, a
+	// version read that is newer than base and unfenced is only returned.
+	trust Trust
 }
 
 // result is the outcome of one attempt.
@@ -308,6 +346,15 @@ type state struct {
 	// carries an older epoch, and its answer is ignored: it must not make
 	// this node holder again after it gave the Lease away.
 	epoch uint64
+	// trust classifies the versions observed (S9). trusted is the newest
+	// version its holder wrote; while observed is unfenced (foreign says
+	// what someone else changed), trusted counts as the Lease from
+	// foreignAt, when this node first saw that version, as the last
+	// version of a deleted Lease does.
+	trust     Trust
+	trusted   *coordinationv1.Lease
+	foreign   string
+	foreignAt time.Time
 }
 
 // loop is the election's state machine. Each handler is called from one
@@ -349,7 +396,7 @@ func (l *loop) launch() {
 		return
 	}
 	start := l.d.now()
-	r := request{base: s.observed, unknown: !s.known, epoch: s.epoch, start: start, timeout: l.e.o.RenewDeadline, acquire: !s.leading}
+	r := request{base: s.observed, unknown: !s.known, epoch: s.epoch, start: start, timeout: l.e.o.RenewDeadline, acquire: !s.leading, trust: s.trust.Clone()}
 	// A follower standing by only reads: a free Lease goes to a node that
 	// does not stand by first (nextTry).
 	r.look = r.unknown && !s.leading && l.e.standing()
@@ -485,6 +532,10 @@ func (l *loop) onObserve(lease *coordinationv1.Lease) {
 	// after our create). A fresh quorum read decides; until then the fence
 	// keeps it safe.
 	if l.s.leading {
+		if l.s.foreign != "" {
+			l.stepDownEdited()
+			return
+		}
 		if !l.e.mine(l.s.observed) || l.s.deleted {
 			l.s.known = false
 			l.d.try(0)
@@ -495,6 +546,17 @@ func (l *loop) onObserve(lease *coordinationv1.Lease) {
 	}
 	l.d.try(l.e.nextTry(&l.s))
 	l.offer()
+}
+
+// stepDownEdited: the holder saw a version of its Lease that it did not
+// write (S9). Someone else cleared its holder, rewrote what it holds,
+// shortened it or wrote an old copy back; other nodes may take that for a
+// release. It stops announcing and removes what it holds (S3) before it
+// competes again: the claimants count it as holder for a lease duration
+// from the change, so it takes the Lease back first.
+func (l *loop) stepDownEdited() {
+	l.stepDown("the Lease was changed by someone other than its holder (" + l.s.foreign + ")")
+	l.d.try(l.e.nextTry(&l.s))
 }
 
 // finish handles a Lease marked for deletion (with Options.Finalizer): a
@@ -802,9 +864,29 @@ func (e *Elector) observe(s *state, l *coordinationv1.Lease) {
 	if older(l, s.observed) {
 		return // a version older than one we saw is stale
 	}
+	if why := s.trust.Check(l); why == "" {
+		s.trusted, s.foreign = l, ""
+	} else if rv(l) != rv(s.observed) || s.foreign == "" {
+		if s.foreign == "" {
+			s.foreignAt = now
+		}
+		s.foreign = why
+		e.sawEdit(why, s.leading)
+	}
 	s.observed, s.deleted, s.observedAt, s.known = l, false, now, true
 	s.sawHolder = s.sawHolder || holder(l) != ""
 	e.synced.Store(true)
+}
+
+// sawEdit records and reports a version of the Lease that its holder did
+// not write.
+func (e *Elector) sawEdit(what string, held bool) {
+	e.edited.Store(&Edit{What: what, At: time.Now(), Held: held})
+	e.log.Warn("the Lease was changed by someone other than its holder: a claimant counts its last holder for a lease duration from now; "+
+		"only vipd should write vipd's Leases (check who may update Leases in this namespace: vipd doctor)", "changed", what, "held", held)
+	if e.o.OnEdited != nil {
+		e.o.OnEdited(what, held)
+	}
 }
 
 // older reports whether a is an earlier version of the Lease than b. A watch
@@ -852,6 +934,9 @@ func (e *Elector) nextTry(s *state) time.Duration {
 	if !s.known {
 		return 0 // unknown: a quorum read decides
 	}
+	if s.foreign != "" && !s.deleted {
+		return e.afterEdit(s)
+	}
 	if l == nil || holder(l) == "" {
 		// Absent or released: free, but a node standing by leaves it to
 		// the others for a lease duration.
@@ -875,6 +960,25 @@ func (e *Elector) nextTry(s *state) time.Duration {
 	return left
 }
 
+// afterEdit is nextTry while the observed version is unfenced (S9): the
+// last version its holder wrote counts, from when the change was seen, as
+// a deleted Lease's last version does. Never having seen one, this node
+// counts the Lease as held for a lease duration.
+func (e *Elector) afterEdit(s *state) time.Duration {
+	t := s.trusted
+	switch {
+	case t != nil && holder(t) == "":
+		return 0
+	case t != nil && e.mine(t):
+		return 0 // its holder, which stepped down (stepDownEdited)
+	}
+	d := e.o.LeaseDuration
+	if t != nil && t.Spec.LeaseDurationSeconds != nil && *t.Spec.LeaseDurationSeconds > 0 {
+		d = max(d, time.Duration(*t.Spec.LeaseDurationSeconds)*time.Second)
+	}
+	return max(s.foreignAt.Add(d).Sub(e.o.Clock.Now()), 0)
+}
+
 // attempt creates the Lease (absent), or updates it with this node as
 // holder. The update carries base's resourceVersion, so it fails if anything
 // changed since base was read. With unknown, base is read first (a quorum
@@ -889,6 +993,9 @@ func (e *Elector) attempt(ctx context.Context, r request) (l *coordinationv1.Lea
 		}
 		if h := holder(l); h != "" && !e.mine(l) || e.deleting(l) || r.look {
 			return l, false, false, nil
+		}
+		if l != nil && rv(l) != rv(r.base) && r.trust.Check(l) != "" {
+			return l, false, false, nil // unfenced, and the loop has not seen it: it decides (S9)
 		}
 		base = l
 	}
@@ -931,6 +1038,7 @@ func (e *Elector) written(base *coordinationv1.Lease, acquire bool, at time.Time
 			},
 		}
 		e.handover(l, true)
+		e.seal(l)
 		return l
 	}
 	l := base.DeepCopy()
@@ -963,7 +1071,17 @@ func (e *Elector) written(base *coordinationv1.Lease, acquire bool, at time.Time
 	l.Spec.HolderIdentity = ptr.To(e.o.Identity)
 	l.Spec.LeaseDurationSeconds = dur
 	l.Spec.RenewTime = &now
+	e.seal(l)
 	return l
+}
+
+// seal writes l's SealAnnotation for this process's next write.
+func (e *Elector) seal(l *coordinationv1.Lease) {
+	if l.Annotations == nil {
+		l.Annotations = map[string]string{}
+	}
+	l.Annotations[InstanceAnnotation] = e.token
+	l.Annotations[SealAnnotation] = seal(l, e.token, e.seq.Add(1))
 }
 
 // handover sets the handover annotations of a Lease this node writes as
@@ -993,8 +1111,9 @@ func (e *Elector) offered(base *coordinationv1.Lease) *coordinationv1.Lease {
 	return l
 }
 
-// released is l given back: no holder, duration 1 s, no handover asked.
-func released(l *coordinationv1.Lease, at time.Time) *coordinationv1.Lease {
+// released is l given back: no holder, duration 1 s, no handover asked,
+// sealed by this process (a release only counts when its holder wrote it).
+func (e *Elector) released(l *coordinationv1.Lease, at time.Time) *coordinationv1.Lease {
 	l = l.DeepCopy()
 	now := metav1.NewMicroTime(at)
 	l.Spec.HolderIdentity = ptr.To("")
@@ -1002,6 +1121,7 @@ func released(l *coordinationv1.Lease, at time.Time) *coordinationv1.Lease {
 	l.Spec.RenewTime = &now
 	delete(l.Annotations, HandoverAnnotation)
 	delete(l.Annotations, SuccessorAnnotation)
+	e.seal(l)
 	return l
 }
 
@@ -1037,7 +1157,7 @@ func (e *Elector) releaseWith(ctx context.Context, c kubernetes.Interface, l *co
 			return nil
 		}
 	}
-	_, err := leases.Update(ctx, released(l, time.Now()), metav1.UpdateOptions{})
+	_, err := leases.Update(ctx, e.released(l, time.Now()), metav1.UpdateOptions{})
 	if apierrors.IsConflict(err) {
 		// Renewed by an in-flight write we did not see: read and try once more.
 		if l, err = leases.Get(ctx, e.o.Name, metav1.GetOptions{}); err == nil {
@@ -1067,6 +1187,7 @@ func (e *Elector) unfinalize(ctx context.Context, leases interface {
 		n.Finalizers = slices.DeleteFunc(n.Finalizers, func(f string) bool { return f == e.o.Finalizer })
 		if e.mine(n) {
 			n.Spec.HolderIdentity = ptr.To("")
+			e.seal(n)
 		}
 		_, err := leases.Update(ctx, n, metav1.UpdateOptions{})
 		switch {

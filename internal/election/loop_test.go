@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/kubernetes/fake"
 	clocktesting "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
 )
 
 // This file drives two election loops by hand against a model of the API
@@ -25,11 +26,16 @@ import (
 type store struct {
 	lease *coordinationv1.Lease // nil: absent
 	rv    int
-	nodes []*node
-	fail  func(format string, args ...any)
+	// history is every version written, the oldest first.
+	history []*coordinationv1.Lease
+	nodes   []*node
+	fail    func(format string, args ...any)
 }
 
 func (st *store) publish() {
+	if st.lease != nil {
+		st.history = append(st.history, st.lease.DeepCopy())
+	}
 	for _, n := range st.nodes {
 		var l *coordinationv1.Lease
 		if st.lease != nil {
@@ -172,7 +178,7 @@ func (n *node) release(base *coordinationv1.Lease, fresh bool) error {
 		return nil
 	}
 	st.rv++
-	l := released(st.lease, n.clk.Now())
+	l := n.l.e.released(st.lease, n.clk.Now())
 	l.ResourceVersion = strconv.Itoa(st.rv)
 	st.lease = l
 	st.publish()
@@ -329,6 +335,17 @@ func (w *world) step(s string) {
 	case "uncordon":
 		n.sb.standing = false
 		n.l.onStandby()
+	case "edit": // someone else clears the holder (kubectl patch ... holderIdentity: null)
+		w.foreign(func(l *coordinationv1.Lease) { l.Spec.HolderIdentity = nil })
+	case "shorten": // someone else sets leaseDurationSeconds: 1
+		w.foreign(func(l *coordinationv1.Lease) { l.Spec.LeaseDurationSeconds = ptr.To(int32(1)) })
+	case "replay": // a GitOps tool writes back the first copy of the Lease it saw with a holder
+		for _, old := range w.st.history {
+			if holder(old) != "" {
+				w.foreign(func(l *coordinationv1.Lease) { *l = *old.DeepCopy() })
+				break
+			}
+		}
 	case "delete": // kubectl delete lease
 		if w.st.lease != nil {
 			w.st.lease = nil
@@ -346,6 +363,20 @@ func (w *world) step(s string) {
 		w.t.Fatalf("unknown step %q", s)
 	}
 	w.check()
+}
+
+// foreign is a write by someone other than vipd: edit changes the stored
+// Lease, which keeps every annotation (a merge patch, kubectl edit).
+func (w *world) foreign(edit func(*coordinationv1.Lease)) {
+	if w.st.lease == nil {
+		return
+	}
+	l := w.st.lease.DeepCopy()
+	edit(l)
+	w.st.rv++
+	l.ResourceVersion = strconv.Itoa(w.st.rv)
+	w.st.lease = l
+	w.st.publish()
 }
 
 // setup makes n1 the holder, seen by both watches.
@@ -437,6 +468,74 @@ func TestPermutationsOneIdentity(t *testing.T) {
 		{"holder stalls", "", []string{"stall", "tick", "commit:n2", "answer:n2", "watch:n1", "tick", "commit:n1", "answer:n1", "watch:n2"}},
 		{"lease deleted while the holder is partitioned", "", []string{"delete", "watch:n2", "tick", "tick", "tick", "commit:n2", "answer:n2", "lost:n1", "tick"}},
 	})
+}
+
+// TestPermutationsForeignWrites: someone other than vipd clears the
+// holder, shortens the duration, or writes an old copy back (S9), at any
+// point of a renewal, a lagging watch and the follower's tries. The
+// follower must not take the edited Lease for a release while the holder
+// may still hold the VIP; the holder steps down when it sees the edit, and
+// one of them holds again.
+func TestPermutationsForeignWrites(t *testing.T) {
+	var scs []scenario
+	for _, edit := range []string{"edit", "shorten", "replay"} {
+		scs = append(scs,
+			// (A renewal first, so that an old copy differs from the Lease.)
+			scenario{edit + " seen by the follower first", "tick commit:n1 answer:n1 watch:n2 watch:n1", []string{edit, "watch:n2", "tick", "commit:n2", "answer:n2", "watch:n1", "commit:n1", "answer:n1"}},
+			scenario{edit + " during a renewal", "tick commit:n1 answer:n1 watch:n2 watch:n1 tick commit:n1", []string{edit, "answer:n1", "watch:n2", "watch:n2", "tick", "commit:n2", "answer:n2", "watch:n1"}},
+			scenario{edit + " while the holder's watch lags", "tick commit:n1 answer:n1 watch:n2 watch:n1", []string{edit, "watch:n2", "tick", "tick", "commit:n2", "answer:n2", "commit:n1", "answer:n1"}},
+		)
+	}
+	runScenarios(t, newWorld, scs)
+}
+
+// TestEditedLeaseIsTakenBack: after its holder is cleared by someone else,
+// the holder steps down on the watch, takes the Lease back at once, and
+// the follower, which counted it as holder meanwhile, stays a follower.
+func TestEditedLeaseIsTakenBack(t *testing.T) {
+	for _, edit := range []string{"edit", "shorten", "replay"} {
+		t.Run(edit, func(t *testing.T) {
+			w := newWorld(t)
+			w.setup()
+			n1, n2 := w.nodes["n1"], w.nodes["n2"]
+			w.run("tick commit:n1 answer:n1 watch:n1 watch:n2 " + edit + " watch:n2")
+			w.run("watch:n1")
+			if n1.g.held {
+				t.Fatalf("n1 kept the VIP after seeing its Lease %sed by someone else", edit)
+			}
+			if n1.l.e.Edited() == nil || !n1.l.e.Edited().Held {
+				t.Fatalf("n1 does not report the edit: %+v", n1.l.e.Edited())
+			}
+			w.run("tick commit:n1 answer:n1 watch:n2 watch:n1")
+			if !n1.g.held || holder(w.st.lease) != "n1" {
+				t.Fatalf("n1 held=%v, holder %q: want n1 to take its Lease back at once", n1.g.held, holder(w.st.lease))
+			}
+			for range 10 {
+				w.run("tick commit:n1 answer:n1 commit:n2 answer:n2 watch:n1 watch:n2")
+			}
+			if !n1.g.held || n2.g.held {
+				t.Fatalf("after the edit n1 held=%v n2 held=%v", n1.g.held, n2.g.held)
+			}
+		})
+	}
+}
+
+// TestEditedLeaseOfAGoneHolderIsTakenOver: an operator clears the holder
+// of a Lease whose holder is gone ("unsticking" it): the follower takes
+// it a lease duration after it saw the edit, not at once.
+func TestEditedLeaseOfAGoneHolderIsTakenOver(t *testing.T) {
+	w := newWorld(t)
+	w.setup()
+	n2 := w.nodes["n2"]
+	w.nodes["n1"].down = true // frozen for good: its fence passes
+	w.run("edit watch:n2")
+	edited := w.clk.Now()
+	for !n2.g.held && w.clk.Now().Sub(edited) < time.Minute {
+		w.run("tick commit:n2 answer:n2 watch:n2")
+	}
+	if got := w.clk.Now().Sub(edited); !n2.g.held || got < 5*time.Second || got > 7*time.Second {
+		t.Fatalf("n2 held=%v %s after the edit; want it after about the lease duration (5s)", n2.g.held, got)
+	}
 }
 
 func runScenarios(t *testing.T, newW func(*testing.T) *world, scs []scenario) {

@@ -188,16 +188,18 @@ func (g *group) add(ip netip.Addr, ov *owner.VIP) {
 }
 
 // remove takes ip out of the group (c.mu held) after it was dropped; a
-// holder's next write, at once, says it let go. It is no longer published
-// either: if it comes back before that write has answered, the Lease may
-// already have stopped listing it (the write committed), and another node
-// may have listed it and read since, so only a later write that lists it
-// again counts (S8 asks for the listing to stand from the write to the
-// claim).
+// holder's next write, at once, says it let go. It is no longer published,
+// nor listed by the write in flight as far as that write's answer goes:
+// if it comes back before the next write has answered, the Lease may
+// already have stopped listing it (that write committed), and another
+// node may have listed it and read since, so only a write that starts
+// after it came back and lists it counts (S8 asks for the listing to
+// stand from the write to the claim).
 func (g *group) remove(ip netip.Addr) {
 	delete(g.vips, ip)
 	delete(g.cleared, ip)
 	delete(g.published, ip)
+	delete(g.writing, ip) // the write in flight listed it, but its answer must not publish it again
 	delete(g.waiting, ip)
 	delete(g.asking, ip) // the running check is void for it (marks)
 	g.removed[ip]++

@@ -17,8 +17,10 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 
+	"github.com/vipd/vipd/internal/election"
 	"github.com/vipd/vipd/internal/owner"
 	"github.com/vipd/vipd/internal/vip/viptest"
 )
@@ -482,5 +484,41 @@ func TestRemovedAddressIsNoLongerPublished(t *testing.T) {
 	g.add(x, &owner.VIP{}) // placed here again at once
 	if g.published[x] {
 		t.Fatalf("%s counts as published by the write before its removal", x)
+	}
+}
+
+// The answer of a write that started while an address was in the group,
+// and that was removed before the answer came, does not publish it: the
+// write after it (already asked for) stops listing it, and a claim check
+// started before that one answers would otherwise hold an address this
+// node's Lease no longer lists, while another node claims it too.
+func TestRemovedDuringAWriteIsNotPublishedByItsAnswer(t *testing.T) {
+	c := &Controller{o: Options{Clock: clocktesting.NewFakeClock(time.Unix(1000, 0))}}
+	g := c.newGroup("kube-system/" + HeartbeatName("n1"))
+	el, err := election.New(election.Options{Client: fake.NewClientset(), Namespace: "kube-system", Name: HeartbeatName("n1"), Identity: "n1",
+		LeaseDuration: 4 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 500 * time.Millisecond, Guard: g})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.el = el // not run: Renew only asks
+	x := netip.MustParseAddr("198.51.100.121")
+	g.add(x, &owner.VIP{})
+	g.annotations()                              // write W1 starts, listing x
+	g.remove(x)                                  // a pass takes x out while W1 is in flight
+	g.Hold(c.o.Clock.Now().Add(2 * time.Second)) // W1 answers
+	if g.published[x] {
+		t.Fatalf("%s counts as published by a write whose answer came after its removal", x)
+	}
+	g.add(x, &owner.VIP{}) // back before the next write answered
+	if g.published[x] {
+		t.Fatalf("%s counts as published again before a write listed it after it came back", x)
+	}
+	if a := g.annotations(); a[HoldsAnnotation] != x.String() {
+		t.Fatalf("the next write lists %q, want %s", a[HoldsAnnotation], x)
+	}
+	g.checking = true // (a check runs: this one asks for another after it, not a read here)
+	g.Hold(c.o.Clock.Now().Add(2 * time.Second))
+	if !g.published[x] {
+		t.Fatalf("%s not published by a write that listed it after it came back", x)
 	}
 }
