@@ -243,8 +243,13 @@ func runManager(ctx context.Context, c *cobra.Command, log *slog.Logger) error {
 	}, []string{"address"})
 	reg.MustRegister(conflicts)
 	onConflict := func(a netip.Addr) { conflicts.WithLabelValues(a.String()).Inc() }
+	// One token for every Lease this process writes (vipd.io/instance and
+	// vipd.io/seal): the claim check tells this process's Leases from
+	// those of another process under the same node name by it.
+	instance := election.NewInstance()
+	log.Info("process token for this run's Lease writes", "instance", instance)
 	if cfg.ControlPlane {
-		cp, err := controlPlane(ctx, cfg, rc, client, reg, log, cordoned.View(), onConflict, func() { onRetarget() })
+		cp, err := controlPlane(ctx, cfg, rc, client, reg, log, cordoned.View(), onConflict, func() { onRetarget() }, instance)
 		if errors.Is(err, controlplane.ErrForeignAddress) {
 			reportConfigError(c, log, err)
 			return exitError{2, err}
@@ -257,7 +262,7 @@ func runManager(ctx context.Context, c *cobra.Command, log *slog.Logger) error {
 		reserved = cp.Addr
 	}
 	if cfg.Services {
-		svc, err := servicesController(cfg, rc, reg, log, reserved, cordoned.View(), onConflict)
+		svc, err := servicesController(cfg, rc, reg, log, reserved, cordoned.View(), onConflict, instance)
 		if err != nil {
 			return err
 		}
@@ -298,14 +303,14 @@ func runManager(ctx context.Context, c *cobra.Command, log *slog.Logger) error {
 }
 
 // controlPlane prepares the control-plane VIP.
-func controlPlane(ctx context.Context, cfg *config.Config, rc *rest.Config, client kubernetes.Interface, reg prometheus.Registerer, log *slog.Logger, standby election.Standby, onConflict func(netip.Addr), onRetarget func()) (*controlplane.VIP, error) {
+func controlPlane(ctx context.Context, cfg *config.Config, rc *rest.Config, client kubernetes.Interface, reg prometheus.Registerer, log *slog.Logger, standby election.Standby, onConflict func(netip.Addr), onRetarget func(), instance string) (*controlplane.VIP, error) {
 	m := metrics.NewVIP(reg, cfg.Namespace+"/"+cfg.LeaseName, cfg.Prefix().String())
 	opts := controlplane.Options{
 		Client: client, Sender: &announce.Link{Interface: cfg.Interface},
 		Interface: cfg.Interface, Prefix: cfg.Prefix(),
 		Namespace: cfg.Namespace, LeaseName: cfg.LeaseName, NodeName: cfg.NodeName,
 		LeaseDuration: cfg.LeaseDuration, RenewDeadline: cfg.RenewDeadline, RetryPeriod: cfg.RetryPeriod,
-		AnnouncePeriod: cfg.ARPRate, Metrics: m, Logger: log,
+		AnnouncePeriod: cfg.ARPRate, Metrics: m, Logger: log, Instance: instance,
 	}
 	if cfg.IsName {
 		opts.Resolve = func() (netip.Addr, error) { return config.ResolveOne(resolve, cfg.Address, cfg.DNSMode) }
@@ -346,7 +351,7 @@ func controlPlane(ctx context.Context, cfg *config.Config, rc *rest.Config, clie
 // servicesController prepares the LoadBalancer Services controller. It has
 // a client of its own with a higher rate limit: at start it may write
 // annotations and status of every Service.
-func servicesController(cfg *config.Config, rc *rest.Config, reg prometheus.Registerer, log *slog.Logger, reserved func() netip.Addr, standby election.Standby, onConflict func(netip.Addr)) (*services.Controller, error) {
+func servicesController(cfg *config.Config, rc *rest.Config, reg prometheus.Registerer, log *slog.Logger, reserved func() netip.Addr, standby election.Standby, onConflict func(netip.Addr), instance string) (*services.Controller, error) {
 	src := rest.CopyConfig(rc)
 	src.QPS, src.Burst = 200, 400
 	client, err := kubernetes.NewForConfig(src)
@@ -378,7 +383,7 @@ func servicesController(cfg *config.Config, rc *rest.Config, reg prometheus.Regi
 		Namespace: cfg.SvcNamespace, LeaseNamespace: cfg.Namespace, LeaseName: cfg.SvcLeaseName, NodeName: cfg.NodeName,
 		LeaseDuration: cfg.LeaseDuration, RenewDeadline: cfg.RenewDeadline, RetryPeriod: cfg.RetryPeriod,
 		AnnouncePeriod: cfg.ARPRate, Filter: services.ClassFilter{Name: cfg.LBClassName, Only: cfg.LBClassOnly}, PoolsOnly: cfg.SvcPoolsOnly, Spread: cfg.SvcSpread,
-		Reserved: reserved, Standby: standby, Leader: m, Announce: m.Announced, Logger: log,
+		Reserved: reserved, Standby: standby, Leader: m, Announce: m.Announced, Logger: log, Instance: instance,
 	})
 	if err != nil {
 		return nil, err

@@ -47,6 +47,8 @@ type Options struct {
 	Standby election.Standby
 	// FreshClient returns a client on new connections (see election.Options).
 	FreshClient func() (kubernetes.Interface, error)
+	// Instance is this process's token (see election.Options).
+	Instance string
 	// OnRetarget, if set, is called after the VIP moved to a new address.
 	OnRetarget func()
 	// Probe, if set, watches the wire for another host that answers for
@@ -120,7 +122,7 @@ func New(o Options) (*VIP, error) {
 		LeaseDuration: o.LeaseDuration, RenewDeadline: o.RenewDeadline, RetryPeriod: o.RetryPeriod,
 		Annotations: v.annotations,
 		Guard:       ow, Gate: o.Gate, Standby: o.Standby, FreshClient: o.FreshClient, Recorder: o.Metrics, Clock: o.Clock, Logger: log.With("component", "election"),
-		ColdStart: v.coldStart,
+		ColdStart: v.coldStart, Instance: o.Instance, OnEdited: v.edited,
 	})
 	if err != nil {
 		return nil, err
@@ -193,6 +195,18 @@ func (v *VIP) conflict(f conflict.Finding) {
 func (v *VIP) resolved(f conflict.Finding) {
 	v.post(corev1.EventTypeNormal, "AddressConflictResolved", f.Resolved("the control-plane VIP "+f.Addr.String(), v.o.NodeName), "vip", f.Addr, "mac", f.MAC)
 	v.elector.Renew()
+}
+
+// edited reports a change of the Lease that its holder did not write (S9).
+func (v *VIP) edited(what string, held bool) {
+	msg := fmt.Sprintf("Lease %s/%s was changed by someone other than its holder: %s. ", v.o.Namespace, v.o.LeaseName, what)
+	if held {
+		msg += fmt.Sprintf("Node %s held it: it removed the control-plane VIP and takes the Lease back; ", v.o.NodeName)
+	} else {
+		msg += "The other nodes count its last holder for a lease duration from now; "
+	}
+	msg += "only vipd may write vipd's Leases: see vipd doctor for who else may (kubectl edit, scripts, GitOps tools re-applying them)"
+	go v.post(corev1.EventTypeWarning, "LeaseEdited", msg, "changed", what)
 }
 
 // post posts an Event on the Lease, which logs it too (without a poster:

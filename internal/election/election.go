@@ -176,6 +176,14 @@ type Options struct {
 	OnEdited func(what string, held bool)
 }
 
+// EditedReason begins the reason a holder gives its Guard's Drop when it
+// saw its Lease changed by someone else (S9): its fence did not pass.
+const EditedReason = "the Lease was changed by someone other than its holder"
+
+// EditedAnnotation on a Lease says when its holder last saw it changed by
+// someone else, and what was changed (for vipd status).
+const EditedAnnotation = "vipd.io/edited"
+
 // NewInstance returns a new process token (Options.Instance).
 func NewInstance() string {
 	var tok [8]byte
@@ -555,7 +563,7 @@ func (l *loop) onObserve(lease *coordinationv1.Lease) {
 // competes again: the claimants count it as holder for a lease duration
 // from the change, so it takes the Lease back first.
 func (l *loop) stepDownEdited() {
-	l.stepDown("the Lease was changed by someone other than its holder (" + l.s.foreign + ")")
+	l.stepDown(EditedReason + " (" + l.s.foreign + ")")
 	l.d.try(l.e.nextTry(&l.s))
 }
 
@@ -626,6 +634,10 @@ func (l *loop) onResult(r result) {
 	switch {
 	case r.err == nil && !r.wrote:
 		e.observe(s, r.lease)
+		if s.leading && s.foreign != "" {
+			l.stepDownEdited()
+			return
+		}
 		if s.leading {
 			l.stepDown(fmt.Sprintf("Lease now held by %q", holder(r.lease)))
 		}
@@ -1077,11 +1089,7 @@ func (e *Elector) written(base *coordinationv1.Lease, acquire bool, at time.Time
 
 // seal writes l's SealAnnotation for this process's next write.
 func (e *Elector) seal(l *coordinationv1.Lease) {
-	if l.Annotations == nil {
-		l.Annotations = map[string]string{}
-	}
-	l.Annotations[InstanceAnnotation] = e.token
-	l.Annotations[SealAnnotation] = seal(l, e.token, e.seq.Add(1))
+	WriteSeal(l, e.token, e.seq.Add(1))
 }
 
 // handover sets the handover annotations of a Lease this node writes as
@@ -1227,6 +1235,9 @@ func (e *Elector) annotations() map[string]string {
 	out := map[string]string{InstanceAnnotation: e.token}
 	if e.o.Annotations != nil {
 		maps.Copy(out, e.o.Annotations())
+	}
+	if ed := e.edited.Load(); ed != nil && ed.Held {
+		out[EditedAnnotation] = ed.At.UTC().Format(time.RFC3339) + " " + ed.What
 	}
 	return out
 }

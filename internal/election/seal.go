@@ -32,6 +32,16 @@ func seal(l *coordinationv1.Lease, token string, seq uint64) string {
 	return fmt.Sprintf("%s/%d/%s/%d/%d/%s", token, seq, s.holder, s.dur, s.renew, s.holds)
 }
 
+// WriteSeal seals l as process token's write number seq, as every write
+// of an Elector does (for tests that write Leases as vipd would).
+func WriteSeal(l *coordinationv1.Lease, token string, seq uint64) {
+	if l.Annotations == nil {
+		l.Annotations = map[string]string{}
+	}
+	l.Annotations[InstanceAnnotation] = token
+	l.Annotations[SealAnnotation] = seal(l, token, seq)
+}
+
 // sealed are the fields a seal covers, as they are in a Lease.
 type sealed struct {
 	holder string
@@ -57,31 +67,35 @@ func sealOf(l *coordinationv1.Lease) sealed {
 	return s
 }
 
-// Seal is a Lease's seal, read back.
+// Seal is a Lease's seal, read back (ReadSeal).
 type Seal struct {
 	Token string
 	Seq   uint64
+	// Changed names the fields that differ from what the seal says ("":
+	// none).
+	Changed string
+	// OK: the Lease has a seal that can be read; Present: it has one.
+	OK, Present bool
 }
 
-// ReadSeal checks l's seal against l. It returns the seal, and, when the
-// Lease does not say what its seal does, which fields someone else changed
-// ("" with ok: they match; ok false: no seal, or one that cannot be read).
-func ReadSeal(l *coordinationv1.Lease) (s Seal, changed string, ok bool) {
+// ReadSeal checks l's seal against l: which fields someone else changed
+// since its holder wrote it.
+func ReadSeal(l *coordinationv1.Lease) Seal {
 	v, has := l.Annotations[SealAnnotation]
 	if !has {
-		return Seal{}, "", false
+		return Seal{}
 	}
 	f := strings.Split(v, "/")
 	if len(f) != 6 {
-		return Seal{}, "", false
+		return Seal{Present: true}
 	}
 	seq, err1 := strconv.ParseUint(f[1], 10, 64)
 	dur, err2 := strconv.ParseInt(f[3], 10, 64)
 	renew, err3 := strconv.ParseInt(f[4], 10, 64)
 	if err1 != nil || err2 != nil || err3 != nil || f[0] == "" {
-		return Seal{}, "", false
+		return Seal{Present: true}
 	}
-	s = Seal{Token: f[0], Seq: seq}
+	s := Seal{Token: f[0], Seq: seq, OK: true, Present: true}
 	now := sealOf(l)
 	var diff []string
 	if now.holder != f[2] {
@@ -99,7 +113,8 @@ func ReadSeal(l *coordinationv1.Lease) (s Seal, changed string, ok bool) {
 	if t := l.Annotations[InstanceAnnotation]; t != "" && t != s.Token {
 		diff = append(diff, "annotation "+InstanceAnnotation)
 	}
-	return s, strings.Join(diff, ", "), true
+	s.Changed = strings.Join(diff, ", ")
+	return s
 }
 
 // Trust tells, version by version of one Lease, which versions their
@@ -120,19 +135,21 @@ const trustKept = 16
 // before): "" when its holder's own write made it, otherwise what someone
 // else changed, in words for a log line or an Event. A Lease without a seal
 // that never had one (kube-vip's, an older vipd's) is its holder's.
-func (t *Trust) Check(l *coordinationv1.Lease) string {
-	s, changed, ok := ReadSeal(l)
+func (t *Trust) Check(l *coordinationv1.Lease) string { return t.Judge(ReadSeal(l)) }
+
+// Judge is Check of a version whose seal was read already.
+func (t *Trust) Judge(s Seal) string {
 	switch {
-	case !ok && l.Annotations[SealAnnotation] != "":
+	case !s.OK && s.Present:
 		return "annotation " + SealAnnotation + " (not a seal vipd wrote)"
-	case !ok && t.sealed:
+	case !s.OK && t.sealed:
 		return "annotation " + SealAnnotation + " (removed)"
-	case !ok:
+	case !s.OK:
 		return ""
 	}
 	t.sealed = true
-	if changed != "" {
-		return changed
+	if s.Changed != "" {
+		return s.Changed
 	}
 	if t.seqs == nil {
 		t.seqs = map[string]uint64{}

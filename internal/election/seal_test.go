@@ -27,8 +27,8 @@ func sealer(t *testing.T) *Elector {
 func TestSealNamesWhatSomeoneElseChanged(t *testing.T) {
 	e := sealer(t)
 	l := e.written(nil, true, time.Unix(1000, 123456789))
-	if _, changed, ok := ReadSeal(l); !ok || changed != "" {
-		t.Fatalf("vipd's own write: changed %q ok %v", changed, ok)
+	if s := ReadSeal(l); !s.OK || s.Changed != "" {
+		t.Fatalf("vipd's own write: changed %q ok %v", s.Changed, s.OK)
 	}
 	for _, c := range []struct {
 		name string
@@ -84,7 +84,7 @@ func TestSealAfterMicroseconds(t *testing.T) {
 	e := sealer(t)
 	l := e.written(nil, true, time.Unix(1000, 123456789))
 	l.Spec.RenewTime = &metav1.MicroTime{Time: l.Spec.RenewTime.Truncate(time.Microsecond)}
-	if _, changed, _ := ReadSeal(l); changed != "" {
-		t.Fatalf("round trip: %q", changed)
+	if s := ReadSeal(l); s.Changed != "" {
+		t.Fatalf("round trip: %q", s.Changed)
 	}
 }

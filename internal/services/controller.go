@@ -104,6 +104,9 @@ type Options struct {
 	// Leader receives the Services Lease's metrics (may be nil).
 	Leader   election.Recorder
 	Announce func(error)
+	// Instance is this process's token (election.Options.Instance), shared
+	// with its other electors; empty: a new one.
+	Instance string
 	// Writers bounds concurrent API writes (default 16).
 	Writers int
 	// Writer makes the Service writes (default: ClientWriter over Client).
@@ -205,6 +208,9 @@ func New(o Options) (*Controller, error) {
 	if o.HasIPv6 == nil {
 		o.HasIPv6 = func() bool { return true }
 	}
+	if o.Instance == "" {
+		o.Instance = election.NewInstance()
+	}
 	log := o.Logger.With("component", "services")
 	c := &Controller{
 		o: o, log: log, kick: make(chan struct{}, 1), bulk: make(chan struct{}, 1), vips: map[netip.Addr]*held{}, ready: make(chan struct{}), based: map[string]map[string]bool{}, unconfirmed: map[string][]netip.Addr{},
@@ -232,6 +238,7 @@ func New(o Options) (*Controller, error) {
 		LeaseDuration: o.LeaseDuration, RenewDeadline: o.RenewDeadline, RetryPeriod: o.RetryPeriod,
 		Annotations: c.cluster.annotations,
 		Guard:       c.cluster, Recorder: o.Leader, Clock: o.Clock, Logger: log,
+		Instance: o.Instance, OnEdited: c.edited(o.LeaseNamespace, o.LeaseName),
 	})
 	if err != nil {
 		return nil, err
@@ -493,6 +500,22 @@ func ref(obj metav1.Object, kind string) corev1.ObjectReference {
 	return corev1.ObjectReference{APIVersion: "v1", Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName(), UID: obj.GetUID(), ResourceVersion: obj.GetResourceVersion()}
 }
 
+// edited returns the election.Options.OnEdited of Lease namespace/name:
+// a Warning Event on the Lease that names what someone else changed.
+func (c *Controller) edited(namespace, name string) func(string, bool) {
+	return func(what string, held bool) {
+		msg := fmt.Sprintf("Lease %s/%s was changed by someone other than its holder: %s. ", namespace, name, what)
+		if held {
+			msg += fmt.Sprintf("Node %s held it: it removed its addresses and takes the Lease back; ", c.o.NodeName)
+		} else {
+			msg += "The other nodes count its last holder for a lease duration from now; "
+		}
+		msg += "only vipd may write vipd's Leases: see vipd doctor for who else may (kubectl edit, scripts, GitOps tools re-applying them)"
+		go c.poster.Post(c.runCtx, corev1.ObjectReference{APIVersion: "coordination.k8s.io/v1", Kind: "Lease", Namespace: namespace, Name: name},
+			corev1.EventTypeWarning, "LeaseEdited", msg)
+	}
+}
+
 // want is what should happen to one address.
 type want struct {
 	local string // Service key when externalTrafficPolicy: Local
@@ -714,6 +737,7 @@ func (c *Controller) startLocal(ctx context.Context, k string, g *group, svc *co
 			return a
 		},
 		Guard: g, Clock: c.o.Clock, Logger: c.log,
+		Instance: c.o.Instance, OnEdited: c.edited(svc.Namespace, LocalLeasePrefix+svc.Name),
 	})
 	if err != nil {
 		c.log.Error("cannot start the Service's election", "service", k, "err", err)

@@ -20,8 +20,12 @@ import (
 // HoldsAnnotation on a Lease lists the Service VIPs its holder has on its
 // interface or is about to add, comma-separated. It is written before an
 // address is added and after it is removed, so that another node can tell
-// whether the address has been let go (S8).
-const HoldsAnnotation = "vipd.io/holds"
+// whether the address has been let go (S8); the Lease's seal covers it
+// (S9).
+const HoldsAnnotation = election.HoldsAnnotation
+
+// self is this process as the claim check sees it.
+func (c *Controller) self() self { return self{c.o.NodeName, c.o.Instance} }
 
 // group is one source of ownership: a Lease whose holder owns a set of
 // Service VIPs. The Services Lease is the group of every
@@ -76,9 +80,9 @@ type group struct {
 	// uses Controller.elector.
 	el     *election.Elector
 	cancel context.CancelFunc // nil: the election is not running
-	// lapsed, if set, is told when the group's fence passed (Drop, or a
-	// renewal that comes after the fence: the process was frozen).
-	lapsed func()
+	// lapsed, if set, is told why the group dropped its addresses (Drop,
+	// or a renewal that comes after the fence: the process was frozen).
+	lapsed func(reason string)
 	// waited, if set, is told (c.mu not held) when a check found
 	// addresses blocked.
 	waited func()
@@ -151,7 +155,7 @@ func (g *group) dropLocked(reason string) {
 		ov.Drop(reason)
 	}
 	if g.lapsed != nil {
-		g.lapsed()
+		g.lapsed(reason)
 	}
 }
 
@@ -507,7 +511,7 @@ func (c *Controller) claimed(ctx context.Context, self string, want []netip.Addr
 	}
 	c.seenMu.Lock()
 	defer c.seenMu.Unlock()
-	out, listed, by := c.seen.claimed(c.o.NodeName, vs, want, c.o.Clock.Now())
+	out, listed, by := c.seen.claimed(c.self(), vs, want, c.o.Clock.Now())
 	return out, listed, by, nil
 }
 
@@ -523,7 +527,7 @@ func (c *Controller) letGo(g *group) {
 	if len(g.waiting) > 0 && g.fenceOK() && !c.stopping {
 		c.seenMu.Lock()
 		for ip, w := range g.waiting {
-			if !g.stands(ip, w.mark) || g.cleared[ip] || g.probing[ip] || !c.seen.letGo(ip, w.by) {
+			if !g.stands(ip, w.mark) || g.cleared[ip] || g.probing[ip] || !c.seen.letGo(ip, w.by, c.o.Clock.Now()) {
 				continue
 			}
 			events = append(events, c.holdLocked(g, ip))
@@ -540,7 +544,8 @@ func (c *Controller) letGo(g *group) {
 
 // versionOf is l as the claim check sees it.
 func versionOf(l *coordinationv1.Lease, def time.Duration) leaseVersion {
-	return leaseVersion{key: l.Namespace + "/" + l.Name, rv: l.ResourceVersion, holder: leaseHolder(l), holds: l.Annotations[HoldsAnnotation], dur: leaseDuration(l, def)}
+	return leaseVersion{key: l.Namespace + "/" + l.Name, rv: l.ResourceVersion, holder: leaseHolder(l), holds: l.Annotations[HoldsAnnotation], dur: leaseDuration(l, def),
+		instance: l.Annotations[election.InstanceAnnotation], seal: election.ReadSeal(l)}
 }
 
 func leaseHolder(l *coordinationv1.Lease) string {

@@ -376,7 +376,7 @@ func (w *pWorld) event(n *pNode, ev string) {
 		if r.gen != n.gen || !n.fenceOK(w.now) {
 			return
 		}
-		blocked, _, by := n.seen.claimed(n.name, r.list, r.want, w.now)
+		blocked, _, by := n.seen.claimed(self{name: n.name}, r.list, r.want, w.now)
 		if w.mutate == "no-block" {
 			blocked = nil
 		}
@@ -450,7 +450,7 @@ func (w *pWorld) claimOnWatch(n *pNode) {
 		if !n.stands(a, wt.mark) || n.cleared[a] {
 			continue
 		}
-		ok := n.seen.letGo(a, wt.by)
+		ok := n.seen.letGo(a, wt.by, w.now)
 		if w.mutate == "letgo-stopping" { // a stopping heartbeat taken for one that let go
 			ok = true
 			for k := range wt.by {

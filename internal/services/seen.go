@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/resourceversion"
+
+	"github.com/vipd/vipd/internal/election"
 )
 
 // leaseVersion is one version of a Lease as a watch or a read shows it.
@@ -14,6 +16,20 @@ type leaseVersion struct {
 	holder string
 	holds  string // HoldsAnnotation
 	dur    time.Duration
+	// instance is the writing process's token (election.InstanceAnnotation).
+	instance string
+	seal     election.Seal
+}
+
+// self is this process as the claim check sees it: its node name and its
+// token. A Lease under this node's name written by another process (a
+// host with the same name) is another holder's.
+type self struct{ name, token string }
+
+// mine reports whether a Lease that holder and instance wrote is this
+// process's (an older vipd writes no token: it is taken as this node's).
+func (me self) mine(holder, instance string) bool {
+	return holder == me.name && (instance == "" || instance == me.token)
 }
 
 // seenLease is a Lease's version as this node first saw it, and when.
@@ -28,7 +44,30 @@ type seenLease struct {
 	// older are versions of the Lease seen before this one, the newest
 	// last: a read that answers after the watch showed a newer version
 	// returns one of them, and must not pass for a new renewal.
-	older []string
+	older    []string
+	instance string
+	// trust judges the versions (S9); foreign says what someone other
+	// than the holder changed in this one. Until priorUntil, prior, the
+	// last version its holder wrote, still counts, as a deleted Lease's
+	// last version does.
+	trust      election.Trust
+	foreign    string
+	prior      *seenLease
+	priorUntil time.Time
+}
+
+// blocks reports whether s, a version of another Lease, may still be held
+// by its holder at now.
+func (s seenLease) blocks(me self, now time.Time) bool {
+	return s.holder != "" && !me.mine(s.holder, s.instance) && now.Sub(s.at) < s.dur
+}
+
+// priorAt is the prior version that still counts at now (nil: none).
+func (s seenLease) priorAt(now time.Time) *seenLease {
+	if s.prior != nil && now.Before(s.priorUntil) {
+		return s.prior
+	}
+	return nil
 }
 
 // olderKept bounds seenLease.older: a read is never more than a few
@@ -72,7 +111,7 @@ func (w leaseView) saw(v leaseVersion, now time.Time) seenLease {
 			}
 		}
 	}
-	n := seenLease{rv: v.rv, at: now, holder: v.holder, holds: v.holds, dur: v.dur, listed: map[netip.Addr]bool{}}
+	n := seenLease{rv: v.rv, at: now, holder: v.holder, holds: v.holds, dur: v.dur, listed: map[netip.Addr]bool{}, instance: v.instance}
 	for _, ip := range listedIn(v.holds) {
 		n.listed[ip] = true
 	}
@@ -81,6 +120,20 @@ func (w leaseView) saw(v leaseVersion, now time.Time) seenLease {
 		if len(n.older) > olderKept {
 			n.older = n.older[len(n.older)-olderKept:]
 		}
+		n.trust = s.trust
+	}
+	if n.foreign = n.trust.Judge(v.seal); n.foreign != "" && ok {
+		// Changed by someone other than its holder (S9): the last version
+		// the holder wrote counts for a lease duration from now.
+		p := s
+		if s.foreign != "" {
+			p = seenLease{}
+			if s.prior != nil {
+				p = *s.prior
+			}
+		}
+		p.prior, p.older = nil, nil
+		n.prior, n.priorUntil = &p, now.Add(p.dur)
 	}
 	w[v.key] = n
 	return n
@@ -97,9 +150,14 @@ func (w leaseView) saw(v leaseVersion, now time.Time) seenLease {
 // counts for its duration after it was first missed: its holder may not
 // know yet.
 //
+// A version that someone other than its holder wrote (S9: its holder
+// cleared, its holds list rewritten, its duration shortened, an old copy
+// written back) lets go of nothing: the last version its holder wrote
+// still blocks for a lease duration from when this node saw the change.
+//
 // by says, for each blocked address, which Leases block it and at which
 // version ("" for a Lease the read missed): see letGo.
-func (w leaseView) claimed(me string, list []leaseVersion, want []netip.Addr, now time.Time) (out map[netip.Addr]string, listed map[netip.Addr]bool, by map[netip.Addr]map[string]string) {
+func (w leaseView) claimed(me self, list []leaseVersion, want []netip.Addr, now time.Time) (out map[netip.Addr]string, listed map[netip.Addr]bool, by map[netip.Addr]map[string]string) {
 	wanted := map[netip.Addr]bool{}
 	for _, ip := range want {
 		wanted[ip] = true
@@ -122,11 +180,20 @@ func (w leaseView) claimed(me string, list []leaseVersion, want []netip.Addr, no
 			}
 		}
 	}
+	// notePrior: what an edited Lease's holder last wrote still blocks.
+	notePrior := func(k string, s seenLease) {
+		if p := s.priorAt(now); p != nil {
+			q := *p
+			q.rv, q.gone = s.rv, s.gone
+			note(k, q, q.holder != "" && !me.mine(q.holder, q.instance))
+		}
+	}
 	present := map[string]bool{}
 	for _, v := range list {
 		present[v.key] = true
 		s := w.saw(v, now)
-		note(v.key, s, s.holder != "" && s.holder != me && now.Sub(s.at) < s.dur)
+		note(v.key, s, s.blocks(me, now))
+		notePrior(v.key, s)
 	}
 	for k, s := range w {
 		if present[k] {
@@ -137,11 +204,13 @@ func (w leaseView) claimed(me string, list []leaseVersion, want []netip.Addr, no
 			w[k] = s
 		}
 		note(k, s, false)
-		if s.holder == "" || s.holder == me || now.Sub(s.gone) >= s.dur {
+		notePrior(k, s)
+		switch {
+		case s.holder != "" && !me.mine(s.holder, s.instance) && now.Sub(s.gone) < s.dur:
+			note(k, s, true)
+		case s.priorAt(now) == nil:
 			delete(w, k)
-			continue
 		}
-		note(k, s, true)
 	}
 	return out, listed, by
 }
@@ -157,7 +226,7 @@ func (w leaseView) claimed(me string, list []leaseVersion, want []netip.Addr, no
 // address before a write stops listing it, and lists it again only before
 // a read of its own, which sees this node's listing. A deleted Lease ("")
 // never lets go here: its duration runs out first, seen by a read.
-func (w leaseView) letGo(ip netip.Addr, by map[string]string) bool {
+func (w leaseView) letGo(ip netip.Addr, by map[string]string, now time.Time) bool {
 	for k, rv := range by {
 		s, ok := w[k]
 		if rv == "" || !ok || !s.gone.IsZero() {
@@ -168,6 +237,9 @@ func (w leaseView) letGo(ip netip.Addr, by map[string]string) bool {
 		}
 		if s.holder != "" && s.listed[ip] {
 			return false
+		}
+		if p := s.priorAt(now); s.foreign != "" && (p == nil || p.holder != "" && p.listed[ip]) {
+			return false // someone else wrote that it let go (S9)
 		}
 	}
 	return len(by) > 0

@@ -90,6 +90,38 @@ type beat struct {
 	stopping bool
 	// unread: ReadAnnotation says "false".
 	unread bool
+	// instance is the writing process's token, seal its seal (S9).
+	instance string
+	seal     election.Seal
+	// trust judges the versions; foreign says what someone other than
+	// the holder changed in this one, and prior, the last version its
+	// holder wrote, counts instead until priorUntil (beat.counted).
+	trust      election.Trust
+	foreign    string
+	prior      *beat
+	priorUntil time.Time
+	// since is when this node first saw the heartbeat list each address
+	// (placement gives an address listed twice to the older listing).
+	since map[netip.Addr]time.Time
+}
+
+// counted is b as liveness and placement count it (S9): b itself when its
+// holder wrote it; while someone else's change of it is fresh, the last
+// version its holder wrote, live until priorUntil; after that nothing, until
+// its holder writes it again.
+func (b beat) counted(now time.Time) (beat, bool) {
+	if b.foreign == "" {
+		return b, true
+	}
+	if b.prior == nil || !now.Before(b.priorUntil) {
+		return beat{}, false
+	}
+	p := *b.prior
+	if b.rv == "deleted" {
+		p.rv = b.rv
+	}
+	p.at = b.priorUntil.Add(-p.dur)
+	return p, true
 }
 
 // spread is the state of spread mode on this node.
@@ -127,7 +159,7 @@ func (c *Controller) newSpread() (*spread, error) {
 		Client: c.o.Client, Namespace: c.o.LeaseNamespace, Name: HeartbeatName(c.o.NodeName), Identity: c.o.NodeName,
 		LeaseDuration: c.o.LeaseDuration, RenewDeadline: c.o.RenewDeadline, RetryPeriod: c.o.RetryPeriod,
 		Annotations: s.annotations, Guard: s.g, Clock: c.o.Clock, Logger: c.log.With("lease", "heartbeat"),
-		Finalizer: HeartbeatFinalizer,
+		Finalizer: HeartbeatFinalizer, Instance: c.o.Instance, OnEdited: c.edited(c.o.LeaseNamespace, HeartbeatName(c.o.NodeName)),
 	})
 	if err != nil {
 		return nil, err
@@ -162,7 +194,12 @@ func (s *spread) isReady() bool {
 
 // lapsed: this node's heartbeat fence passed (its VIPs are gone): it settles
 // again before it is given VIPs, so the nodes that took them over keep them.
-func (s *spread) lapsed() {
+// Not when it stepped down because someone else edited its heartbeat (S9):
+// the other nodes counted it as holder meanwhile, so nobody took them over.
+func (s *spread) lapsed(reason string) {
+	if strings.HasPrefix(reason, election.EditedReason) {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.readyAt.IsZero() {
@@ -241,7 +278,8 @@ func (s *spread) observe(l *coordinationv1.Lease, gone bool) (changed, holdsOnly
 	b := beat{rv: l.ResourceVersion, holder: leaseHolder(l),
 		ready: l.Annotations[ReadyAnnotation] == "true", dur: leaseDuration(l, c.o.LeaseDuration), holds: l.Annotations[HoldsAnnotation],
 		deleting: l.DeletionTimestamp != nil && slices.Contains(l.Finalizers, HeartbeatFinalizer), held: heldFor(l),
-		stopping: l.Annotations[StoppingAnnotation] == "true", unread: l.Annotations[ReadAnnotation] == "false"}
+		stopping: l.Annotations[StoppingAnnotation] == "true", unread: l.Annotations[ReadAnnotation] == "false",
+		instance: l.Annotations[election.InstanceAnnotation], seal: election.ReadSeal(l)}
 	s.mu.Lock()
 	changed, holdsOnly = s.beats.observe(l.Name, b, gone, now)
 	s.mu.Unlock()
@@ -286,7 +324,38 @@ func (v beatView) observe(name string, b beat, gone bool, now time.Time) (change
 		return false, false
 	}
 	b.at, b.listed = now, listedIn(b.holds)
+	if ok {
+		b.trust = prev.trust
+	}
+	if b.foreign = b.trust.Judge(b.seal); b.foreign != "" && ok {
+		// Changed by someone other than its holder (S9): what the holder
+		// last wrote counts for a lease duration from now.
+		p := prev
+		if prev.foreign != "" {
+			p = beat{}
+			if prev.prior != nil {
+				p = *prev.prior
+			}
+		}
+		p.prior = nil
+		b.prior, b.priorUntil = &p, now.Add(p.dur)
+	}
+	if ok && prev.holds == b.holds {
+		b.since = prev.since
+	} else {
+		b.since = make(map[netip.Addr]time.Time, len(b.listed))
+		for _, ip := range b.listed {
+			if t, seen := prev.since[ip]; seen {
+				b.since[ip] = t
+			} else {
+				b.since[ip] = now
+			}
+		}
+	}
 	v[name] = b
+	if b.foreign != "" || prev.foreign != "" {
+		return true, false
+	}
 	// Expired as this node saw it: a renewal brings it back to life.
 	expired := ok && now.Sub(prev.at) >= prev.dur
 	same := ok && prev.rv != "deleted" && !expired && prev.holder == b.holder && prev.ready == b.ready && prev.dur == b.dur && prev.stopping == b.stopping
@@ -304,6 +373,10 @@ type candidate struct {
 // and when the first of them runs out (0: none).
 func (v beatView) live(self string, now time.Time) (live []candidate, next time.Duration) {
 	for k, b := range v {
+		b, ok := b.counted(now)
+		if !ok {
+			continue
+		}
 		if !strings.HasPrefix(k, HeartbeatPrefix) || b.holder == "" || b.holder == self || b.rv == "deleted" || b.deleting || b.stopping {
 			continue // (marked for deletion, or stopping: its node gives its VIPs up)
 		}
@@ -345,7 +418,10 @@ func eligible(live []candidate, excluded, cordoned func(string) bool) []string {
 
 // holders maps every address a live heartbeat lists to its node (as the
 // watch shows the heartbeats, self's own too, so that every node places
-// from the same data).
+// from the same data). Only what a holder wrote counts (beat.counted: an
+// edit of a heartbeat gives nobody an address), and an address two
+// heartbeats list (a move under way) goes to the one that has listed it
+// longer, as this node saw them: the node that holds it.
 func (v beatView) holders(self string, now time.Time) map[netip.Addr]string {
 	names := make([]string, 0, len(v))
 	for k := range v {
@@ -353,14 +429,16 @@ func (v beatView) holders(self string, now time.Time) map[netip.Addr]string {
 	}
 	sort.Strings(names)
 	out := map[netip.Addr]string{}
+	first := map[netip.Addr]time.Time{}
 	for _, k := range names {
-		b := v[k]
-		if !strings.HasPrefix(k, HeartbeatPrefix) || b.holder == "" || b.rv == "deleted" || now.Sub(b.at) >= b.dur && b.holder != self {
+		b, ok := v[k].counted(now)
+		if !ok || !strings.HasPrefix(k, HeartbeatPrefix) || b.holder == "" || b.rv == "deleted" || now.Sub(b.at) >= b.dur && b.holder != self {
 			continue
 		}
 		for _, ip := range b.listed {
-			if out[ip] == "" {
-				out[ip] = b.holder
+			t := b.since[ip]
+			if out[ip] == "" || t.Before(first[ip]) {
+				out[ip], first[ip] = b.holder, t
 			}
 		}
 	}
@@ -378,7 +456,7 @@ func othersLive(k string, b beat, self string, now time.Time) bool {
 func (v beatView) readByOthers(self string, now time.Time) map[netip.Addr]bool {
 	out := map[netip.Addr]bool{}
 	for k, b := range v {
-		if !othersLive(k, b, self, now) || b.unread {
+		if b.foreign != "" || !othersLive(k, b, self, now) || b.unread {
 			continue
 		}
 		for _, ip := range b.listed {
@@ -424,9 +502,10 @@ func (s *spread) decideReady() {
 	others := false
 	s.mu.Lock()
 	for k, b := range s.beats {
+		b, ok := b.counted(now)
 		// Nodes that started a moment ago (held less than the settling
 		// time) do not count: the cluster is starting together.
-		if othersLive(k, b, s.c.o.NodeName, now) && !b.deleting && !b.stopping && b.ready && b.holds != "" && b.held >= s.settle {
+		if ok && othersLive(k, b, s.c.o.NodeName, now) && !b.deleting && !b.stopping && b.ready && b.holds != "" && b.held >= s.settle {
 			others = true
 		}
 	}
@@ -661,7 +740,12 @@ func (s *spread) legacy() map[netip.Addr]bool {
 	s.mu.Lock()
 	b, ok := s.beats[c.o.LeaseName]
 	s.mu.Unlock()
-	if !ok || b.holder == "" || b.holder == c.o.NodeName || b.rv == "deleted" || c.o.Clock.Now().Sub(b.at) >= b.dur || b.holds == "" {
+	if ok {
+		b, ok = b.counted(c.o.Clock.Now())
+	}
+	// (A Lease under this node's name that another process wrote is that
+	// process's: a host with the same name in the single-holder mode.)
+	if !ok || b.holder == "" || c.self().mine(b.holder, b.instance) || b.rv == "deleted" || c.o.Clock.Now().Sub(b.at) >= b.dur || b.holds == "" {
 		return nil
 	}
 	out := map[netip.Addr]bool{}
