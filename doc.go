@@ -3,7 +3,7 @@
 // Kubernetes Leases, put on the owner's interface with a kernel-enforced
 // lifetime and announced with gratuitous ARP or unsolicited neighbor
 // advertisements. The code is under cmd/ and internal/; this file states
-// the safety invariants that the code cites as S1-S8.
+// the safety invariants that the code cites as S1-S9.
 //
 // S1 One owner on the wire. At no time do two nodes have the same VIP on an
 // interface that is up: not after a crash (SIGKILL), a freeze (SIGSTOP), a
@@ -60,4 +60,18 @@
 // that write, found no other node's live (or just deleted) Lease listing
 // it. Caches on different nodes disagree for seconds; safety does not
 // depend on them agreeing.
+//
+// S9 Only the holder releases. A Lease version whose holder, holds list,
+// duration or renew time changed without its holder's own write was
+// changed by someone else (an operator, a script, a GitOps tool re-applying
+// an old copy). Every vipd write seals those fields with its process token
+// and a write number (election.SealAnnotation); a version whose seal does
+// not match, or is older than one seen, is unfenced. Claimants treat it
+// like a deletion: the last sealed version, its holder and holds list,
+// still counts for a lease duration from when the change was seen
+// (election.Trust, services.leaseView, services.beatView). A holder that
+// sees such a version of its own Lease stops announcing and removes what it
+// holds (S3) before it takes the Lease back (election loop.stepDownEdited).
+// A node that never saw the Lease before the change cannot tell what it
+// replaced, as with a deletion.
 package vipd

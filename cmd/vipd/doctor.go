@@ -11,6 +11,7 @@ import (
 	"github.com/vipd/vipd/internal/config"
 	"github.com/vipd/vipd/internal/conflict"
 	"github.com/vipd/vipd/internal/doctor"
+	"github.com/vipd/vipd/internal/election"
 )
 
 func doctorCmd() *cobra.Command {
@@ -51,8 +52,18 @@ kubectl exec -n kube-system <vipd pod> -- /vipd doctor.`,
 				for _, d := range conflict.Describe(ls.Items) {
 					fs = append(fs, doctor.Finding{Reason: "AddressConflict", Message: d + ": " + conflict.Causes})
 				}
+				for _, d := range election.DescribeEdits(ls.Items) {
+					fs = append(fs, doctor.Finding{Reason: "LeaseEdited", Message: d + ": " + doctor.LeaseWritersWhy})
+				}
 			} else {
 				fmt.Fprintf(out, "warning: cannot read the Leases for address conflicts vipd saw on the wire: %v\n", err)
+			}
+			// Who else may write vipd's Leases (S9): needs RBAC read access,
+			// which an administrator's kubeconfig has and vipd's own does not.
+			if ws, err := doctor.LeaseWriters(cmd.Context(), client, cfg.Namespace, "kube-system/kube-vip"); err == nil {
+				fmt.Fprintf(out, "leases: %s. %s\n", doctor.LeaseWritersReport(ws), doctor.LeaseWritersWhy)
+			} else {
+				fmt.Fprintf(out, "leases: cannot tell who else may write Leases in %s (%v): run vipd doctor with an administrator's kubeconfig to see. %s\n", cfg.Namespace, err, doctor.LeaseWritersWhy)
 			}
 			for _, f := range fs {
 				fmt.Fprintf(out, "problem (%s): %s\n", f.Reason, f.Message)

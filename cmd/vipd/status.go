@@ -36,7 +36,10 @@ type Status struct {
 	MAC         string    `json:"mac,omitempty"`
 	// Conflicts are the other hosts vipd nodes see answering for their
 	// addresses, from every Lease (conflict.Annotation).
-	Conflicts    []string `json:"conflicts,omitempty"`
+	Conflicts []string `json:"conflicts,omitempty"`
+	// Edits are the Leases whose holder saw them changed by someone
+	// other than vipd (election.EditedAnnotation).
+	Edits        []string `json:"edits,omitempty"`
 	RecentEvents []string `json:"recentEvents,omitempty"`
 	// ServicesLease is the Services Lease (svc_leasename), when it exists.
 	ServicesLease *Status `json:"servicesLease,omitempty"`
@@ -128,6 +131,7 @@ func readStatus(ctx context.Context, c kubernetes.Interface, namespace, name, sv
 	st.ServicesLease = svcLease
 	if all, err := c.CoordinationV1().Leases("").List(ctx, metav1.ListOptions{}); err == nil {
 		st.Conflicts = conflict.Describe(all.Items)
+		st.Edits = election.DescribeEdits(all.Items)
 	}
 	if hbs, err := services.Heartbeats(ctx, c.CoordinationV1().Leases(namespace)); err == nil {
 		st.Nodes = nodeStatuses(hbs, time.Now())
@@ -339,6 +343,9 @@ func printStatus(w io.Writer, st *Status, output string) error {
 	}
 	if len(st.Conflicts) > 0 {
 		fmt.Fprintf(w, "ADDRESS CONFLICTS on the wire:\n  %s\n", strings.Join(st.Conflicts, "\n  "))
+	}
+	if len(st.Edits) > 0 {
+		fmt.Fprintf(w, "LEASES EDITED by someone other than vipd (only vipd should write them: see vipd doctor):\n  %s\n", strings.Join(st.Edits, "\n  "))
 	}
 	if len(st.RecentEvents) > 0 {
 		fmt.Fprintf(w, "Recent vipd events:\n  %s\n", strings.Join(st.RecentEvents, "\n  "))

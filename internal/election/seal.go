@@ -178,3 +178,18 @@ func (t Trust) Clone() Trust {
 	}
 	return c
 }
+
+// DescribeEdits says, for each Lease whose holder saw it changed by
+// someone else (EditedAnnotation), what was changed and when.
+func DescribeEdits(leases []coordinationv1.Lease) []string {
+	var out []string
+	for _, l := range leases {
+		ed := l.Annotations[EditedAnnotation]
+		if ed == "" {
+			continue
+		}
+		at, what, _ := strings.Cut(ed, " ")
+		out = append(out, fmt.Sprintf("Lease %s/%s: its holder %s saw it changed by someone other than vipd at %s (%s), removed its addresses and took it back", l.Namespace, l.Name, holder(&l), at, what))
+	}
+	return out
+}
