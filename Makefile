@@ -25,9 +25,14 @@ k8s:
 metallb:
 	hack/build-metallb.sh
 
-# Everything: lint, unit tests and the e2e tests in network namespaces (root).
-test: k8s lint
-	hack/test.sh
+# Everything, on a fresh Debian machine as root: the Debian packages the tests need, the
+# Kubernetes builds (cached), lint, unit tests and the e2e tests in network namespaces.
+test:
+	@hack/step.sh 1 5 "Debian packages (runc, nftables, iproute2)" hack/deps.sh
+	@hack/step.sh 2 5 "kube-apiserver, etcd, kubectl (cached in ~/.cache/vipd)" hack/build-k8s.sh
+	@hack/step.sh 3 5 "kubelet, kube-proxy, controllers, containerd (cached)" hack/build-node.sh
+	@hack/step.sh 4 5 "lint (gofmt, go vet, staticcheck)" $(MAKE) --no-print-directory lint
+	@hack/step.sh 5 5 "unit and e2e tests" hack/test.sh
 
 # Unit tests only (no root needed).
 unit:

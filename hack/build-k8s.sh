@@ -55,14 +55,18 @@ import (
 GO
 k8s_module vipd.local/k8sbuild "${K8S_VERSION}" "go.etcd.io/etcd/server/v3@${ETCD_VERSION}"
 export CGO_ENABLED=0
+i=0
 for b in "${want[@]}"; do
+  i=$((i + 1))
+  t0=$(date +%s)
   case "$b" in
     kube-apiserver) pkg=k8s.io/kubernetes/cmd/kube-apiserver ;;
     kubectl) pkg=k8s.io/kubernetes/cmd/kubectl ;;
     etcd) pkg=./cmd/etcd ;;
   esac
-  echo "go build $pkg" >&2
+  echo "building $b ($i of ${#want[@]}): go build $pkg" >&2
   go build -trimpath -ldflags "-s -w" -o "$bin/$b.tmp" "$pkg"
   mv "$bin/$b.tmp" "$bin/$b"
+  echo "built $b ($i of ${#want[@]}) in $(( $(date +%s) - t0 )) s" >&2
 done
 echo "$bin"

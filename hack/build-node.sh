@@ -47,7 +47,10 @@ import (
 GO
 k8s_module vipd.local/nodebuild "${K8S_VERSION}" "github.com/containerd/containerd/v2@${CONTAINERD_VERSION}"
 minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
+i=0
 for b in "${want[@]}"; do
+  i=$((i + 1))
+  t0=$(date +%s)
   tags=""
   cgo=0
   ver=""
@@ -62,8 +65,9 @@ for b in "${want[@]}"; do
       pkg="github.com/containerd/containerd/v2/cmd/$b"
       tags="no_btrfs,no_devmapper,no_zfs" ;;
   esac
-  echo "go build $pkg" >&2
+  echo "building $b ($i of ${#want[@]}): go build $pkg" >&2
   CGO_ENABLED=$cgo go build -trimpath -tags "$tags" -ldflags "-s -w $ver" -o "$bin/$b.tmp" "$pkg"
   mv "$bin/$b.tmp" "$bin/$b"
+  echo "built $b ($i of ${#want[@]}) in $(( $(date +%s) - t0 )) s" >&2
 done
 echo "$bin"

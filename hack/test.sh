@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export VIPD_E2E=1
 log="$(mktemp)"
+start=$(date +%s)
 trap 'rm -f "$log"' EXIT
 set +e
 go test -count=1 -timeout 40m -v ./... 2>&1 | tee "$log" | grep -E '^(=== RUN|--- (PASS|FAIL|SKIP)|ok |FAIL|panic)' | grep -v '=== RUN'
@@ -20,6 +21,7 @@ fi
 skipped=$(grep -c -- '--- SKIP' "$log" || true)
 passed=$(grep -c -- '--- PASS' "$log" || true)
 failed=$(grep -c -- '--- FAIL' "$log" || true)
+echo "wall time of the suite: $(( $(date +%s) - start )) s"
 echo "tests: $passed passed, $failed failed, $skipped skipped"
 if [ "$skipped" -ne 0 ]; then
   echo "error: $skipped tests were skipped; CI requires every test, e2e included, to run" >&2
