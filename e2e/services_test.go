@@ -131,17 +131,7 @@ func create(t testing.TB, c kubernetes.Interface, s *corev1.Service) {
 // eventually polls f until it returns nil, or fails with its last error.
 func eventually(t testing.TB, timeout time.Duration, what string, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %v", what, timeout, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	poll(t, 200*time.Millisecond, timeout, what, f)
 }
 
 // converged checks that every Service in keys has its status set to the

@@ -21,6 +21,20 @@ type leaseVersion struct {
 	seal     election.Seal
 }
 
+// lastOwn is the last version its holder wrote, seen from the version
+// before an unfenced one: that version itself, or, when it was unfenced
+// too, its prior (the zero value: none).
+func lastOwn[T any](prev T, prevForeign bool, prevPrior *T) T {
+	if !prevForeign {
+		return prev
+	}
+	var zero T
+	if prevPrior == nil {
+		return zero
+	}
+	return *prevPrior
+}
+
 // self is this process as the claim check sees it: its node name and its
 // token. A Lease under this node's name written by another process (a
 // host with the same name) is another holder's.
@@ -125,13 +139,7 @@ func (w leaseView) saw(v leaseVersion, now time.Time) seenLease {
 	if n.foreign = n.trust.Judge(v.seal); n.foreign != "" && ok {
 		// Changed by someone other than its holder (S9): the last version
 		// the holder wrote counts for a lease duration from now.
-		p := s
-		if s.foreign != "" {
-			p = seenLease{}
-			if s.prior != nil {
-				p = *s.prior
-			}
-		}
+		p := lastOwn(s, s.foreign != "", s.prior)
 		p.prior, p.older = nil, nil
 		n.prior, n.priorUntil = &p, now.Add(p.dur)
 	}

@@ -330,13 +330,7 @@ func (v beatView) observe(name string, b beat, gone bool, now time.Time) (change
 	if b.foreign = b.trust.Judge(b.seal); b.foreign != "" && ok {
 		// Changed by someone other than its holder (S9): what the holder
 		// last wrote counts for a lease duration from now.
-		p := prev
-		if prev.foreign != "" {
-			p = beat{}
-			if prev.prior != nil {
-				p = *prev.prior
-			}
-		}
+		p := lastOwn(prev, prev.foreign != "", prev.prior)
 		p.prior = nil
 		b.prior, b.priorUntil = &p, now.Add(p.dur)
 	}
