@@ -7,16 +7,24 @@ cd "$(dirname "$0")/.."
 export VIPD_E2E=1
 log="$(mktemp)"
 start=$(date +%s)
-trap 'rm -f "$log"' EXIT
+trap 'rm -f "$log" "$log.t"' EXIT
 set +e
 go test -count=1 -timeout 40m -v ./... 2>&1 | tee "$log" | grep -E '^(=== RUN|--- (PASS|FAIL|SKIP)|ok |FAIL|panic)' | grep -v '=== RUN'
 rc=${PIPESTATUS[0]}
 set -e
 if [ "$rc" -ne 0 ]; then
-  echo "--- what the tests said (t.Log, t.Error), last 400 lines:"
-  grep -E '^\s+[A-Za-z0-9_]+_test\.go:[0-9]+: ' "$log" | grep -v ': \[lab\] ' | tail -n 400 || true
-  echo "--- last 300 lines of the verbose log:"
-  tail -n 300 "$log"
+  echo "--- last 100 lines of the verbose log:"
+  tail -n 100 "$log"
+  # Last, so that a reader who sees only the end sees why: each failed
+  # test's output (from its RUN line to its FAIL line), then its own
+  # messages (t.Log, t.Error) without the lab's.
+  for t in $(grep -oE -- '--- FAIL: [^ ]+' "$log" | awk '{print $3}' | grep -v / | sort -u); do
+    awk -v t="$t" '$0 == "=== RUN   " t {on=1} on {print} on && index($0, "--- FAIL: " t " ") {exit}' "$log" >"$log.t"
+    echo "--- $t: last 150 lines of its output:"
+    tail -n 150 "$log.t"
+    echo "--- $t: what it said (t.Log, t.Error):"
+    grep -E '^\s+[A-Za-z0-9_]+_test\.go:[0-9]+: ' "$log.t" | grep -v ': \[lab\] ' | tail -n 60 || true
+  done
 fi
 skipped=$(grep -c -- '--- SKIP' "$log" || true)
 passed=$(grep -c -- '--- PASS' "$log" || true)
