@@ -27,6 +27,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
 
 	"github.com/vipd/vipd/internal/announce"
 	"github.com/vipd/vipd/internal/config"
@@ -36,6 +37,7 @@ import (
 	"github.com/vipd/vipd/internal/election"
 	"github.com/vipd/vipd/internal/events"
 	"github.com/vipd/vipd/internal/health"
+	"github.com/vipd/vipd/internal/kubeapi"
 	"github.com/vipd/vipd/internal/metrics"
 	"github.com/vipd/vipd/internal/services"
 	"github.com/vipd/vipd/internal/vip"
@@ -125,6 +127,7 @@ configuration reference.`,
 			if err != nil {
 				return exitError{2, err}
 			}
+			routeKlog(log)
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			return runManager(ctx, c, log)
@@ -150,6 +153,34 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	}
 	return nil, fmt.Errorf("--log-format=%q: use text or json", format)
 }
+
+// routeKlog sends client-go's own log (klog) through vipd's logger, in
+// its format and at its level, with client-go's informational lines at
+// debug level: what they report (a watch closed and opened again) vipd
+// says itself, once, when it matters (package kubeapi).
+func routeKlog(log *slog.Logger) {
+	klog.SetSlogLogger(slog.New(quieter{log.Handler()}).With("component", "client-go"))
+}
+
+// quieter is a handler that logs info records at debug level.
+type quieter struct{ h slog.Handler }
+
+func (q quieter) Enabled(ctx context.Context, l slog.Level) bool {
+	if l == slog.LevelInfo {
+		l = slog.LevelDebug
+	}
+	return q.h.Enabled(ctx, l)
+}
+
+func (q quieter) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level == slog.LevelInfo {
+		r.Level = slog.LevelDebug
+	}
+	return q.h.Handle(ctx, r)
+}
+
+func (q quieter) WithAttrs(a []slog.Attr) slog.Handler { return quieter{q.h.WithAttrs(a)} }
+func (q quieter) WithGroup(g string) slog.Handler      { return quieter{q.h.WithGroup(g)} }
 
 func resolve(name string) ([]netip.Addr, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -217,6 +248,9 @@ func runManager(ctx context.Context, c *cobra.Command, log *slog.Logger) error {
 	if err != nil {
 		return exitError{2, err}
 	}
+	// What every cache waits for (the API server, RBAC), said once and
+	// then every minute, and in /readyz.
+	api := kubeapi.NewTracker(rc.Host, log, nil)
 	rep := &doctor.Reporter{Client: client, Namespace: cfg.Namespace, Lease: cfg.LeaseName, Node: cfg.NodeName, Log: log.With("component", "doctor")}
 	if !cfg.ControlPlane {
 		certAddrs = nil // no VIP to look for in certificates
@@ -233,7 +267,7 @@ func runManager(ctx context.Context, c *cobra.Command, log *slog.Logger) error {
 	reserved, onRetarget := func() netip.Addr { return cfg.VIP }, func() {}
 	// kubectl drain cordons the node and evicts every Pod but vipd's (a
 	// DaemonSet's): the VIPs leave a cordoned node for one that can take them.
-	cordoned := cordon.New(client, cfg.NodeName, log)
+	cordoned := cordon.New(client, api, cfg.NodeName, log)
 	go cordoned.Run(ctx)
 	// Another host answering for an address this node holds (package
 	// conflict), counted per address.
@@ -262,7 +296,7 @@ func runManager(ctx context.Context, c *cobra.Command, log *slog.Logger) error {
 		reserved = cp.Addr
 	}
 	if cfg.Services {
-		svc, err := servicesController(cfg, rc, reg, log, reserved, cordoned.View(), onConflict, instance)
+		svc, err := servicesController(cfg, rc, reg, log, api, reserved, cordoned.View(), onConflict, instance)
 		if err != nil {
 			return err
 		}
@@ -351,7 +385,7 @@ func controlPlane(ctx context.Context, cfg *config.Config, rc *rest.Config, clie
 // servicesController prepares the LoadBalancer Services controller. It has
 // a client of its own with a higher rate limit: at start it may write
 // annotations and status of every Service.
-func servicesController(cfg *config.Config, rc *rest.Config, reg prometheus.Registerer, log *slog.Logger, reserved func() netip.Addr, standby election.Standby, onConflict func(netip.Addr), instance string) (*services.Controller, error) {
+func servicesController(cfg *config.Config, rc *rest.Config, reg prometheus.Registerer, log *slog.Logger, api *kubeapi.Tracker, reserved func() netip.Addr, standby election.Standby, onConflict func(netip.Addr), instance string) (*services.Controller, error) {
 	src := rest.CopyConfig(rc)
 	src.QPS, src.Burst = 200, 400
 	client, err := kubernetes.NewForConfig(src)
@@ -383,7 +417,7 @@ func servicesController(cfg *config.Config, rc *rest.Config, reg prometheus.Regi
 		Namespace: cfg.SvcNamespace, LeaseNamespace: cfg.Namespace, LeaseName: cfg.SvcLeaseName, NodeName: cfg.NodeName,
 		LeaseDuration: cfg.LeaseDuration, RenewDeadline: cfg.RenewDeadline, RetryPeriod: cfg.RetryPeriod,
 		AnnouncePeriod: cfg.ARPRate, Filter: services.ClassFilter{Name: cfg.LBClassName, Only: cfg.LBClassOnly}, PoolsOnly: cfg.SvcPoolsOnly, Spread: cfg.SvcSpread,
-		Reserved: reserved, Standby: standby, Leader: m, Announce: m.Announced, Logger: log, Instance: instance,
+		Reserved: reserved, Standby: standby, Leader: m, Announce: m.Announced, Logger: log, Instance: instance, API: api,
 	})
 	if err != nil {
 		return nil, err

@@ -11,17 +11,18 @@ import (
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/vipd/vipd/internal/kubeapi"
 )
 
 // Watch follows one Node.
 type Watch struct {
 	client kubernetes.Interface
+	api    *kubeapi.Tracker
 	node   string
 	log    *slog.Logger
 
@@ -30,30 +31,29 @@ type Watch struct {
 	subs     []chan struct{}
 }
 
-// New returns a Watch of Node node; Run starts it.
-func New(client kubernetes.Interface, node string, log *slog.Logger) *Watch {
-	return &Watch{client: client, node: node, log: log.With("component", "cordon", "node", node)}
+// New returns a Watch of Node node; Run starts it. api says what the
+// watch waits for (nil: a tracker of its own).
+func New(client kubernetes.Interface, api *kubeapi.Tracker, node string, log *slog.Logger) *Watch {
+	if api == nil {
+		api = kubeapi.NewTracker("the API server", log, nil)
+	}
+	return &Watch{client: client, api: api, node: node, log: log.With("component", "cordon", "node", node)}
 }
 
-// Run watches the Node until ctx ends. Without permission to read Nodes it
-// says so once and never reports the node cordoned.
+// Run watches the Node until ctx ends. While RBAC forbids reading Nodes
+// it says so once and reports the node not cordoned.
 func (w *Watch) Run(ctx context.Context) {
 	sel := fields.OneTermEqualSelector("metadata.name", w.node).String()
-	if _, err := w.client.CoreV1().Nodes().List(ctx, metav1.ListOptions{FieldSelector: sel}); apierrors.IsForbidden(err) {
-		w.log.Warn("cannot list Nodes (forbidden by RBAC), so the VIPs stay on this node when it is cordoned or drained: add {apiGroups: [\"\"], resources: [\"nodes\"], verbs: [\"list\", \"watch\"]} to ClusterRole system:kube-vip-role", "err", err)
-		return
-	}
-	f := informers.NewSharedInformerFactoryWithOptions(w.client, 0,
-		informers.WithTweakListOptions(func(lo *metav1.ListOptions) { lo.FieldSelector = sel }))
-	inf := f.Core().V1().Nodes().Informer()
+	nodes := w.client.CoreV1().Nodes()
+	src := kubeapi.New("Node "+w.node, nodes.List, nodes.Watch, func(lo *metav1.ListOptions) { lo.FieldSelector = sel })
+	src.Forbidden = "cannot list Nodes (forbidden by RBAC), so the VIPs stay on this node when it is cordoned or drained: add {apiGroups: [\"\"], resources: [\"nodes\"], verbs: [\"list\", \"watch\"]} to ClusterRole system:kube-vip-role"
+	inf := w.api.Informer(src, &corev1.Node{}, nil)
 	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(o any) { w.set(o) },
 		UpdateFunc: func(_, o any) { w.set(o) },
 		DeleteFunc: func(any) { w.update(false) },
 	})
-	f.Start(ctx.Done())
-	<-ctx.Done()
-	f.Shutdown()
+	inf.RunWithContext(ctx)
 }
 
 func (w *Watch) set(o any) {

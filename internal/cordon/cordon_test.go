@@ -17,7 +17,7 @@ func TestWatchFollowsTheNode(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	client := fake.NewClientset(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}}, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n2"}})
-	w := New(client, "n1", slog.New(slog.DiscardHandler))
+	w := New(client, nil, "n1", slog.New(slog.DiscardHandler))
 	a, b := w.View(), w.View()
 	go w.Run(ctx)
 	set := func(name string, cordoned bool) {

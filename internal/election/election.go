@@ -196,6 +196,9 @@ type Elector struct {
 	o      Options
 	log    *slog.Logger
 	synced atomic.Bool
+	// unread is why the Lease could not be read, and since when, while
+	// it cannot (for Ready).
+	unread atomic.Pointer[readFailure]
 	renew  chan struct{}
 	// renews counts Renew calls: a write whose annotations were made after
 	// the nth call covers the first n (result.covers).
@@ -239,9 +242,17 @@ func (e *Elector) Renew() {
 // once.
 func (e *Elector) Ready() error {
 	if !e.synced.Load() {
+		if f := e.unread.Load(); f != nil {
+			return fmt.Errorf("the Lease %s/%s has not been read from the API server yet: cannot read it for %s: %w", e.o.Namespace, e.o.Name, e.o.Clock.Since(f.since).Round(time.Second), f.err)
+		}
 		return fmt.Errorf("the Lease %s/%s has not been read from the API server yet", e.o.Namespace, e.o.Name)
 	}
 	return nil
+}
+
+type readFailure struct {
+	err   error
+	since time.Time
 }
 
 // New checks every timing rule and returns an Elector.
@@ -1297,6 +1308,11 @@ func (e *Elector) watch(ctx context.Context, out chan<- observation) {
 		if err != nil {
 			// Said once a few tries in (not on a single blip), with what the
 			// client saw: an unreachable API server, a bad token, RBAC.
+			since := e.o.Clock.Now()
+			if f := e.unread.Load(); f != nil {
+				since = f.since
+			}
+			e.unread.Store(&readFailure{err: err, since: since})
 			if fails++; fails == WarnAfter {
 				e.log.Warn("cannot read the Lease from the API server; this node takes no part in the election until it can (retrying every retry period)", "tries", fails, "err", err)
 			}
@@ -1307,6 +1323,7 @@ func (e *Elector) watch(ctx context.Context, out chan<- observation) {
 		if fails >= WarnAfter {
 			e.log.Info("reading the Lease from the API server again", "failedTries", fails)
 		}
+		e.unread.Store(nil)
 		fails = 0
 		if len(list.Items) == 0 {
 			send(observation{})

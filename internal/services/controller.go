@@ -8,18 +8,16 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/informers"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	listerscorev1 "k8s.io/client-go/listers/core/v1"
 	listersdiscoveryv1 "k8s.io/client-go/listers/discovery/v1"
@@ -31,6 +29,7 @@ import (
 	"github.com/vipd/vipd/internal/election"
 	"github.com/vipd/vipd/internal/events"
 	"github.com/vipd/vipd/internal/ipam"
+	"github.com/vipd/vipd/internal/kubeapi"
 	"github.com/vipd/vipd/internal/owner"
 	"github.com/vipd/vipd/internal/vip"
 )
@@ -107,6 +106,10 @@ type Options struct {
 	// Instance is this process's token (election.Options.Instance), shared
 	// with its other electors; empty: a new one.
 	Instance string
+	// API collects what the caches wait for (the API server, RBAC), for
+	// Ready and the log; shared by the process's components (default: one
+	// of its own).
+	API *kubeapi.Tracker
 	// Writers bounds concurrent API writes (default 16).
 	Writers int
 	// Writer makes the Service writes (default: ClientWriter over Client).
@@ -174,8 +177,9 @@ type Controller struct {
 	seenMu sync.Mutex
 	seen   leaseView
 
-	// forbidden says why the caches cannot fill (RBAC), for Ready.
-	forbidden atomic.Pointer[string]
+	// sources are the caches' lists and watches, required ones first (for
+	// Ready).
+	sources []*kubeapi.Source
 }
 
 // held is one VIP this node may own.
@@ -210,6 +214,9 @@ func New(o Options) (*Controller, error) {
 	}
 	if o.Instance == "" {
 		o.Instance = election.NewInstance()
+	}
+	if o.API == nil {
+		o.API = kubeapi.NewTracker("the API server", o.Logger, nil)
 	}
 	log := o.Logger.With("component", "services")
 	c := &Controller{
@@ -261,11 +268,15 @@ func New(o Options) (*Controller, error) {
 // Ready reports an error until the caches are filled and the Services
 // Lease has been read.
 func (c *Controller) Ready() error {
+	waiting := c.o.API.Waiting(c.sources...)
 	select {
 	case <-c.ready:
+		if waiting != nil {
+			return fmt.Errorf("services: %w", waiting)
+		}
 	default:
-		if why := c.forbidden.Load(); why != nil {
-			return errors.New(*why)
+		if waiting != nil {
+			return fmt.Errorf("services: caches not synced: %w", waiting)
 		}
 		return errors.New("services: caches not synced yet")
 	}
@@ -334,7 +345,6 @@ func (c *Controller) nudge() {
 // announcing, remove every VIP, release the Leases.
 func (c *Controller) Run(ctx context.Context) error {
 	c.poster.Async(ctx, 4096)
-	c.checkAccess(ctx)
 	// The informers and the heartbeat outlive ctx by the hand-over of a
 	// planned stop (spread mode): the other nodes' heartbeats are watched,
 	// and this node's renewed, until its VIPs are handed over.
@@ -389,32 +399,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	return runErr
 }
 
-// checkAccess reads one Service and one EndpointSlice: when RBAC forbids
-// it, the informers would only retry quietly and /readyz say "not synced",
-// so it says what is missing and how to fix it, in the log and in /readyz.
-func (c *Controller) checkAccess(ctx context.Context) {
-	var missing []string
-	if _, err := c.o.Client.CoreV1().Services(c.o.Namespace).List(ctx, metav1.ListOptions{Limit: 1}); apierrors.IsForbidden(err) {
-		missing = append(missing, "services (list, watch, update) and services/status (update)")
-	}
-	if _, err := c.o.Client.DiscoveryV1().EndpointSlices(c.o.Namespace).List(ctx, metav1.ListOptions{Limit: 1}); apierrors.IsForbidden(err) {
-		missing = append(missing, "endpointslices.discovery.k8s.io (list, watch)")
-	}
-	if len(missing) == 0 {
-		return
-	}
-	why := "services: the ClusterRole does not allow " + strings.Join(missing, " nor ") +
-		", which svc_enable needs: generate the RBAC with the same flags as the DaemonSet (vipd manifest rbac --svc-enable ...), or add those rules to ClusterRole system:kube-vip-role"
-	c.forbidden.Store(&why)
-	c.log.Error(why)
-}
-
 func (c *Controller) startInformers(ctx context.Context) {
-	opts := []informers.SharedInformerOption{}
-	if c.o.Namespace != "" {
-		opts = append(opts, informers.WithNamespace(c.o.Namespace))
-	}
-	f := informers.NewSharedInformerFactoryWithOptions(c.o.Client, 0, opts...)
 	// Every input of the plan but the Leases (memo.gen).
 	changed := func() { c.memo.gen.Add(1); c.nudge() }
 	kick := cache.ResourceEventHandlerFuncs{
@@ -422,42 +407,49 @@ func (c *Controller) startInformers(ctx context.Context) {
 		UpdateFunc: func(any, any) { changed() },
 		DeleteFunc: func(any) { changed() },
 	}
-	si := f.Core().V1().Services()
-	_, _ = si.Informer().AddEventHandler(kick)
-	c.svcLister = si.Lister()
-	ei := f.Discovery().V1().EndpointSlices().Informer()
-	_ = ei.AddIndexers(cache.Indexers{"service": func(obj any) ([]string, error) {
+	client, ns := c.o.Client, c.o.Namespace
+	forbidden := "services: the ClusterRole does not allow %s, which svc_enable needs: generate the RBAC with the same flags as the DaemonSet (vipd manifest rbac --svc-enable ...), or add those rules to ClusterRole system:kube-vip-role"
+	svcs := kubeapi.New("Services", client.CoreV1().Services(ns).List, client.CoreV1().Services(ns).Watch, nil)
+	svcs.Required, svcs.Forbidden = true, fmt.Sprintf(forbidden, "services (list, watch, update) and services/status (update)")
+	si := c.inform(ctx, svcs, &corev1.Service{}, nil, kick)
+	c.svcLister = listerscorev1.NewServiceLister(si.GetIndexer())
+	slices := kubeapi.New("EndpointSlices", client.DiscoveryV1().EndpointSlices(ns).List, client.DiscoveryV1().EndpointSlices(ns).Watch, nil)
+	slices.Required, slices.Forbidden = true, fmt.Sprintf(forbidden, "endpointslices.discovery.k8s.io (list, watch)")
+	ei := c.inform(ctx, slices, &discoveryv1.EndpointSlice{}, cache.Indexers{"service": func(obj any) ([]string, error) {
 		s, ok := obj.(*discoveryv1.EndpointSlice)
 		if !ok || s.Labels[discoveryv1.LabelServiceName] == "" {
 			return nil, nil
 		}
 		return []string{s.Namespace + "/" + s.Labels[discoveryv1.LabelServiceName]}, nil
-	}})
-	_, _ = ei.AddEventHandler(kick)
+	}}, kick)
 	c.slices = ei.GetIndexer()
-	c.synced = append(c.synced, si.Informer().HasSynced, ei.HasSynced)
-	c.startOthers(ctx, kick)
 	if c.sp != nil {
 		c.sp.start(ctx)
 	}
+	c.startOthers(ctx, kick)
 
-	// The pools ConfigMap: the seed's ClusterRole cannot read ConfigMaps.
-	// Then say so once and serve explicit addresses only.
-	_, err := c.o.Client.CoreV1().ConfigMaps(PoolsNamespace).Get(ctx, PoolsName, metav1.GetOptions{})
-	if apierrors.IsForbidden(err) {
-		c.log.Warn("cannot read ConfigMap "+PoolsNamespace+"/"+PoolsName+" (forbidden by RBAC), so there are no address pools: only Services with annotation "+AnnotationIPs+" or spec.loadBalancerIP get an address. Add {apiGroups: [\"\"], resources: [\"configmaps\"], verbs: [\"get\", \"list\", \"watch\"]} to ClusterRole system:kube-vip-role (vipd manifest rbac has it) and restart vipd", "err", err)
-	} else {
-		cf := informers.NewSharedInformerFactoryWithOptions(c.o.Client, 0, informers.WithNamespace(PoolsNamespace),
-			informers.WithTweakListOptions(func(lo *metav1.ListOptions) {
-				lo.FieldSelector = fields.OneTermEqualSelector("metadata.name", PoolsName).String()
-			}))
-		ci := cf.Core().V1().ConfigMaps()
-		_, _ = ci.Informer().AddEventHandler(kick)
-		c.cmLister = ci.Lister()
-		c.synced = append(c.synced, ci.Informer().HasSynced)
-		cf.Start(ctx.Done())
+	// The pools ConfigMap: the seed's ClusterRole cannot read ConfigMaps;
+	// then there are no pools until it can.
+	cms := client.CoreV1().ConfigMaps(PoolsNamespace)
+	pools := kubeapi.New("ConfigMap "+PoolsNamespace+"/"+PoolsName, cms.List, cms.Watch, func(lo *metav1.ListOptions) {
+		lo.FieldSelector = fields.OneTermEqualSelector("metadata.name", PoolsName).String()
+	})
+	pools.Forbidden = "cannot read ConfigMap " + PoolsNamespace + "/" + PoolsName + " (forbidden by RBAC), so there are no address pools: only Services with annotation " + AnnotationIPs + " or spec.loadBalancerIP get an address. Add {apiGroups: [\"\"], resources: [\"configmaps\"], verbs: [\"get\", \"list\", \"watch\"]} to ClusterRole system:kube-vip-role (vipd manifest rbac has it)"
+	ci := c.inform(ctx, pools, &corev1.ConfigMap{}, nil, kick)
+	c.cmLister = listerscorev1.NewConfigMapLister(ci.GetIndexer())
+}
+
+// inform starts an informer over src until ctx ends; Run waits for it to
+// sync (an optional source that RBAC forbids is synced and empty).
+func (c *Controller) inform(ctx context.Context, src *kubeapi.Source, obj runtime.Object, indexers cache.Indexers, handlers ...cache.ResourceEventHandler) cache.SharedIndexInformer {
+	inf := c.o.API.Informer(src, obj, indexers)
+	for _, h := range handlers {
+		_, _ = inf.AddEventHandler(h)
 	}
-	f.Start(ctx.Done())
+	c.synced = append(c.synced, inf.HasSynced)
+	c.sources = append(c.sources, src)
+	go inf.RunWithContext(ctx)
+	return inf
 }
 
 // sweep removes Service addresses an earlier run left on this host (S4):

@@ -8,12 +8,15 @@ import (
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/informers"
+	listerscorev1 "k8s.io/client-go/listers/core/v1"
+	listersdiscoveryv1 "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/vipd/vipd/internal/kubeapi"
 )
 
 // Link is what the interface that carries Service VIPs says about its
@@ -33,33 +36,20 @@ const linkTTL = 5 * time.Second
 // Service default/kubernetes). Without permission to read them, vipd says
 // so once and goes on without them.
 func (c *Controller) startOthers(ctx context.Context, kick cache.ResourceEventHandler) {
-	if _, err := c.o.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{Limit: 1}); apierrors.IsForbidden(err) {
-		c.log.Warn("cannot list Nodes (forbidden by RBAC), so a Service could ask for a node's address: add {apiGroups: [\"\"], resources: [\"nodes\"], verbs: [\"list\", \"watch\"]} to ClusterRole system:kube-vip-role", "err", err)
-	} else {
-		f := informers.NewSharedInformerFactory(c.o.Client, 0)
-		ni := f.Core().V1().Nodes()
-		_, _ = ni.Informer().AddEventHandler(kick)
-		_, _ = ni.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc:    func(any) { c.excludeGate.update() },
-			UpdateFunc: func(any, any) { c.excludeGate.update() },
-			DeleteFunc: func(any) { c.excludeGate.update() },
-		})
-		c.nodeLister = ni.Lister()
-		c.synced = append(c.synced, ni.Informer().HasSynced)
-		f.Start(ctx.Done())
-	}
+	nodes := kubeapi.New("Nodes", c.o.Client.CoreV1().Nodes().List, c.o.Client.CoreV1().Nodes().Watch, nil)
+	nodes.Forbidden = "cannot list Nodes (forbidden by RBAC), so a Service could ask for a node's address: add {apiGroups: [\"\"], resources: [\"nodes\"], verbs: [\"list\", \"watch\"]} to ClusterRole system:kube-vip-role"
+	ni := c.inform(ctx, nodes, &corev1.Node{}, nil, kick, cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { c.excludeGate.update() },
+		UpdateFunc: func(any, any) { c.excludeGate.update() },
+		DeleteFunc: func(any) { c.excludeGate.update() },
+	})
+	c.nodeLister = listerscorev1.NewNodeLister(ni.GetIndexer())
 	sel := discoveryv1.LabelServiceName + "=kubernetes"
-	if _, err := c.o.Client.DiscoveryV1().EndpointSlices("default").List(ctx, metav1.ListOptions{LabelSelector: sel, Limit: 1}); apierrors.IsForbidden(err) {
-		c.log.Warn("cannot list EndpointSlices in namespace default (forbidden by RBAC), so a Service could ask for the API server's address: allow endpointslices list and watch in ClusterRole system:kube-vip-role", "err", err)
-		return
-	}
-	f := informers.NewSharedInformerFactoryWithOptions(c.o.Client, 0, informers.WithNamespace("default"),
-		informers.WithTweakListOptions(func(lo *metav1.ListOptions) { lo.LabelSelector = sel }))
-	ai := f.Discovery().V1().EndpointSlices()
-	_, _ = ai.Informer().AddEventHandler(kick)
-	c.apiLister = ai.Lister()
-	c.synced = append(c.synced, ai.Informer().HasSynced)
-	f.Start(ctx.Done())
+	api := c.o.Client.DiscoveryV1().EndpointSlices("default")
+	eps := kubeapi.New("EndpointSlices of Service default/kubernetes", api.List, api.Watch, func(lo *metav1.ListOptions) { lo.LabelSelector = sel })
+	eps.Forbidden = "cannot list EndpointSlices in namespace default (forbidden by RBAC), so a Service could ask for the API server's address: allow endpointslices list and watch in ClusterRole system:kube-vip-role"
+	ai := c.inform(ctx, eps, &discoveryv1.EndpointSlice{}, nil, kick)
+	c.apiLister = listersdiscoveryv1.NewEndpointSliceLister(ai.GetIndexer())
 }
 
 // others returns the addresses that belong to someone else, with whose they

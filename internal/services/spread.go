@@ -15,10 +15,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/vipd/vipd/internal/election"
+	"github.com/vipd/vipd/internal/kubeapi"
 )
 
 // Spread mode: every node that runs the Services controller renews a
@@ -214,8 +214,10 @@ func (s *spread) lapsed(reason string) {
 // heartbeat says it let go, without another read.
 func (s *spread) start(ctx context.Context) {
 	c := s.c
-	f := informers.NewSharedInformerFactoryWithOptions(c.o.Client, 0, informers.WithNamespace(c.o.LeaseNamespace))
-	li := f.Coordination().V1().Leases().Informer()
+	leases := c.o.Client.CoordinationV1().Leases(c.o.LeaseNamespace)
+	src := kubeapi.New("Leases in "+c.o.LeaseNamespace, leases.List, leases.Watch, nil)
+	src.Required = true
+	src.Forbidden = "services: the ClusterRole does not allow leases.coordination.k8s.io (get, list, watch, create, update, delete), which svc_election needs: generate the RBAC with vipd manifest rbac, or add that rule to ClusterRole system:kube-vip-role"
 	handle := func(obj any, gone bool) {
 		l, ok := obj.(*coordinationv1.Lease)
 		if !ok {
@@ -259,13 +261,11 @@ func (s *spread) start(ctx context.Context) {
 			}
 		}
 	}
-	_, _ = li.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	c.inform(ctx, src, &coordinationv1.Lease{}, nil, cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(o any) { handle(o, false) },
 		UpdateFunc: func(_, o any) { handle(o, false) },
 		DeleteFunc: func(o any) { handle(o, true) },
 	})
-	c.synced = append(c.synced, li.HasSynced)
-	f.Start(ctx.Done())
 }
 
 // observe records a heartbeat version (our clock: nothing depends on other

@@ -1,0 +1,419 @@
+// Package kubeapi lists and watches the API objects vipd follows so that no
+// start order can leave a cache waiting for ever.
+//
+// client-go's reflector backs off up to 30-60 s after failures and concludes
+// nothing itself; vipd used to decide "this resource is forbidden, go on
+// without it" from a first answer, so a first attempt that found the API
+// server down (a power cut: vipd starts before its API server) left a cache
+// that could never sync. Here every list and watch is retried by the source
+// itself, every Retry while the API server does not answer and every
+// ForbiddenRetry while RBAC forbids it, so a cache fills within about a
+// second of the API server answering, whatever happened before:
+//
+//   - a Required resource (Services, when svc_enable is on) keeps its cache
+//     waiting while it is forbidden, and /readyz says what to add to the
+//     ClusterRole;
+//   - an optional one (the pools ConfigMap, Nodes, the API server's
+//     EndpointSlices) is an empty cache while it is forbidden, so the
+//     controller runs without it as it would without the objects, and
+//     its objects are picked up once RBAC allows them, without a restart.
+//
+// A Tracker collects what every source waits for, for /readyz and the log:
+// said once at warning level and then every minute while it lasts, never
+// once per retry.
+package kubeapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/tools/cache"
+)
+
+const (
+	// Retry is how often a list or watch is tried again while the API
+	// server does not answer (refused, timed out, 5xx, 429).
+	Retry = time.Second
+	// ForbiddenRetry is how often a forbidden resource is tried again. A
+	// forbidden request costs the API server an authorization check and no
+	// storage read; vipd cannot watch ClusterRoles with the seed's RBAC, so
+	// this is what bounds how soon a granted permission is used.
+	ForbiddenRetry = 3 * time.Second
+	// LogEvery is how often a state that lasts is logged again.
+	LogEvery = time.Minute
+)
+
+// Tracker records what the sources wait for. Its zero value is not usable:
+// use NewTracker.
+type Tracker struct {
+	server string
+	log    *slog.Logger
+	now    func() time.Time
+
+	mu   sync.Mutex
+	down *outage               // the API server does not answer
+	deny map[string]*forbidden // by source name
+}
+
+type outage struct {
+	err           error
+	since, logged time.Time
+	sources       map[string]bool
+}
+
+type forbidden struct {
+	src   *Source
+	since time.Time
+}
+
+// NewTracker returns a Tracker; server is the API server's URL, for the
+// messages. now may be nil (time.Now).
+func NewTracker(server string, log *slog.Logger, now func() time.Time) *Tracker {
+	if now == nil {
+		now = time.Now
+	}
+	return &Tracker{server: server, log: log.With("component", "kubeapi"), now: now, deny: map[string]*forbidden{}}
+}
+
+// unreachable records that s could not reach the API server.
+func (t *Tracker) unreachable(s *Source, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	if t.down == nil {
+		t.down = &outage{since: now, sources: map[string]bool{}}
+	}
+	t.down.err = err
+	t.down.sources[s.Name] = true
+	if t.down.logged.IsZero() || now.Sub(t.down.logged) >= LogEvery {
+		t.down.logged = now
+		t.log.Warn("waiting for the API server: "+s.Name+" cannot be read (retrying every "+Retry.String()+")",
+			"server", t.server, "err", err, "for", now.Sub(t.down.since).Round(time.Second).String())
+	}
+}
+
+// denied records that RBAC forbids s.
+func (t *Tracker) denied(s *Source, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.answeredLocked()
+	if _, ok := t.deny[s.Name]; ok {
+		return
+	}
+	t.deny[s.Name] = &forbidden{src: s, since: t.now()}
+	if s.Required {
+		t.log.Error(s.Forbidden+" (trying again every "+ForbiddenRetry.String()+")", "err", err)
+	} else {
+		t.log.Warn(s.Forbidden+" (it is picked up within "+ForbiddenRetry.String()+" once allowed, no restart needed)", "err", err)
+	}
+}
+
+// answered records that s was read.
+func (t *Tracker) answered(s *Source) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.answeredLocked()
+	if f, ok := t.deny[s.Name]; ok {
+		delete(t.deny, s.Name)
+		t.log.Info(s.Name+" can be read now", "forbiddenFor", t.now().Sub(f.since).Round(time.Second).String())
+	}
+}
+
+func (t *Tracker) answeredLocked() {
+	if t.down == nil {
+		return
+	}
+	if !t.down.logged.IsZero() {
+		t.log.Info("the API server answers again", "server", t.server, "after", t.now().Sub(t.down.since).Round(time.Millisecond).String())
+	}
+	t.down = nil
+}
+
+// Waiting says what the given sources wait for, or nil: the API server
+// (with the last error and for how long), or RBAC for a required source.
+func (t *Tracker) Waiting(sources ...*Source) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var why []string
+	if t.down != nil {
+		for _, s := range sources {
+			if t.down.sources[s.Name] {
+				why = append(why, fmt.Sprintf("waiting for the API server at %s (%s) for %s", t.server, short(t.down.err), t.now().Sub(t.down.since).Round(time.Second)))
+				break
+			}
+		}
+	}
+	for _, s := range sources {
+		if f, ok := t.deny[s.Name]; ok && s.Required {
+			why = append(why, fmt.Sprintf("%s, for %s", s.Forbidden, t.now().Sub(f.since).Round(time.Second)))
+		}
+	}
+	if len(why) == 0 {
+		return nil
+	}
+	sort.Strings(why[1:])
+	return errors.New(strings.Join(why, "; "))
+}
+
+// Denied lists the sources RBAC forbids now, by name.
+func (t *Tracker) Denied() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []string
+	for name := range t.deny {
+		out = append(out, name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// short is what went wrong in a client error, without the request
+// ("Get \"https://...\": dial tcp 10.43.0.1:443: connect: connection
+// refused" is "connection refused").
+func short(err error) string {
+	s := err.Error()
+	if strings.Contains(s, ": dial tcp ") {
+		s = s[strings.LastIndex(s, ": ")+2:]
+	}
+	return s
+}
+
+// Source is one resource vipd lists and watches.
+type Source struct {
+	// Name says what it is, for messages ("Services", "ConfigMap
+	// kube-system/kubevip").
+	Name string
+	// Required: the cache waits while RBAC forbids it, and /readyz fails.
+	// Otherwise a forbidden resource is an empty cache.
+	Required bool
+	// Forbidden says what RBAC forbids, what vipd does without it and
+	// what to add to the ClusterRole.
+	Forbidden string
+	// ListFunc and WatchFunc are the typed client's calls.
+	ListFunc  func(context.Context, metav1.ListOptions) (runtime.Object, error)
+	WatchFunc func(context.Context, metav1.ListOptions) (watch.Interface, error)
+	// Empty returns an empty list of the resource's list type.
+	Empty func() runtime.Object
+
+	t       *Tracker
+	mu      sync.Mutex
+	emptied bool // the cache was given an empty list because RBAC forbids it
+	sleep   func(context.Context, time.Duration) bool
+}
+
+// Informer returns an informer over s that never lets the reflector see
+// an error it would back off on.
+func (t *Tracker) Informer(s *Source, obj runtime.Object, indexers cache.Indexers) cache.SharedIndexInformer {
+	s.t = t
+	if s.sleep == nil {
+		s.sleep = sleep
+	}
+	inf := cache.NewSharedIndexInformerWithOptions(s, obj, cache.SharedIndexInformerOptions{Indexers: indexers})
+	// What still reaches the reflector (an expired resource version, a
+	// watch the server closed) is normal; client-go would log it as an
+	// error.
+	_ = inf.SetWatchErrorHandlerWithContext(func(context.Context, *cache.Reflector, error) {})
+	return inf
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-tm.C:
+		return true
+	}
+}
+
+type answer int
+
+const (
+	ok answer = iota
+	refused
+	denied
+	pass // for the reflector: an expired or too large resource version
+)
+
+func classify(err error) answer {
+	switch {
+	case err == nil:
+		return ok
+	case apierrors.IsForbidden(err):
+		return denied
+	case apierrors.IsResourceExpired(err), apierrors.IsGone(err),
+		apierrors.HasStatusCause(err, metav1.CauseTypeResourceVersionTooLarge):
+		return pass
+	}
+	return refused
+}
+
+// ListWithContext lists until the API server answers; see the package doc.
+func (s *Source) ListWithContext(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+	for {
+		obj, err := s.ListFunc(ctx, o)
+		switch classify(err) {
+		case ok:
+			s.setEmptied(false)
+			s.t.answered(s)
+			return obj, nil
+		case pass:
+			return nil, err
+		case denied:
+			s.t.denied(s, err)
+			if !s.Required {
+				s.setEmptied(true)
+				return s.empty(), nil
+			}
+			if !s.sleep(ctx, ForbiddenRetry) {
+				return nil, ctx.Err()
+			}
+		case refused:
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			s.t.unreachable(s, err)
+			if !s.sleep(ctx, Retry) {
+				return nil, ctx.Err()
+			}
+		}
+	}
+}
+
+func (s *Source) empty() runtime.Object {
+	l := s.Empty()
+	if m, err := meta.ListAccessor(l); err == nil {
+		m.SetResourceVersion("")
+	}
+	return l
+}
+
+func (s *Source) setEmptied(v bool) {
+	s.mu.Lock()
+	s.emptied = v
+	s.mu.Unlock()
+}
+
+func (s *Source) isEmptied() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.emptied
+}
+
+// WatchWithContext watches until the API server answers. While RBAC
+// forbids an optional source, the watch waits for it to be allowed and
+// then ends as expired, so the reflector lists again.
+func (s *Source) WatchWithContext(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+	if s.isEmptied() {
+		return s.awaitAllowed(ctx), nil
+	}
+	for {
+		w, err := s.WatchFunc(ctx, o)
+		switch classify(err) {
+		case ok:
+			s.t.answered(s)
+			return w, nil
+		case pass:
+			return nil, err
+		case denied:
+			s.t.denied(s, err)
+			if !s.Required {
+				// List again: it empties the cache.
+				return nil, apierrors.NewResourceExpired("vipd: " + s.Name + " is forbidden now")
+			}
+			if !s.sleep(ctx, ForbiddenRetry) {
+				return nil, ctx.Err()
+			}
+		case refused:
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			s.t.unreachable(s, err)
+			if !s.sleep(ctx, Retry) {
+				return nil, ctx.Err()
+			}
+		}
+	}
+}
+
+// awaitAllowed is a watch with no events that tries a list every
+// ForbiddenRetry and ends as expired once one is allowed.
+func (s *Source) awaitAllowed(ctx context.Context) watch.Interface {
+	ctx, stop := context.WithCancel(ctx)
+	w := &waitWatch{ch: make(chan watch.Event, 1), stop: stop}
+	go func() {
+		defer close(w.ch)
+		for s.sleep(ctx, ForbiddenRetry) {
+			_, err := s.ListFunc(ctx, metav1.ListOptions{Limit: 1})
+			if a := classify(err); a == denied || a == refused {
+				continue
+			}
+			st := apierrors.NewResourceExpired("vipd: " + s.Name + " is allowed now").Status()
+			w.ch <- watch.Event{Type: watch.Error, Object: &st}
+			return
+		}
+	}()
+	return w
+}
+
+type waitWatch struct {
+	ch   chan watch.Event
+	stop context.CancelFunc
+}
+
+func (w *waitWatch) Stop()                          { w.stop() }
+func (w *waitWatch) ResultChan() <-chan watch.Event { return w.ch }
+
+// List is ListWithContext without a context (cache.ListerWatcher); the
+// reflector uses ListWithContext.
+func (s *Source) List(o metav1.ListOptions) (runtime.Object, error) {
+	return s.ListWithContext(context.Background(), o)
+}
+
+// Watch is WatchWithContext without a context (cache.ListerWatcher).
+func (s *Source) Watch(o metav1.ListOptions) (watch.Interface, error) {
+	return s.WatchWithContext(context.Background(), o)
+}
+
+// IsWatchListSemanticsUnSupported makes the reflector list and then watch
+// (not stream the initial list through a watch), which is what the
+// retries above are written for.
+func (s *Source) IsWatchListSemanticsUnSupported() bool { return true }
+
+// New returns a Source over a typed client's List and Watch (for example
+// client.CoreV1().Services(ns).List and .Watch); tweak, if set, narrows
+// every list and watch (a field or label selector).
+func New[L runtime.Object](name string, list func(context.Context, metav1.ListOptions) (L, error), watchFn func(context.Context, metav1.ListOptions) (watch.Interface, error), tweak func(*metav1.ListOptions)) *Source {
+	narrow := func(o metav1.ListOptions) metav1.ListOptions {
+		if tweak != nil {
+			tweak(&o)
+		}
+		return o
+	}
+	return &Source{
+		Name: name,
+		ListFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return list(ctx, narrow(o))
+		},
+		WatchFunc: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return watchFn(ctx, narrow(o))
+		},
+		Empty: func() runtime.Object {
+			var l L
+			return reflect.New(reflect.TypeOf(l).Elem()).Interface().(runtime.Object)
+		},
+	}
+}
