@@ -77,7 +77,9 @@ func (l *Lab) startHA(ctx context.Context) error {
 // separate kube-apiserver given SIGTERM would instead drain for up to a
 // minute, keeping its clients' connections open.) vipd keeps running.
 func (l *Lab) StopControlPlane(h *Host) error {
+	l.cpsMu.Lock()
 	cp := l.cps[h.Name]
+	l.cpsMu.Unlock()
 	if cp == nil {
 		return fmt.Errorf("%s runs no control plane (not an ha lab?)", h.Name)
 	}
@@ -86,9 +88,9 @@ func (l *Lab) StopControlPlane(h *Host) error {
 	return nil
 }
 
-// StartControlPlane starts a stopped node's etcd (rejoining with its data)
-// and kube-apiserver, and waits until the API server answers ready.
-func (l *Lab) StartControlPlane(ctx context.Context, h *Host) error {
+// StartEtcd starts a stopped node's etcd member (rejoining with its data)
+// and does not wait for it.
+func (l *Lab) StartEtcd(h *Host) error {
 	var cluster []member
 	for _, n := range l.Nodes {
 		cluster = append(cluster, member{name: n.Name, peerIP: n.IP.String()})
@@ -97,11 +99,35 @@ func (l *Lab) StartControlPlane(ctx context.Context, h *Host) error {
 	if err != nil {
 		return err
 	}
+	l.cpsMu.Lock()
+	defer l.cpsMu.Unlock()
+	l.cps[h.Name].etcd = etcd
+	return nil
+}
+
+// StartAPIServer starts a stopped node's kube-apiserver and does not wait
+// for it (it answers once etcd has a quorum).
+func (l *Lab) StartAPIServer(h *Host) (*Proc, error) {
 	api, err := l.startAPIServer(h, netip.IPv4Unspecified(), []netip.Addr{h.IP, CPAddr})
+	if err != nil {
+		return nil, err
+	}
+	l.cpsMu.Lock()
+	defer l.cpsMu.Unlock()
+	l.cps[h.Name].api = api
+	return api, nil
+}
+
+// StartControlPlane starts a stopped node's etcd (rejoining with its data)
+// and kube-apiserver, and waits until the API server answers ready.
+func (l *Lab) StartControlPlane(ctx context.Context, h *Host) error {
+	if err := l.StartEtcd(h); err != nil {
+		return err
+	}
+	api, err := l.StartAPIServer(h)
 	if err != nil {
 		return err
 	}
-	l.cps[h.Name] = &nodeCP{etcd: etcd, api: api}
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		if err := l.localReady(ctx, h); err == nil {

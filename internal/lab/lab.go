@@ -84,9 +84,10 @@ type Lab struct {
 	PKI         *pki
 	Bin         string
 
-	opts Options
-	net  *network
-	cps  map[string]*nodeCP // ha: each node's control plane
+	opts  Options
+	net   *network
+	cps   map[string]*nodeCP // ha: each node's control plane
+	cpsMu sync.Mutex
 	// kubelets: each node's containerd, kubelet and kube-proxy (Options.Kubelet)
 	kubelets map[string]*kubeletNode
 	mu       sync.Mutex
