@@ -11,8 +11,10 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/vipd/vipd/internal/kubeapi"
 	"github.com/vipd/vipd/internal/lab"
 	"github.com/vipd/vipd/internal/services"
 )
@@ -66,7 +68,8 @@ func (g *apiGates) off() {
 	}
 }
 
-// TestStartOrders (issue 25): the seed's RBAC (no ConfigMaps), svc_enable,
+// TestStartOrders (issue 25), in both Service modes: the seed's RBAC (no
+// ConfigMaps), svc_enable,
 // the control-plane VIP and 10 Service VIPs. vipd starts while its API
 // server refuses connections; the API server answers 3 s later; it is
 // then away for 30 s while vipd runs; ConfigMaps are granted (a Service
@@ -75,10 +78,23 @@ func (g *apiGates) off() {
 // is ok; never an address on two nodes (both read orders, every 20 ms);
 // no line in klog's format in vipd's output.
 func TestStartOrders(t *testing.T) {
+	t.Run("single holder", func(t *testing.T) { startOrders(t, false) })
+	t.Run("spread", func(t *testing.T) { startOrders(t, true) })
+}
+
+func startOrders(t *testing.T, spread bool) {
 	l := newLab(t)
 	sc := seedScenario(t, l)
 	ctx := context.Background()
 	c := l.Admin
+	if spread {
+		sc = withEnv(sc, "svc_election=true")
+		for _, n := range l.Nodes {
+			if _, err := c.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.Name}}, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	var ips []netip.Addr
 	for i := range 10 {
 		ip := fmt.Sprintf("198.51.100.%d", 60+i)
@@ -158,6 +174,23 @@ func TestStartOrders(t *testing.T) {
 		return err
 	})
 	upAgain("ConfigMaps allowed", granted, append(slices.Clone(all), pooled))
+	saidOn := func(what string, times int) func() error {
+		return func() error {
+			for name, p := range procs {
+				if n := strings.Count(p.Output(), what); n != times {
+					var said []string
+					for _, line := range strings.Split(p.Output(), "\n") {
+						if strings.Contains(line, "ConfigMap") {
+							said = append(said, line[:min(len(line), 160)])
+						}
+					}
+					return fmt.Errorf("vipd on %s said %q %d times; what it said of ConfigMaps:\n%s", name, what, n, strings.Join(said, "\n"))
+				}
+			}
+			return nil
+		}
+	}
+	eventually(t, 2*kubeapi.ForbiddenRetry, "every vipd reading the pools", saidOn("ConfigMap kube-system/kubevip can be read now", 1))
 
 	// ConfigMaps revoked: seen at the next list (after a reconnect here);
 	// every VIP stays, the pooled one too (its address was written).
@@ -169,14 +202,7 @@ func TestStartOrders(t *testing.T) {
 	time.Sleep(time.Second)
 	gates.on(t)
 	upAgain("ConfigMaps revoked (and the API server away for 1 s)", time.Now(), append(slices.Clone(all), pooled))
-	eventually(t, 10*time.Second, "every vipd saying ConfigMaps are forbidden again", func() error {
-		for name, p := range procs {
-			if n := strings.Count(p.Output(), "cannot read ConfigMap kube-system/kubevip (forbidden by RBAC)"); n != 2 {
-				return fmt.Errorf("vipd on %s said it %d times", name, n)
-			}
-		}
-		return nil
-	})
+	eventually(t, 10*time.Second, "every vipd saying ConfigMaps are forbidden again", saidOn("cannot read ConfigMap kube-system/kubevip (forbidden by RBAC)", 2))
 	if _, err := s.owners(append(slices.Clone(all), pooled)); err != nil {
 		t.Errorf("after ConfigMaps were revoked: %v", err)
 	}

@@ -14,9 +14,12 @@
 //     waiting while it is forbidden, and /readyz says what to add to the
 //     ClusterRole;
 //   - an optional one (the pools ConfigMap, Nodes, the API server's
-//     EndpointSlices) is an empty cache while it is forbidden, so the
-//     controller runs without it as it would without the objects, and
-//     its objects are picked up once RBAC allows them, without a restart.
+//     EndpointSlices) that RBAC forbids before it was ever read is an
+//     empty cache, so the controller runs without it as it would without
+//     the objects, and its objects are picked up once RBAC allows them,
+//     without a restart. One that was read keeps what it last read while
+//     RBAC forbids it: a revoked permission must not make vipd forget
+//     whose addresses are whose (S7).
 //
 // A Tracker collects what every source waits for, for /readyz and the log:
 // said once at warning level and then every minute while it lasts, never
@@ -210,6 +213,7 @@ type Source struct {
 	t       *Tracker
 	mu      sync.Mutex
 	emptied bool // the cache was given an empty list because RBAC forbids it
+	read    bool // a list was answered once
 	sleep   func(context.Context, time.Duration) bool
 }
 
@@ -267,15 +271,16 @@ func (s *Source) ListWithContext(ctx context.Context, o metav1.ListOptions) (run
 		obj, err := s.ListFunc(ctx, o)
 		switch classify(err) {
 		case ok:
-			s.setEmptied(false)
+			s.mu.Lock()
+			s.emptied, s.read = false, true
+			s.mu.Unlock()
 			s.t.answered(s)
 			return obj, nil
 		case pass:
 			return nil, err
 		case denied:
 			s.t.denied(s, err)
-			if !s.Required {
-				s.setEmptied(true)
+			if s.emptyWhenDenied() {
 				return s.empty(), nil
 			}
 			if !s.sleep(ctx, ForbiddenRetry) {
@@ -301,10 +306,16 @@ func (s *Source) empty() runtime.Object {
 	return l
 }
 
-func (s *Source) setEmptied(v bool) {
+// emptyWhenDenied says whether a denied list is answered with an empty
+// one (an optional source never read), and notes that it was.
+func (s *Source) emptyWhenDenied() bool {
 	s.mu.Lock()
-	s.emptied = v
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	if s.Required || s.read {
+		return false
+	}
+	s.emptied = true
+	return true
 }
 
 func (s *Source) isEmptied() bool {
@@ -313,9 +324,10 @@ func (s *Source) isEmptied() bool {
 	return s.emptied
 }
 
-// WatchWithContext watches until the API server answers. While RBAC
-// forbids an optional source, the watch waits for it to be allowed and
-// then ends as expired, so the reflector lists again.
+// WatchWithContext watches until the API server answers and RBAC allows
+// it. While an optional source that was never read is forbidden, the
+// watch waits for it to be allowed and then ends as expired, so the
+// reflector lists again.
 func (s *Source) WatchWithContext(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 	if s.isEmptied() {
 		return s.awaitAllowed(ctx), nil
@@ -330,10 +342,6 @@ func (s *Source) WatchWithContext(ctx context.Context, o metav1.ListOptions) (wa
 			return nil, err
 		case denied:
 			s.t.denied(s, err)
-			if !s.Required {
-				// List again: it empties the cache.
-				return nil, apierrors.NewResourceExpired("vipd: " + s.Name + " is forbidden now")
-			}
 			if !s.sleep(ctx, ForbiddenRetry) {
 				return nil, ctx.Err()
 			}
@@ -359,8 +367,10 @@ func (s *Source) awaitAllowed(ctx context.Context) watch.Interface {
 		for s.sleep(ctx, ForbiddenRetry) {
 			_, err := s.ListFunc(ctx, metav1.ListOptions{Limit: 1})
 			if a := classify(err); a == denied || a == refused {
+				s.t.log.Debug("still cannot read "+s.Name, "err", err)
 				continue
 			}
+			s.t.log.Debug(s.Name + " allowed now: listing it again")
 			st := apierrors.NewResourceExpired("vipd: " + s.Name + " is allowed now").Status()
 			w.ch <- watch.Event{Type: watch.Error, Object: &st}
 			return

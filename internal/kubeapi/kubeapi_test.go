@@ -175,8 +175,8 @@ func TestUnreachableAtStartThenAnswers(t *testing.T) {
 
 // An optional resource forbidden at start is an empty, synced cache; once
 // RBAC allows it, its object is picked up without a restart; when RBAC
-// forbids it again (seen when the watch is next opened), the cache is
-// empty again.
+// forbids it again (seen when the watch is next opened), the cache keeps
+// what it read, and follows again once allowed.
 func TestOptionalForbiddenThenAllowedThenForbidden(t *testing.T) {
 	a := newAPI(cm("198.51.100.0/28"))
 	a.set("forbidden")
@@ -203,10 +203,19 @@ func TestOptionalForbiddenThenAllowedThenForbidden(t *testing.T) {
 	within(t, "the update seen", func() bool { return data(inf) == "203.0.113.0/28" })
 	a.set("forbidden")
 	a.endWatches()
-	within(t, "the cache emptied once forbidden again", func() bool { return data(inf) == "" })
+	within(t, "forbidden again", func() bool { return len(tr.Denied()) == 1 })
+	time.Sleep(50 * time.Millisecond)
+	if data(inf) != "203.0.113.0/28" {
+		t.Fatalf("forbidden after it was read: the cache has %q, want what it read", data(inf))
+	}
 	if n := strings.Count(lg.String(), "cannot read ConfigMaps"); n != 2 {
 		t.Fatalf("the forbidden warning said %d times, want once per time it was forbidden:\n%s", n, lg)
 	}
+	if _, err := a.client.CoreV1().ConfigMaps("kube-system").Update(context.Background(), cm("198.51.100.64/28"), metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	a.set("")
+	within(t, "followed again once allowed", func() bool { return data(inf) == "198.51.100.64/28" })
 }
 
 // A required resource forbidden at start keeps its cache waiting and
@@ -247,4 +256,23 @@ func TestAPIServerRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	within(t, "the change made while it was away", func() bool { return data(inf) == "203.0.113.0/28" })
+}
+
+// Refused, then forbidden (an empty cache), then away again, then allowed:
+// the object is picked up.
+func TestRefusedForbiddenAwayAllowed(t *testing.T) {
+	a := newAPI(cm("198.51.100.0/28"))
+	a.set("refused")
+	_, _, inf, lg := run(t, a, false)
+	time.Sleep(50 * time.Millisecond)
+	a.set("forbidden")
+	within(t, "synced while forbidden", inf.HasSynced)
+	time.Sleep(50 * time.Millisecond)
+	a.set("refused")
+	time.Sleep(100 * time.Millisecond)
+	a.set("")
+	within(t, "picked up once allowed", func() bool { return data(inf) == "198.51.100.0/28" })
+	if !strings.Contains(lg.String(), "can be read now") {
+		t.Fatalf("not said:\n%s", lg)
+	}
 }
