@@ -119,8 +119,8 @@ func managerCmd() *cobra.Command {
 		Use:   "manager",
 		Short: "Run the daemon (what the DaemonSet runs)",
 		Long: `Run the daemon. Every setting is read from the flag of the same name, else
-from the kube-vip environment variable, else its default; see the README's
-configuration reference.`,
+from the kube-vip environment variable, else its default; every setting is described in docs/configuration.md of
+vipd's source.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			log, err := newLogger(c.ErrOrStderr(), logFormat, logLevel)

@@ -30,14 +30,14 @@ type Setting struct {
 	Env string
 	// Default is used when neither the flag nor the variable is set.
 	Default string
-	// Help is one sentence for --help and the README.
+	// Help is one sentence for --help and docs/configuration.md.
 	Help string
 }
 
 // Flag is the command-line flag name of the setting.
 func (s Setting) Flag() string { return strings.ReplaceAll(strings.ToLower(s.Env), "_", "-") }
 
-// Settings lists every knob vipd reads, in the order the README documents them.
+// Settings lists every knob vipd reads, in the order docs/configuration.md documents them.
 var Settings = []Setting{
 	{"address", "", "The control-plane VIP: an IP address, or a DNS name resolved as dns_mode says and followed when it changes."},
 	{"port", "6443", "Port of the API server behind the VIP (informational for the VIP itself; used by health checks)."},

@@ -76,7 +76,7 @@ var KubeVipUnsupported = map[string]string{
 }
 
 // AddKubeVipFlags registers kube-vip's flags on fs, hidden from --help
-// (README "Migrating from kube-vip" lists them).
+// (docs/migrating-from-kube-vip.md lists them).
 func AddKubeVipFlags(fs *pflag.FlagSet) {
 	add := func(name, usage string, sw bool) {
 		if fs.Lookup(name) != nil {
