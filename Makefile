@@ -63,8 +63,10 @@ bench-kubelet: k8s
 bench-steady: k8s
 	$(GO) test ./e2e -run '^$$' -bench BenchmarkSteadyState -benchtime 1x -timeout 10m
 
-# Three nodes, the seed's manifests, a failover you can watch (root).
-demo: k8s
+# Three nodes, the seed's manifests, a failover you can watch (root). It builds only what
+# it runs: kube-apiserver, etcd and kubectl (no node components).
+demo:
+	@hack/step.sh 1 1 "kube-apiserver, etcd, kubectl (cached in ~/.cache/vipd)" hack/build-k8s.sh
 	$(GO) run ./hack/demo
 
 clean:

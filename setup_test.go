@@ -2,6 +2,7 @@ package vipd
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -61,5 +62,17 @@ func TestCIIsTheREADMECommand(t *testing.T) {
 				t.Errorf("%s looks up %q, which hack/deps.sh does not install", f, m[1])
 			}
 		}
+	}
+}
+
+// TestDemoBuildsOnlyWhatItRuns: the first command a newcomer runs builds
+// kube-apiserver, etcd and kubectl, not the kubelet lab's node components.
+func TestDemoBuildsOnlyWhatItRuns(t *testing.T) {
+	out, err := exec.Command("make", "-n", "demo").CombinedOutput()
+	if err != nil {
+		t.Fatalf("make -n demo: %v\n%s", err, out)
+	}
+	if strings.Contains(string(out), "build-node.sh") || !strings.Contains(string(out), "build-k8s.sh") {
+		t.Errorf("make demo must build kube-apiserver and etcd (hack/build-k8s.sh) and no node component (hack/build-node.sh):\n%s", out)
 	}
 }
