@@ -48,7 +48,7 @@ func (w *Watch) Run(ctx context.Context) {
 	src := kubeapi.New("Node "+w.node, nodes.List, nodes.Watch, func(lo *metav1.ListOptions) { lo.FieldSelector = sel })
 	src.Forbidden = "cannot list Nodes (forbidden by RBAC), so the VIPs stay on this node when it is cordoned or drained: add {apiGroups: [\"\"], resources: [\"nodes\"], verbs: [\"list\", \"watch\"]} to ClusterRole system:kube-vip-role"
 	inf := w.api.Informer(src, &corev1.Node{}, nil)
-	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(o any) { w.set(o) },
 		UpdateFunc: func(_, o any) { w.set(o) },
 		DeleteFunc: func(any) { w.update(false) },

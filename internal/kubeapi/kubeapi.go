@@ -31,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"reflect"
 	"sort"
 	"strings"
@@ -42,12 +43,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/tools/cache"
 )
 
 const (
 	// Retry is how often a list or watch is tried again while the API
-	// server does not answer (refused, timed out, 5xx, 429).
+	// server does not answer (see retryAfter for one that answers with an
+	// error), and how long an outage lasts before it is said.
 	Retry = time.Second
 	// ForbiddenRetry is how often a forbidden resource is tried again. A
 	// forbidden request costs the API server an authorization check and no
@@ -100,6 +101,11 @@ func (t *Tracker) unreachable(s *Source, err error) {
 	}
 	t.down.err = err
 	t.down.sources[s.Name] = true
+	// One failed request between answers (a 500, a reset connection) is
+	// not an outage worth a line: said once it lasted a retry.
+	if now.Sub(t.down.since) < Retry {
+		return
+	}
 	if t.down.logged.IsZero() || now.Sub(t.down.logged) >= LogEvery {
 		t.down.logged = now
 		t.log.Warn("waiting for the API server: "+s.Name+" cannot be read (retrying every "+Retry.String()+")",
@@ -117,7 +123,7 @@ func (t *Tracker) denied(s *Source, err error) {
 	}
 	t.deny[s.Name] = &forbidden{src: s, since: t.now()}
 	if s.Required {
-		t.log.Error(s.Forbidden+" (trying again every "+ForbiddenRetry.String()+")", "err", err)
+		t.log.Error(s.Forbidden+" (trying again every "+ForbiddenRetry.String()+"; RBAC must allow list and watch)", "err", err)
 	} else {
 		t.log.Warn(s.Forbidden+" (it is picked up within "+ForbiddenRetry.String()+" once allowed, no restart needed)", "err", err)
 	}
@@ -150,7 +156,7 @@ func (t *Tracker) Waiting(sources ...*Source) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var why []string
-	if t.down != nil {
+	if t.down != nil && t.now().Sub(t.down.since) >= Retry {
 		for _, s := range sources {
 			if t.down.sources[s.Name] {
 				why = append(why, fmt.Sprintf("waiting for the API server at %s (%s) for %s", t.server, short(t.down.err), t.now().Sub(t.down.since).Round(time.Second)))
@@ -217,21 +223,6 @@ type Source struct {
 	sleep   func(context.Context, time.Duration) bool
 }
 
-// Informer returns an informer over s that never lets the reflector see
-// an error it would back off on.
-func (t *Tracker) Informer(s *Source, obj runtime.Object, indexers cache.Indexers) cache.SharedIndexInformer {
-	s.t = t
-	if s.sleep == nil {
-		s.sleep = sleep
-	}
-	inf := cache.NewSharedIndexInformerWithOptions(s, obj, cache.SharedIndexInformerOptions{Indexers: indexers})
-	// What still reaches the reflector (an expired resource version, a
-	// watch the server closed) is normal; client-go would log it as an
-	// error.
-	_ = inf.SetWatchErrorHandlerWithContext(func(context.Context, *cache.Reflector, error) {})
-	return inf
-}
-
 func sleep(ctx context.Context, d time.Duration) bool {
 	tm := time.NewTimer(d)
 	defer tm.Stop()
@@ -291,11 +282,27 @@ func (s *Source) ListWithContext(ctx context.Context, o metav1.ListOptions) (run
 				return nil, ctx.Err()
 			}
 			s.t.unreachable(s, err)
-			if !s.sleep(ctx, Retry) {
+			if !s.sleep(ctx, retryAfter(err)) {
 				return nil, ctx.Err()
 			}
 		}
 	}
+}
+
+// retryAfter is how long to wait before trying again after err: Retry
+// when the API server did not answer; when it answered with an error (5xx,
+// 429, 401: overloaded or starting), what it asked for (at most 10 s) or
+// 2-3 s, so that a struggling API server is not asked by every cache every
+// second.
+func retryAfter(err error) time.Duration {
+	var st apierrors.APIStatus
+	if !errors.As(err, &st) {
+		return Retry
+	}
+	if d, ok := apierrors.SuggestsClientDelay(err); ok && d > 0 {
+		return min(time.Duration(d)*time.Second, 10*time.Second)
+	}
+	return 2*Retry + time.Duration(rand.Int64N(int64(Retry)))
 }
 
 func (s *Source) empty() runtime.Object {
@@ -350,7 +357,7 @@ func (s *Source) WatchWithContext(ctx context.Context, o metav1.ListOptions) (wa
 				return nil, ctx.Err()
 			}
 			s.t.unreachable(s, err)
-			if !s.sleep(ctx, Retry) {
+			if !s.sleep(ctx, retryAfter(err)) {
 				return nil, ctx.Err()
 			}
 		}

@@ -17,7 +17,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
-	"k8s.io/client-go/tools/cache"
 )
 
 // api is a fake API server whose answer for ConfigMaps can be switched:
@@ -113,7 +112,7 @@ func (l *logs) String() string {
 	return l.b.String()
 }
 
-func run(t *testing.T, a *api, required bool) (*Tracker, *Source, cache.SharedIndexInformer, *logs) {
+func run(t *testing.T, a *api, required bool) (*Tracker, *Source, *Informer, *logs) {
 	t.Helper()
 	lg := &logs{}
 	tr := NewTracker("https://198.51.100.2:6443", slog.New(slog.NewTextHandler(io.MultiWriter(lg), nil)), nil)
@@ -121,7 +120,7 @@ func run(t *testing.T, a *api, required bool) (*Tracker, *Source, cache.SharedIn
 	inf := tr.Informer(src, &corev1.ConfigMap{}, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	go inf.Run(ctx.Done())
+	go inf.RunWithContext(ctx)
 	return tr, src, inf, lg
 }
 
@@ -134,8 +133,8 @@ func within(t *testing.T, what string, f func() bool) {
 	}
 }
 
-func data(inf cache.SharedIndexInformer) string {
-	o, ok, _ := inf.GetStore().GetByKey("kube-system/kubevip")
+func data(inf *Informer) string {
+	o, ok, _ := inf.GetIndexer().GetByKey("kube-system/kubevip")
 	if !ok {
 		return ""
 	}
@@ -149,7 +148,14 @@ func TestUnreachableAtStartThenAnswers(t *testing.T) {
 	a := newAPI(cm("198.51.100.0/28"))
 	a.set("refused")
 	tr, src, inf, lg := run(t, a, true)
-	within(t, "20 refused tries", func() bool { a.mu.Lock(); defer a.mu.Unlock(); return a.calls >= 20 })
+	within(t, "an outage that lasted a retry, said", func() bool {
+		return tr.Waiting(src) != nil && strings.Contains(lg.String(), "waiting for the API server")
+	})
+	a.mu.Lock()
+	if a.calls < 20 {
+		t.Errorf("%d tries in a second", a.calls)
+	}
+	a.mu.Unlock()
 	err := tr.Waiting(src)
 	if err == nil || !strings.Contains(err.Error(), "waiting for the API server at https://198.51.100.2:6443 (connection refused) for ") {
 		t.Fatalf("Waiting: %v", err)

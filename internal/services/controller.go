@@ -177,9 +177,10 @@ type Controller struct {
 	seenMu sync.Mutex
 	seen   leaseView
 
-	// sources are the caches' lists and watches, required ones first (for
-	// Ready).
-	sources []*kubeapi.Source
+	// sources are the caches' lists and watches (for Ready).
+	sourcesMu sync.Mutex
+	sources   []*kubeapi.Source
+	informers []*kubeapi.Informer
 }
 
 // held is one VIP this node may own.
@@ -268,7 +269,10 @@ func New(o Options) (*Controller, error) {
 // Ready reports an error until the caches are filled and the Services
 // Lease has been read.
 func (c *Controller) Ready() error {
-	waiting := c.o.API.Waiting(c.sources...)
+	c.sourcesMu.Lock()
+	sources := slices.Clone(c.sources)
+	c.sourcesMu.Unlock()
+	waiting := c.o.API.Waiting(sources...)
 	select {
 	case <-c.ready:
 		if waiting != nil {
@@ -411,11 +415,11 @@ func (c *Controller) startInformers(ctx context.Context) {
 	forbidden := "services: the ClusterRole does not allow %s, which svc_enable needs: generate the RBAC with the same flags as the DaemonSet (vipd manifest rbac --svc-enable ...), or add those rules to ClusterRole system:kube-vip-role"
 	svcs := kubeapi.New("Services", client.CoreV1().Services(ns).List, client.CoreV1().Services(ns).Watch, nil)
 	svcs.Required, svcs.Forbidden = true, fmt.Sprintf(forbidden, "services (list, watch, update) and services/status (update)")
-	si := c.inform(ctx, svcs, &corev1.Service{}, nil, kick)
+	si := c.inform(svcs, &corev1.Service{}, nil, kick)
 	c.svcLister = listerscorev1.NewServiceLister(si.GetIndexer())
 	slices := kubeapi.New("EndpointSlices", client.DiscoveryV1().EndpointSlices(ns).List, client.DiscoveryV1().EndpointSlices(ns).Watch, nil)
 	slices.Required, slices.Forbidden = true, fmt.Sprintf(forbidden, "endpointslices.discovery.k8s.io (list, watch)")
-	ei := c.inform(ctx, slices, &discoveryv1.EndpointSlice{}, cache.Indexers{"service": func(obj any) ([]string, error) {
+	ei := c.inform(slices, &discoveryv1.EndpointSlice{}, cache.Indexers{"service": func(obj any) ([]string, error) {
 		s, ok := obj.(*discoveryv1.EndpointSlice)
 		if !ok || s.Labels[discoveryv1.LabelServiceName] == "" {
 			return nil, nil
@@ -424,9 +428,9 @@ func (c *Controller) startInformers(ctx context.Context) {
 	}}, kick)
 	c.slices = ei.GetIndexer()
 	if c.sp != nil {
-		c.sp.start(ctx)
+		c.sp.start()
 	}
-	c.startOthers(ctx, kick)
+	c.startOthers(kick)
 
 	// The pools ConfigMap: the seed's ClusterRole cannot read ConfigMaps;
 	// then there are no pools until it can.
@@ -435,20 +439,26 @@ func (c *Controller) startInformers(ctx context.Context) {
 		lo.FieldSelector = fields.OneTermEqualSelector("metadata.name", PoolsName).String()
 	})
 	pools.Forbidden = "cannot read ConfigMap " + PoolsNamespace + "/" + PoolsName + " (forbidden by RBAC), so there are no address pools: only Services with annotation " + AnnotationIPs + " or spec.loadBalancerIP get an address. Add {apiGroups: [\"\"], resources: [\"configmaps\"], verbs: [\"get\", \"list\", \"watch\"]} to ClusterRole system:kube-vip-role (vipd manifest rbac has it)"
-	ci := c.inform(ctx, pools, &corev1.ConfigMap{}, nil, kick)
+	ci := c.inform(pools, &corev1.ConfigMap{}, nil, kick)
 	c.cmLister = listerscorev1.NewConfigMapLister(ci.GetIndexer())
+	for _, inf := range c.informers {
+		go inf.RunWithContext(ctx)
+	}
 }
 
-// inform starts an informer over src until ctx ends; Run waits for it to
-// sync (an optional source that RBAC forbids is synced and empty).
-func (c *Controller) inform(ctx context.Context, src *kubeapi.Source, obj runtime.Object, indexers cache.Indexers, handlers ...cache.ResourceEventHandler) cache.SharedIndexInformer {
+// inform makes an informer over src; startInformers starts them all once
+// every lister is set, and Run waits for them to sync (an optional source
+// that RBAC forbids is synced and empty).
+func (c *Controller) inform(src *kubeapi.Source, obj runtime.Object, indexers cache.Indexers, handlers ...cache.ResourceEventHandler) *kubeapi.Informer {
 	inf := c.o.API.Informer(src, obj, indexers)
 	for _, h := range handlers {
-		_, _ = inf.AddEventHandler(h)
+		inf.AddEventHandler(h)
 	}
 	c.synced = append(c.synced, inf.HasSynced)
+	c.sourcesMu.Lock()
 	c.sources = append(c.sources, src)
-	go inf.RunWithContext(ctx)
+	c.sourcesMu.Unlock()
+	c.informers = append(c.informers, inf)
 	return inf
 }
 

@@ -212,7 +212,7 @@ func (s *spread) lapsed(reason string) {
 // waiting for another node to let go once the watch shows it did
 // (Controller.letGo): a planned move is claimed as soon as the old owner's
 // heartbeat says it let go, without another read.
-func (s *spread) start(ctx context.Context) {
+func (s *spread) start() {
 	c := s.c
 	leases := c.o.Client.CoordinationV1().Leases(c.o.LeaseNamespace)
 	src := kubeapi.New("Leases in "+c.o.LeaseNamespace, leases.List, leases.Watch, nil)
@@ -261,7 +261,7 @@ func (s *spread) start(ctx context.Context) {
 			}
 		}
 	}
-	c.inform(ctx, src, &coordinationv1.Lease{}, nil, cache.ResourceEventHandlerFuncs{
+	c.inform(src, &coordinationv1.Lease{}, nil, cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(o any) { handle(o, false) },
 		UpdateFunc: func(_, o any) { handle(o, false) },
 		DeleteFunc: func(o any) { handle(o, true) },
