@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -57,6 +58,7 @@ type bothOrders struct {
 	mu         sync.Mutex
 	bad        []string
 	last       map[netip.Addr][]string
+	lastAt     time.Time // when the sweep behind last began
 }
 
 func sampleBothOrders(l *lab.Lab) *bothOrders {
@@ -67,11 +69,12 @@ func sampleBothOrders(l *lab.Lab) *bothOrders {
 	go func() {
 		defer close(s.done)
 		for {
+			at := time.Now()
 			a, err1 := sweep(l, fwd)
 			b, err2 := sweep(l, rev)
 			if err1 == nil && err2 == nil {
 				s.mu.Lock()
-				s.last = a
+				s.last, s.lastAt = a, at
 				for ip, on := range a {
 					if len(on) > 1 && len(b[ip]) > 1 {
 						s.bad = append(s.bad, fmt.Sprintf("%s on %v at %s", ip, on, time.Now().Format("15:04:05.000")))
@@ -91,8 +94,16 @@ func sampleBothOrders(l *lab.Lab) *bothOrders {
 
 // owners is where each of ips is now (one node each), or an error.
 func (s *bothOrders) owners(ips []netip.Addr) (map[netip.Addr]string, error) {
+	return s.ownersSince(ips, time.Time{})
+}
+
+// ownersSince is owners as read by a sweep that began after t.
+func (s *bothOrders) ownersSince(ips []netip.Addr, t time.Time) (map[netip.Addr]string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if !s.lastAt.After(t) {
+		return nil, fmt.Errorf("no sweep since %s yet", t.Format("15:04:05.000"))
+	}
 	out := map[netip.Addr]string{}
 	for _, ip := range ips {
 		if len(s.last[ip]) != 1 {
@@ -192,8 +203,12 @@ func TestLeaseEditedBySomeoneElse(t *testing.T) {
 		// every address is back where it was, within lease duration + 3 s.
 		var dark, settled time.Duration
 		var darkSince time.Time
+		// Every address where it was, read by a sweep that began after
+		// the Lease was seen rewritten (the holder steps down and takes
+		// it back within milliseconds: an earlier sweep can predate that).
+		var rewritten time.Time
 		poll(t, 20*time.Millisecond, leaseDuration+3*time.Second, e.name+": rewritten by its holder, every address held again", func() error {
-			now, err := s.owners(all)
+			now, err := s.ownersSince(all, rewritten)
 			if err == nil {
 				err = sameOwners(now, before)
 			}
@@ -212,6 +227,10 @@ func TestLeaseEditedBySomeoneElse(t *testing.T) {
 			}
 			if seal := election.ReadSeal(le); !seal.OK || seal.Changed != "" || le.Annotations[election.EditedAnnotation] == "" {
 				return fmt.Errorf("not rewritten by its holder yet: seal %+v, %s %q", seal, election.EditedAnnotation, le.Annotations[election.EditedAnnotation])
+			}
+			if rewritten.IsZero() {
+				rewritten = time.Now()
+				return errors.New("rewritten: waiting for a sweep after it")
 			}
 			settled = time.Since(at)
 			return nil
