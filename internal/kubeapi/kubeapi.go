@@ -258,32 +258,50 @@ func classify(err error) answer {
 
 // ListWithContext lists until the API server answers; see the package doc.
 func (s *Source) ListWithContext(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-	for {
+	list := func() (runtime.Object, error) {
 		obj, err := s.ListFunc(ctx, o)
-		switch classify(err) {
-		case ok:
+		if err == nil {
 			s.mu.Lock()
 			s.emptied, s.read = false, true
 			s.mu.Unlock()
+		}
+		return obj, err
+	}
+	return answered(ctx, s, list, func() (runtime.Object, bool) {
+		if s.emptyWhenDenied() {
+			return s.empty(), true
+		}
+		return nil, false
+	})
+}
+
+// answered calls call until the API server answers it (see the package
+// doc); while RBAC forbids it, whenDenied may end the wait with a value.
+func answered[T any](ctx context.Context, s *Source, call func() (T, error), whenDenied func() (T, bool)) (T, error) {
+	var zero T
+	for {
+		v, err := call()
+		switch classify(err) {
+		case ok:
 			s.t.answered(s)
-			return obj, nil
+			return v, nil
 		case pass:
-			return nil, err
+			return zero, err
 		case denied:
 			s.t.denied(s, err)
-			if s.emptyWhenDenied() {
-				return s.empty(), nil
+			if v, done := whenDenied(); done {
+				return v, nil
 			}
 			if !s.sleep(ctx, ForbiddenRetry) {
-				return nil, ctx.Err()
+				return zero, ctx.Err()
 			}
 		case refused:
 			if ctx.Err() != nil {
-				return nil, ctx.Err()
+				return zero, ctx.Err()
 			}
 			s.t.unreachable(s, err)
 			if !s.sleep(ctx, retryAfter(err)) {
-				return nil, ctx.Err()
+				return zero, ctx.Err()
 			}
 		}
 	}
@@ -339,29 +357,8 @@ func (s *Source) WatchWithContext(ctx context.Context, o metav1.ListOptions) (wa
 	if s.isEmptied() {
 		return s.awaitAllowed(ctx), nil
 	}
-	for {
-		w, err := s.WatchFunc(ctx, o)
-		switch classify(err) {
-		case ok:
-			s.t.answered(s)
-			return w, nil
-		case pass:
-			return nil, err
-		case denied:
-			s.t.denied(s, err)
-			if !s.sleep(ctx, ForbiddenRetry) {
-				return nil, ctx.Err()
-			}
-		case refused:
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			s.t.unreachable(s, err)
-			if !s.sleep(ctx, retryAfter(err)) {
-				return nil, ctx.Err()
-			}
-		}
-	}
+	return answered(ctx, s, func() (watch.Interface, error) { return s.WatchFunc(ctx, o) },
+		func() (watch.Interface, bool) { return nil, false })
 }
 
 // awaitAllowed is a watch with no events that tries a list every
