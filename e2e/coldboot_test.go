@@ -107,19 +107,7 @@ func startOrders(t *testing.T, spread bool) {
 
 	gates := &apiGates{l: l, stop: map[string]func(){}}
 	t.Cleanup(gates.off)
-	procs := map[string]*lab.Proc{}
-	dumpOnFailure(t, procs)
-	t.Cleanup(func() { lab.KillAll(procs) })
-	for _, n := range l.Nodes {
-		ct, err := sc.Container(n.Name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ct.Env = append(ct.Env, lab.APIEnv(gatePort)...)
-		if procs[n.Name], err = l.RunVipd(ctx, n, ct, sc.Token); err != nil {
-			t.Fatal(err)
-		}
-	}
+	procs := runOnEveryNode(t, l, sc, func(*lab.Host) []string { return lab.APIEnv(gatePort) })
 	s := sampleBothOrders(l)
 	upAgain := func(what string, at time.Time, want []netip.Addr) {
 		t.Helper()

@@ -162,21 +162,12 @@ func TestLeaseEditedBySomeoneElse(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(stopLag)
-	procs := map[string]*lab.Proc{}
-	dumpOnFailure(t, procs)
-	t.Cleanup(func() { lab.KillAll(procs) })
-	for _, n := range l.Nodes {
-		ct, err := sc.Container(n.Name)
-		if err != nil {
-			t.Fatal(err)
-		}
+	runOnEveryNode(t, l, sc, func(n *lab.Host) []string {
 		if n == lagged {
-			ct.Env = append(ct.Env, lab.APIEnv(16443)...)
+			return lab.APIEnv(16443)
 		}
-		if procs[n.Name], err = l.RunVipd(ctx, n, ct, sc.Token); err != nil {
-			t.Fatal(err)
-		}
-	}
+		return nil
+	})
 	names := []string{l.Nodes[0].Name, l.Nodes[1].Name, l.Nodes[2].Name}
 	balanced(t, l, keys, names, 60*time.Second)
 	all := append(slices.Clone(ips), l.VIP)
@@ -311,4 +302,25 @@ func containsAll(s string, subs ...string) bool {
 		}
 	}
 	return true
+}
+
+// runOnEveryNode starts vipd on every node with sc's container and the
+// extra environment env gives the node; it is killed when the test ends,
+// and its log shown if the test failed.
+func runOnEveryNode(t *testing.T, l *lab.Lab, sc lab.ScenarioOptions, env func(*lab.Host) []string) map[string]*lab.Proc {
+	t.Helper()
+	procs := map[string]*lab.Proc{}
+	dumpOnFailure(t, procs)
+	t.Cleanup(func() { lab.KillAll(procs) })
+	for _, n := range l.Nodes {
+		ct, err := sc.Container(n.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ct.Env = append(ct.Env, env(n)...)
+		if procs[n.Name], err = l.RunVipd(context.Background(), n, ct, sc.Token); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return procs
 }
