@@ -297,10 +297,10 @@ func (c *Controller) Ready() error {
 func (c *Controller) Check() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.cluster.leading && !c.o.Clock.Now().Before(c.cluster.until) {
+	if c.cluster.k.leading && !c.cluster.fenceOK() {
 		return fmt.Errorf("services: leader of %s/%s but no successful renewal: fence passed", c.o.LeaseNamespace, c.o.LeaseName)
 	}
-	if c.sp != nil && c.sp.g.leading && !c.o.Clock.Now().Before(c.sp.g.until) {
+	if c.sp != nil && c.sp.g.k.leading && !c.sp.g.fenceOK() {
 		return fmt.Errorf("services: heartbeat %s not renewed: fence passed", c.sp.g.lease)
 	}
 	return nil

@@ -30,51 +30,15 @@ func (c *Controller) self() self { return self{c.o.NodeName, c.o.Instance} }
 // group is one source of ownership: a Lease whose holder owns a set of
 // Service VIPs. The Services Lease is the group of every
 // externalTrafficPolicy: Cluster VIP; each Local Service has a group of its
-// own (its Lease, one elector for all its addresses).
-//
-// It is the one decision point for a Service VIP on this node. An address
-// goes on the interface only when all of these hold:
-//
-//  1. this node holds the group's Lease, with an unexpired fence;
-//  2. a successful write of that Lease (an acquire or a renewal) listed the
-//     address in HoldsAnnotation;
-//  3. a quorum read of every Lease, made after that write, found no other
-//     Lease held by another node that lists the address, unless that Lease
-//     has not changed for its whole duration since this node first saw it
-//     (its holder's fence has passed).
-//
-// Two nodes that want one address under different Leases (a Service
-// switching externalTrafficPolicy, an address passing from one Service to
-// another, caches that disagree) each write before they read, so at least
-// one of them sees the other and waits; the one whose cache is behind lets
-// go when it catches up, and its next write says so. Every field is
-// guarded by Controller.mu.
+// own (its Lease, one elector for all its addresses); in spread mode, the
+// node's heartbeat. Its claim decides when an address goes on the
+// interface (S8); the group feeds it the events and applies what it
+// decides. Every field is guarded by Controller.mu.
 type group struct {
 	c     *Controller
 	lease string // namespace/name
 	vips  map[netip.Addr]*owner.VIP
-
-	leading bool
-	until   time.Time
-	gen     uint64 // counts Drops: a check started before one is void
-
-	writing   map[netip.Addr]bool // what the write in flight lists
-	published map[netip.Addr]bool // what the last successful write listed
-	cleared   map[netip.Addr]bool // published, and no other live Lease lists it
-	probing   map[netip.Addr]bool // cleared by a check, the wire being asked
-	// removed counts each address's removals from the group: a check
-	// whose address was removed (and put back) while it read is void for
-	// it, since the Lease may have stopped listing it meanwhile.
-	removed map[netip.Addr]uint64
-	// waiting are the addresses the last check found blocked, with the
-	// Leases that block each (at the versions it saw) and the removal
-	// count it ran with: letGo may hold one as soon as the watch shows
-	// every one of those Leases let go of it, without another read.
-	waiting  map[netip.Addr]waitOn
-	checking bool
-	asking   map[netip.Addr]bool // the addresses of the check running
-	retrying bool                // a retryCheck is due
-	again    bool                // a check was asked for while one ran
+	k     *claim
 
 	// A Local Service's election, or the heartbeat's; the Cluster group
 	// uses Controller.elector.
@@ -89,48 +53,22 @@ type group struct {
 }
 
 func (c *Controller) newGroup(lease string) *group {
-	return &group{c: c, lease: lease, vips: map[netip.Addr]*owner.VIP{}, cleared: map[netip.Addr]bool{}, probing: map[netip.Addr]bool{},
-		removed: map[netip.Addr]uint64{}, waiting: map[netip.Addr]waitOn{}}
-}
-
-// waitOn is an address a check found blocked: by which Leases, at which
-// versions (leaseView.claimed), and its removal count then.
-type waitOn struct {
-	by   map[string]string
-	mark uint64
+	return &group{c: c, lease: lease, vips: map[netip.Addr]*owner.VIP{}, k: newClaim()}
 }
 
 // Hold is election.Guard: the group's Lease was written successfully.
 func (g *group) Hold(until time.Time) {
 	c := g.c
 	c.mu.Lock()
-	if g.leading && !c.o.Clock.Now().Before(g.until) {
-		// The fence passed and no Drop came first (the process was
-		// frozen, or the timer is late): the addresses are gone, and
-		// another node may have claimed them meanwhile. Claim again,
-		// checked, as after a Drop.
-		g.dropLocked("the fence passed before this renewal")
+	lapsed, hold, read, first := g.k.answered(until, c.o.Clock.Now())
+	if lapsed {
+		g.dropped("the fence passed before this renewal")
 	}
-	first := !g.leading
-	g.leading, g.until = true, until
-	g.published = g.writing
-	check := false
-	for ip, ov := range g.vips {
-		switch {
-		case g.cleared[ip]:
-			ov.Hold(until)
-		case g.published[ip] && !g.asking[ip]:
-			// One that waits (a read made after an earlier write that
-			// listed it found it blocked) is held by letGo or read again
-			// by retryCheck: a read on every renewal would be a second
-			// read of every Lease for each address a planned move
-			// waits for, on the API server the move waits on.
-			_, waits := g.waiting[ip]
-			check = check || !waits
-		}
+	for _, ip := range hold {
+		g.vips[ip].Hold(until)
 	}
 	c.mu.Unlock()
-	if check {
+	if read {
 		c.check(g)
 	}
 	if first {
@@ -139,18 +77,16 @@ func (g *group) Hold(until time.Time) {
 }
 
 // Drop is election.Guard: stop announcing and remove every address (S3).
-// What was cleared is forgotten: another node may claim meanwhile.
 func (g *group) Drop(reason string) {
 	c := g.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	g.dropLocked(reason)
+	g.k.drop()
+	g.dropped(reason)
 }
 
-func (g *group) dropLocked(reason string) {
-	g.leading = false
-	g.gen++
-	g.published, g.cleared, g.waiting = nil, map[netip.Addr]bool{}, map[netip.Addr]waitOn{}
+// dropped takes every address off the interface after the claim dropped.
+func (g *group) dropped(reason string) {
 	for _, ov := range g.vips {
 		ov.Drop(reason)
 	}
@@ -164,11 +100,7 @@ func (g *group) annotations() map[string]string {
 	c := g.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	g.writing = make(map[netip.Addr]bool, len(g.vips))
-	for ip := range g.vips {
-		g.writing[ip] = true
-	}
-	a := map[string]string{HoldsAnnotation: joinSet(g.writing)}
+	a := map[string]string{HoldsAnnotation: joinSet(g.k.listing())}
 	if c.o.MAC != "" {
 		a[conflict.MACAnnotation] = c.o.MAC
 	}
@@ -188,46 +120,23 @@ func (g *group) annotations() map[string]string {
 // published and checked; a holder publishes at once.
 func (g *group) add(ip netip.Addr, ov *owner.VIP) {
 	g.vips[ip] = ov
-	g.publish()
+	if g.k.add(ip) {
+		g.publish()
+	}
 }
 
 // remove takes ip out of the group (c.mu held) after it was dropped; a
-// holder's next write, at once, says it let go. It is no longer published,
-// nor listed by the write in flight as far as that write's answer goes:
-// if it comes back before the next write has answered, the Lease may
-// already have stopped listing it (that write committed), and another
-// node may have listed it and read since, so only a write that starts
-// after it came back and lists it counts (S8 asks for the listing to
-// stand from the write to the claim).
+// holder's next write, at once, says it let go (claim.remove).
 func (g *group) remove(ip netip.Addr) {
 	delete(g.vips, ip)
-	delete(g.cleared, ip)
-	delete(g.published, ip)
-	delete(g.writing, ip) // the write in flight listed it, but its answer must not publish it again
-	delete(g.waiting, ip)
-	delete(g.asking, ip) // the running check is void for it (marks)
-	g.removed[ip]++
-	g.publish()
-}
-
-// marks are the removal counts of ips when a check starts (c.mu held).
-func (g *group) marks(ips []netip.Addr) map[netip.Addr]uint64 {
-	m := make(map[netip.Addr]uint64, len(ips))
-	for _, ip := range ips {
-		m[ip] = g.removed[ip]
+	if g.k.remove(ip) {
+		g.publish()
 	}
-	return m
-}
-
-// stands: ip was published when a check that saw its removal count mark
-// started, and has not left the group since (c.mu held).
-func (g *group) stands(ip netip.Addr, mark uint64) bool {
-	return g.vips[ip] != nil && g.published[ip] && g.removed[ip] == mark
 }
 
 // publish asks a holder to write its Lease now.
 func (g *group) publish() {
-	if !g.leading {
+	if !g.k.leading {
 		return
 	}
 	if g.el != nil {
@@ -238,112 +147,59 @@ func (g *group) publish() {
 }
 
 // fenceOK: this node holds the group's Lease with an unexpired fence.
-func (g *group) fenceOK() bool { return g.leading && g.c.o.Clock.Now().Before(g.until) }
+func (g *group) fenceOK() bool { return g.k.fenceOK(g.c.o.Clock.Now()) }
 
 // check runs the quorum read for the group's published, not yet cleared
 // addresses, and holds those that no other live Lease lists. While some
 // stay blocked it runs again every retry period.
 func (c *Controller) check(g *group) {
 	c.mu.Lock()
-	if g.checking {
-		g.again = true // something changed meanwhile: check once more after
-	}
-	if g.checking || !g.fenceOK() {
-		c.mu.Unlock()
-		return
-	}
-	var want []netip.Addr
-	for ip := range g.published {
-		if g.vips[ip] != nil && !g.cleared[ip] && !g.probing[ip] {
-			want = append(want, ip)
-		}
-	}
-	if len(want) == 0 {
-		c.mu.Unlock()
-		return
-	}
-	g.checking, g.again = true, false
-	g.asking = make(map[netip.Addr]bool, len(want))
-	for _, ip := range want {
-		g.asking[ip] = true
-	}
-	gen, marks := g.gen, g.marks(want)
+	r := g.k.startRead(c.o.Clock.Now())
 	c.mu.Unlock()
-
+	if r == nil {
+		return
+	}
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
 		start := c.o.Clock.Now()
-		blocked, listed, by, err := c.claimed(c.runCtx, g.lease, want)
-		c.log.Debug("claim check: read every Lease", "lease", g.lease, "addresses", len(want), "blocked", len(blocked), "took", c.o.Clock.Since(start))
+		blocked, listed, by, err := c.claimed(c.runCtx, g.lease, r.want)
+		c.log.Debug("claim check: read every Lease", "lease", g.lease, "addresses", len(r.want), "blocked", len(blocked), "took", c.o.Clock.Since(start))
 		if err != nil {
 			c.log.Warn("cannot read the Leases to check who holds a Service VIP; trying again", "lease", g.lease, "err", err)
 		}
-		var events []func()
-		var probe []netip.Addr
+		a := readAnswer{blocked: blocked, by: by, err: err}
+		if c.o.Probe != nil {
+			a.fresh = func(ip netip.Addr) bool { return c.fresh(ip, listed) }
+		}
 		c.mu.Lock()
-		g.checking, g.asking = false, nil
-		stale := gen != g.gen || !g.fenceOK() || c.stopping
-		held, again := 0, err != nil
-		var waiting []string
-		if !stale && err == nil {
-			for _, ip := range want {
-				delete(g.waiting, ip) // this read's finding replaces the last one's
-				switch {
-				case !g.stands(ip, marks[ip]):
-				case blocked[ip] != "":
-					g.waiting[ip] = waitOn{by: by[ip], mark: marks[ip]}
-					again = true
-					waiting = append(waiting, ip.String()+" (under "+blocked[ip]+")")
-				case c.o.Probe != nil && c.fresh(ip, listed):
-					g.probing[ip] = true
-					probe = append(probe, ip)
-				default:
-					events = append(events, c.holdLocked(g, ip))
-					held++
-				}
-			}
-		}
-		// Addresses published while this check ran, or a change of
-		// another node's heartbeat, are checked at once.
-		more := false
-		if !stale {
-			asked := make(map[netip.Addr]bool, len(want))
-			for _, ip := range want {
-				asked[ip] = true
-			}
-			for ip := range g.published {
-				if g.vips[ip] != nil && !g.cleared[ip] && !g.probing[ip] && !asked[ip] {
-					more = true
-				}
-			}
-			more = more || g.again
-		}
+		d := g.k.read(r, a, c.o.Clock.Now(), c.stopping)
+		events := c.holdLocked(g, d.hold)
 		c.mu.Unlock()
-		if len(waiting) > 0 {
+		if len(d.waiting) > 0 {
 			// One line per check: a planned move of a stopping node's share
 			// waits here for each address (spread mode, handOver).
-			c.log.Info("waiting for addresses to be let go before claiming them", "lease", g.lease, "count", len(waiting), "first", waiting[:min(3, len(waiting))])
+			c.log.Info("waiting for addresses to be let go before claiming them", "lease", g.lease, "count", len(d.waiting), "first", d.waiting[:min(3, len(d.waiting))])
 			if g.waited != nil {
 				g.waited()
 			}
 		}
-		if len(probe) > 0 {
+		if len(d.probe) > 0 {
 			// The probe runs beside further checks: each address waits for
 			// its own probe, not for the probes of earlier batches.
 			c.wg.Add(1)
-			go c.probeThenHold(g, gen, marks, probe)
+			go c.probeThenHold(g, r, d.probe)
 		}
-		c.after(events, held)
-		if len(waiting) > 0 {
+		c.after(events, len(d.hold))
+		if len(d.waiting) > 0 {
 			// The watch may have shown them let go while this read ran.
 			c.letGo(g)
 		}
-		if more {
+		if d.again {
 			c.check(g)
 			return
 		}
-		if again && !stale {
+		if d.retry {
 			c.retryCheck(g)
 		}
 	}()
@@ -366,17 +222,16 @@ func (c *Controller) after(events []func(), held int) {
 // address that waits grew with every check started beside them).
 func (c *Controller) retryCheck(g *group) {
 	c.mu.Lock()
-	due := g.retrying
-	g.retrying = true
+	due := g.k.retryDue()
 	c.mu.Unlock()
-	if due {
+	if !due {
 		return
 	}
 	t := c.o.Clock.NewTimer(c.o.RetryPeriod)
 	select {
 	case <-t.C():
 		c.mu.Lock()
-		g.retrying = false // before the check, whose end may ask for the next
+		g.k.retried()
 		c.mu.Unlock()
 		c.check(g)
 	case <-c.runCtx.Done():
@@ -384,17 +239,19 @@ func (c *Controller) retryCheck(g *group) {
 	}
 }
 
-// holdLocked puts ip on the interface (c.mu held): published and checked.
-// It returns the Event to post (a conflict on the wire is over).
-func (c *Controller) holdLocked(g *group, ip netip.Addr) func() {
-	g.cleared[ip] = true
-	delete(g.waiting, ip)
-	g.vips[ip].Hold(g.until)
-	if h := c.vips[ip]; h != nil {
-		h.known = true
-		return c.resolvedLocked(ip, h)
+// holdLocked puts the addresses the claim held on the interface (c.mu
+// held), until the fence. It returns the Events to post (a conflict on the
+// wire is over).
+func (c *Controller) holdLocked(g *group, ips []netip.Addr) []func() {
+	var events []func()
+	for _, ip := range ips {
+		g.vips[ip].Hold(g.k.until)
+		if h := c.vips[ip]; h != nil {
+			h.known = true
+			events = append(events, c.resolvedLocked(ip, h))
+		}
 	}
-	return func() {}
+	return events
 }
 
 // fresh reports whether ip is to be probed before this claim (c.mu held):
@@ -407,39 +264,23 @@ func (c *Controller) fresh(ip netip.Addr, listed map[netip.Addr]bool) bool {
 	return h != nil && !listed[ip] && !h.known && !inStatus(h.svc, ip)
 }
 
-// probeThenHold asks the wire about addresses cleared by a check and holds
-// those nobody answers for, if the group's fence and generation are still
-// those of the check (a quorum read's finding stays true: another claimant
-// would see this node's Lease list the address and wait).
-func (c *Controller) probeThenHold(g *group, gen uint64, marks map[netip.Addr]uint64, ips []netip.Addr) {
+// probeThenHold asks the wire about addresses read r cleared and holds
+// those nobody answers for (claim.probed).
+func (c *Controller) probeThenHold(g *group, r *claimRead, ips []netip.Addr) {
 	defer c.wg.Done()
 	answered, err := c.o.Probe(c.runCtx, ips)
 	if err != nil {
 		c.log.Warn("cannot probe the wire before a first claim; claiming without", "vips", joinAddrs(ips), "err", err)
 	}
-	var events []func()
-	held, conflict := 0, false
 	c.mu.Lock()
-	for _, ip := range ips {
-		delete(g.probing, ip)
-	}
-	if gen == g.gen && g.fenceOK() && !c.stopping {
-		for _, ip := range ips {
-			if !g.stands(ip, marks[ip]) || g.cleared[ip] {
-				continue
-			}
-			if mac, ok := answered[ip]; ok {
-				conflict = true
-				events = append(events, c.conflictLocked(ip, mac))
-				continue
-			}
-			events = append(events, c.holdLocked(g, ip))
-			held++
-		}
+	hold, conflicts := g.k.probed(r, ips, func(ip netip.Addr) bool { _, ok := answered[ip]; return ok }, c.o.Clock.Now(), c.stopping)
+	events := c.holdLocked(g, hold)
+	for _, ip := range conflicts {
+		events = append(events, c.conflictLocked(ip, answered[ip]))
 	}
 	c.mu.Unlock()
-	c.after(events, held)
-	if conflict {
+	c.after(events, len(hold))
+	if len(conflicts) > 0 {
 		c.retryCheck(g)
 	}
 }
@@ -517,29 +358,21 @@ func (c *Controller) claimed(ctx context.Context, self string, want []netip.Addr
 
 // letGo holds, without another read, every address of g that its last
 // check found blocked and whose blocking Leases have all let go of it since,
-// as the watch shows them (leaseView.letGo): the new owner of a planned
-// move claims on the old owner's write. Called on every heartbeat the
-// watch delivers.
+// as the watch shows them (claim.letGo, leaseView.letGo): the new owner of
+// a planned move claims on the old owner's write. Called on every
+// heartbeat the watch delivers.
 func (c *Controller) letGo(g *group) {
-	var events []func()
-	held := 0
 	c.mu.Lock()
-	if len(g.waiting) > 0 && g.fenceOK() && !c.stopping {
-		c.seenMu.Lock()
-		for ip, w := range g.waiting {
-			if !g.stands(ip, w.mark) || g.cleared[ip] || g.probing[ip] || !c.seen.letGo(ip, w.by, c.o.Clock.Now()) {
-				continue
-			}
-			events = append(events, c.holdLocked(g, ip))
-			held++
-		}
-		c.seenMu.Unlock()
-	}
+	c.seenMu.Lock()
+	now := c.o.Clock.Now()
+	hold := g.k.letGo(func(ip netip.Addr, by map[string]string) bool { return c.seen.letGo(ip, by, now) }, now, c.stopping)
+	c.seenMu.Unlock()
+	events := c.holdLocked(g, hold)
 	c.mu.Unlock()
-	if held > 0 {
-		c.log.Debug("claimed on the watch: every Lease that blocked these let go of them", "lease", g.lease, "addresses", held)
+	if len(hold) > 0 {
+		c.log.Debug("claimed on the watch: every Lease that blocked these let go of them", "lease", g.lease, "addresses", len(hold))
 	}
-	c.after(events, held)
+	c.after(events, len(hold))
 }
 
 // versionOf is l as the claim check sees it.

@@ -478,11 +478,11 @@ func TestRemovedAddressIsNoLongerPublished(t *testing.T) {
 	g := (&Controller{}).newGroup("kube-system/" + HeartbeatName("n1"))
 	x := netip.MustParseAddr("198.51.100.120")
 	g.add(x, &owner.VIP{})
-	g.writing = map[netip.Addr]bool{x: true}
-	g.published = g.writing // a write listed it
+	g.k.writing = map[netip.Addr]bool{x: true}
+	g.k.published = g.k.writing // a write listed it
 	g.remove(x)
 	g.add(x, &owner.VIP{}) // placed here again at once
-	if g.published[x] {
+	if g.k.published[x] {
 		t.Fatalf("%s counts as published by the write before its removal", x)
 	}
 }
@@ -506,19 +506,19 @@ func TestRemovedDuringAWriteIsNotPublishedByItsAnswer(t *testing.T) {
 	g.annotations()                              // write W1 starts, listing x
 	g.remove(x)                                  // a pass takes x out while W1 is in flight
 	g.Hold(c.o.Clock.Now().Add(2 * time.Second)) // W1 answers
-	if g.published[x] {
+	if g.k.published[x] {
 		t.Fatalf("%s counts as published by a write whose answer came after its removal", x)
 	}
 	g.add(x, &owner.VIP{}) // back before the next write answered
-	if g.published[x] {
+	if g.k.published[x] {
 		t.Fatalf("%s counts as published again before a write listed it after it came back", x)
 	}
 	if a := g.annotations(); a[HoldsAnnotation] != x.String() {
 		t.Fatalf("the next write lists %q, want %s", a[HoldsAnnotation], x)
 	}
-	g.checking = true // (a check runs: this one asks for another after it, not a read here)
+	g.k.checking = true // (a check runs: this one asks for another after it, not a read here)
 	g.Hold(c.o.Clock.Now().Add(2 * time.Second))
-	if !g.published[x] {
+	if !g.k.published[x] {
 		t.Fatalf("%s not published by a write that listed it after it came back", x)
 	}
 }

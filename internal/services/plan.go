@@ -141,7 +141,7 @@ func Plan(in Input) []*Entry {
 			e.Problem = &Problem{"NoAddressPool", fmt.Sprintf("service %s asks for no address and there are no address pools: set annotation %s (or spec.loadBalancerIP), or add cidr-global/range-global to ConfigMap kube-system/kubevip", e.Key, AnnotationIPs)}
 			continue
 		}
-		ip, err := alloc.Allocate(claim(e.Svc, 0), e.Svc.Namespace, family(e.Svc))
+		ip, err := alloc.Allocate(ipamClaim(e.Svc, 0), e.Svc.Namespace, family(e.Svc))
 		if err != nil {
 			reason := "NoAddressPool"
 			if errors.Is(err, ipam.ErrExhausted) {
@@ -248,7 +248,7 @@ func assign(alloc *ipam.Allocator, in Input, e *Entry, req []netip.Addr) *Proble
 		case (in.PoolsOnly || ours) && in.Pools != nil && !alloc.InPools(ip):
 			return &Problem{"AddressOutsidePools", fmt.Sprintf("service %s asks for %s, which is outside every address pool namespace %s may use (svc_pools_only is on): choose an address in %s of ConfigMap kube-system/kubevip, or ask the cluster's operator to add it to one", e.Key, ip, e.Svc.Namespace, poolName(in.Pools, e.Svc.Namespace))}
 		}
-		if err := alloc.Assign(claim(e.Svc, i), ip); err != nil {
+		if err := alloc.Assign(ipamClaim(e.Svc, i), ip); err != nil {
 			for j := range i {
 				alloc.Release(claimKey(e.Key, j))
 			}
@@ -288,7 +288,7 @@ func claimKey(k string, i int) string {
 	return fmt.Sprintf("%s#%d", k, i)
 }
 
-func claim(s *corev1.Service, i int) ipam.Claim {
+func ipamClaim(s *corev1.Service, i int) ipam.Claim {
 	c := ipam.Claim{Service: claimKey(key(s), i), ShareKey: s.Annotations[AnnotationShare]}
 	for _, p := range s.Spec.Ports {
 		proto := string(p.Protocol)

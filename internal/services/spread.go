@@ -875,12 +875,7 @@ func (s *spread) read() bool {
 	c := s.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for ip := range s.g.vips {
-		if _, waits := s.g.waiting[ip]; !waits && !s.g.cleared[ip] && !s.g.probing[ip] {
-			return false
-		}
-	}
-	return true
+	return !s.g.k.unread()
 }
 
 // waited: a read found addresses blocked. While another node stops, its
@@ -908,8 +903,8 @@ func (s *spread) handing() (held, left int) {
 	c := s.c
 	now := c.o.Clock.Now()
 	c.mu.Lock()
-	mine := make([]netip.Addr, 0, len(s.g.cleared))
-	for a := range s.g.cleared {
+	mine := make([]netip.Addr, 0, len(s.g.k.cleared))
+	for a := range s.g.k.cleared {
 		mine = append(mine, a)
 	}
 	c.mu.Unlock()
@@ -936,7 +931,7 @@ func (s *spread) handing() (held, left int) {
 func (s *spread) holds(a netip.Addr) bool {
 	s.c.mu.Lock()
 	defer s.c.mu.Unlock()
-	return s.g.cleared[a]
+	return s.g.k.cleared[a]
 }
 
 // wakeIn plans again after d (a heartbeat runs out, or this node becomes
