@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"slices"
 	"sort"
@@ -17,37 +16,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/vishvananda/netlink"
-
 	"github.com/vipd/vipd/internal/election"
 	"github.com/vipd/vipd/internal/lab"
 	"github.com/vipd/vipd/internal/services"
 )
-
-// sweep reads which node has each address, visiting the nodes in order.
-func sweep(l *lab.Lab, order []*lab.Host) (map[netip.Addr][]string, error) {
-	out := map[netip.Addr][]string{}
-	for _, n := range order {
-		link, err := n.Netlink().LinkByName("eth0")
-		if err != nil {
-			return nil, err
-		}
-		if link.Attrs().Flags&net.FlagUp == 0 {
-			continue
-		}
-		addrs, err := n.Netlink().AddrList(link, netlink.FAMILY_V4)
-		if err != nil {
-			return nil, err
-		}
-		for _, a := range addrs {
-			ip, ok := netip.AddrFromSlice(a.IP)
-			if ip = ip.Unmap(); ok && ip != n.IP {
-				out[ip] = append(out[ip], n.Name)
-			}
-		}
-	}
-	return out, nil
-}
 
 // bothOrders samples every node's addresses every 20 ms, once in each
 // order of the nodes, and records an address on two nodes in both sweeps
@@ -70,8 +42,8 @@ func sampleBothOrders(l *lab.Lab) *bothOrders {
 		defer close(s.done)
 		for {
 			at := time.Now()
-			a, err1 := sweep(l, fwd)
-			b, err2 := sweep(l, rev)
+			a, err1 := lab.OwnersIn(fwd)
+			b, err2 := lab.OwnersIn(rev)
 			if err1 == nil && err2 == nil {
 				s.mu.Lock()
 				s.last, s.lastAt = a, at

@@ -116,9 +116,13 @@ func (l *Lab) Owners(vip netip.Addr) (Sample, error) {
 
 // AllOwners returns, for every address on an up eth0 of any node that is not
 // the node's own, the nodes that have it: one netlink dump per node.
-func (l *Lab) AllOwners() (map[netip.Addr][]string, error) {
+func (l *Lab) AllOwners() (map[netip.Addr][]string, error) { return OwnersIn(l.Nodes) }
+
+// OwnersIn is AllOwners of nodes, read in their order (a hand-over read in
+// one order can show an address on two nodes: read both orders).
+func OwnersIn(nodes []*Host) (map[netip.Addr][]string, error) {
 	out := map[netip.Addr][]string{}
-	for _, n := range l.Nodes {
+	for _, n := range nodes {
 		link, err := n.Netlink().LinkByName("eth0")
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", n.Name, err)
