@@ -8,7 +8,6 @@ package cordon
 import (
 	"context"
 	"log/slog"
-	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -16,6 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/vipd/vipd/internal/gate"
 	"github.com/vipd/vipd/internal/kubeapi"
 )
 
@@ -26,9 +26,8 @@ type Watch struct {
 	node   string
 	log    *slog.Logger
 
-	mu       sync.Mutex
-	cordoned bool
-	subs     []chan struct{}
+	// uncordoned is open while the Node is not cordoned.
+	uncordoned *gate.Gate
 }
 
 // New returns a Watch of Node node; Run starts it. api says what the
@@ -37,7 +36,7 @@ func New(client kubernetes.Interface, api *kubeapi.Tracker, node string, log *sl
 	if api == nil {
 		api = kubeapi.NewTracker("the API server", log, nil)
 	}
-	return &Watch{client: client, api: api, node: node, log: log.With("component", "cordon", "node", node)}
+	return &Watch{client: client, api: api, node: node, log: log.With("component", "cordon", "node", node), uncordoned: gate.New(true, "this Node is cordoned", nil)}
 }
 
 // Run watches the Node until ctx ends. While RBAC forbids reading Nodes
@@ -64,46 +63,27 @@ func (w *Watch) set(o any) {
 
 // update records the state and signals every view on a change.
 func (w *Watch) update(cordoned bool) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if cordoned == w.cordoned {
+	if !w.uncordoned.Set(!cordoned, "") {
 		return
 	}
-	w.cordoned = cordoned
 	if cordoned {
 		w.log.Info("this Node is cordoned (kubectl cordon or drain): its VIPs go to another node that can take them")
 	} else {
 		w.log.Info("this Node is no longer cordoned")
 	}
-	for _, c := range w.subs {
-		select {
-		case c <- struct{}{}:
-		default:
-		}
-	}
 }
 
 // Cordoned reports whether the Node is cordoned, as last seen.
-func (w *Watch) Cordoned() bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.cordoned
-}
+func (w *Watch) Cordoned() bool { return !w.uncordoned.Open() }
 
 // View is one elector's view of the Watch (election.Standby).
 type View struct {
 	w *Watch
-	c chan struct{}
+	c <-chan struct{}
 }
 
 // View returns a new view with its own change channel.
-func (w *Watch) View() *View {
-	v := &View{w: w, c: make(chan struct{}, 1)}
-	w.mu.Lock()
-	w.subs = append(w.subs, v.c)
-	w.mu.Unlock()
-	return v
-}
+func (w *Watch) View() *View { return &View{w: w, c: w.uncordoned.Subscribe()} }
 
 // Standing reports whether the Node is cordoned.
 func (v *View) Standing() bool { return v.w.Cordoned() }

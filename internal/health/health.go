@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"k8s.io/utils/clock"
+
+	"github.com/vipd/vipd/internal/gate"
 )
 
 // Mode says when the gate applies.
@@ -53,16 +55,18 @@ type Options struct {
 	Check func(ctx context.Context) error
 }
 
-// Gate is the result of the local API server checks.
+// Gate is the result of the local API server checks (Open, Changed, Why).
 type Gate struct {
-	o       Options
-	changed chan struct{}
+	*gate.Gate
+	o Options
 
 	mu       sync.Mutex
 	armed    bool
-	open     bool
 	failures int
 }
+
+// closedWhy is why a holder whose health gate closed steps down.
+const closedWhy = "local API server not ready (health gate closed)"
 
 // New returns a gate. With Mode On it starts closed; otherwise open.
 func New(o Options) (*Gate, error) {
@@ -88,7 +92,7 @@ func New(o Options) (*Gate, error) {
 		}
 		o.Check = c
 	}
-	return &Gate{o: o, changed: make(chan struct{}, 1), armed: o.Mode == On, open: o.Mode != On}, nil
+	return &Gate{Gate: gate.New(o.Mode != On, closedWhy, o.Clock), o: o, armed: o.Mode == On}, nil
 }
 
 func httpCheck(url, caFile string) (func(context.Context) error, error) {
@@ -123,16 +127,6 @@ func httpCheck(url, caFile string) (func(context.Context) error, error) {
 	}, nil
 }
 
-// Open reports whether this node may hold or compete for the VIP.
-func (g *Gate) Open() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.open
-}
-
-// Changed receives a value after every change of Open.
-func (g *Gate) Changed() <-chan struct{} { return g.changed }
-
 // Run checks every interval until ctx ends.
 func (g *Gate) Run(ctx context.Context) {
 	if g.o.Mode == Off {
@@ -160,20 +154,21 @@ func (g *Gate) Run(ctx context.Context) {
 // record applies one check result.
 func (g *Gate) record(err error) {
 	g.mu.Lock()
-	was := g.open
+	was := g.Open()
+	now := was
 	if err == nil {
 		if !g.armed {
 			g.o.Logger.Info("local API server is ready: health gate armed", "url", g.o.URL)
 		}
-		g.armed, g.failures, g.open = true, 0, true
+		g.armed, g.failures, now = true, 0, true
 	} else if g.armed {
 		g.failures++
 		if g.failures >= g.o.Failures {
-			g.open = false
+			now = false
 		}
 	}
-	now := g.open
 	failures := g.failures
+	g.Set(now, "")
 	g.mu.Unlock()
 	if was == now {
 		if err != nil && g.armed && now {
@@ -188,9 +183,5 @@ func (g *Gate) record(err error) {
 	}
 	if g.o.OnChange != nil {
 		g.o.OnChange(now)
-	}
-	select {
-	case g.changed <- struct{}{}:
-	default:
 	}
 }

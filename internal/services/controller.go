@@ -28,6 +28,7 @@ import (
 	"github.com/vipd/vipd/internal/conflict"
 	"github.com/vipd/vipd/internal/election"
 	"github.com/vipd/vipd/internal/events"
+	"github.com/vipd/vipd/internal/gate"
 	"github.com/vipd/vipd/internal/ipam"
 	"github.com/vipd/vipd/internal/kubeapi"
 	"github.com/vipd/vipd/internal/owner"
@@ -145,8 +146,8 @@ type Controller struct {
 
 	runCtx context.Context
 
-	excludeGate *excludeGate  // single-holder mode: ExcludeLabel keeps this node out
-	allocGate   *allocGate    // spread mode: the Services Lease only while allocating
+	excludeGate *gate.Gate    // single-holder mode: ExcludeLabel keeps this node out
+	allocGate   *gate.Gate    // spread mode: the Services Lease only while allocating
 	passTurn    int           // where the next pass with too many writes starts (pass only)
 	memo        planMemo      // the last plan
 	failed      atomic.Uint64 // writes that failed (retry)
@@ -226,22 +227,22 @@ func New(o Options) (*Controller, error) {
 		poster: &events.Poster{Client: o.EventClient, Node: o.NodeName, Log: log},
 	}
 	c.cluster = c.newGroup(o.LeaseNamespace + "/" + o.LeaseName)
-	var gate election.Gate
+	var elGate election.Gate
 	if !o.Spread {
 		// In spread mode the Services Lease only allocates; the heartbeat
 		// placement honours the label.
-		c.excludeGate = &excludeGate{c: c, changed: make(chan struct{}, 1)}
-		gate = c.excludeGate
+		c.excludeGate = gate.New(true, "this Node is labelled "+ExcludeLabel, o.Clock)
+		elGate = c.excludeGate
 	} else {
-		c.allocGate = newAllocGate(c, o.LeaseDuration)
-		gate = c.allocGate
+		c.allocGate = c.newAllocGate(o.LeaseDuration)
+		elGate = c.allocGate
 	}
 	var standby election.Standby
 	if !o.Spread && o.Standby != nil {
 		standby = o.Standby
 	}
 	el, err := election.New(election.Options{
-		Gate: gate, Standby: standby,
+		Gate: elGate, Standby: standby,
 		Client: o.Client, Namespace: o.LeaseNamespace, Name: o.LeaseName, Identity: o.NodeName,
 		LeaseDuration: o.LeaseDuration, RenewDeadline: o.RenewDeadline, RetryPeriod: o.RetryPeriod,
 		Annotations: c.cluster.annotations,
@@ -605,7 +606,7 @@ func (c *Controller) pass(ctx context.Context) {
 		// allocator's gate whether there is work.)
 		alloc := c.allocatorWrites(ctx, plan, stale)
 		if c.allocGate != nil {
-			c.allocGate.update(len(alloc) > 0)
+			c.allocWork(len(alloc) > 0)
 		}
 		if leading {
 			writes = append(writes, alloc...)

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -38,9 +37,9 @@ func (c *Controller) startOthers(kick cache.ResourceEventHandler) {
 	nodes := kubeapi.New("Nodes", c.o.Client.CoreV1().Nodes().List, c.o.Client.CoreV1().Nodes().Watch, nil)
 	nodes.Forbidden = "cannot list Nodes (forbidden by RBAC), so a Service could ask for a node's address: add {apiGroups: [\"\"], resources: [\"nodes\"], verbs: [\"list\", \"watch\"]} to ClusterRole system:kube-vip-role"
 	ni := c.inform(nodes, &corev1.Node{}, nil, kick, cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { c.excludeGate.update() },
-		UpdateFunc: func(any, any) { c.excludeGate.update() },
-		DeleteFunc: func(any) { c.excludeGate.update() },
+		AddFunc:    func(any) { c.updateExcluded() },
+		UpdateFunc: func(any, any) { c.updateExcluded() },
+		DeleteFunc: func(any) { c.updateExcluded() },
 	})
 	c.nodeLister = listerscorev1.NewNodeLister(ni.GetIndexer())
 	sel := discoveryv1.LabelServiceName + "=kubernetes"
@@ -140,47 +139,19 @@ func lastAddr(p netip.Prefix) netip.Addr {
 	return ip
 }
 
-// excludeGate keeps a node labelled ExcludeLabel out of the Services Lease
-// election (the single-holder mode): it steps down and releases, and its
-// VIPs go to another node.
-type excludeGate struct {
-	c       *Controller
-	mu      sync.Mutex
-	closed  bool
-	changed chan struct{}
-}
-
-func (g *excludeGate) Open() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return !g.closed
-}
-
-func (g *excludeGate) Changed() <-chan struct{} { return g.changed }
-
-// Why is the reason a holder gives up the Services Lease when the gate closes.
-func (g *excludeGate) Why() string { return "this Node is labelled " + ExcludeLabel }
-
-// update reads the label from the Node cache and signals a change.
-func (g *excludeGate) update() {
-	if g == nil || g.c.nodeLister == nil {
+// updateExcluded closes the Services Lease's gate (single-holder mode)
+// while this Node carries ExcludeLabel, as the Node cache shows it.
+func (c *Controller) updateExcluded() {
+	if c.excludeGate == nil || c.nodeLister == nil {
 		return
 	}
-	closed := g.c.excluded(g.c.o.NodeName)
-	g.mu.Lock()
-	changed := closed != g.closed
-	g.closed = closed
-	g.mu.Unlock()
-	if !changed {
+	closed := c.excluded(c.o.NodeName)
+	if !c.excludeGate.Set(!closed, "") {
 		return
 	}
 	if closed {
-		g.c.log.Info("this Node is labelled "+ExcludeLabel+": giving up the Services Lease and its VIPs", "node", g.c.o.NodeName)
+		c.log.Info("this Node is labelled "+ExcludeLabel+": giving up the Services Lease and its VIPs", "node", c.o.NodeName)
 	} else {
-		g.c.log.Info("label "+ExcludeLabel+" removed: competing for the Services Lease again", "node", g.c.o.NodeName)
-	}
-	select {
-	case g.changed <- struct{}{}:
-	default:
+		c.log.Info("label "+ExcludeLabel+" removed: competing for the Services Lease again", "node", c.o.NodeName)
 	}
 }
