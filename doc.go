@@ -72,6 +72,9 @@
 // (election.Trust, services.leaseView, services.beatView). A holder that
 // sees such a version of its own Lease stops announcing and removes what it
 // holds (S3) before it takes the Lease back (election loop.stepDownEdited).
-// A node that never saw the Lease before the change cannot tell what it
-// replaced, as with a deletion.
+// A node that does not know the holder's last write (it never saw the
+// Lease before the change, or the change names a write of the holder it
+// missed: election.LastWrite) counts the Lease as holding everything for
+// a lease duration from when it saw the change (leaseView's unknown, the
+// elector's afterEdit).
 package vipd

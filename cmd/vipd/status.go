@@ -20,6 +20,7 @@ import (
 
 	"github.com/vipd/vipd/internal/conflict"
 	"github.com/vipd/vipd/internal/election"
+	"github.com/vipd/vipd/internal/lease"
 	"github.com/vipd/vipd/internal/services"
 )
 
@@ -209,23 +210,18 @@ func nodeStatuses(hbs []services.Heartbeat, now time.Time) []NodeStatus {
 }
 
 func leaseStatus(l *coordinationv1.Lease, now time.Time) *Status {
-	st := &Status{Lease: l.Namespace + "/" + l.Name, VIP: l.Annotations[election.VIPAnnotation], MAC: l.Annotations[conflict.MACAnnotation]}
-	if l.Spec.HolderIdentity != nil {
-		st.Holder = *l.Spec.HolderIdentity
-	}
-	if l.Spec.LeaseDurationSeconds != nil {
-		st.Duration = *l.Spec.LeaseDurationSeconds
-	}
+	r := lease.ReadLease(l)
+	st := &Status{Lease: r.Key(), VIP: r.VIP, MAC: r.MAC, Holder: r.Holder, Duration: int32(r.Duration / time.Second)}
 	if l.Spec.LeaseTransitions != nil {
 		st.Transitions = *l.Spec.LeaseTransitions
 	}
-	if l.Spec.AcquireTime != nil {
-		st.AcquiredAt = l.Spec.AcquireTime.UTC()
+	if !r.Acquired.IsZero() {
+		st.AcquiredAt = r.Acquired.UTC()
 	}
-	if l.Spec.RenewTime != nil {
-		ago := now.Sub(l.Spec.RenewTime.Time)
+	if !r.Renewed.IsZero() {
+		ago := now.Sub(r.Renewed)
 		st.RenewedAgo = ago.Round(100 * time.Millisecond).String()
-		st.Expired = ago > time.Duration(st.Duration)*time.Second
+		st.Expired = ago > r.Duration
 	}
 	return st
 }

@@ -29,6 +29,8 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	"k8s.io/utils/clock"
+
+	"github.com/vipd/vipd/internal/lease"
 )
 
 // Report is the message for f: another host answers for what (the
@@ -50,8 +52,8 @@ func (f Finding) Resolved(what, node string) string {
 // is the holder's own interface MAC, so anyone can tell the owner from
 // another host.
 const (
-	Annotation    = "vipd.io/conflicts"
-	MACAnnotation = "vipd.io/mac"
+	Annotation    = lease.Conflicts
+	MACAnnotation = lease.MAC
 )
 
 // Causes names what usually answers for a vipd address, with the fixes

@@ -48,26 +48,28 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
+
+	"github.com/vipd/vipd/internal/lease"
 )
 
 // VIPAnnotation on the Lease records the VIP its holder serves, for
 // `vipd status` (kube-vip's Leases carry none; it is informational).
-const VIPAnnotation = "vipd.io/vip"
+const VIPAnnotation = lease.VIP
 
 // InstanceAnnotation on the Lease is a token of the process that wrote it:
 // two processes with one identity (two hosts with the same host name and
 // no vip_nodename) must not both take it for theirs.
-const InstanceAnnotation = "vipd.io/instance"
+const InstanceAnnotation = lease.Instance
 
 // HandoverAnnotation on the Lease: its holder's Node is cordoned (kubectl
 // cordon, kubectl drain), and it asks another node to take the Lease over.
-const HandoverAnnotation = "vipd.io/handover"
+const HandoverAnnotation = lease.Handover
 
 // SuccessorAnnotation on the Lease: a node that may hold it (gate open, its
 // Node not cordoned) offers to take it over. The holder then steps down and
 // releases it (S3), and followers, watching, acquire it at once; without
 // an offer (no other candidate) the holder keeps it.
-const SuccessorAnnotation = "vipd.io/successor"
+const SuccessorAnnotation = lease.Successor
 
 // FenceMargin is the least time by which the lease duration must exceed
 // the renew deadline. The kernel keeps lifetimes in whole seconds (vipd
@@ -182,7 +184,7 @@ const EditedReason = "the Lease was changed by someone other than its holder"
 
 // EditedAnnotation on a Lease says when its holder last saw it changed by
 // someone else, and what was changed (for vipd status).
-const EditedAnnotation = "vipd.io/edited"
+const EditedAnnotation = lease.Edited
 
 // NewInstance returns a new process token (Options.Instance).
 func NewInstance() string {
@@ -374,6 +376,11 @@ type state struct {
 	trusted   *coordinationv1.Lease
 	foreign   string
 	foreignAt time.Time
+	// trustedLast: every unfenced version since foreignAt names trusted
+	// as its holder's last write (LastWrite); else this node missed
+	// writes (a relist, a read past a lagging watch) and does not know
+	// what its holder last wrote.
+	trustedLast bool
 }
 
 // loop is the election's state machine. Each handler is called from one
@@ -890,9 +897,11 @@ func (e *Elector) observe(s *state, l *coordinationv1.Lease) {
 	if why := s.trust.Check(l); why == "" {
 		s.trusted, s.foreign = l, ""
 	} else if rv(l) != rv(s.observed) || s.foreign == "" {
+		last := s.trusted != nil && LastWrite(ReadSeal(l), ReadSeal(s.trusted))
 		if s.foreign == "" {
-			s.foreignAt = now
+			s.foreignAt, s.trustedLast = now, last
 		}
+		s.trustedLast = s.trustedLast && last
 		s.foreign = why
 		e.sawEdit(why, s.leading)
 	}
@@ -986,14 +995,17 @@ func (e *Elector) nextTry(s *state) time.Duration {
 // afterEdit is nextTry while the observed version is unfenced (S9): the
 // last version its holder wrote counts, from when the change was seen, as
 // a deleted Lease's last version does. Never having seen one, this node
-// counts the Lease as held for a lease duration.
+// counts the Lease as held for a lease duration; so it does when the
+// change names a write of the holder it never saw.
 func (e *Elector) afterEdit(s *state) time.Duration {
 	t := s.trusted
 	switch {
-	case t != nil && holder(t) == "":
-		return 0
 	case t != nil && e.mine(t):
 		return 0 // its holder, which stepped down (stepDownEdited)
+	case !s.trustedLast:
+		t = nil
+	case holder(t) == "":
+		return 0
 	}
 	d := e.o.LeaseDuration
 	if t != nil && t.Spec.LeaseDurationSeconds != nil && *t.Spec.LeaseDurationSeconds > 0 {
@@ -1373,10 +1385,10 @@ func (e *Elector) sleep(ctx context.Context, d time.Duration) {
 }
 
 func holder(l *coordinationv1.Lease) string {
-	if l == nil || l.Spec.HolderIdentity == nil {
+	if l == nil {
 		return ""
 	}
-	return *l.Spec.HolderIdentity
+	return lease.Holder(l)
 }
 
 func rv(l *coordinationv1.Lease) string {

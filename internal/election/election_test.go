@@ -659,3 +659,44 @@ func TestColdStartOnlyWithoutAKnownHolder(t *testing.T) {
 		t.Fatalf("the takeover from n1 probed %d times; want none", n-before)
 	}
 }
+
+// TestEditOfAWriteNeverSeenCountsAsHeld: a follower whose last trusted
+// version is a release misses the holder's acquire (a relist, or a read
+// past its lagging watch) and then sees that acquire edited by someone
+// else (holder cleared). The edit names a write it never saw, so the
+// release it knows is not what the holder last wrote: it waits a lease
+// duration from the edit, as for a Lease it never saw, instead of taking
+// the Lease at once while the holder still has the VIP (found by review).
+func TestEditOfAWriteNeverSeenCountsAsHeld(t *testing.T) {
+	clk := clocktesting.NewFakeClock(time.Unix(1000, 0))
+	e, err := New(Options{Client: fake.NewClientset(), Guard: &guard{}, Namespace: "kube-system", Name: "plndr-cp-lock", Identity: "n2",
+		LeaseDuration: 5 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	version := func(rv, holder string, seq uint64) *coordinationv1.Lease {
+		l := &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: "plndr-cp-lock", Namespace: "kube-system", ResourceVersion: rv},
+			Spec:       coordinationv1.LeaseSpec{HolderIdentity: ptr.To(holder), LeaseDurationSeconds: ptr.To(int32(5))},
+		}
+		WriteSeal(l, "t1", seq)
+		return l
+	}
+	for _, tc := range []struct {
+		name string
+		seen uint64 // the write the edit changed is the one seen (else a later one)
+		want bool   // waits
+	}{{"the edit changed the release it saw", 1, false}, {"the edit changed an acquire it never saw", 2, true}} {
+		s := &state{}
+		e.observe(s, version("10", "", 1)) // n1 released (its write 1)
+		edited := version("12", "n1", tc.seen)
+		edited.Spec.HolderIdentity = nil // someone else clears the holder of n1's write
+		e.observe(s, edited)
+		if s.foreign == "" {
+			t.Fatalf("%s: the edit was not seen as one", tc.name)
+		}
+		if wait := e.nextTry(s); (wait > 0) != tc.want || tc.want && wait < 4*time.Second {
+			t.Errorf("%s: waits %s; want waiting %t (a lease duration)", tc.name, wait, tc.want)
+		}
+	}
+}

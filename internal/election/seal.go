@@ -8,12 +8,14 @@ import (
 	"strings"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
+
+	"github.com/vipd/vipd/internal/lease"
 )
 
 // HoldsAnnotation on a Lease lists the Service VIPs its holder has on its
 // interface or is about to add (package services writes it); the seal
 // covers it.
-const HoldsAnnotation = "vipd.io/holds"
+const HoldsAnnotation = lease.Holds
 
 // SealAnnotation on a Lease says what its holder's own write set: the
 // writing process's token (InstanceAnnotation), the number of that
@@ -23,7 +25,7 @@ const HoldsAnnotation = "vipd.io/holds"
 // that does not match, or one older than a seal already seen: such a
 // version is unfenced (S9). Claimants treat it like a deletion, and a
 // holder that sees one steps down before it competes again.
-const SealAnnotation = "vipd.io/seal"
+const SealAnnotation = lease.Seal
 
 // seal is the SealAnnotation of l as written by the process token at write
 // number seq.
@@ -115,6 +117,16 @@ func ReadSeal(l *coordinationv1.Lease) Seal {
 	}
 	s.Changed = strings.Join(diff, ", ")
 	return s
+}
+
+// LastWrite reports whether changed, the seal of a version someone else
+// changed, names own, the seal of a version its holder wrote, as that
+// holder's last write: a change leaves the seal of the write it changed,
+// an old copy written back carries its own older one, and a reader that
+// missed writes (a relist, a read past a lagging watch) knows an older
+// one.
+func LastWrite(changed, own Seal) bool {
+	return changed.OK && own.OK && changed.Token == own.Token && changed.Seq == own.Seq
 }
 
 // Trust tells, version by version of one Lease, which versions their

@@ -14,6 +14,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/vipd/vipd/internal/election"
+	"github.com/vipd/vipd/internal/lease"
 	"github.com/vipd/vipd/internal/vip/viptest"
 )
 
@@ -112,7 +113,7 @@ func TestPlacementIgnoresEditsAndPrefersTheOlderListing(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	v := beatView{}
 	obs := func(l *coordinationv1.Lease, at time.Time) {
-		v.observe(l.Name, beat{rv: l.ResourceVersion, holder: leaseHolder(l), ready: true, dur: 4 * time.Second, holds: l.Annotations[HoldsAnnotation],
+		v.observe(l.Name, beat{rv: l.ResourceVersion, holder: lease.Holder(l), ready: true, dur: 4 * time.Second, holds: l.Annotations[HoldsAnnotation],
 			instance: l.Annotations[election.InstanceAnnotation], seal: election.ReadSeal(l)}, false, at)
 	}
 	obs(sealedLease("a", "ta", 1, "10", x.String(), t0), t0)
@@ -237,5 +238,40 @@ func TestSpreadHeartbeatEditedBySomeoneElse(t *testing.T) {
 				t.Fatalf("n2's heartbeat does not say it was edited: %v %v", err, l.Annotations)
 			}
 		})
+	}
+}
+
+// A node whose first sight of another node's Lease is a version someone
+// else changed (it started, or its watch relisted, after the edit) does
+// not know what the holder last wrote: every address it wants is blocked
+// for a lease duration from then, whatever the edited version lists or
+// says its duration is, and the watch alone never lets it go.
+func TestClaimCheckBlocksOnAnEditSeenFirst(t *testing.T) {
+	x := netip.MustParseAddr("198.51.100.10")
+	t0 := time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC)
+	me := self{name: "b", token: "tb"}
+	for _, v := range []leaseVersion{
+		{holder: "", holds: x.String(), dur: 4 * time.Second, seal: election.Seal{Token: "ta", Seq: 3, Changed: "spec.holderIdentity", OK: true, Present: true}},
+		{holder: "a", holds: "", dur: 4 * time.Second, seal: election.Seal{Token: "ta", Seq: 3, Changed: "annotation " + HoldsAnnotation, OK: true, Present: true}},
+		{holder: "a", holds: "", dur: time.Second, seal: election.Seal{Token: "ta", Seq: 3, Changed: "spec.leaseDurationSeconds", OK: true, Present: true}},
+	} {
+		v.key, v.rv, v.instance, v.def = "kube-system/vipd-node-a", "7", "ta", 4*time.Second
+		w := leaseView{}
+		blocked, _, by := w.claimed(me, []leaseVersion{v}, []netip.Addr{x}, t0)
+		if blocked[x] == "" {
+			t.Errorf("%s seen first: %s not blocked", v.seal.Changed, x)
+		}
+		// A newer edit keeps the block to the same end; the watch does not let go.
+		w.saw(leaseVersion{key: v.key, rv: "8", holder: "", dur: time.Second, instance: "ta", def: 4 * time.Second,
+			seal: election.Seal{Token: "ta", Seq: 3, Changed: "spec.holderIdentity", OK: true, Present: true}}, t0.Add(time.Second))
+		if w.letGo(x, by[x], t0.Add(2*time.Second)) {
+			t.Errorf("%s seen first: let go on the watch", v.seal.Changed)
+		}
+		if blocked, _, _ := w.claimed(me, nil, []netip.Addr{x}, t0.Add(3900*time.Millisecond)); blocked[x] == "" {
+			t.Errorf("%s seen first: not blocked 3.9 s later (deleted since)", v.seal.Changed)
+		}
+		if blocked, _, _ := w.claimed(me, nil, []netip.Addr{x}, t0.Add(4*time.Second)); blocked[x] != "" {
+			t.Errorf("%s seen first: still blocked a lease duration later: %s", v.seal.Changed, blocked[x])
+		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/vipd/vipd/internal/conflict"
 	"github.com/vipd/vipd/internal/election"
+	"github.com/vipd/vipd/internal/lease"
 	"github.com/vipd/vipd/internal/owner"
 )
 
@@ -345,7 +346,7 @@ func (c *Controller) claimed(ctx context.Context, self string, want []netip.Addr
 	vs := make([]leaseVersion, 0, len(list.Items))
 	for i := range list.Items {
 		l := &list.Items[i]
-		if _, ok := l.Annotations[HoldsAnnotation]; !ok || l.Namespace+"/"+l.Name == self {
+		if r := lease.ReadLease(l); !r.HasHolds || r.Key() == self {
 			continue
 		}
 		vs = append(vs, versionOf(l, c.o.LeaseDuration))
@@ -377,22 +378,8 @@ func (c *Controller) letGo(g *group) {
 
 // versionOf is l as the claim check sees it.
 func versionOf(l *coordinationv1.Lease, def time.Duration) leaseVersion {
-	return leaseVersion{key: l.Namespace + "/" + l.Name, rv: l.ResourceVersion, holder: leaseHolder(l), holds: l.Annotations[HoldsAnnotation], dur: leaseDuration(l, def),
-		instance: l.Annotations[election.InstanceAnnotation], seal: election.ReadSeal(l)}
-}
-
-func leaseHolder(l *coordinationv1.Lease) string {
-	if l.Spec.HolderIdentity == nil {
-		return ""
-	}
-	return *l.Spec.HolderIdentity
-}
-
-func leaseDuration(l *coordinationv1.Lease, def time.Duration) time.Duration {
-	if l.Spec.LeaseDurationSeconds != nil && *l.Spec.LeaseDurationSeconds > 0 {
-		return time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second
-	}
-	return def
+	r := lease.ReadLease(l)
+	return leaseVersion{key: r.Key(), rv: r.RV, holder: r.Holder, holds: r.HoldsText, dur: r.DurationOr(def), instance: r.Instance, seal: election.ReadSeal(l), def: def}
 }
 
 func joinSet(set map[netip.Addr]bool) string {

@@ -19,6 +19,10 @@ type leaseVersion struct {
 	// instance is the writing process's token (election.InstanceAnnotation).
 	instance string
 	seal     election.Seal
+	// def is the configured lease duration: how long a Lease changed by
+	// someone else, seen first that way, blocks (its own duration may be
+	// what was changed).
+	def time.Duration
 }
 
 // lastOwn is the last version its holder wrote, seen from the version
@@ -68,6 +72,13 @@ type seenLease struct {
 	foreign    string
 	prior      *seenLease
 	priorUntil time.Time
+	// unknown: what its holder last wrote is not known (the first
+	// version this node saw was changed by someone else, or the change
+	// came after writes of its holder this node never saw): until
+	// priorUntil it blocks every address (claimed).
+	unknown bool
+	// seal is the seal of this version.
+	seal election.Seal
 }
 
 // blocks reports whether s, a version of another Lease, may still be held
@@ -125,7 +136,7 @@ func (w leaseView) saw(v leaseVersion, now time.Time) seenLease {
 			}
 		}
 	}
-	n := seenLease{rv: v.rv, at: now, holder: v.holder, holds: v.holds, dur: v.dur, listed: map[netip.Addr]bool{}, instance: v.instance}
+	n := seenLease{rv: v.rv, at: now, holder: v.holder, holds: v.holds, dur: v.dur, listed: map[netip.Addr]bool{}, instance: v.instance, seal: v.seal}
 	for _, ip := range listedIn(v.holds) {
 		n.listed[ip] = true
 	}
@@ -136,12 +147,27 @@ func (w leaseView) saw(v leaseVersion, now time.Time) seenLease {
 		}
 		n.trust = s.trust
 	}
-	if n.foreign = n.trust.Judge(v.seal); n.foreign != "" && ok {
+	n.foreign = n.trust.Judge(v.seal)
+	var p seenLease
+	if ok {
+		p = lastOwn(s, s.foreign != "", s.prior)
+	}
+	switch {
+	case n.foreign == "":
+	case ok && s.unknown:
+		n.unknown, n.priorUntil = true, s.priorUntil
+	case ok && p.rv != "" && election.LastWrite(v.seal, p.seal):
 		// Changed by someone other than its holder (S9): the last version
 		// the holder wrote counts for a lease duration from now.
-		p := lastOwn(s, s.foreign != "", s.prior)
 		p.prior, p.older = nil, nil
 		n.prior, n.priorUntil = &p, now.Add(p.dur)
+	default:
+		// What its holder last wrote is not known: this node first saw
+		// the Lease as someone else changed it (it started, or listed,
+		// after the edit), or its holder wrote versions since the last
+		// one this node saw (its watch lags). Its holder may hold anything
+		// until a lease duration from now.
+		n.unknown, n.priorUntil = true, now.Add(max(v.dur, v.def))
 	}
 	w[v.key] = n
 	return n
@@ -188,8 +214,19 @@ func (w leaseView) claimed(me self, list []leaseVersion, want []netip.Addr, now 
 			}
 		}
 	}
-	// notePrior: what an edited Lease's holder last wrote still blocks.
+	// notePrior: what an edited Lease's holder last wrote still blocks,
+	// and, not known, everything.
 	notePrior := func(k string, s seenLease) {
+		if s.unknown && now.Before(s.priorUntil) {
+			for ip := range wanted {
+				listed[ip] = true
+				out[ip] = k + " (changed by someone other than its holder before this node saw it)"
+				if by[ip] == nil {
+					by[ip] = map[string]string{}
+				}
+				by[ip][k] = ""
+			}
+		}
 		if p := s.priorAt(now); p != nil {
 			q := *p
 			q.rv, q.gone = s.rv, s.gone
@@ -216,7 +253,7 @@ func (w leaseView) claimed(me self, list []leaseVersion, want []netip.Addr, now 
 		switch {
 		case s.holder != "" && !me.mine(s.holder, s.instance) && now.Sub(s.gone) < s.dur:
 			note(k, s, true)
-		case s.priorAt(now) == nil:
+		case s.priorAt(now) == nil && !(s.unknown && now.Before(s.priorUntil)):
 			delete(w, k)
 		}
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/vipd/vipd/internal/election"
 	"github.com/vipd/vipd/internal/kubeapi"
+	"github.com/vipd/vipd/internal/lease"
 )
 
 // Spread mode: every node that runs the Services controller renews a
@@ -35,7 +36,7 @@ const (
 	// settling time (or found no ready node when it started): only then is
 	// it given VIPs, so a node that comes back does not take its share at
 	// once and maybe lose it again.
-	ReadyAnnotation = "vipd.io/ready"
+	ReadyAnnotation = lease.Ready
 	// HeartbeatFinalizer keeps a deleted heartbeat (kubectl delete lease)
 	// in the API until its node has removed its VIPs and let it go, so
 	// that what it lists is never lost while the node may still hold it:
@@ -47,7 +48,7 @@ const (
 	// it is given no VIPs, and it keeps those it holds until the nodes
 	// they are placed on list them (or handOverWait passes), so that each
 	// of them claims at once when it lets go.
-	StoppingAnnotation = "vipd.io/stopping"
+	StoppingAnnotation = lease.Stopping
 	// ReadAnnotation on a heartbeat is "false" while some address it lists
 	// is neither held nor found blocked by a read made after a write that
 	// listed it (its claim check has not answered yet). A stopping node
@@ -56,7 +57,7 @@ const (
 	// its own still running (at 10 nodes and 1000 Services such a read
 	// was the longest wait of a planned move in half the runs). Absent
 	// (an older vipd): not waited for.
-	ReadAnnotation = "vipd.io/read"
+	ReadAnnotation = lease.Read
 	// ExcludeLabel on a Node keeps Service VIPs off it (the Kubernetes
 	// label, which MetalLB honours too).
 	ExcludeLabel = "node.kubernetes.io/exclude-from-external-load-balancers"
@@ -275,11 +276,10 @@ func (s *spread) start() {
 func (s *spread) observe(l *coordinationv1.Lease, gone bool) (changed, holdsOnly bool) {
 	c := s.c
 	now := c.o.Clock.Now()
-	b := beat{rv: l.ResourceVersion, holder: leaseHolder(l),
-		ready: l.Annotations[ReadyAnnotation] == "true", dur: leaseDuration(l, c.o.LeaseDuration), holds: l.Annotations[HoldsAnnotation],
-		deleting: l.DeletionTimestamp != nil && slices.Contains(l.Finalizers, HeartbeatFinalizer), held: heldFor(l),
-		stopping: l.Annotations[StoppingAnnotation] == "true", unread: l.Annotations[ReadAnnotation] == "false",
-		instance: l.Annotations[election.InstanceAnnotation], seal: election.ReadSeal(l)}
+	r := lease.ReadLease(l)
+	b := beat{rv: r.RV, holder: r.Holder, ready: r.Ready, dur: r.DurationOr(c.o.LeaseDuration), holds: r.HoldsText,
+		deleting: r.Deleting && r.HasFinalizer(HeartbeatFinalizer), held: r.HeldFor(), stopping: r.Stopping, unread: r.Unread,
+		instance: r.Instance, seal: election.ReadSeal(l)}
 	s.mu.Lock()
 	changed, holdsOnly = s.beats.observe(l.Name, b, gone, now)
 	s.mu.Unlock()
@@ -289,15 +289,6 @@ func (s *spread) observe(l *coordinationv1.Lease, gone bool) (changed, holdsOnly
 		c.seenMu.Unlock()
 	}
 	return changed, holdsOnly
-}
-
-// heldFor is how long l's holder has held it without a break, as its own
-// clock says (no other node's clock is compared with ours).
-func heldFor(l *coordinationv1.Lease) time.Duration {
-	if l.Spec.AcquireTime == nil || l.Spec.RenewTime == nil {
-		return 0
-	}
-	return l.Spec.RenewTime.Sub(l.Spec.AcquireTime.Time)
 }
 
 // beatView is what this node observed of the heartbeats (and of the
@@ -461,15 +452,7 @@ func (v beatView) readByOthers(self string, now time.Time) map[netip.Addr]bool {
 }
 
 // listedIn parses a HoldsAnnotation (addresses separated by commas).
-func listedIn(holds string) []netip.Addr {
-	var out []netip.Addr
-	for _, f := range strings.Split(holds, ",") {
-		if ip, err := netip.ParseAddr(strings.TrimSpace(f)); err == nil {
-			out = append(out, ip.Unmap())
-		}
-	}
-	return out
-}
+func listedIn(holds string) []netip.Addr { return lease.ParseHolds(holds) }
 
 // place gives each unit its node, as this view shows the nodes: the units
 // held by a live heartbeat stay there while the bound allows (Place).
@@ -964,7 +947,7 @@ func (s *spread) wakeIn(ctx context.Context, d time.Duration) {
 
 // nodeAnnotation names a heartbeat's node after it released the Lease
 // (the holder is then empty).
-const nodeAnnotation = "vipd.io/node"
+const nodeAnnotation = lease.Node
 
 // Heartbeat is one node's heartbeat as vipd status shows it.
 type Heartbeat struct {
@@ -990,15 +973,12 @@ func Heartbeats(ctx context.Context, c interface {
 		if !strings.HasPrefix(l.Name, HeartbeatPrefix) {
 			continue
 		}
-		h := Heartbeat{Node: l.Annotations[nodeAnnotation], Holder: leaseHolder(&l), Ready: l.Annotations[ReadyAnnotation] == "true", Duration: leaseDuration(&l, 0),
-			Stopping: l.Annotations[StoppingAnnotation] == "true"}
+		r := lease.ReadLease(&l)
+		h := Heartbeat{Node: r.Node, Holder: r.Holder, Ready: r.Ready, Duration: r.Duration, Stopping: r.Stopping, Renewed: r.Renewed}
 		if h.Node == "" {
 			h.Node = strings.TrimPrefix(l.Name, HeartbeatPrefix)
 		}
-		if l.Spec.RenewTime != nil {
-			h.Renewed = l.Spec.RenewTime.Time
-		}
-		for _, a := range strings.Split(l.Annotations[HoldsAnnotation], ",") {
+		for _, a := range strings.Split(r.HoldsText, ",") {
 			if a = strings.TrimSpace(a); a != "" {
 				h.Holds = append(h.Holds, a)
 			}

@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
+	"github.com/vipd/vipd/internal/lease"
 	"github.com/vipd/vipd/internal/vip/viptest"
 )
 
@@ -227,7 +228,7 @@ func TestSpreadStopHandsOver(t *testing.T) {
 		}
 		holds := "," + strings.ReplaceAll(l.Annotations[HoldsAnnotation], " ", "") + ","
 		for _, a := range mine {
-			listed := strings.Contains(holds, ","+a+",") && leaseHolder(l) != ""
+			listed := strings.Contains(holds, ","+a+",") && lease.Holder(l) != ""
 			switch {
 			case l.Name == HeartbeatName("n2") && !listed:
 				unlisted[a] = true
@@ -518,7 +519,7 @@ func TestSpreadAllocatorOnDemand(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return leaseHolder(l), l.ResourceVersion
+		return lease.Holder(l), l.ResourceVersion
 	}
 	waitFor(t, "the Services Lease released once there is nothing to allocate", func() error {
 		if h, _ := lease(); h != "" {
