@@ -221,41 +221,90 @@ func Load(fs *pflag.FlagSet, d Deps) (*Config, error) {
 			return nil, err
 		}
 	}
-	r := raw{fs: fs, env: d.Env}
-	var errs []error
+	l := &loader{r: raw{fs: fs, env: d.Env}}
 	c := &Config{}
-
-	boolean := func(name string) bool {
-		v, origin := r.get(name)
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s=%q is not a boolean: use true or false", origin, v))
-		}
-		return b
+	c.loadModes(l, d)
+	c.loadTimings(l)
+	c.loadNode(l, d)
+	c.loadHealth(l)
+	if c.DNSMode, _ = l.r.get("dns_mode"); c.DNSMode != "first" && c.DNSMode != "ipv4" && c.DNSMode != "ipv6" {
+		l.fail(fmt.Errorf("dns_mode=%q is not supported: use first, ipv4 or ipv6", c.DNSMode))
 	}
-	seconds := func(name string) time.Duration {
-		v, origin := r.get(name)
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
-			errs = append(errs, fmt.Errorf("%s=%q must be a whole number of seconds greater than 0", origin, v))
-			return 0
-		}
-		return time.Duration(n) * time.Second
+	c.checkTimings(l)
+	if !c.ARP {
+		l.fail(errors.New("vip_arp is not true and no other announcement mode is enabled, so nothing would tell the network where the VIP is: set vip_arp=true"))
 	}
+	if !c.ControlPlane && !c.Services {
+		l.fail(errors.New("neither cp_enable nor svc_enable is true, so vipd has nothing to do: set cp_enable=true for the control-plane VIP"))
+	}
+	if c.ControlPlane {
+		l.errs = append(l.errs, c.loadAddress(l.r, d)...)
+	}
+	if c.Services {
+		l.errs = append(l.errs, c.loadServicesInterface(l.r, d)...)
+	}
+	if c.HealthURL == "" {
+		c.HealthURL = fmt.Sprintf("https://127.0.0.1:%d/readyz", c.Port)
+	}
+	if len(l.errs) > 0 {
+		return nil, errors.Join(l.errs...)
+	}
+	return c, nil
+}
 
-	c.ARP = boolean("vip_arp")
-	c.ControlPlane = boolean("cp_enable")
-	c.Services = boolean("svc_enable")
-	c.LBClassOnly = boolean("lb_class_only")
-	c.LBClassName, _ = r.get("lb_class_name")
-	c.SvcPoolsOnly = boolean("svc_pools_only")
-	c.SvcSpread = boolean("svc_spread") || boolean("svc_election")
-	c.SvcNamespace, _ = r.get("svc_namespace")
-	c.SvcLeaseName, _ = r.get("svc_leasename")
+// loader reads settings and collects what is wrong with them.
+type loader struct {
+	r    raw
+	errs []error
+}
+
+func (l *loader) fail(err error) { l.errs = append(l.errs, err) }
+
+func (l *loader) boolean(name string) bool {
+	v, origin := l.r.get(name)
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		l.fail(fmt.Errorf("%s=%q is not a boolean: use true or false", origin, v))
+	}
+	return b
+}
+
+func (l *loader) seconds(name string) time.Duration {
+	v, origin := l.r.get(name)
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		l.fail(fmt.Errorf("%s=%q must be a whole number of seconds greater than 0", origin, v))
+		return 0
+	}
+	return time.Duration(n) * time.Second
+}
+
+// between reads a whole number from lo to hi; wrong says what to use.
+func (l *loader) between(name string, lo, hi int, wrong string) int {
+	v, origin := l.r.get(name)
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		l.fail(fmt.Errorf("%s=%q %s", origin, v, wrong))
+	}
+	return n
+}
+
+// loadModes reads what vipd does: the announcement, the control-plane VIP,
+// the Services and their mode.
+func (c *Config) loadModes(l *loader, d Deps) {
+	c.ARP = l.boolean("vip_arp")
+	c.ControlPlane = l.boolean("cp_enable")
+	c.Services = l.boolean("svc_enable")
+	c.LBClassOnly = l.boolean("lb_class_only")
+	c.LBClassName, _ = l.r.get("lb_class_name")
+	c.SvcPoolsOnly = l.boolean("svc_pools_only")
+	c.SvcSpread = l.boolean("svc_spread") || l.boolean("svc_election")
+	c.SvcNamespace, _ = l.r.get("svc_namespace")
+	c.SvcLeaseName, _ = l.r.get("svc_leasename")
 	if c.Services && c.SvcLeaseName == "" {
-		errs = append(errs, errors.New("svc_leasename is empty: set it to the Services Lease name, plndr-svcs-lock by default"))
+		l.fail(errors.New("svc_leasename is empty: set it to the Services Lease name, plndr-svcs-lock by default"))
 	}
-	if !boolean("vip_leaderelection") {
+	if !l.boolean("vip_leaderelection") {
 		c.Warnings = append(c.Warnings, "vip_leaderelection=false ignored: without an election every node would put the VIP on its interface; vipd always elects one owner through the Lease")
 	}
 	for _, name := range []string{"bgp_enable", "vip_wireguard", "vip_routingtable", "lb_enable"} {
@@ -265,122 +314,87 @@ func Load(fs *pflag.FlagSet, d Deps) (*Config, error) {
 			}
 		}
 	}
-	c.LeaseDuration = seconds("vip_leaseduration")
-	c.RenewDeadline = seconds("vip_renewdeadline")
-	c.RetryPeriod = func() time.Duration {
-		v, origin := r.get("vip_retryperiod")
-		d, err := parsePeriod(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s=%q %v", origin, v, err))
-		}
-		return d
-	}()
+}
 
-	if v, origin := r.get("vip_arpRate"); true {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 100 {
-			errs = append(errs, fmt.Errorf("%s=%q must be a number of milliseconds of at least 100 (default 3000)", origin, v))
-		}
-		c.ARPRate = time.Duration(n) * time.Millisecond
+// loadTimings reads the Lease timings and the announcement rate.
+func (c *Config) loadTimings(l *loader) {
+	c.LeaseDuration = l.seconds("vip_leaseduration")
+	c.RenewDeadline = l.seconds("vip_renewdeadline")
+	v, origin := l.r.get("vip_retryperiod")
+	d, err := parsePeriod(v)
+	if err != nil {
+		l.fail(fmt.Errorf("%s=%q %v", origin, v, err))
 	}
-	if v, origin := r.get("port"); true {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 65535 {
-			errs = append(errs, fmt.Errorf("%s=%q is not a TCP port: use 1-65535 (the API server's port, 6443 on K3s, RKE2 and kubeadm)", origin, v))
-		}
-		c.Port = n
-	}
-	c.Namespace, _ = r.get("cp_namespace")
-	if c.Namespace == "" {
+	c.RetryPeriod = d
+	c.ARPRate = time.Duration(l.between("vip_arpRate", 100, math.MaxInt, "must be a number of milliseconds of at least 100 (default 3000)")) * time.Millisecond
+	c.Port = l.between("port", 1, 65535, "is not a TCP port: use 1-65535 (the API server's port, 6443 on K3s, RKE2 and kubeadm)")
+}
+
+// loadNode reads where vipd runs: the Lease's namespace and name, the
+// node's name, the kubeconfig, the API server it talks to.
+func (c *Config) loadNode(l *loader, d Deps) {
+	if c.Namespace, _ = l.r.get("cp_namespace"); c.Namespace == "" {
 		c.Namespace = "kube-system"
 	}
-	c.LeaseName, _ = r.get("vip_leasename")
-	if c.LeaseName == "" {
-		errs = append(errs, errors.New("vip_leasename is empty: set it to the Lease name, plndr-cp-lock by default"))
+	if c.LeaseName, _ = l.r.get("vip_leasename"); c.LeaseName == "" {
+		l.fail(errors.New("vip_leasename is empty: set it to the Lease name, plndr-cp-lock by default"))
 	}
-	c.MetricsAddress, _ = r.get("prometheus_server")
-	c.Kubeconfig, _ = r.get("k8s_config_file")
-	if c.Kubeconfig == "" {
+	c.MetricsAddress, _ = l.r.get("prometheus_server")
+	if c.Kubeconfig, _ = l.r.get("k8s_config_file"); c.Kubeconfig == "" {
 		c.Kubeconfig, _ = d.Env("KUBECONFIG")
 	}
-	c.NodeName, _ = r.get("vip_nodename")
+	c.NodeName, _ = l.r.get("vip_nodename")
 	if c.NodeName == "" && d.Hostname != nil {
 		h, err := d.Hostname()
 		if err != nil {
-			errs = append(errs, fmt.Errorf("vip_nodename is empty and the host name cannot be read (%w): set vip_nodename, from spec.nodeName in a Pod", err))
+			l.fail(fmt.Errorf("vip_nodename is empty and the host name cannot be read (%w): set vip_nodename, from spec.nodeName in a Pod", err))
 		}
 		c.NodeName = h
 	}
-	switch v, origin := r.get("k8s_api"); v {
+	switch v, origin := l.r.get("k8s_api"); v {
 	case "":
 	case "local":
 		c.LocalAPI = true
 	default:
-		errs = append(errs, fmt.Errorf("%s=%q: use local (this node's API server) or leave it empty", origin, v))
+		l.fail(fmt.Errorf("%s=%q: use local (this node's API server) or leave it empty", origin, v))
 	}
-	if v, origin := r.get("cp_healthcheck"); true {
-		switch strings.ToLower(v) {
-		case "auto":
-			c.HealthMode = "auto"
-		default:
-			b, err := strconv.ParseBool(v)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: use auto, true or false", origin, v))
-			}
-			c.HealthMode = strconv.FormatBool(b)
-		}
-	}
-	if v, origin := r.get("cp_healthcheck_failures"); true {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			errs = append(errs, fmt.Errorf("%s=%q must be a whole number of at least 1 (default 3)", origin, v))
-		}
-		c.HealthFailures = n
-	}
-	c.HealthURL, _ = r.get("cp_healthcheck_url")
-	c.HealthCA, _ = r.get("cp_healthcheck_ca")
-	c.DNSMode, _ = r.get("dns_mode")
-	switch c.DNSMode {
-	case "first", "ipv4", "ipv6":
-	default:
-		errs = append(errs, fmt.Errorf("dns_mode=%q is not supported: use first, ipv4 or ipv6", c.DNSMode))
-	}
+}
 
-	// Timings: these rules are what makes the kernel lifetime a fence (S2).
-	if c.LeaseDuration > 0 && c.RenewDeadline > 0 && c.RetryPeriod > 0 {
-		if m := election.FenceMargin; c.LeaseDuration < c.RenewDeadline+m {
-			errs = append(errs, fmt.Errorf("vip_leaseduration=%d must exceed vip_renewdeadline=%d by at least %d seconds: the kernel removes an expired VIP up to a second late, and another node may take the Lease after vip_leaseduration; use vip_leaseduration=%d or a smaller vip_renewdeadline",
-				secs(c.LeaseDuration), secs(c.RenewDeadline), secs(m), secs(c.RenewDeadline+m)))
+// loadHealth reads the local API server's health gate.
+func (c *Config) loadHealth(l *loader) {
+	v, origin := l.r.get("cp_healthcheck")
+	if strings.ToLower(v) == "auto" {
+		c.HealthMode = "auto"
+	} else {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			l.fail(fmt.Errorf("%s=%q: use auto, true or false", origin, v))
 		}
-		if c.RenewDeadline <= 2*c.RetryPeriod {
-			errs = append(errs, fmt.Errorf("vip_renewdeadline=%d must be more than twice vip_retryperiod=%s so that a holder gets several renewal tries before its VIP is fenced; use vip_renewdeadline=%d or a smaller vip_retryperiod",
-				secs(c.RenewDeadline), fsecs(c.RetryPeriod), secs(2*c.RetryPeriod)+1))
-		}
-		if c.RenewDeadline < MinRenewDeadline {
-			errs = append(errs, fmt.Errorf("vip_renewdeadline=%d is below %d seconds: the kernel keeps a VIP's lifetime in whole seconds, counted from the renewal, so a shorter deadline leaves it none; use vip_renewdeadline=%d (the fast profile is vip_leaseduration=4, vip_renewdeadline=2, vip_retryperiod=0.5)",
-				secs(c.RenewDeadline), secs(MinRenewDeadline), secs(MinRenewDeadline)))
-		}
+		c.HealthMode = strconv.FormatBool(b)
 	}
+	c.HealthFailures = l.between("cp_healthcheck_failures", 1, math.MaxInt, "must be a whole number of at least 1 (default 3)")
+	c.HealthURL, _ = l.r.get("cp_healthcheck_url")
+	c.HealthCA, _ = l.r.get("cp_healthcheck_ca")
+}
 
-	if !c.ARP {
-		errs = append(errs, errors.New("vip_arp is not true and no other announcement mode is enabled, so nothing would tell the network where the VIP is: set vip_arp=true"))
+// checkTimings holds the timings to the rules that make the kernel
+// lifetime a fence (S2).
+func (c *Config) checkTimings(l *loader) {
+	if c.LeaseDuration <= 0 || c.RenewDeadline <= 0 || c.RetryPeriod <= 0 {
+		return
 	}
-	if !c.ControlPlane && !c.Services {
-		errs = append(errs, errors.New("neither cp_enable nor svc_enable is true, so vipd has nothing to do: set cp_enable=true for the control-plane VIP"))
+	if m := election.FenceMargin; c.LeaseDuration < c.RenewDeadline+m {
+		l.fail(fmt.Errorf("vip_leaseduration=%d must exceed vip_renewdeadline=%d by at least %d seconds: the kernel removes an expired VIP up to a second late, and another node may take the Lease after vip_leaseduration; use vip_leaseduration=%d or a smaller vip_renewdeadline",
+			secs(c.LeaseDuration), secs(c.RenewDeadline), secs(m), secs(c.RenewDeadline+m)))
 	}
-	if c.ControlPlane {
-		errs = append(errs, c.loadAddress(r, d)...)
+	if c.RenewDeadline <= 2*c.RetryPeriod {
+		l.fail(fmt.Errorf("vip_renewdeadline=%d must be more than twice vip_retryperiod=%s so that a holder gets several renewal tries before its VIP is fenced; use vip_renewdeadline=%d or a smaller vip_retryperiod",
+			secs(c.RenewDeadline), fsecs(c.RetryPeriod), secs(2*c.RetryPeriod)+1))
 	}
-	if c.Services {
-		errs = append(errs, c.loadServicesInterface(r, d)...)
+	if c.RenewDeadline < MinRenewDeadline {
+		l.fail(fmt.Errorf("vip_renewdeadline=%d is below %d seconds: the kernel keeps a VIP's lifetime in whole seconds, counted from the renewal, so a shorter deadline leaves it none; use vip_renewdeadline=%d (the fast profile is vip_leaseduration=4, vip_renewdeadline=2, vip_retryperiod=0.5)",
+			secs(c.RenewDeadline), secs(MinRenewDeadline), secs(MinRenewDeadline)))
 	}
-	if c.HealthURL == "" {
-		c.HealthURL = fmt.Sprintf("https://127.0.0.1:%d/readyz", c.Port)
-	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	return c, nil
 }
 
 func (c *Config) loadAddress(r raw, d Deps) []error {
@@ -418,7 +432,14 @@ func (c *Config) loadAddress(r raw, d Deps) []error {
 	} else {
 		c.Bits = n
 	}
+	return append(errs, c.loadInterface(r, d)...)
+}
 
+// loadInterface chooses the control-plane VIP's interface: vip_interface,
+// which must exist here, or the one whose subnet contains the VIP.
+func (c *Config) loadInterface(r raw, d Deps) []error {
+	var errs []error
+	var origin string
 	c.Interface, origin = r.get("vip_interface")
 	if d.Interfaces == nil {
 		return errs

@@ -192,53 +192,16 @@ func (w leaseView) saw(v leaseVersion, now time.Time) seenLease {
 // by says, for each blocked address, which Leases block it and at which
 // version ("" for a Lease the read missed): see letGo.
 func (w leaseView) claimed(me self, list []leaseVersion, want []netip.Addr, now time.Time) (out map[netip.Addr]string, listed map[netip.Addr]bool, by map[netip.Addr]map[string]string) {
-	wanted := map[netip.Addr]bool{}
+	f := finding{me: me, now: now, wanted: map[netip.Addr]bool{}, out: map[netip.Addr]string{}, listed: map[netip.Addr]bool{}, by: map[netip.Addr]map[string]string{}}
 	for _, ip := range want {
-		wanted[ip] = true
-	}
-	out, listed, by = map[netip.Addr]string{}, map[netip.Addr]bool{}, map[netip.Addr]map[string]string{}
-	note := func(k string, s seenLease, block bool) {
-		for ip := range s.listed {
-			if wanted[ip] {
-				listed[ip] = true
-				if block {
-					out[ip] = k + " (held by " + s.holder + ")"
-					if by[ip] == nil {
-						by[ip] = map[string]string{}
-					}
-					by[ip][k] = s.rv
-					if !s.gone.IsZero() {
-						by[ip][k] = ""
-					}
-				}
-			}
-		}
-	}
-	// notePrior: what an edited Lease's holder last wrote still blocks,
-	// and, not known, everything.
-	notePrior := func(k string, s seenLease) {
-		if s.unknown && now.Before(s.priorUntil) {
-			for ip := range wanted {
-				listed[ip] = true
-				out[ip] = k + " (changed by someone other than its holder before this node saw it)"
-				if by[ip] == nil {
-					by[ip] = map[string]string{}
-				}
-				by[ip][k] = ""
-			}
-		}
-		if p := s.priorAt(now); p != nil {
-			q := *p
-			q.rv, q.gone = s.rv, s.gone
-			note(k, q, q.holder != "" && !me.mine(q.holder, q.instance))
-		}
+		f.wanted[ip] = true
 	}
 	present := map[string]bool{}
 	for _, v := range list {
 		present[v.key] = true
 		s := w.saw(v, now)
-		note(v.key, s, s.blocks(me, now))
-		notePrior(v.key, s)
+		f.note(v.key, s, s.blocks(me, now))
+		f.notePrior(v.key, s)
 	}
 	for k, s := range w {
 		if present[k] {
@@ -248,16 +211,74 @@ func (w leaseView) claimed(me self, list []leaseVersion, want []netip.Addr, now 
 			s.gone = now
 			w[k] = s
 		}
-		note(k, s, false)
-		notePrior(k, s)
+		f.note(k, s, false)
+		f.notePrior(k, s)
 		switch {
 		case s.holder != "" && !me.mine(s.holder, s.instance) && now.Sub(s.gone) < s.dur:
-			note(k, s, true)
-		case s.priorAt(now) == nil && !(s.unknown && now.Before(s.priorUntil)):
+			f.note(k, s, true)
+		case s.priorAt(now) == nil && !s.unknownAt(now):
 			delete(w, k)
 		}
 	}
-	return out, listed, by
+	return f.out, f.listed, f.by
+}
+
+// unknownAt: what its holder last wrote is not known, and it still
+// blocks everything at now.
+func (s seenLease) unknownAt(now time.Time) bool { return s.unknown && now.Before(s.priorUntil) }
+
+// finding is what claimed finds, Lease by Lease.
+type finding struct {
+	me     self
+	now    time.Time
+	wanted map[netip.Addr]bool
+	out    map[netip.Addr]string
+	listed map[netip.Addr]bool
+	by     map[netip.Addr]map[string]string
+}
+
+// block records that Lease k, at version rv ("": missed by the read),
+// blocks ip, for why.
+func (f *finding) block(ip netip.Addr, k, rv, why string) {
+	f.out[ip] = k + " (" + why + ")"
+	if f.by[ip] == nil {
+		f.by[ip] = map[string]string{}
+	}
+	f.by[ip][k] = rv
+}
+
+// note records the wanted addresses s, a version of Lease k, lists, and
+// blocks them if block.
+func (f *finding) note(k string, s seenLease, block bool) {
+	rv := s.rv
+	if !s.gone.IsZero() {
+		rv = ""
+	}
+	for ip := range s.listed {
+		if !f.wanted[ip] {
+			continue
+		}
+		f.listed[ip] = true
+		if block {
+			f.block(ip, k, rv, "held by "+s.holder)
+		}
+	}
+}
+
+// notePrior: what an edited Lease's holder last wrote still blocks, and,
+// not known, everything.
+func (f *finding) notePrior(k string, s seenLease) {
+	if s.unknownAt(f.now) {
+		for ip := range f.wanted {
+			f.listed[ip] = true
+			f.block(ip, k, "", "changed by someone other than its holder before this node saw it")
+		}
+	}
+	if p := s.priorAt(f.now); p != nil {
+		q := *p
+		q.rv, q.gone = s.rv, s.gone
+		f.note(k, q, q.holder != "" && !f.me.mine(q.holder, q.instance))
+	}
 }
 
 // letGo reports whether every Lease of by (as claimed returned it for ip)
