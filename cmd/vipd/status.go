@@ -271,6 +271,22 @@ func printStatus(w io.Writer, st *Status, output string) error {
 	if !st.AcquiredAt.IsZero() {
 		fmt.Fprintf(w, "Acquired:     %s (%d transitions)\n", st.AcquiredAt.Format(time.RFC3339), st.Transitions)
 	}
+	printServicesLease(w, st)
+	printNodes(w, st.Nodes)
+	printServices(w, st.Services)
+	if len(st.Conflicts) > 0 {
+		fmt.Fprintf(w, "ADDRESS CONFLICTS on the wire:\n  %s\n", strings.Join(st.Conflicts, "\n  "))
+	}
+	if len(st.Edits) > 0 {
+		fmt.Fprintf(w, "LEASES EDITED by someone other than vipd (only vipd should write them: see vipd doctor):\n  %s\n", strings.Join(st.Edits, "\n  "))
+	}
+	if len(st.RecentEvents) > 0 {
+		fmt.Fprintf(w, "Recent vipd events:\n  %s\n", strings.Join(st.RecentEvents, "\n  "))
+	}
+	return nil
+}
+
+func printServicesLease(w io.Writer, st *Status) {
 	if sl := st.ServicesLease; sl != nil {
 		h := sl.Holder
 		if h == "" {
@@ -287,11 +303,14 @@ func printStatus(w io.Writer, st *Status, output string) error {
 		}
 		fmt.Fprintf(w, "Services:     Lease %s held by %s (%s)\n", sl.Lease, h, role)
 	}
-	if len(st.Nodes) > 0 {
-		fmt.Fprintf(w, "Spread mode:  %d nodes with a heartbeat (Lease %s<node>)\n", len(st.Nodes), services.HeartbeatPrefix)
+}
+
+func printNodes(w io.Writer, nodes []NodeStatus) {
+	if len(nodes) > 0 {
+		fmt.Fprintf(w, "Spread mode:  %d nodes with a heartbeat (Lease %s<node>)\n", len(nodes), services.HeartbeatPrefix)
 		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "  NODE\tHEARTBEAT\tREADY\tVIPS")
-		for _, n := range st.Nodes {
+		for _, n := range nodes {
 			hb := n.Heartbeat
 			switch n.Heartbeat {
 			case "live":
@@ -318,10 +337,13 @@ func printStatus(w io.Writer, st *Status, output string) error {
 		}
 		tw.Flush()
 	}
-	if len(st.Services) > 0 {
+}
+
+func printServices(w io.Writer, svcs []ServiceStatus) {
+	if len(svcs) > 0 {
 		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "  SERVICE\tVIP\tOWNER\tSTATE")
-		for _, s := range st.Services {
+		for _, s := range svcs {
 			vips, owner := strings.Join(s.VIPs, ","), s.Owner
 			if vips == "" {
 				vips = "-"
@@ -337,14 +359,4 @@ func printStatus(w io.Writer, st *Status, output string) error {
 		}
 		tw.Flush()
 	}
-	if len(st.Conflicts) > 0 {
-		fmt.Fprintf(w, "ADDRESS CONFLICTS on the wire:\n  %s\n", strings.Join(st.Conflicts, "\n  "))
-	}
-	if len(st.Edits) > 0 {
-		fmt.Fprintf(w, "LEASES EDITED by someone other than vipd (only vipd should write them: see vipd doctor):\n  %s\n", strings.Join(st.Edits, "\n  "))
-	}
-	if len(st.RecentEvents) > 0 {
-		fmt.Fprintf(w, "Recent vipd events:\n  %s\n", strings.Join(st.RecentEvents, "\n  "))
-	}
-	return nil
 }
