@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"hash/fnv"
 	"net/netip"
+	"slices"
 	"sort"
 )
 
@@ -34,24 +35,19 @@ type Unit struct {
 // placement from the same caches. A unit whose nodes are all absent gets
 // none ("").
 func Place(units []Unit, nodes []string) map[netip.Addr]string {
-	out := make(map[netip.Addr]string, len(units))
+	p := placing{out: make(map[netip.Addr]string, len(units)), all: map[string]bool{}, load: map[string]int{}, nodes: nodes}
 	if len(units) == 0 {
-		return out
+		return p.out
 	}
-	all := map[string]bool{}
 	for _, n := range nodes {
-		all[n] = true
+		p.all[n] = true
 	}
-	type item struct {
-		u   Unit
-		key uint64
-	}
-	items := make([]item, 0, len(units))
+	items := make([]placeItem, 0, len(units))
 	for _, u := range units {
 		if len(u.Addrs) == 0 {
 			continue
 		}
-		items = append(items, item{u, mix(hashAddr(u.Addrs[0]))})
+		items = append(items, placeItem{u, mix(hashAddr(u.Addrs[0]))})
 	}
 	sort.Slice(items, func(i, j int) bool {
 		if items[i].key != items[j].key {
@@ -59,70 +55,81 @@ func Place(units []Unit, nodes []string) map[netip.Addr]string {
 		}
 		return items[i].u.Addrs[0].Less(items[j].u.Addrs[0])
 	})
-	limit := 0
-	if len(all) > 0 {
-		limit = (len(items) + len(all) - 1) / len(all)
+	if len(p.all) > 0 {
+		p.limit = (len(items) + len(p.all) - 1) / len(p.all)
 	}
-	load := map[string]int{}
-	assign := func(u Unit, n string) {
-		load[n]++
-		for _, a := range u.Addrs {
-			out[a] = n
-		}
-	}
-	allowed := func(u Unit, n string) bool {
-		if !all[n] {
-			return false
-		}
-		if u.Nodes == nil {
-			return true
-		}
-		for _, m := range u.Nodes {
-			if m == n {
-				return true
-			}
-		}
-		return false
-	}
-	var rest []item
+	var rest []placeItem
 	for _, it := range items {
-		if h := it.u.Holder; h != "" && allowed(it.u, h) && load[h] < limit {
-			assign(it.u, h)
+		if h := it.u.Holder; h != "" && p.allowed(it.u, h) && p.load[h] < p.limit {
+			p.assign(it.u, h)
 		} else {
 			rest = append(rest, it)
 		}
 	}
 	for _, it := range rest {
-		cands := it.u.Nodes
-		if cands == nil {
-			cands = nodes
-		}
-		best, bestFree := "", ""
-		var bw, bfw uint64
-		for _, n := range cands {
-			if !all[n] {
-				continue
-			}
-			w := weight(it.key, n)
-			if best == "" || w > bw || w == bw && n < best {
-				best, bw = n, w
-			}
-			if load[n] < limit && (bestFree == "" || w > bfw || w == bfw && n < bestFree) {
-				bestFree, bfw = n, w
-			}
-		}
-		if bestFree != "" {
-			best = bestFree
-		}
-		if best == "" {
-			for _, a := range it.u.Addrs {
-				out[a] = ""
-			}
+		p.place(it)
+	}
+	return p.out
+}
+
+// placeItem is a unit and the hash of its key.
+type placeItem struct {
+	u   Unit
+	key uint64
+}
+
+// placing is Place's work: the placement so far and each node's load.
+type placing struct {
+	out   map[netip.Addr]string
+	all   map[string]bool
+	load  map[string]int
+	nodes []string
+	limit int
+}
+
+func (p *placing) assign(u Unit, n string) {
+	p.load[n]++
+	for _, a := range u.Addrs {
+		p.out[a] = n
+	}
+}
+
+// allowed: n is given to Place and may hold u.
+func (p *placing) allowed(u Unit, n string) bool {
+	return p.all[n] && (u.Nodes == nil || slices.Contains(u.Nodes, n))
+}
+
+// place gives it to its highest-weight node under the bound, else (its
+// nodes all full) to its highest-weight node, else to none.
+func (p *placing) place(it placeItem) {
+	cands := it.u.Nodes
+	if cands == nil {
+		cands = p.nodes
+	}
+	best, bestFree := "", ""
+	var bw, bfw uint64
+	for _, n := range cands {
+		if !p.all[n] {
 			continue
 		}
-		assign(it.u, best)
+		w := weight(it.key, n)
+		if best == "" || w > bw || w == bw && n < best {
+			best, bw = n, w
+		}
+		if p.load[n] < p.limit && (bestFree == "" || w > bfw || w == bfw && n < bestFree) {
+			bestFree, bfw = n, w
+		}
 	}
-	return out
+	if bestFree != "" {
+		best = bestFree
+	}
+	if best == "" {
+		for _, a := range it.u.Addrs {
+			p.out[a] = ""
+		}
+		return
+	}
+	p.assign(it.u, best)
 }
 
 func hashAddr(a netip.Addr) uint64 {
