@@ -132,6 +132,20 @@ func Plan(in Input) []*Entry {
 			pending = append(pending, e)
 		}
 	}
+	allocate(alloc, in, pending)
+	sharedLocal(out)
+	if len(in.Subnets) > 0 {
+		for _, e := range out {
+			outsideSubnets(e, in.Subnets)
+		}
+	}
+	return out
+}
+
+// allocate gives the Services that ask for no address one from the pools
+// (only the allocator; with Peek, one, so that a node knows whether the
+// allocator has work).
+func allocate(alloc *ipam.Allocator, in Input, pending []*Entry) {
 	peeked := false
 	for _, e := range pending {
 		if !in.Allocate && (!in.Peek || peeked) {
@@ -154,13 +168,6 @@ func Plan(in Input) []*Entry {
 		e.Addrs, e.Allocated, e.Pool = []netip.Addr{ip}, []netip.Addr{ip}, pool.Name
 		peeked = true
 	}
-	sharedLocal(out)
-	if len(in.Subnets) > 0 {
-		for _, e := range out {
-			outsideSubnets(e, in.Subnets)
-		}
-	}
-	return out
 }
 
 // outsideSubnets warns about an address that no subnet of the interface
