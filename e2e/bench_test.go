@@ -368,7 +368,6 @@ func BenchmarkServices(b *testing.B) {
 	}
 	var m *metalLB
 	for _, mode := range modes {
-		sc := sc
 		switch mode {
 		case "spread":
 			sc = withEnv(sc, "svc_election=true")

@@ -214,9 +214,6 @@ func New(pools *Pools) *Allocator {
 	return &Allocator{pools: pools, used: map[netip.Addr][]Claim{}, by: map[string]netip.Addr{}}
 }
 
-// SetPools replaces the pools; assignments already made are kept.
-func (a *Allocator) SetPools(p *Pools) { a.pools = p }
-
 // Assign gives ip to c.Service (an address the Service asked for, or one
 // recorded in its annotation at start-up). It fails when another Service
 // uses ip and sharing is not allowed.
@@ -341,12 +338,6 @@ func (a *Allocator) Release(service string) {
 	} else {
 		a.used[ip] = claims
 	}
-}
-
-// Of returns the address of service.
-func (a *Allocator) Of(service string) (netip.Addr, bool) {
-	ip, ok := a.by[service]
-	return ip, ok
 }
 
 // InPools reports whether ip is in any pool. An address a Service asks for

@@ -57,7 +57,6 @@ func (c *Controller) report(ctx context.Context, plan []*Entry) {
 func (c *Controller) allocatorWrites(ctx context.Context, plan []*Entry, stale []*corev1.Service) []func() {
 	var w []func()
 	for _, e := range plan {
-		e := e
 		if c.behind(e.Svc) {
 			continue
 		}
@@ -71,7 +70,6 @@ func (c *Controller) allocatorWrites(ctx context.Context, plan []*Entry, stale [
 		}
 	}
 	for _, s := range stale {
-		s := s
 		if !c.behind(s) {
 			w = append(w, func() { c.clear(ctx, s, true) })
 		}
@@ -168,7 +166,6 @@ func (c *Controller) ownerWrites(ctx context.Context, plan []*Entry) []func() {
 		if !all || (e.Svc.Annotations[AnnotationHost] == c.o.NodeName && sameIngress(e.Svc, e.Addrs)) || c.behind(e.Svc) {
 			continue
 		}
-		e := e
 		w = append(w, func() { c.writeOwner(ctx, e) })
 	}
 	return w
