@@ -300,7 +300,7 @@ func runManager(ctx context.Context, c *cobra.Command, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		onRetarget = svc.Poke
+		onRetarget = svc.Replan
 		healthz, readyz = append(healthz, svc.Check), append(readyz, svc.Ready)
 		runs = append(runs, svc.Run)
 	}

@@ -124,8 +124,8 @@ type Controller struct {
 	o       Options
 	log     *slog.Logger
 	poster  *events.Poster
-	kick    chan struct{} // plan now
-	bulk    chan struct{} // plan soon: an informer event (see pacer)
+	asap    chan struct{} // plan now (planNow)
+	soon    chan struct{} // plan soon: an informer event (planSoon, see pacer)
 	elector *election.Elector
 	wg      sync.WaitGroup
 	monitor *conflict.Monitor // nil without WatchEvery
@@ -222,7 +222,7 @@ func New(o Options) (*Controller, error) {
 	}
 	log := o.Logger.With("component", "services")
 	c := &Controller{
-		o: o, log: log, kick: make(chan struct{}, 1), bulk: make(chan struct{}, 1), vips: map[netip.Addr]*held{}, ready: make(chan struct{}), based: map[string]map[string]bool{}, unconfirmed: map[string][]netip.Addr{},
+		o: o, log: log, asap: make(chan struct{}, 1), soon: make(chan struct{}, 1), vips: map[netip.Addr]*held{}, ready: make(chan struct{}), based: map[string]map[string]bool{}, unconfirmed: map[string][]netip.Addr{},
 		locals: map[string]*group{}, localDone: map[string]chan struct{}{}, seen: leaseView{}, runCtx: context.Background(),
 		poster: &events.Poster{Client: o.EventClient, Node: o.NodeName, Log: log},
 	}
@@ -327,21 +327,21 @@ func (c *Controller) reserved() netip.Addr {
 	return c.o.Reserved()
 }
 
-// Poke makes the controller plan again soon (the control-plane VIP moved).
-func (c *Controller) Poke() { c.poke() }
+// Replan makes the controller plan again soon (the control-plane VIP moved).
+func (c *Controller) Replan() { c.planNow() }
 
-func (c *Controller) poke() {
+func (c *Controller) planNow() {
 	select {
-	case c.kick <- struct{}{}:
+	case c.asap <- struct{}{}:
 	default:
 	}
 }
 
-// nudge asks for a pass after an informer event: the pacer coalesces a
+// planSoon asks for a pass after an informer event: the pacer coalesces a
 // burst of them (1000 Services converging are thousands of events).
-func (c *Controller) nudge() {
+func (c *Controller) planSoon() {
 	select {
-	case c.bulk <- struct{}{}:
+	case c.soon <- struct{}{}:
 	default:
 	}
 }
@@ -388,8 +388,8 @@ func (c *Controller) Run(ctx context.Context) error {
 			runErr = fmt.Errorf("services election: %w", err)
 		}
 	}()
-	c.poke()
-	schedule(ctx, c.o.Clock, c.kick, c.bulk, func() { c.pass(ctx) })
+	c.planNow()
+	schedule(ctx, c.o.Clock, c.asap, c.soon, func() { c.pass(ctx) })
 	if c.sp != nil {
 		c.sp.handOver(live, handOverWait)
 	}
@@ -406,8 +406,8 @@ func (c *Controller) Run(ctx context.Context) error {
 
 func (c *Controller) startInformers(ctx context.Context) {
 	// Every input of the plan but the Leases (memo.gen).
-	changed := func() { c.memo.gen.Add(1); c.nudge() }
-	kick := cache.ResourceEventHandlerFuncs{
+	changed := func() { c.memo.gen.Add(1); c.planSoon() }
+	onChange := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { changed() },
 		UpdateFunc: func(any, any) { changed() },
 		DeleteFunc: func(any) { changed() },
@@ -416,7 +416,7 @@ func (c *Controller) startInformers(ctx context.Context) {
 	forbidden := "services: the ClusterRole does not allow %s, which svc_enable needs: generate the RBAC with the same flags as the DaemonSet (vipd manifest rbac --svc-enable ...), or add those rules to ClusterRole system:kube-vip-role"
 	svcs := kubeapi.New("Services", client.CoreV1().Services(ns).List, client.CoreV1().Services(ns).Watch, nil)
 	svcs.Required, svcs.Forbidden = true, fmt.Sprintf(forbidden, "services (list, watch, update) and services/status (update)")
-	si := c.inform(svcs, &corev1.Service{}, nil, kick)
+	si := c.inform(svcs, &corev1.Service{}, nil, onChange)
 	c.svcLister = listerscorev1.NewServiceLister(si.GetIndexer())
 	slices := kubeapi.New("EndpointSlices", client.DiscoveryV1().EndpointSlices(ns).List, client.DiscoveryV1().EndpointSlices(ns).Watch, nil)
 	slices.Required, slices.Forbidden = true, fmt.Sprintf(forbidden, "endpointslices.discovery.k8s.io (list, watch)")
@@ -426,12 +426,12 @@ func (c *Controller) startInformers(ctx context.Context) {
 			return nil, nil
 		}
 		return []string{s.Namespace + "/" + s.Labels[discoveryv1.LabelServiceName]}, nil
-	}}, kick)
+	}}, onChange)
 	c.slices = ei.GetIndexer()
 	if c.sp != nil {
 		c.sp.start()
 	}
-	c.startOthers(kick)
+	c.startOthers(onChange)
 
 	// The pools ConfigMap: the seed's ClusterRole cannot read ConfigMaps;
 	// then there are no pools until it can.
@@ -440,7 +440,7 @@ func (c *Controller) startInformers(ctx context.Context) {
 		lo.FieldSelector = fields.OneTermEqualSelector("metadata.name", PoolsName).String()
 	})
 	pools.Forbidden = "cannot read ConfigMap " + PoolsNamespace + "/" + PoolsName + " (forbidden by RBAC), so there are no address pools: only Services with annotation " + AnnotationIPs + " or spec.loadBalancerIP get an address. Add {apiGroups: [\"\"], resources: [\"configmaps\"], verbs: [\"get\", \"list\", \"watch\"]} to ClusterRole system:kube-vip-role (vipd manifest rbac has it)"
-	ci := c.inform(pools, &corev1.ConfigMap{}, nil, kick)
+	ci := c.inform(pools, &corev1.ConfigMap{}, nil, onChange)
 	c.cmLister = listerscorev1.NewConfigMapLister(ci.GetIndexer())
 	for _, inf := range c.informers {
 		go inf.RunWithContext(ctx)
@@ -629,7 +629,7 @@ func (c *Controller) pass(ctx context.Context) {
 		failed := c.failed.Load()
 		defer func() {
 			if c.failed.Load() == failed {
-				c.poke()
+				c.planNow()
 			}
 		}()
 	}

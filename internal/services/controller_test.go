@@ -304,7 +304,7 @@ func TestReservedFollowsTheControlPlaneVIP(t *testing.T) {
 	mu.Lock()
 	reserved = netip.MustParseAddr("198.51.100.120")
 	mu.Unlock()
-	c.Poke()
+	c.Replan()
 	waitFor(t, "the Service loses the control-plane VIP's new address", func() error {
 		if k.Has("198.51.100.120/32") {
 			return fmt.Errorf("still on the interface")

@@ -20,7 +20,7 @@ import (
 // lists, so a plan is never kept under a count that includes a change it
 // did not see. The other inputs are compared as values.
 type planMemo struct {
-	gen atomic.Uint64 // informer events so far (Controller.kick's handlers)
+	gen atomic.Uint64 // informer events so far (the informers' onChange)
 
 	// Pass only:
 	made  uint64 // gen when plan was made

@@ -73,7 +73,7 @@ func (g *group) Hold(until time.Time) {
 		c.check(g)
 	}
 	if first {
-		c.poke()
+		c.planNow()
 	}
 }
 
@@ -213,7 +213,7 @@ func (c *Controller) after(events []func(), held int) {
 		e()
 	}
 	if held > 0 {
-		c.poke()
+		c.planNow()
 	}
 }
 

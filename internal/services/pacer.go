@@ -25,9 +25,9 @@ const (
 	resync = 30 * time.Second
 )
 
-// schedule runs pass at once on kick, after the pace on bulk, and every
+// schedule runs pass at once on asap, after the pace on soon, and every
 // resync, until ctx ends.
-func schedule(ctx context.Context, clk clock.Clock, kick, bulk <-chan struct{}, pass func()) {
+func schedule(ctx context.Context, clk clock.Clock, asap, soon <-chan struct{}, pass func()) {
 	var last time.Duration // how long the last pass took
 	var end time.Time      // when it ended
 	var paced <-chan time.Time
@@ -41,8 +41,8 @@ func schedule(ctx context.Context, clk clock.Clock, kick, bulk <-chan struct{}, 
 				pacer.Stop()
 			}
 			return
-		case <-kick:
-		case <-bulk:
+		case <-asap:
+		case <-soon:
 			if paced != nil {
 				continue // a pass is due when the pace allows: it covers this event
 			}

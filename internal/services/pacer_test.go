@@ -11,10 +11,10 @@ import (
 
 // TestSchedulePacesInformerEvents: after a pass that took 10 ms, a burst of
 // informer events gets one pass, 40 ms after the last one ended, not one
-// each; a kick (ownership) runs a pass at once; the pace is at most maxPace.
+// each; an urgent request (ownership) runs a pass at once; the pace is at most maxPace.
 func TestSchedulePacesInformerEvents(t *testing.T) {
 	clk := testingclock.NewFakeClock(time.Unix(1000, 0))
-	kick, bulk := make(chan struct{}, 1), make(chan struct{}, 1)
+	asap, soon := make(chan struct{}, 1), make(chan struct{}, 1)
 	var passes atomic.Int32
 	took := atomic.Int64{}
 	took.Store(int64(10 * time.Millisecond))
@@ -22,7 +22,7 @@ func TestSchedulePacesInformerEvents(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
-		schedule(ctx, clk, kick, bulk, func() {
+		schedule(ctx, clk, asap, soon, func() {
 			clk.Step(time.Duration(took.Load())) // the pass takes this long
 			passes.Add(1)
 			ran <- struct{}{}
@@ -52,12 +52,12 @@ func TestSchedulePacesInformerEvents(t *testing.T) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	kick <- struct{}{}
+	asap <- struct{}{}
 	waitPass(1)
 	// A burst of informer events right after a 10 ms pass: paced.
 	for range 20 {
 		select {
-		case bulk <- struct{}{}:
+		case soon <- struct{}{}:
 		default:
 		}
 		time.Sleep(time.Millisecond)
@@ -72,17 +72,17 @@ func TestSchedulePacesInformerEvents(t *testing.T) {
 	clk.Step(time.Millisecond)
 	waitPass(2) // one pass for the whole burst
 	noPass("after the paced pass")
-	// A kick does not wait for the pace.
-	bulk <- struct{}{}
+	// An urgent request does not wait for the pace.
+	soon <- struct{}{}
 	time.Sleep(10 * time.Millisecond)
-	kick <- struct{}{}
+	asap <- struct{}{}
 	waitPass(3)
-	noPass("the kick's pass covered the event")
+	noPass("the urgent pass covered the event")
 	// A slow pass: the pace is at most maxPace.
 	took.Store(int64(time.Second))
-	kick <- struct{}{}
+	asap <- struct{}{}
 	waitPass(4)
-	bulk <- struct{}{}
+	soon <- struct{}{}
 	noPass("within maxPace")
 	clk.Step(maxPace - time.Millisecond)
 	noPass("just before maxPace")
@@ -90,6 +90,6 @@ func TestSchedulePacesInformerEvents(t *testing.T) {
 	waitPass(5)
 	// And events long after the last pass run at once.
 	clk.Step(time.Second)
-	bulk <- struct{}{}
+	soon <- struct{}{}
 	waitPass(6)
 }

@@ -252,9 +252,9 @@ func (s *spread) start() {
 		if changed, holdsOnly := s.observe(l, gone); changed {
 			c.letGo(s.g)
 			if holdsOnly {
-				c.nudge()
+				c.planSoon()
 			} else {
-				c.poke()
+				c.planNow()
 			}
 			select {
 			case s.changed <- struct{}{}:
@@ -938,7 +938,7 @@ func (s *spread) wakeIn(ctx context.Context, d time.Duration) {
 				s.wake = time.Time{}
 			}
 			s.mu.Unlock()
-			c.poke()
+			c.planNow()
 		case <-ctx.Done():
 			t.Stop()
 		}

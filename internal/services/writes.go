@@ -253,7 +253,7 @@ func (c *Controller) retry(what, svc string, err error) {
 		go func() {
 			<-c.o.Clock.After(time.Second)
 			c.retrying.Store(false)
-			c.poke()
+			c.planNow()
 		}()
 	}
 }

@@ -33,10 +33,10 @@ const linkTTL = 5 * time.Second
 // Services: Nodes, and the API server's endpoints (the EndpointSlices of
 // Service default/kubernetes). Without permission to read them, vipd says
 // so once and goes on without them.
-func (c *Controller) startOthers(kick cache.ResourceEventHandler) {
+func (c *Controller) startOthers(onChange cache.ResourceEventHandler) {
 	nodes := kubeapi.New("Nodes", c.o.Client.CoreV1().Nodes().List, c.o.Client.CoreV1().Nodes().Watch, nil)
 	nodes.Forbidden = "cannot list Nodes (forbidden by RBAC), so a Service could ask for a node's address: add {apiGroups: [\"\"], resources: [\"nodes\"], verbs: [\"list\", \"watch\"]} to ClusterRole system:kube-vip-role"
-	ni := c.inform(nodes, &corev1.Node{}, nil, kick, cache.ResourceEventHandlerFuncs{
+	ni := c.inform(nodes, &corev1.Node{}, nil, onChange, cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { c.updateExcluded() },
 		UpdateFunc: func(any, any) { c.updateExcluded() },
 		DeleteFunc: func(any) { c.updateExcluded() },
@@ -46,7 +46,7 @@ func (c *Controller) startOthers(kick cache.ResourceEventHandler) {
 	api := c.o.Client.DiscoveryV1().EndpointSlices("default")
 	eps := kubeapi.New("EndpointSlices of Service default/kubernetes", api.List, api.Watch, func(lo *metav1.ListOptions) { lo.LabelSelector = sel })
 	eps.Forbidden = "cannot list EndpointSlices in namespace default (forbidden by RBAC), so a Service could ask for the API server's address: allow endpointslices list and watch in ClusterRole system:kube-vip-role"
-	ai := c.inform(eps, &discoveryv1.EndpointSlice{}, nil, kick)
+	ai := c.inform(eps, &discoveryv1.EndpointSlice{}, nil, onChange)
 	c.apiLister = listersdiscoveryv1.NewEndpointSliceLister(ai.GetIndexer())
 }
 
