@@ -23,7 +23,7 @@ import (
 //     Lease held by another process that lists the address, unless that
 //     Lease has not changed for its whole duration since this node first
 //     saw it (its holder's fence has passed); or the watch showed, after
-//     such a read, every Lease that blocked it let go of it (letGo).
+//     such a read, every Lease that blocked it let go of it (onWatch).
 //
 // Two nodes that want one address under different Leases (a Service
 // switching externalTrafficPolicy, an address passing from one Service to
@@ -47,7 +47,7 @@ type claim struct {
 	removed map[netip.Addr]uint64
 	// waiting are the addresses the last read found blocked, with the
 	// Leases that block each (at the versions it saw) and the removal
-	// count it ran with: letGo may hold one as soon as the watch shows
+	// count it ran with: onWatch may hold one as soon as the watch shows
 	// every one of those Leases let go of it, without another read.
 	waiting  map[netip.Addr]waitOn
 	checking bool
@@ -105,7 +105,7 @@ func (k *claim) answered(until, now time.Time) (lapsed bool, hold []netip.Addr, 
 			hold = append(hold, ip)
 		case k.published[ip] && !k.asking[ip]:
 			// One that waits (a read made after an earlier write that
-			// listed it found it blocked) is held by letGo or read again
+			// listed it found it blocked) is held by onWatch or read again
 			// after a retry period: a read on every renewal would be a
 			// second read of every Lease for each address a planned move
 			// waits for, on the API server the move waits on.
@@ -292,11 +292,11 @@ func (k *claim) read(r *claimRead, a readAnswer, now time.Time, stopping bool) (
 	return d
 }
 
-// letGo holds every address the last read found blocked whose blocking
+// onWatch holds every address the last read found blocked whose blocking
 // Leases have all let go of it since, as the watch shows them (gone, with
 // leaseView.letGo): the new owner of a planned move claims on the old
 // owner's write, without another read.
-func (k *claim) letGo(gone func(ip netip.Addr, by map[string]string) bool, now time.Time, stopping bool) (hold []netip.Addr) {
+func (k *claim) onWatch(gone func(ip netip.Addr, by map[string]string) bool, now time.Time, stopping bool) (hold []netip.Addr) {
 	if len(k.waiting) == 0 || !k.fenceOK(now) || stopping {
 		return nil
 	}

@@ -194,7 +194,7 @@ func (c *Controller) check(g *group) {
 		c.after(events, len(d.hold))
 		if len(d.waiting) > 0 {
 			// The watch may have shown them let go while this read ran.
-			c.letGo(g)
+			c.claimOnWatch(g)
 		}
 		if d.again {
 			c.check(g)
@@ -357,16 +357,16 @@ func (c *Controller) claimed(ctx context.Context, self string, want []netip.Addr
 	return out, listed, by, nil
 }
 
-// letGo holds, without another read, every address of g that its last
+// claimOnWatch holds, without another read, every address of g that its last
 // check found blocked and whose blocking Leases have all let go of it since,
-// as the watch shows them (claim.letGo, leaseView.letGo): the new owner of
+// as the watch shows them (claim.onWatch, leaseView.letGo): the new owner of
 // a planned move claims on the old owner's write. Called on every
 // heartbeat the watch delivers.
-func (c *Controller) letGo(g *group) {
+func (c *Controller) claimOnWatch(g *group) {
 	c.mu.Lock()
 	c.seenMu.Lock()
 	now := c.o.Clock.Now()
-	hold := g.k.letGo(func(ip netip.Addr, by map[string]string) bool { return c.seen.letGo(ip, by, now) }, now, c.stopping)
+	hold := g.k.onWatch(func(ip netip.Addr, by map[string]string) bool { return c.seen.letGo(ip, by, now) }, now, c.stopping)
 	c.seenMu.Unlock()
 	events := c.holdLocked(g, hold)
 	c.mu.Unlock()

@@ -97,7 +97,7 @@ func TestClaimWaitsUntilTheOtherLeaseLetsGo(t *testing.T) {
 }
 
 // TestWaitingAddressIsReadOncePerRetryPeriod: an address a read found
-// blocked waits for the watch (letGo) and is read again every retry period
+// blocked waits for the watch (claimOnWatch) and is read again every retry period
 // (retryCheck); a renewal of the Lease that lists it asks for no read of
 // its own (it did: two reads of every Lease per retry period for each
 // Lease with an address waiting, on the API server a planned move waits on).

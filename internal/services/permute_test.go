@@ -555,7 +555,7 @@ func (w *pWorld) event(n *pNode, ev string) {
 		l.rv, l.own = w.rv, nil
 		w.store[name] = &l
 		w.broadcast(pEvent{lease: name, l: l})
-	case "letgo": // spread.letGo: another node's marked heartbeat, unchanged for its duration
+	case "letgo": // spread.unfinalize: another node's marked heartbeat, unchanged for its duration
 		for _, k := range w.letGo(n) {
 			delete(w.store, k)
 			w.broadcast(pEvent{lease: k, gone: true})
@@ -580,11 +580,11 @@ func (w *pWorld) own(n *pNode, l pLease) {
 	}
 }
 
-// claimOnWatch is Controller.letGo, on every version the watch delivers:
+// claimOnWatch is Controller.claimOnWatch, on every version the watch delivers:
 // the addresses whose blocking Leases all let go of them since the read
 // that found them blocked are held without another read.
 func (w *pWorld) claimOnWatch(n *pNode) {
-	hold := n.k.letGo(func(a netip.Addr, by map[string]string) bool {
+	hold := n.k.onWatch(func(a netip.Addr, by map[string]string) bool {
 		if w.mutate == "letgo-stopping" { // a stopping heartbeat taken for one that let go
 			ok := true
 			for k := range by {
@@ -612,7 +612,7 @@ func (w *pWorld) finish(n *pNode) {
 	}
 }
 
-// letGo are the marked heartbeats of other nodes that n may let go: its
+// letGo are the marked heartbeats of other nodes whose finalizer n may take off: its
 // view shows the version the store has, unchanged for its duration.
 func (w *pWorld) letGo(n *pNode) []string {
 	var out []string

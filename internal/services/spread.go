@@ -211,7 +211,7 @@ func (s *spread) lapsed(reason string) {
 // start watches the heartbeats (Leases named HeartbeatPrefix* in the
 // Leases' namespace). Every change re-plans, and holds the addresses
 // waiting for another node to let go once the watch shows it did
-// (Controller.letGo): a planned move is claimed as soon as the old owner's
+// (Controller.claimOnWatch): a planned move is claimed as soon as the old owner's
 // heartbeat says it let go, without another read.
 func (s *spread) start() {
 	c := s.c
@@ -242,7 +242,7 @@ func (s *spread) start() {
 		// 1000 Services: nine passes per node in the first second, which
 		// starved the API server and made the move take 0.9-1.4 s).
 		// No quorum read on a change: an address a read found blocked is
-		// held by letGo once the watch shows every blocking Lease let go
+		// held by claimOnWatch once the watch shows every blocking Lease let go
 		// of it, and read again every retry period otherwise (a Lease
 		// that lapsed or was deleted). A read on every change of another
 		// node's heartbeat, while some address waited, was a quarter of
@@ -250,7 +250,7 @@ func (s *spread) start() {
 		// per node in a benchmark run, 29-34 without), on the API server
 		// that a planned move's writes wait for.
 		if changed, holdsOnly := s.observe(l, gone); changed {
-			c.letGo(s.g)
+			c.claimOnWatch(s.g)
 			if holdsOnly {
 				c.planSoon()
 			} else {
@@ -769,15 +769,15 @@ func (s *spread) place(ctx context.Context, reports bool) map[netip.Addr]*Entry 
 	if next > 0 {
 		s.wakeIn(ctx, next+10*time.Millisecond)
 	}
-	s.letGo(ctx)
+	s.unfinalize(ctx)
 	return mine
 }
 
-// letGo takes HeartbeatFinalizer off the heartbeats marked for deletion
+// unfinalize takes HeartbeatFinalizer off the heartbeats marked for deletion
 // whose node has not renewed them for their duration since this node saw
 // them (its fence has passed: it holds nothing), so that deleting the
 // heartbeat of a node that is gone completes.
-func (s *spread) letGo(ctx context.Context) {
+func (s *spread) unfinalize(ctx context.Context) {
 	c := s.c
 	now := c.o.Clock.Now()
 	var due []string
