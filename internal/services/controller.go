@@ -161,7 +161,7 @@ type Controller struct {
 	// localDone: the last election of a Local Service's Lease, which a new
 	// one waits for (one elector per Lease at a time).
 	localDone map[string]chan struct{}
-	vips      map[netip.Addr]*held
+	vips      map[netip.Addr]*serviceVIP
 	pools     *ipam.Pools
 	poolsSeen string // the ConfigMap data last parsed
 	stopping  bool
@@ -184,8 +184,8 @@ type Controller struct {
 	informers []*kubeapi.Informer
 }
 
-// held is one VIP this node may own.
-type held struct {
+// serviceVIP is a Service VIP this node may own (it holds it only once its group's claim says so).
+type serviceVIP struct {
 	ov    *owner.VIP
 	local string // the Service key for externalTrafficPolicy: Local; "" = Cluster
 	g     *group
@@ -222,7 +222,7 @@ func New(o Options) (*Controller, error) {
 	}
 	log := o.Logger.With("component", "services")
 	c := &Controller{
-		o: o, log: log, asap: make(chan struct{}, 1), soon: make(chan struct{}, 1), vips: map[netip.Addr]*held{}, ready: make(chan struct{}), based: map[string]map[string]bool{}, unconfirmed: map[string][]netip.Addr{},
+		o: o, log: log, asap: make(chan struct{}, 1), soon: make(chan struct{}, 1), vips: map[netip.Addr]*serviceVIP{}, ready: make(chan struct{}), based: map[string]map[string]bool{}, unconfirmed: map[string][]netip.Addr{},
 		locals: map[string]*group{}, localDone: map[string]chan struct{}{}, seen: leaseView{}, runCtx: context.Background(),
 		poster: &events.Poster{Client: o.EventClient, Node: o.NodeName, Log: log},
 	}
@@ -673,7 +673,7 @@ func (c *Controller) reconcile(ctx context.Context, desired map[netip.Addr]want)
 				c.locals[w.local] = g
 			}
 		}
-		h := c.newHeld(ip, w.local)
+		h := c.newServiceVIP(ip, w.local)
 		h.g, h.svc = g, w.svc
 		c.vips[ip] = h
 		g.add(ip, h.ov)
@@ -692,14 +692,14 @@ func (c *Controller) reconcile(ctx context.Context, desired map[netip.Addr]want)
 	}
 }
 
-func (c *Controller) newHeld(ip netip.Addr, local string) *held {
+func (c *Controller) newServiceVIP(ip netip.Addr, local string) *serviceVIP {
 	log := c.log.With("service", local)
 	if local == "" {
 		log = c.log
 	}
 	ann := announce.New(c.o.Sender, announce.Options{Period: c.o.AnnouncePeriod}, c.o.Clock, log.With("component", "announce"), c.o.Announce)
 	addr := vip.NewAddress(c.o.Kernel, c.o.Interface, netip.PrefixFrom(ip, ip.BitLen()), c.o.Clock.Now)
-	return &held{ov: owner.New(addr, ann, nopPresent{}, c.o.Clock, log), local: local}
+	return &serviceVIP{ov: owner.New(addr, ann, nopPresent{}, c.o.Clock, log), local: local}
 }
 
 type nopPresent struct{}
@@ -708,7 +708,7 @@ func (nopPresent) SetPresent(bool) {}
 
 // stopLocked takes a VIP off this node (S3) and out of its group; the
 // group's next write no longer lists it.
-func (c *Controller) stopLocked(ip netip.Addr, h *held, reason string) {
+func (c *Controller) stopLocked(ip netip.Addr, h *serviceVIP, reason string) {
 	h.ov.Drop(reason)
 	h.g.remove(ip)
 	delete(c.vips, ip)

@@ -321,7 +321,7 @@ func (c *Controller) conflictLocked(ip netip.Addr, mac net.HardwareAddr) func() 
 }
 
 // resolvedLocked returns the Event that says a conflict on ip is over.
-func (c *Controller) resolvedLocked(ip netip.Addr, h *held) func() {
+func (c *Controller) resolvedLocked(ip netip.Addr, h *serviceVIP) func() {
 	if h.conflict == "" || h.svc == nil {
 		return func() {}
 	}
