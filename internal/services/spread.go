@@ -231,24 +231,14 @@ func (s *spread) start() {
 		}
 		// A renewal that changes nothing (the same holder, readiness and
 		// addresses, not expired) changes no placement: planning on it
-		// would cost every node a pass per node per retry period. Expiry
-		// is planned for by a timer (wakeIn); a claim that waits for a
-		// Lease to run out is checked again every retry period.
-		// Only the addresses another node lists changed (it claimed or
-		// let go of some): its claims are checked at once, but the plan
-		// waits for the pacer, so that the burst of heartbeat writes of a
-		// planned move (every node that takes a share writes) costs every
-		// node a few passes, not one per writer (measured at 10 nodes and
-		// 1000 Services: nine passes per node in the first second, which
-		// starved the API server and made the move take 0.9-1.4 s).
-		// No quorum read on a change: an address a read found blocked is
-		// held by claimOnWatch once the watch shows every blocking Lease let go
-		// of it, and read again every retry period otherwise (a Lease
-		// that lapsed or was deleted). A read on every change of another
-		// node's heartbeat, while some address waited, was a quarter of
-		// each node's reads of every Lease (10 nodes, 1000 Services: 37-46
-		// per node in a benchmark run, 29-34 without), on the API server
-		// that a planned move's writes wait for.
+		// would cost every node a pass per node per retry period (expiry
+		// is planned for by a timer, wakeIn). When only the addresses
+		// another node lists changed, its claims are checked at once but
+		// the plan waits for the pacer: a planned move is a burst of
+		// such writes, one per new owner. No quorum read on a change
+		// either: a blocked address is held by claimOnWatch once the watch
+		// shows every blocking Lease let go of it, and read again every
+		// retry period otherwise.
 		if changed, holdsOnly := s.observe(l, gone); changed {
 			c.claimOnWatch(s.g)
 			if holdsOnly {
