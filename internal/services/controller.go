@@ -536,14 +536,7 @@ func (c *Controller) pass(ctx context.Context) {
 		return
 	}
 	c.forget(all)
-	var ours, stale []*corev1.Service
-	for _, s := range all {
-		if ok, _ := c.o.Filter.Ours(s); ok {
-			ours = append(ours, s)
-		} else if s.Annotations[AnnotationHost] != "" || s.Annotations[AnnotationAllocated] != "" {
-			stale = append(stale, s)
-		}
-	}
+	ours, stale := c.sortServices(all)
 	c.mu.Lock()
 	leading := c.cluster.fenceOK()
 	c.mu.Unlock()
@@ -564,13 +557,49 @@ func (c *Controller) pass(ctx context.Context) {
 	// whether there is work for the allocator (allocGate); only the
 	// holder of the Services Lease plans and writes them all.
 	plan := c.memo.get(gen, Input{Services: ours, Pools: pools, PoolsOnly: c.o.PoolsOnly, Reserved: c.reserved(), Others: others, Subnets: subnets, Allocate: leading, Peek: c.sp != nil, Unconfirmed: c.confirm(ours)})
-	desired := map[netip.Addr]want{}
-	// Asked of the kernel only when some Service has an IPv6 address.
-	ipv6 := sync.OnceValue(c.o.HasIPv6)
 	var placed map[netip.Addr]*Entry
 	if c.sp != nil {
 		placed = c.sp.place(ctx, reports)
 	}
+	c.reconcile(ctx, c.desired(ctx, plan, placed, reports))
+
+	if reports {
+		c.report(ctx, plan)
+	}
+	var writes []func()
+	if leading || c.allocGate != nil {
+		// (Not run unless leading: in spread mode they only tell the
+		// allocator's gate whether there is work.)
+		alloc := c.allocatorWrites(ctx, plan, stale)
+		if c.allocGate != nil {
+			c.allocWork(len(alloc) > 0)
+		}
+		if leading {
+			writes = append(writes, alloc...)
+		}
+	}
+	c.runBounded(append(writes, c.ownerWrites(ctx, plan)...))
+}
+
+// sortServices splits the Services into vipd's and those it served before
+// (a write of vipd's is still on them).
+func (c *Controller) sortServices(all []*corev1.Service) (ours, stale []*corev1.Service) {
+	for _, s := range all {
+		if ok, _ := c.o.Filter.Ours(s); ok {
+			ours = append(ours, s)
+		} else if s.Annotations[AnnotationHost] != "" || s.Annotations[AnnotationAllocated] != "" {
+			stale = append(stale, s)
+		}
+	}
+	return ours, stale
+}
+
+// desired are the addresses of the plan this node may hold: in spread
+// mode those placed on it, and IPv6 ones only with IPv6 on the interface.
+func (c *Controller) desired(ctx context.Context, plan []*Entry, placed map[netip.Addr]*Entry, reports bool) map[netip.Addr]want {
+	desired := map[netip.Addr]want{}
+	// Asked of the kernel only when some Service has an IPv6 address.
+	ipv6 := sync.OnceValue(c.o.HasIPv6)
 	for _, e := range plan {
 		if e.Problem != nil || len(e.Allocated) > 0 {
 			continue
@@ -595,24 +624,11 @@ func (c *Controller) pass(ctx context.Context) {
 			desired[ip] = w
 		}
 	}
-	c.reconcile(ctx, desired)
+	return desired
+}
 
-	if reports {
-		c.report(ctx, plan)
-	}
-	var writes []func()
-	if leading || c.allocGate != nil {
-		// (Not run unless leading: in spread mode they only tell the
-		// allocator's gate whether there is work.)
-		alloc := c.allocatorWrites(ctx, plan, stale)
-		if c.allocGate != nil {
-			c.allocWork(len(alloc) > 0)
-		}
-		if leading {
-			writes = append(writes, alloc...)
-		}
-	}
-	writes = append(writes, c.ownerWrites(ctx, plan)...)
+// runBounded runs a pass's writes, at most passWrites × Options.Writers.
+func (c *Controller) runBounded(writes []func()) {
 	if n := passWrites * c.o.Writers; len(writes) > n {
 		// The rest in the next pass, at once: a pass waits for its writes,
 		// and one that did them all kept the node from placing and
