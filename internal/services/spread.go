@@ -315,22 +315,33 @@ func (v beatView) observe(name string, b beat, gone bool, now time.Time) (change
 		p.prior = nil
 		b.prior, b.priorUntil = &p, now.Add(p.dur)
 	}
-	if ok && prev.holds == b.holds {
-		b.since = prev.since
-	} else {
-		b.since = make(map[netip.Addr]time.Time, len(b.listed))
-		for _, ip := range b.listed {
-			if t, seen := prev.since[ip]; seen {
-				b.since[ip] = t
-			} else {
-				b.since[ip] = now
-			}
-		}
-	}
+	b.since = listedSince(prev, ok, b, now)
 	v[name] = b
 	if b.foreign != "" || prev.foreign != "" {
 		return true, false
 	}
+	return b.changedFrom(prev, ok, now)
+}
+
+// listedSince is when this node first saw b list each address (prev, if
+// ok, the version before).
+func listedSince(prev beat, ok bool, b beat, now time.Time) map[netip.Addr]time.Time {
+	if ok && prev.holds == b.holds {
+		return prev.since
+	}
+	since := make(map[netip.Addr]time.Time, len(b.listed))
+	for _, ip := range b.listed {
+		if t, seen := prev.since[ip]; seen {
+			since[ip] = t
+		} else {
+			since[ip] = now
+		}
+	}
+	return since
+}
+
+// changedFrom is observe's answer for b after prev (ok: there was one).
+func (b beat) changedFrom(prev beat, ok bool, now time.Time) (changed, holdsOnly bool) {
 	// Expired as this node saw it: a renewal brings it back to life.
 	expired := ok && now.Sub(prev.at) >= prev.dur
 	same := ok && prev.rv != "deleted" && !expired && prev.holder == b.holder && prev.ready == b.ready && prev.dur == b.dur && prev.stopping == b.stopping
