@@ -628,13 +628,7 @@ func (l *loop) onResult(r result) {
 	s, e := &l.s, l.e
 	s.inflight = false
 	if r.offer {
-		if r.err == nil {
-			e.observe(s, r.lease)
-			e.log.Info("offered to take the Lease over: its holder's Node is cordoned", "holder", holder(r.lease))
-		} else {
-			e.log.Debug("offer to take the Lease over failed; the next version of the Lease decides", "err", r.err)
-		}
-		l.d.try(e.nextTry(s))
+		l.onOffered(r)
 		return
 	}
 	if r.epoch != s.epoch {
@@ -665,39 +659,7 @@ func (l *loop) onResult(r result) {
 		e.observe(s, r.lease)
 		l.release(r.lease, false)
 	case r.err == nil:
-		e.observe(s, r.lease)
-		if s.leading && r.created {
-			// The Lease was deleted under a holder: what it recorded (the
-			// Service VIPs it holds) was gone meanwhile, and another node may
-			// have claimed one. Step down, so every claim starts over.
-			l.stepDown("the Lease was deleted; created it again")
-		}
-		deadline := r.start.Add(e.o.RenewDeadline)
-		if !l.d.now().Before(deadline) {
-			// The answer came too late to count (the fence handles a
-			// holder); the Lease names this node, so try again at once.
-			l.d.try(0)
-			return
-		}
-		if !s.leading {
-			s.leading = true
-			e.o.Recorder.SetLeader(true)
-			e.o.Recorder.Transition()
-			e.log.Info("acquired Lease", "identity", e.o.Identity)
-		}
-		s.deadline, s.covered = deadline, max(s.covered, r.covers)
-		e.o.Guard.Hold(deadline)
-		l.d.fence(deadline.Sub(l.d.now()))
-		if l.handOver() {
-			return
-		}
-		again := s.again && r.covers < s.againAt
-		s.again, s.againAt = false, 0
-		if again {
-			l.d.try(0)
-			return
-		}
-		l.d.try(r.start.Add(e.o.RetryPeriod).Sub(l.d.now()))
+		l.onWritten(r)
 	case apierrors.IsConflict(r.err) || apierrors.IsAlreadyExists(r.err) || apierrors.IsNotFound(r.err):
 		// Someone wrote since we looked: the next attempt starts with a
 		// fresh quorum read, and writes only if the rule still allows.
@@ -705,16 +667,74 @@ func (l *loop) onResult(r result) {
 		s.known = false
 		l.d.try(0)
 	default:
-		if s.leading {
-			e.o.Recorder.RenewFailure()
-			e.log.Warn("renewal failed", "err", r.err, "fenceIn", s.deadline.Sub(l.d.now()).Round(time.Millisecond))
-			if d := s.deadline.Sub(l.d.now()); d > 0 {
-				l.d.try(min(e.o.RetryPeriod/4, d))
-			}
-		} else {
-			e.log.Debug("acquire failed", "err", r.err)
-			l.d.try(e.o.RetryPeriod)
-		}
+		l.onFailed(r)
+	}
+}
+
+// onOffered is the answer to an offer to take the Lease over (its
+// holder's Node is cordoned).
+func (l *loop) onOffered(r result) {
+	s, e := &l.s, l.e
+	if r.err == nil {
+		e.observe(s, r.lease)
+		e.log.Info("offered to take the Lease over: its holder's Node is cordoned", "holder", holder(r.lease))
+	} else {
+		e.log.Debug("offer to take the Lease over failed; the next version of the Lease decides", "err", r.err)
+	}
+	l.d.try(e.nextTry(s))
+}
+
+// onWritten is a successful acquire or renewal: the fence moves to the
+// write's start + renew deadline, unless the answer came after it.
+func (l *loop) onWritten(r result) {
+	s, e := &l.s, l.e
+	e.observe(s, r.lease)
+	if s.leading && r.created {
+		// The Lease was deleted under a holder: what it recorded (the
+		// Service VIPs it holds) was gone meanwhile, and another node may
+		// have claimed one. Step down, so every claim starts over.
+		l.stepDown("the Lease was deleted; created it again")
+	}
+	deadline := r.start.Add(e.o.RenewDeadline)
+	if !l.d.now().Before(deadline) {
+		// The answer came too late to count (the fence handles a
+		// holder); the Lease names this node, so try again at once.
+		l.d.try(0)
+		return
+	}
+	if !s.leading {
+		s.leading = true
+		e.o.Recorder.SetLeader(true)
+		e.o.Recorder.Transition()
+		e.log.Info("acquired Lease", "identity", e.o.Identity)
+	}
+	s.deadline, s.covered = deadline, max(s.covered, r.covers)
+	e.o.Guard.Hold(deadline)
+	l.d.fence(deadline.Sub(l.d.now()))
+	if l.handOver() {
+		return
+	}
+	again := s.again && r.covers < s.againAt
+	s.again, s.againAt = false, 0
+	if again {
+		l.d.try(0)
+		return
+	}
+	l.d.try(r.start.Add(e.o.RetryPeriod).Sub(l.d.now()))
+}
+
+// onFailed is a write that failed for another reason than a race.
+func (l *loop) onFailed(r result) {
+	s, e := &l.s, l.e
+	if !s.leading {
+		e.log.Debug("acquire failed", "err", r.err)
+		l.d.try(e.o.RetryPeriod)
+		return
+	}
+	e.o.Recorder.RenewFailure()
+	e.log.Warn("renewal failed", "err", r.err, "fenceIn", s.deadline.Sub(l.d.now()).Round(time.Millisecond))
+	if d := s.deadline.Sub(l.d.now()); d > 0 {
+		l.d.try(min(e.o.RetryPeriod/4, d))
 	}
 }
 
