@@ -31,7 +31,7 @@ test:
 	@hack/step.sh 1 5 "Debian packages (runc, nftables, iproute2)" hack/deps.sh
 	@hack/step.sh 2 5 "kube-apiserver, etcd, kubectl (cached in ~/.cache/vipd)" hack/build-k8s.sh
 	@hack/step.sh 3 5 "kubelet, kube-proxy, controllers, containerd (cached)" hack/build-node.sh
-	@hack/step.sh 4 5 "lint (gofmt, go vet, staticcheck)" $(MAKE) --no-print-directory lint
+	@hack/step.sh 4 5 "lint (gofmt, go vet, staticcheck, gocyclo)" $(MAKE) --no-print-directory lint
 	@hack/step.sh 5 5 "unit and e2e tests" hack/test.sh
 
 # Unit tests only (no root needed).
@@ -39,11 +39,14 @@ unit:
 	$(GO) test -count=1 ./internal/...
 
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+GOCYCLO ?= github.com/fzipp/gocyclo/cmd/gocyclo@v0.6.0
 
+# gocyclo: no function of the product's code above 20 (tests, the lab, e2e and hack aside).
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
+	$(GO) run $(GOCYCLO) -over 20 -ignore '_test.go|internal/lab/|e2e/|hack/' .
 
 # Failover gaps and two-owner time per fault at the seed's timings and the fast profile, median of 5 runs,
 # and the time to report an address conflict (about 15 minutes).
