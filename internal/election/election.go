@@ -917,11 +917,10 @@ func (e *Elector) observe(s *state, l *coordinationv1.Lease) {
 	if why := s.trust.Check(l); why == "" {
 		s.trusted, s.foreign = l, ""
 	} else if rv(l) != rv(s.observed) || s.foreign == "" {
-		last := s.trusted != nil && LastWrite(ReadSeal(l), ReadSeal(s.trusted))
 		if s.foreign == "" {
-			s.foreignAt, s.trustedLast = now, last
+			s.foreignAt, s.trustedLast = now, true
 		}
-		s.trustedLast = s.trustedLast && last
+		s.trustedLast = s.trustedLast && s.trusted != nil && LastWrite(ReadSeal(l), ReadSeal(s.trusted))
 		s.foreign = why
 		e.sawEdit(why, s.leading)
 	}

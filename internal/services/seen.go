@@ -271,7 +271,7 @@ func (f *finding) notePrior(k string, s seenLease) {
 	if s.unknownAt(f.now) {
 		for ip := range f.wanted {
 			f.listed[ip] = true
-			f.block(ip, k, "", "changed by someone other than its holder before this node saw it")
+			f.block(ip, k, "", "changed by someone other than its holder, whose last write this node has not seen")
 		}
 	}
 	if p := s.priorAt(f.now); p != nil {
