@@ -185,6 +185,55 @@ func announcingRogue(t *testing.T, l *lab.Lab, rogue, holder *lab.Host, addr net
 	t.Logf("the rogue went quiet: resolved after %s: %s", time.Since(quiet).Round(100*time.Millisecond), msg)
 }
 
+// takenBeforeTheFirstClaim: rogue has addr before vipd first claims it for
+// a new Service: the Service gets AddressConflict naming the rogue's MAC, no
+// node holds addr for as long as the rogue has it (each probe is answered),
+// and a node claims it once the rogue lets go.
+func takenBeforeTheFirstClaim(t *testing.T, l *lab.Lab, rogue *lab.Host, addr netip.Addr) {
+	t.Helper()
+	if err := rogue.IPCmd("addr", "add", addr.String()+"/32", "dev", "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	create(t, l.Admin, lbService("default", "taken", port, withIPs(addr.String())))
+	mac := mustLink(t, rogue).Attrs().HardwareAddr.String()
+	waitEventOf(t, l, "default", "taken", corev1.EventTypeWarning, "AddressConflict", mac, 15*time.Second)
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if o, err := l.Owners(addr); err != nil || len(o.Owners) != 0 {
+			t.Fatalf("%s, which the rogue has, is on %v (%v): vipd must not claim it", addr, o.Owners, err)
+		}
+	}
+	if err := rogue.IPCmd("addr", "del", addr.String()+"/32", "dev", "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	left := time.Now()
+	eventually(t, 30*time.Second, "the address claimed once the rogue let go", func() error {
+		_, err := converged(context.Background(), l, []string{"default/taken"}, map[string]string{"default/taken": addr.String()})
+		return err
+	})
+	t.Logf("the rogue let go of %s: claimed %s later", addr, time.Since(left).Round(100*time.Millisecond))
+}
+
+// TestSpreadProbesBeforeAFirstClaim: in spread mode too, an address another
+// host has before vipd first claims it is asked on the wire first and not
+// claimed while it answers (the node's own heartbeat, which lists it
+// before the claim check reads, is no sign that a vipd node had it).
+func TestSpreadProbesBeforeAFirstClaim(t *testing.T) {
+	l, sc := servicesLab(t)
+	sc = withEnv(sc, "svc_election=true")
+	for _, n := range l.Nodes {
+		if _, err := l.Admin.CoreV1().Nodes().Create(context.Background(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.Name}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	create(t, l.Admin, lbService("default", "web", port, withIPs("198.51.100.210")))
+	startDaemons(t, l, sc)
+	eventually(t, 30*time.Second, "the first Service's VIP announced", func() error {
+		_, err := converged(context.Background(), l, []string{"default/web"}, map[string]string{"default/web": "198.51.100.210"})
+		return err
+	})
+	takenBeforeTheFirstClaim(t, l, l.CP, netip.MustParseAddr("198.51.100.211"))
+}
+
 // TestAddressConflict: a rogue host on the segment takes the control-plane
 // VIP, then a Service VIP, while vipd holds them: each is reported
 // (AddressConflict naming the rogue's MAC, vipd_address_conflicts_total on
@@ -240,26 +289,7 @@ func TestAddressConflict(t *testing.T) {
 	rogueConflict(t, l, rogue, svcHolder, svcIP, "default", "web")
 	announcingRogue(t, l, rogue, holder, l.VIP)
 
-	// The rogue has the address before vipd first claims it.
-	taken := netip.MustParseAddr("198.51.100.211")
-	if err := rogue.IPCmd("addr", "add", taken.String()+"/32", "dev", "eth0"); err != nil {
-		t.Fatal(err)
-	}
-	create(t, l.Admin, lbService("default", "taken", port, withIPs(taken.String())))
-	mac := mustLink(t, rogue).Attrs().HardwareAddr.String()
-	waitEventOf(t, l, "default", "taken", corev1.EventTypeWarning, "AddressConflict", mac, 15*time.Second)
-	if o, err := l.Owners(taken); err != nil || len(o.Owners) != 0 {
-		t.Errorf("%s, which the rogue has, is on %v (%v): vipd must not claim it", taken, o.Owners, err)
-	}
-	if err := rogue.IPCmd("addr", "del", taken.String()+"/32", "dev", "eth0"); err != nil {
-		t.Fatal(err)
-	}
-	left := time.Now()
-	eventually(t, 30*time.Second, "the address claimed once the rogue let go", func() error {
-		_, err := converged(ctx, l, []string{"default/taken"}, map[string]string{"default/taken": taken.String()})
-		return err
-	})
-	t.Logf("the rogue let go of %s: claimed %s later", taken, time.Since(left).Round(100*time.Millisecond))
+	takenBeforeTheFirstClaim(t, l, rogue, netip.MustParseAddr("198.51.100.211"))
 
 	// Failovers between vipd nodes are no conflict: the previous owner's
 	// announcements stop before the new owner claims.

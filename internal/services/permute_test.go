@@ -499,7 +499,7 @@ func (w *pWorld) event(n *pNode, ev string) {
 			instance: e.l.token, seal: w.seal(e.l)}
 		n.beats.observe(e.lease, b, e.gone, w.now)
 		if !e.gone {
-			n.seen.saw(w.version(e.lease, e.l), w.now)
+			n.seen.watched(pNS+"/"+name, w.version(e.lease, e.l), w.now)
 		}
 		if e.lease == name && !e.gone {
 			w.own(n, e.l)
@@ -1128,19 +1128,28 @@ func TestPermuteSpreadProbe(t *testing.T) {
 		t.Fatal(bad)
 	}
 	t.Logf("%d states, no address on two nodes", n)
-	// The probe path is taken: one node alone, its read answered before
-	// its watch delivered its own heartbeat, holds both addresses after
-	// their probe. (Once its view has its own heartbeat, the claim check
-	// counts the addresses it lists as listed by a Lease, and probes none:
-	// in spread mode the probe before a first claim is skipped, as the
-	// real controller does; see the session notes.)
-	m := newWorld(1, 2)
-	m.probing = true
-	for _, act := range []string{"write0", "commit0", "answer0", "write0", "commit0", "answer0", "read0", "use0", "probed0"} {
-		m.step(t, act)
-	}
-	if len(m.nodes[0].kernel) != 2 || !strings.Contains(strings.Join(m.trace, " "), "probed0") {
-		t.Fatalf("after its probe a holds %v; want both", m.nodes[0].kernel)
+	// The probe path is taken, whether the read answers before the watch
+	// delivered the node's own heartbeat or after: one node alone holds
+	// neither address until their probe, and both after it. (Its own
+	// heartbeat lists them; were it in the claim check's view, they would
+	// count as listed by another vipd node, and never be probed.)
+	for _, delivered := range []bool{false, true} {
+		m := newWorld(1, 2)
+		m.probing = true
+		acts := []string{"write0", "commit0", "answer0", "write0", "commit0", "answer0"}
+		if delivered {
+			acts = []string{"write0", "commit0", "answer0", "deliver0", "write0", "commit0", "answer0", "deliver0"}
+		}
+		for _, act := range append(acts, "read0", "use0") {
+			m.step(t, act)
+		}
+		if a := m.nodes[0]; len(a.kernel) != 0 || len(a.probes) != 1 {
+			t.Fatalf("own heartbeat delivered %v: after its read a holds %v with %d probes; want none held, one probe", delivered, a.kernel, len(a.probes))
+		}
+		m.step(t, "probed0")
+		if len(m.nodes[0].kernel) != 2 {
+			t.Fatalf("own heartbeat delivered %v: after its probe a holds %v; want both", delivered, m.nodes[0].kernel)
+		}
 	}
 }
 

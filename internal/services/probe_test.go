@@ -76,14 +76,25 @@ func eventMessage(client *fake.Clientset, name, reason string) (string, error) {
 // TestProbeBeforeTheFirstClaim: another host answers for the address a new
 // Service asks for. vipd does not put it on the interface nor write status,
 // and says who answers; once nobody answers, it claims the address and says
-// the conflict is over.
+// the conflict is over. In both modes: in spread mode the node's own
+// heartbeat, which lists the address before the claim check reads, is not
+// another vipd node's listing.
 func TestProbeBeforeTheFirstClaim(t *testing.T) {
+	for _, spread := range []bool{false, true} {
+		t.Run(map[bool]string{false: "single_holder", true: "spread"}[spread], func(t *testing.T) {
+			probeBeforeTheFirstClaim(t, Options{NodeName: "n1", Spread: spread, Settle: 500 * time.Millisecond})
+		})
+	}
+}
+
+func probeBeforeTheFirstClaim(t *testing.T, o Options) {
 	api, client := newCluster(lb("default", "web", 0, annotate(AnnotationIPs, "198.51.100.100")))
 	w := newWire()
 	rogue := net.HardwareAddr{0x02, 0, 0, 0, 0, 0x99}
 	w.set("198.51.100.100", rogue)
 	k := viptest.New(nil)
-	run(t, Options{Client: api.client(0), Kernel: k, NodeName: "n1", Probe: w.probe})
+	o.Client, o.Kernel, o.Probe = api.client(0), k, w.probe
+	run(t, o)
 	waitFor(t, "AddressConflict Event", func() error {
 		msg, err := eventMessage(client, "web", "AddressConflict")
 		if err == nil && (!strings.Contains(msg, "198.51.100.100") || !strings.Contains(msg, rogue.String()) || !strings.Contains(msg, "default/web")) {

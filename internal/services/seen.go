@@ -173,6 +173,17 @@ func (w leaseView) saw(v leaseVersion, now time.Time) seenLease {
 	return n
 }
 
+// watched records v as the watch delivered it, unless it is a version of
+// own, the Lease of the group that asks: the claim check counts other
+// Leases only (the read leaves own out), and this node's own listing,
+// counted as another's, would make every address it lists look held by a
+// vipd node, and never probed before a first claim (S7).
+func (w leaseView) watched(own string, v leaseVersion, now time.Time) {
+	if v.key != own {
+		w.saw(v, now)
+	}
+}
+
 // claimed records a quorum read of the Leases (list: every Lease that
 // carries HoldsAnnotation, but self, this node's own) and returns, for
 // each address of want that another node may still hold, the Lease that

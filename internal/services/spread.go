@@ -275,7 +275,7 @@ func (s *spread) observe(l *coordinationv1.Lease, gone bool) (changed, holdsOnly
 	s.mu.Unlock()
 	if !gone {
 		c.seenMu.Lock()
-		c.seen.saw(versionOf(l, c.o.LeaseDuration), now)
+		c.seen.watched(s.g.lease, versionOf(l, c.o.LeaseDuration), now)
 		c.seenMu.Unlock()
 	}
 	return changed, holdsOnly
