@@ -13,14 +13,14 @@ import (
 // so that a burst of new Services is one term); then the holder releases
 // it. In steady state nobody holds it, and spread mode writes only the
 // heartbeats (one per node per retry period) and the control-plane Lease.
-func (c *Controller) newAllocGate(idle time.Duration) *gate.Gate {
-	return gate.New(false, "spread mode: no pool address to allocate and nothing to clear for "+idle.String()+" (the Services Lease is held only while there is)", c.o.Clock)
+func (s *spread) newAllocGate(idle time.Duration) *gate.Gate {
+	return gate.New(false, "spread mode: no pool address to allocate and nothing to clear for "+idle.String()+" (the Services Lease is held only while there is)", s.c.o.Clock)
 }
 
-// allocWork records whether the last pass found work for the allocator.
-func (c *Controller) allocWork(work bool) {
-	c.allocGate.Set(work, "")
+// allocating records whether the last pass found work for the allocator.
+func (s *spread) allocating(work bool) {
+	s.alloc.Set(work, "")
 	if work {
-		c.allocGate.OpenUntil(c.o.Clock.Now().Add(c.o.LeaseDuration))
+		s.alloc.OpenUntil(s.c.o.Clock.Now().Add(s.c.o.LeaseDuration))
 	}
 }

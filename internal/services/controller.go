@@ -28,7 +28,6 @@ import (
 	"github.com/vipd/vipd/internal/conflict"
 	"github.com/vipd/vipd/internal/election"
 	"github.com/vipd/vipd/internal/events"
-	"github.com/vipd/vipd/internal/gate"
 	"github.com/vipd/vipd/internal/ipam"
 	"github.com/vipd/vipd/internal/kubeapi"
 	"github.com/vipd/vipd/internal/owner"
@@ -146,21 +145,18 @@ type Controller struct {
 
 	runCtx context.Context
 
-	excludeGate *gate.Gate    // single-holder mode: ExcludeLabel keeps this node out
-	allocGate   *gate.Gate    // spread mode: the Services Lease only while allocating
-	passTurn    int           // where the next pass with too many writes starts (pass only)
-	memo        planMemo      // the last plan
-	failed      atomic.Uint64 // writes that failed (retry)
-	retrying    atomic.Bool   // a pass is due a second after a failed write
-	// sp is spread mode (nil: one Services Lease holder owns every Cluster VIP).
-	sp *spread
+	passTurn int           // where the next pass with too many writes starts (pass only)
+	memo     planMemo      // the last plan
+	failed   atomic.Uint64 // writes that failed (retry)
+	retrying atomic.Bool   // a pass is due a second after a failed write
+	// st is the ownership strategy: the single-holder mode (holder) or
+	// spread mode (spread).
+	st strategy
 
-	mu      sync.Mutex
-	cluster *group            // the Services Lease: every Cluster VIP
-	locals  map[string]*group // Local Services' Leases, by Service key
-	// localDone: the last election of a Local Service's Lease, which a new
-	// one waits for (one elector per Lease at a time).
-	localDone map[string]chan struct{}
+	mu sync.Mutex
+	// cluster is the Services Lease: every Cluster VIP in the
+	// single-holder mode; in spread mode it only allocates.
+	cluster   *group
 	vips      map[netip.Addr]*serviceVIP
 	pools     *ipam.Pools
 	poolsSeen string // the ConfigMap data last parsed
@@ -223,24 +219,20 @@ func New(o Options) (*Controller, error) {
 	log := o.Logger.With("component", "services")
 	c := &Controller{
 		o: o, log: log, asap: make(chan struct{}, 1), soon: make(chan struct{}, 1), vips: map[netip.Addr]*serviceVIP{}, ready: make(chan struct{}), based: map[string]map[string]bool{}, unconfirmed: map[string][]netip.Addr{},
-		locals: map[string]*group{}, localDone: map[string]chan struct{}{}, seen: leaseView{}, runCtx: context.Background(),
+		seen: leaseView{}, runCtx: context.Background(),
 		poster: &events.Poster{Client: o.EventClient, Node: o.NodeName, Log: log},
 	}
 	c.cluster = c.newGroup(o.LeaseNamespace + "/" + o.LeaseName)
-	var elGate election.Gate
-	if !o.Spread {
-		// In spread mode the Services Lease only allocates; the heartbeat
-		// placement honours the label.
-		c.excludeGate = gate.New(true, "this Node is labelled "+ExcludeLabel, o.Clock)
-		elGate = c.excludeGate
+	if o.Spread {
+		sp, err := c.newSpread()
+		if err != nil {
+			return nil, err
+		}
+		c.st = sp
 	} else {
-		c.allocGate = c.newAllocGate(o.LeaseDuration)
-		elGate = c.allocGate
+		c.st = c.newHolder()
 	}
-	var standby election.Standby
-	if !o.Spread && o.Standby != nil {
-		standby = o.Standby
-	}
+	elGate, standby := c.st.servicesLease()
 	el, err := election.New(election.Options{
 		Gate: elGate, Standby: standby,
 		Client: o.Client, Namespace: o.LeaseNamespace, Name: o.LeaseName, Identity: o.NodeName,
@@ -258,11 +250,6 @@ func New(o Options) (*Controller, error) {
 			Probe: o.Probe, Listen: o.Listen, Held: c.heldAddrs, Every: o.WatchEvery,
 			Report: c.wireConflict, Resolve: c.wireResolved, Clock: o.Clock, Logger: log,
 		})
-	}
-	if o.Spread {
-		if c.sp, err = c.newSpread(); err != nil {
-			return nil, err
-		}
 	}
 	return c, nil
 }
@@ -285,10 +272,8 @@ func (c *Controller) Ready() error {
 		}
 		return errors.New("services: caches not synced yet")
 	}
-	if c.sp != nil {
-		if err := c.sp.el.Ready(); err != nil {
-			return err
-		}
+	if err := c.st.ready(); err != nil {
+		return err
 	}
 	return c.elector.Ready()
 }
@@ -301,10 +286,7 @@ func (c *Controller) Check() error {
 	if c.cluster.k.leading && !c.cluster.fenceOK() {
 		return fmt.Errorf("services: leader of %s/%s but no successful renewal: fence passed", c.o.LeaseNamespace, c.o.LeaseName)
 	}
-	if c.sp != nil && c.sp.g.k.leading && !c.sp.g.fenceOK() {
-		return fmt.Errorf("services: heartbeat %s not renewed: fence passed", c.sp.g.lease)
-	}
-	return nil
+	return c.st.check()
 }
 
 // Holding counts the Service VIPs on this node's interface.
@@ -362,16 +344,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	c.sweep()
 	c.runCtx = ctx
 	close(c.ready)
-	if c.sp != nil {
-		c.sp.decideReady()
-		c.wg.Add(1)
-		go func() {
-			defer c.wg.Done()
-			if err := c.sp.el.Run(live); err != nil {
-				c.log.Error("heartbeat election ended", "err", err)
-			}
-		}()
-	}
+	c.st.run(live)
 
 	if c.monitor != nil {
 		c.wg.Add(1)
@@ -390,9 +363,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	}()
 	c.planNow()
 	schedule(ctx, c.o.Clock, c.asap, c.soon, func() { c.pass(ctx) })
-	if c.sp != nil {
-		c.sp.handOver(live, handOverWait)
-	}
+	c.st.handOver(live, handOverWait)
 	c.mu.Lock()
 	c.stopping = true
 	for ip, h := range c.vips {
@@ -428,9 +399,7 @@ func (c *Controller) startInformers(ctx context.Context) {
 		return []string{s.Namespace + "/" + s.Labels[discoveryv1.LabelServiceName]}, nil
 	}}, onChange)
 	c.slices = ei.GetIndexer()
-	if c.sp != nil {
-		c.sp.start()
-	}
+	c.st.watch()
 	c.startOthers(onChange)
 
 	// The pools ConfigMap: the seed's ClusterRole cannot read ConfigMaps;
@@ -544,10 +513,7 @@ func (c *Controller) pass(ctx context.Context) {
 	// allocator in the single-holder mode; in spread mode, where the
 	// allocator exists only while there is something to allocate, one
 	// node that every node's view agrees on (spread.reporter).
-	reports := leading
-	if c.sp != nil {
-		reports = c.sp.reporter()
-	}
+	reports := c.st.reports(leading)
 	c.mu.Lock()
 	pools := c.readPools(ctx, reports)
 	c.mu.Unlock()
@@ -556,23 +522,19 @@ func (c *Controller) pass(ctx context.Context) {
 	// In spread mode every node peeks at the allocations, so that it knows
 	// whether there is work for the allocator (allocGate); only the
 	// holder of the Services Lease plans and writes them all.
-	plan := c.memo.get(gen, Input{Services: ours, Pools: pools, PoolsOnly: c.o.PoolsOnly, Reserved: c.reserved(), Others: others, Subnets: subnets, Allocate: leading, Peek: c.sp != nil, Unconfirmed: c.confirm(ours)})
-	var placed map[netip.Addr]*Entry
-	if c.sp != nil {
-		placed = c.sp.place(ctx, reports)
-	}
-	c.reconcile(ctx, c.desired(ctx, plan, placed, reports))
+	plan := c.memo.get(gen, Input{Services: ours, Pools: pools, PoolsOnly: c.o.PoolsOnly, Reserved: c.reserved(), Others: others, Subnets: subnets, Allocate: leading, Peek: c.st.peeks(), Unconfirmed: c.confirm(ours)})
+	c.reconcile(ctx, c.desired(ctx, plan, c.st.place(ctx, reports), reports))
 
 	if reports {
 		c.report(ctx, plan)
 	}
 	var writes []func()
-	if leading || c.allocGate != nil {
+	if peeks := c.st.peeks(); leading || peeks {
 		// (Not run unless leading: in spread mode they only tell the
 		// allocator's gate whether there is work.)
 		alloc := c.allocatorWrites(ctx, plan, stale)
-		if c.allocGate != nil {
-			c.allocWork(len(alloc) > 0)
+		if peeks {
+			c.st.allocating(len(alloc) > 0)
 		}
 		if leading {
 			writes = append(writes, alloc...)
@@ -594,9 +556,9 @@ func (c *Controller) sortServices(all []*corev1.Service) (ours, stale []*corev1.
 	return ours, stale
 }
 
-// desired are the addresses of the plan this node may hold: in spread
-// mode those placed on it, and IPv6 ones only with IPv6 on the interface.
-func (c *Controller) desired(ctx context.Context, plan []*Entry, placed map[netip.Addr]*Entry, reports bool) map[netip.Addr]want {
+// desired are the addresses of the plan this node may hold: those the
+// placement puts here, and IPv6 ones only with IPv6 on the interface.
+func (c *Controller) desired(ctx context.Context, plan []*Entry, p placement, reports bool) map[netip.Addr]want {
 	desired := map[netip.Addr]want{}
 	// Asked of the kernel only when some Service has an IPv6 address.
 	ipv6 := sync.OnceValue(c.o.HasIPv6)
@@ -605,20 +567,20 @@ func (c *Controller) desired(ctx context.Context, plan []*Entry, placed map[neti
 			continue
 		}
 		for _, ip := range e.Addrs {
-			if c.sp != nil && placed[ip] == nil {
+			if !p.here(ip) {
 				continue // spread mode: placed on another node, or on none
 			}
 			if ip.Is6() && !ipv6() {
 				// Said by the node it is placed on (spread mode), else by
 				// the allocator or a node with a local endpoint.
-				if c.sp != nil || reports || e.Local && c.localReady(e.Key) {
+				if p.named || reports || e.Local && c.localReady(e.Key) {
 					c.poster.Post(ctx, ref(e.Svc, "Service"), corev1.EventTypeWarning, "NoIPv6",
 						fmt.Sprintf("service %s asks for IPv6 address %s, but interface %s on node %s has no global IPv6 address, so vipd does not announce it: give the nodes IPv6 on that interface, or use an IPv4 address", e.Key, ip, c.o.Interface, c.o.NodeName))
 				}
 				continue
 			}
 			w := want{svc: e.Svc}
-			if e.Local && c.sp == nil {
+			if e.Local && p.locals {
 				w.local = e.Key // its own Lease (spread mode: the heartbeat)
 			}
 			desired[ip] = w
@@ -679,33 +641,13 @@ func (c *Controller) reconcile(ctx context.Context, desired map[netip.Addr]want)
 			h.svc = w.svc
 			continue
 		}
-		g := c.cluster
-		if c.sp != nil {
-			g = c.sp.g
-		}
-		if w.local != "" {
-			if g = c.locals[w.local]; g == nil {
-				g = c.newGroup(w.svc.Namespace + "/" + LocalLeasePrefix + w.svc.Name)
-				c.locals[w.local] = g
-			}
-		}
+		g := c.st.assign(ip, w)
 		h := c.newServiceVIP(ip, w.local)
 		h.g, h.svc = g, w.svc
 		c.vips[ip] = h
 		g.add(ip, h.ov)
 	}
-	for k, g := range c.locals {
-		switch ready := c.localReady(k); {
-		case len(g.vips) == 0:
-			g.stopElection("the Service has no VIP any more")
-			delete(c.locals, k)
-		case ready && g.cancel == nil:
-			c.startLocal(ctx, k, g, svcs[k])
-		case !ready && g.cancel != nil:
-			c.log.Info("no ready local endpoint any more: giving up the VIP", "service", k)
-			g.stopElection("no ready local endpoint")
-		}
-	}
+	c.st.reconciled(ctx, svcs)
 }
 
 func (c *Controller) newServiceVIP(ip netip.Addr, local string) *serviceVIP {
@@ -728,61 +670,4 @@ func (c *Controller) stopLocked(ip netip.Addr, h *serviceVIP, reason string) {
 	h.ov.Drop(reason)
 	h.g.remove(ip)
 	delete(c.vips, ip)
-}
-
-// stopElection ends a Local Service's election (c.mu held): its addresses
-// are dropped first, then the election steps down and releases in the
-// background.
-func (g *group) stopElection(reason string) {
-	for _, ov := range g.vips {
-		ov.Drop(reason)
-	}
-	if g.cancel != nil {
-		g.cancel()
-		g.cancel = nil
-	}
-}
-
-// startLocal joins the election of a Local Service's Lease: one elector
-// for all its addresses, started only after the previous elector of the
-// same Lease has released it.
-func (c *Controller) startLocal(ctx context.Context, k string, g *group, svc *corev1.Service) {
-	el, err := election.New(election.Options{
-		Client: c.o.Client, Namespace: svc.Namespace, Name: LocalLeasePrefix + svc.Name, Identity: c.o.NodeName,
-		LeaseDuration: c.o.LeaseDuration, RenewDeadline: c.o.RenewDeadline, RetryPeriod: c.o.RetryPeriod,
-		Annotations: func() map[string]string {
-			a := g.annotations()
-			a[election.VIPAnnotation] = a[HoldsAnnotation]
-			return a
-		},
-		Guard: g, Clock: c.o.Clock, Logger: c.log,
-		Instance: c.o.Instance, OnEdited: c.edited(svc.Namespace, LocalLeasePrefix+svc.Name),
-	})
-	if err != nil {
-		c.log.Error("cannot start the Service's election", "service", k, "err", err)
-		return
-	}
-	lctx, cancel := context.WithCancel(ctx)
-	prev, done := c.localDone[k], make(chan struct{})
-	g.el, g.cancel = el, cancel
-	c.localDone[k] = done
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		defer close(done)
-		if prev != nil {
-			<-prev // the previous election of this Lease has released it
-		}
-		_ = el.Run(lctx)
-		c.mu.Lock()
-		if c.localDone[k] == done {
-			delete(c.localDone, k)
-		}
-		c.mu.Unlock()
-	}()
-}
-
-// localReady reports whether this node has a ready endpoint of the Service.
-func (c *Controller) localReady(svcKey string) bool {
-	return slices.Contains(c.endpointNodes(svcKey), c.o.NodeName)
 }

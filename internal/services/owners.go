@@ -441,9 +441,7 @@ func (c *Controller) wireResolved(f conflict.Finding) {
 // renewAll asks every Lease this node may hold to be written now.
 func (c *Controller) renewAll() {
 	c.elector.Renew()
-	if c.sp != nil {
-		c.sp.el.Renew()
-	}
+	c.st.renew()
 }
 
 // serviceOf is the Service whose address ip is on this node (nil: none).

@@ -37,9 +37,9 @@ func (c *Controller) startOthers(onChange cache.ResourceEventHandler) {
 	nodes := kubeapi.New("Nodes", c.o.Client.CoreV1().Nodes().List, c.o.Client.CoreV1().Nodes().Watch, nil)
 	nodes.Forbidden = "cannot list Nodes (forbidden by RBAC), so a Service could ask for a node's address: add {apiGroups: [\"\"], resources: [\"nodes\"], verbs: [\"list\", \"watch\"]} to ClusterRole system:kube-vip-role"
 	ni := c.inform(nodes, &corev1.Node{}, nil, onChange, cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { c.updateExcluded() },
-		UpdateFunc: func(any, any) { c.updateExcluded() },
-		DeleteFunc: func(any) { c.updateExcluded() },
+		AddFunc:    func(any) { c.st.nodesChanged() },
+		UpdateFunc: func(any, any) { c.st.nodesChanged() },
+		DeleteFunc: func(any) { c.st.nodesChanged() },
 	})
 	c.nodeLister = listerscorev1.NewNodeLister(ni.GetIndexer())
 	sel := discoveryv1.LabelServiceName + "=kubernetes"
@@ -137,21 +137,4 @@ func lastAddr(p netip.Prefix) netip.Addr {
 	}
 	ip, _ := netip.AddrFromSlice(b)
 	return ip
-}
-
-// updateExcluded closes the Services Lease's gate (single-holder mode)
-// while this Node carries ExcludeLabel, as the Node cache shows it.
-func (c *Controller) updateExcluded() {
-	if c.excludeGate == nil || c.nodeLister == nil {
-		return
-	}
-	closed := c.excluded(c.o.NodeName)
-	if !c.excludeGate.Set(!closed, "") {
-		return
-	}
-	if closed {
-		c.log.Info("this Node is labelled "+ExcludeLabel+": giving up the Services Lease and its VIPs", "node", c.o.NodeName)
-	} else {
-		c.log.Info("label "+ExcludeLabel+" removed: competing for the Services Lease again", "node", c.o.NodeName)
-	}
 }

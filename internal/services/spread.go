@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/vipd/vipd/internal/election"
+	"github.com/vipd/vipd/internal/gate"
 	"github.com/vipd/vipd/internal/kubeapi"
 	"github.com/vipd/vipd/internal/lease"
 )
@@ -131,6 +132,8 @@ type spread struct {
 	g      *group // this node's heartbeat: every VIP placed here
 	el     *election.Elector
 	settle time.Duration
+	// alloc is the Services Lease's gate: open only while allocating.
+	alloc *gate.Gate
 
 	mu      sync.Mutex
 	beats   beatView  // by Lease name: the heartbeats, and the Services Lease
@@ -154,6 +157,7 @@ func (c *Controller) newSpread() (*spread, error) {
 	if s.settle <= 0 {
 		s.settle = 2 * c.o.LeaseDuration
 	}
+	s.alloc = s.newAllocGate(c.o.LeaseDuration)
 	s.g = c.newGroup(c.o.LeaseNamespace + "/" + HeartbeatName(c.o.NodeName))
 	s.g.lapsed, s.g.waited = s.lapsed, s.waited
 	el, err := election.New(election.Options{
@@ -208,12 +212,50 @@ func (s *spread) lapsed(reason string) {
 	}
 }
 
-// start watches the heartbeats (Leases named HeartbeatPrefix* in the
+// servicesLease: in spread mode the Services Lease holds no VIP and only
+// allocates (alloc); the heartbeat's placement honours ExcludeLabel and
+// cordons.
+func (s *spread) servicesLease() (election.Gate, election.Standby) { return s.alloc, nil }
+
+func (s *spread) nodesChanged() {}
+func (s *spread) peeks() bool   { return true }
+
+// run decides whether this node settles first, and renews its heartbeat
+// until live ends (after the hand-over of a planned stop).
+func (s *spread) run(live context.Context) {
+	c := s.c
+	s.decideReady()
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		if err := s.el.Run(live); err != nil {
+			c.log.Error("heartbeat election ended", "err", err)
+		}
+	}()
+}
+
+func (s *spread) ready() error { return s.el.Ready() }
+
+func (s *spread) check() error {
+	if s.g.k.leading && !s.g.fenceOK() {
+		return fmt.Errorf("services: heartbeat %s not renewed: fence passed", s.g.lease)
+	}
+	return nil
+}
+
+func (s *spread) renew() { s.el.Renew() }
+
+// assign: every address placed here waits on this node's heartbeat.
+func (s *spread) assign(netip.Addr, want) *group { return s.g }
+
+func (s *spread) reconciled(context.Context, map[string]*corev1.Service) {}
+
+// watch watches the heartbeats (Leases named HeartbeatPrefix* in the
 // Leases' namespace). Every change re-plans, and holds the addresses
 // waiting for another node to let go once the watch shows it did
 // (Controller.claimOnWatch): a planned move is claimed as soon as the old owner's
 // heartbeat says it let go, without another read.
-func (s *spread) start() {
+func (s *spread) watch() {
 	c := s.c
 	leases := c.o.Client.CoordinationV1().Leases(c.o.LeaseNamespace)
 	src := kubeapi.New("Leases in "+c.o.LeaseNamespace, leases.List, leases.Watch, nil)
@@ -518,11 +560,11 @@ func (s *spread) nodes() (nodes []string, next time.Duration) {
 	return eligible(live, c.excluded, c.cordoned), next
 }
 
-// reporter reports whether this node posts the Events about bad input
+// reports: whether this node posts the Events about bad input
 // and Services no node can hold: the first of the live, eligible nodes
 // (every node's view agrees but for moments, when two may post one
 // Event); with none eligible, the first of the live ones and this one.
-func (s *spread) reporter() bool {
+func (s *spread) reports(bool) bool {
 	c := s.c
 	nodes, _ := s.nodes()
 	if len(nodes) == 0 {
@@ -541,11 +583,12 @@ func (s *spread) reporter() bool {
 // Spread reports, in spread mode, how many nodes this node sees live and
 // eligible, and whether it is ready itself (zero and false otherwise).
 func (c *Controller) Spread() (nodes int, ready bool) {
-	if c.sp == nil {
+	s, ok := c.st.(*spread)
+	if !ok {
 		return 0, false
 	}
-	n, _ := c.sp.nodes()
-	return len(n), c.sp.isReady()
+	n, _ := s.nodes()
+	return len(n), s.isReady()
 }
 
 // Beat is one node's heartbeat as this node observed it (for metrics).
@@ -558,10 +601,10 @@ type Beat struct {
 // Beats reports, in spread mode, every node's heartbeat that has a holder,
 // as this node observed it, by node name (nil otherwise).
 func (c *Controller) Beats() []Beat {
-	if c.sp == nil {
+	s, ok := c.st.(*spread)
+	if !ok {
 		return nil
 	}
-	s := c.sp
 	now := c.o.Clock.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -736,7 +779,7 @@ func (s *spread) legacy() map[netip.Addr]bool {
 // place returns the addresses of the last plan (planMemo) placed on this
 // node, and posts a Warning (if this node reports, once) for Services no
 // eligible node can hold.
-func (s *spread) place(ctx context.Context, reports bool) map[netip.Addr]*Entry {
+func (s *spread) place(ctx context.Context, reports bool) placement {
 	c := s.c
 	nodes, next := s.nodes()
 	if seen := strings.Join(nodes, ","); seen != s.lastNodes {
@@ -771,7 +814,7 @@ func (s *spread) place(ctx context.Context, reports bool) map[netip.Addr]*Entry 
 		s.wakeIn(ctx, next+10*time.Millisecond)
 	}
 	s.unfinalize(ctx)
-	return mine
+	return placement{here: func(ip netip.Addr) bool { return mine[ip] != nil }, named: true}
 }
 
 // unfinalize takes HeartbeatFinalizer off the heartbeats marked for deletion
