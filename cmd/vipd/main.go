@@ -406,18 +406,22 @@ func servicesController(cfg *config.Config, rc *rest.Config, reg prometheus.Regi
 	}
 	iface := cfg.SvcInterface
 	ctl, err := services.New(services.Options{
-		Client: client, EventClient: evClient, Kernel: kernel, Sender: &announce.Link{Interface: iface}, Interface: iface,
-		HasIPv6: func() bool { return hasIPv6(kernel, iface) },
-		Link: func() (services.Link, error) {
-			p, gw, err := kernel.Neighbourhood(iface)
-			return services.Link{Prefixes: p, Gateways: gw}, err
-		},
-		Probe: prober(iface), Listen: listener(iface),
-		WatchEvery: time.Second, OnConflict: onConflict, MAC: macOf(iface),
+		Client: client, EventClient: evClient,
 		Namespace: cfg.SvcNamespace, LeaseNamespace: cfg.Namespace, LeaseName: cfg.SvcLeaseName, NodeName: cfg.NodeName,
 		LeaseDuration: cfg.LeaseDuration, RenewDeadline: cfg.RenewDeadline, RetryPeriod: cfg.RetryPeriod,
-		AnnouncePeriod: cfg.ARPRate, Filter: services.ClassFilter{Name: cfg.LBClassName, Only: cfg.LBClassOnly}, PoolsOnly: cfg.SvcPoolsOnly, Spread: cfg.SvcSpread,
-		Reserved: reserved, Standby: standby, Leader: m, Announce: m.Announced, Logger: log, Instance: instance, API: api,
+		Filter: services.ClassFilter{Name: cfg.LBClassName, Only: cfg.LBClassOnly}, PoolsOnly: cfg.SvcPoolsOnly, Spread: cfg.SvcSpread,
+		Reserved: reserved, Standby: standby, Leader: m, Logger: log, Instance: instance, API: api,
+		Datapath: services.Datapath{
+			Kernel: kernel, Sender: &announce.Link{Interface: iface}, Interface: iface,
+			AnnouncePeriod: cfg.ARPRate, Announce: m.Announced,
+			HasIPv6: func() bool { return hasIPv6(kernel, iface) },
+			Link: func() (services.Link, error) {
+				p, gw, err := kernel.Neighbourhood(iface)
+				return services.Link{Prefixes: p, Gateways: gw}, err
+			},
+			Probe: prober(iface), Listen: listener(iface),
+			WatchEvery: time.Second, OnConflict: onConflict, MAC: macOf(iface),
+		},
 	})
 	if err != nil {
 		return nil, err

@@ -45,10 +45,10 @@ func BenchmarkPlanAndPlace(b *testing.B) {
 func BenchmarkSpreadPass(b *testing.B) {
 	objs, _ := spreadServicesN(1000)
 	api, _ := newCluster(objs...)
-	o := Options{Client: api.client(0), Kernel: viptest.New(nil), NodeName: "n1", Spread: true, Settle: time.Millisecond,
-		Sender: sender{}, Interface: "eth0", LeaseNamespace: "kube-system", LeaseName: "plndr-svcs-lock",
+	o := Options{Client: api.client(0), NodeName: "n1", Spread: true, Settle: time.Millisecond,
+		LeaseNamespace: "kube-system", LeaseName: "plndr-svcs-lock",
 		LeaseDuration: 4 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 500 * time.Millisecond,
-		AnnouncePeriod: time.Second, Logger: slog.New(slog.DiscardHandler)}
+		Logger: slog.New(slog.DiscardHandler), Datapath: Datapath{Kernel: viptest.New(nil), Sender: sender{}, Interface: "eth0", AnnouncePeriod: time.Second}}
 	c, err := New(o)
 	if err != nil {
 		b.Fatal(err)

@@ -50,12 +50,6 @@ type Options struct {
 	// EventClient posts Events (default Client); a client of its own keeps
 	// a burst of Events from slowing the writes they describe.
 	EventClient kubernetes.Interface
-	Kernel      vip.Kernel
-	Sender      announce.Sender
-	Interface   string
-	// HasIPv6 reports whether Interface has a global IPv6 address; IPv6
-	// VIPs are not taken without one.
-	HasIPv6 func() bool
 	// Namespace limits vipd to the Services of one namespace ("" = all).
 	Namespace string
 	// LeaseNamespace/LeaseName: the Services Lease. Its holder owns every
@@ -63,7 +57,6 @@ type Options struct {
 	LeaseNamespace, LeaseName                 string
 	NodeName                                  string
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
-	AnnouncePeriod                            time.Duration
 	Filter                                    ClassFilter
 	// PoolsOnly (svc_pools_only): accept only addresses inside a pool the
 	// Service's namespace may use.
@@ -74,15 +67,48 @@ type Options struct {
 	// (default 2 × LeaseDuration).
 	Spread bool
 	Settle time.Duration
-	// Link, if set, reads the Services' interface: its own addresses and
-	// gateways are never Service VIPs (S7).
-	Link func() (Link, error)
 	// Standby, if set, hands the Services Lease (single-holder mode) to
 	// another node while this Node is cordoned (see election.Options).
 	Standby election.Standby
 	// Reserved returns the control-plane VIP now (nil or invalid: none); it
 	// follows a DNS name that resolves elsewhere.
 	Reserved func() netip.Addr
+	// Datapath is how a held address reaches the wire.
+	Datapath Datapath
+	// Leader receives the Services Lease's metrics (may be nil).
+	Leader election.Recorder
+	// Instance is this process's token (election.Options.Instance), shared
+	// with its other electors; empty: a new one.
+	Instance string
+	// API collects what the caches wait for (the API server, RBAC), for
+	// Ready and the log; shared by the process's components (default: one
+	// of its own).
+	API *kubeapi.Tracker
+	// Writers bounds concurrent API writes (default 16).
+	Writers int
+	// Writer makes the Service writes (default: ClientWriter over Client).
+	Writer Writer
+	Clock  clock.Clock
+	Logger *slog.Logger
+}
+
+// Datapath is the layer-2 datapath: a held address on Interface with a
+// kernel lifetime, announced by gratuitous ARP or unsolicited NA, probed
+// before a first claim and watched for other hosts answering for it.
+type Datapath struct {
+	Kernel    vip.Kernel
+	Sender    announce.Sender
+	Interface string
+	// AnnouncePeriod is how often a held address is announced; Announce,
+	// if set, is told each announcement's outcome (metrics).
+	AnnouncePeriod time.Duration
+	Announce       func(error)
+	// HasIPv6 reports whether Interface has a global IPv6 address; IPv6
+	// VIPs are not taken without one.
+	HasIPv6 func() bool
+	// Link, if set, reads the Services' interface: its own addresses and
+	// gateways are never Service VIPs (S7).
+	Link func() (Link, error)
 	// Probe, if set, asks the wire whether another host answers for
 	// addresses that no vipd node is known to have held, before the first
 	// claim (announce.Probe); it returns those answered, with the MAC.
@@ -100,22 +126,6 @@ type Options struct {
 	// MAC is the interface's hardware address, published on this node's
 	// Leases (conflict.MACAnnotation).
 	MAC string
-	// Leader receives the Services Lease's metrics (may be nil).
-	Leader   election.Recorder
-	Announce func(error)
-	// Instance is this process's token (election.Options.Instance), shared
-	// with its other electors; empty: a new one.
-	Instance string
-	// API collects what the caches wait for (the API server, RBAC), for
-	// Ready and the log; shared by the process's components (default: one
-	// of its own).
-	API *kubeapi.Tracker
-	// Writers bounds concurrent API writes (default 16).
-	Writers int
-	// Writer makes the Service writes (default: ClientWriter over Client).
-	Writer Writer
-	Clock  clock.Clock
-	Logger *slog.Logger
 }
 
 // Controller runs the VIPs of LoadBalancer Services on this node.
@@ -207,8 +217,8 @@ func New(o Options) (*Controller, error) {
 	if o.EventClient == nil {
 		o.EventClient = o.Client
 	}
-	if o.HasIPv6 == nil {
-		o.HasIPv6 = func() bool { return true }
+	if o.Datapath.HasIPv6 == nil {
+		o.Datapath.HasIPv6 = func() bool { return true }
 	}
 	if o.Instance == "" {
 		o.Instance = election.NewInstance()
@@ -245,9 +255,9 @@ func New(o Options) (*Controller, error) {
 		return nil, err
 	}
 	c.elector = el
-	if o.WatchEvery > 0 && o.Probe != nil {
+	if dp := o.Datapath; dp.WatchEvery > 0 && dp.Probe != nil {
 		c.monitor = conflict.New(conflict.Options{
-			Probe: o.Probe, Listen: o.Listen, Held: c.heldAddrs, Every: o.WatchEvery,
+			Probe: dp.Probe, Listen: dp.Listen, Held: c.heldAddrs, Every: dp.WatchEvery,
 			Report: c.wireConflict, Resolve: c.wireResolved, Clock: o.Clock, Logger: log,
 		})
 	}
@@ -457,7 +467,7 @@ func (c *Controller) sweep() {
 				continue
 			}
 			seen[ip] = true
-			removed, _, err := vip.SweepMarked(c.o.Kernel, ip)
+			removed, _, err := vip.SweepMarked(c.o.Datapath.Kernel, ip)
 			if err != nil {
 				c.log.Warn("cannot remove a leftover Service VIP", "address", ip, "err", err)
 			}
@@ -561,7 +571,7 @@ func (c *Controller) sortServices(all []*corev1.Service) (ours, stale []*corev1.
 func (c *Controller) desired(ctx context.Context, plan []*Entry, p placement, reports bool) map[netip.Addr]want {
 	desired := map[netip.Addr]want{}
 	// Asked of the kernel only when some Service has an IPv6 address.
-	ipv6 := sync.OnceValue(c.o.HasIPv6)
+	ipv6 := sync.OnceValue(c.o.Datapath.HasIPv6)
 	for _, e := range plan {
 		if e.Problem != nil || len(e.Allocated) > 0 {
 			continue
@@ -575,7 +585,7 @@ func (c *Controller) desired(ctx context.Context, plan []*Entry, p placement, re
 				// the allocator or a node with a local endpoint.
 				if p.named || reports || e.Local && c.localReady(e.Key) {
 					c.poster.Post(ctx, ref(e.Svc, "Service"), corev1.EventTypeWarning, "NoIPv6",
-						fmt.Sprintf("service %s asks for IPv6 address %s, but interface %s on node %s has no global IPv6 address, so vipd does not announce it: give the nodes IPv6 on that interface, or use an IPv4 address", e.Key, ip, c.o.Interface, c.o.NodeName))
+						fmt.Sprintf("service %s asks for IPv6 address %s, but interface %s on node %s has no global IPv6 address, so vipd does not announce it: give the nodes IPv6 on that interface, or use an IPv4 address", e.Key, ip, c.o.Datapath.Interface, c.o.NodeName))
 				}
 				continue
 			}
@@ -655,8 +665,8 @@ func (c *Controller) newServiceVIP(ip netip.Addr, local string) *serviceVIP {
 	if local == "" {
 		log = c.log
 	}
-	ann := announce.New(c.o.Sender, announce.Options{Period: c.o.AnnouncePeriod}, c.o.Clock, log.With("component", "announce"), c.o.Announce)
-	addr := vip.NewAddress(c.o.Kernel, c.o.Interface, netip.PrefixFrom(ip, ip.BitLen()), c.o.Clock.Now)
+	ann := announce.New(c.o.Datapath.Sender, announce.Options{Period: c.o.Datapath.AnnouncePeriod}, c.o.Clock, log.With("component", "announce"), c.o.Datapath.Announce)
+	addr := vip.NewAddress(c.o.Datapath.Kernel, c.o.Datapath.Interface, netip.PrefixFrom(ip, ip.BitLen()), c.o.Clock.Now)
 	return &serviceVIP{ov: owner.New(addr, ann, nopPresent{}, c.o.Clock, log), local: local}
 }
 

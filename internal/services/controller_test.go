@@ -39,7 +39,7 @@ func node(t *testing.T, api *apiServer, name string) (k *viptest.Kernel, stop fu
 func nodeIn(t *testing.T, api *apiServer, name, ns string) (k *viptest.Kernel, stop func()) {
 	t.Helper()
 	k = viptest.New(nil)
-	_, stop = run(t, Options{Client: api.client(0), Kernel: k, NodeName: name, Namespace: ns})
+	_, stop = run(t, Options{Client: api.client(0), NodeName: name, Namespace: ns, Datapath: Datapath{Kernel: k}})
 	return k, stop
 }
 
@@ -48,9 +48,9 @@ func nodeIn(t *testing.T, api *apiServer, name, ns string) (k *viptest.Kernel, s
 // lifetime of at least 1 s. stop ends it and waits (also at cleanup).
 func run(t *testing.T, o Options) (c *Controller, stop func()) {
 	t.Helper()
-	o.Sender, o.Interface, o.LeaseNamespace, o.LeaseName = sender{}, "eth0", "kube-system", "plndr-svcs-lock"
+	o.Datapath.Sender, o.Datapath.Interface, o.LeaseNamespace, o.LeaseName = sender{}, "eth0", "kube-system", "plndr-svcs-lock"
 	o.LeaseDuration, o.RenewDeadline, o.RetryPeriod = 4*time.Second, 2*time.Second, 500*time.Millisecond
-	o.AnnouncePeriod = time.Second
+	o.Datapath.AnnouncePeriod = time.Second
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -175,7 +175,7 @@ func TestLeftoversSweptBeforeJoining(t *testing.T) {
 	k.Put("eth0", "198.51.100.125/32", 0, false)
 	// Named only by a Service of another class: not vipd's to sweep.
 	k.Put("eth1", "198.51.100.123/32", 2*time.Second, true)
-	c, _ := run(t, Options{Client: client, Kernel: k, NodeName: "n1"})
+	c, _ := run(t, Options{Client: client, NodeName: "n1", Datapath: Datapath{Kernel: k}})
 	waitFor(t, "ready", c.Ready)
 	if k.Has("198.51.100.120/32") || k.Has("198.51.100.122/32") {
 		t.Error("leftover Service VIPs were not swept before joining the election")
@@ -298,7 +298,7 @@ func TestReservedFollowsTheControlPlaneVIP(t *testing.T) {
 	reserved := netip.MustParseAddr("198.51.100.200")
 	_, client := newCluster(lb("default", "web", 0, annotate(AnnotationIPs, "198.51.100.120")))
 	k := viptest.New(nil)
-	c, _ := run(t, Options{Client: client, Kernel: k, NodeName: "n1",
+	c, _ := run(t, Options{Client: client, NodeName: "n1", Datapath: Datapath{Kernel: k},
 		Reserved: func() netip.Addr { mu.Lock(); defer mu.Unlock(); return reserved }})
 	waitFor(t, "VIP announced", announced(client, "default", "web", "198.51.100.120", "n1"))
 	mu.Lock()
@@ -322,10 +322,9 @@ func TestForbiddenServicesSaysWhatIsMissing(t *testing.T) {
 	cs.PrependReactor("list", "services", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "services"}, "", errors.New("RBAC"))
 	})
-	c, err := New(Options{Client: cs, Kernel: viptest.New(nil), Sender: sender{}, Interface: "eth0", NodeName: "n1",
-		LeaseNamespace: "kube-system", LeaseName: "plndr-svcs-lock",
+	c, err := New(Options{Client: cs, NodeName: "n1", LeaseNamespace: "kube-system", LeaseName: "plndr-svcs-lock",
 		LeaseDuration: 4 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 500 * time.Millisecond,
-		AnnouncePeriod: time.Second, Logger: slog.New(slog.DiscardHandler)})
+		Logger: slog.New(slog.DiscardHandler), Datapath: Datapath{Kernel: viptest.New(nil), Sender: sender{}, Interface: "eth0", AnnouncePeriod: time.Second}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -102,8 +102,8 @@ func (g *group) annotations() map[string]string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	a := map[string]string{HoldsAnnotation: joinSet(g.k.listing())}
-	if c.o.MAC != "" {
-		a[conflict.MACAnnotation] = c.o.MAC
+	if c.o.Datapath.MAC != "" {
+		a[conflict.MACAnnotation] = c.o.Datapath.MAC
 	}
 	if c.monitor != nil {
 		var mine []conflict.Finding
@@ -170,7 +170,7 @@ func (c *Controller) check(g *group) {
 			c.log.Warn("cannot read the Leases to check who holds a Service VIP; trying again", "lease", g.lease, "err", err)
 		}
 		a := readAnswer{blocked: blocked, by: by, err: err}
-		if c.o.Probe != nil {
+		if c.o.Datapath.Probe != nil {
 			a.fresh = func(ip netip.Addr) bool { return c.fresh(ip, listed) }
 		}
 		c.mu.Lock()
@@ -269,7 +269,7 @@ func (c *Controller) fresh(ip netip.Addr, listed map[netip.Addr]bool) bool {
 // those nobody answers for (claim.probed).
 func (c *Controller) probeThenHold(g *group, r *claimRead, ips []netip.Addr) {
 	defer c.wg.Done()
-	answered, err := c.o.Probe(c.runCtx, ips)
+	answered, err := c.o.Datapath.Probe(c.runCtx, ips)
 	if err != nil {
 		c.log.Warn("cannot probe the wire before a first claim; claiming without", "vips", joinAddrs(ips), "err", err)
 	}
@@ -414,14 +414,14 @@ func (c *Controller) wireConflict(f conflict.Finding) {
 	if svc != nil {
 		name = key(svc)
 	}
-	msg := "service " + name + ": " + f.Report(f.Addr.String(), c.o.NodeName, c.o.MAC)
+	msg := "service " + name + ": " + f.Report(f.Addr.String(), c.o.NodeName, c.o.Datapath.MAC)
 	if svc != nil {
 		c.poster.Post(c.runCtx, ref(svc, "Service"), corev1.EventTypeWarning, "AddressConflict", msg) // logs it too
 	} else {
 		c.log.Warn(msg, "vip", f.Addr, "mac", f.MAC)
 	}
-	if c.o.OnConflict != nil {
-		c.o.OnConflict(f.Addr)
+	if c.o.Datapath.OnConflict != nil {
+		c.o.Datapath.OnConflict(f.Addr)
 	}
 	c.renewAll()
 }

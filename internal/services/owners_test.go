@@ -117,7 +117,7 @@ func TestWaitingAddressIsReadOncePerRetryPeriod(t *testing.T) {
 		return false, nil, nil
 	})
 	k := viptest.New(nil)
-	run(t, Options{Client: cs, Kernel: k, NodeName: "n1"})
+	run(t, Options{Client: cs, NodeName: "n1", Datapath: Datapath{Kernel: k}})
 	waitHolder(t, client, "default", LocalLeasePrefix+"web", "n1")
 	time.Sleep(600 * time.Millisecond) // its first write and read are done
 	r0, w0 := reads.Load(), renewals.Load()
@@ -150,7 +150,7 @@ func TestBlockedAddressesShareOneRetry(t *testing.T) {
 		return false, nil, nil
 	})
 	k := viptest.New(nil)
-	run(t, Options{Client: cs, Kernel: k, NodeName: "n1"})
+	run(t, Options{Client: cs, NodeName: "n1", Datapath: Datapath{Kernel: k}})
 	waitHolder(t, client, "kube-system", "plndr-svcs-lock", "n1")
 	for i := 1; i < 4; i++ {
 		time.Sleep(300 * time.Millisecond)
@@ -250,7 +250,7 @@ func TestDualStackLocalKeepsItsLease(t *testing.T) {
 func startOn(t *testing.T, api *apiServer, name string, lag time.Duration) *viptest.Kernel {
 	t.Helper()
 	k := viptest.New(nil)
-	run(t, Options{Client: api.client(lag), Kernel: k, NodeName: name})
+	run(t, Options{Client: api.client(lag), NodeName: name, Datapath: Datapath{Kernel: k}})
 	return k
 }
 
@@ -432,9 +432,9 @@ func TestOthersAddressesAreRefused(t *testing.T) {
 	}
 	cluster, client := newCluster(objs...)
 	k := viptest.New(nil)
-	run(t, Options{Client: cluster.client(0), Kernel: k, NodeName: "n1", Link: func() (Link, error) {
+	run(t, Options{Client: cluster.client(0), NodeName: "n1", Datapath: Datapath{Kernel: k, Link: func() (Link, error) {
 		return Link{Prefixes: []netip.Prefix{netip.MustParsePrefix("198.51.100.11/24")}, Gateways: []netip.Addr{netip.MustParseAddr("198.51.100.1")}}, nil
-	}})
+	}}})
 	waitFor(t, "the free address announced", announced(client, "default", "free", "198.51.100.120", "n1"))
 	waitFor(t, "an Event for each refused Service", func() error {
 		evs, err := client.CoreV1().Events("default").List(context.Background(), metav1.ListOptions{})

@@ -179,7 +179,7 @@ type pWorld struct {
 	churn  bool   // caches may show the first address's Service deleted and back
 	edit   string // someone else may edit heartbeats: clear, holds, dur or old
 	// probing: an address no vipd node is known to have held is asked on
-	// the wire before its first claim (Options.Probe); nobody answers.
+	// the wire before its first claim (Datapath.Probe); nobody answers.
 	probing bool
 	twin    *pTwinProc
 	// collect: step records the first overlap in found instead of failing.
@@ -1113,7 +1113,7 @@ func TestPermuteSpreadEditSeenFirst(t *testing.T) {
 	}
 }
 
-// The probe before a first claim (Options.Probe): an address no vipd node
+// The probe before a first claim (Datapath.Probe): an address no vipd node
 // is known to have held is asked on the wire first, and held when nobody
 // answers, if the fence and the removal count are still those of its read
 // (claim.probed). Two nodes from nothing, every order of 4 events a

@@ -19,7 +19,7 @@ import (
 	"github.com/vipd/vipd/internal/vip/viptest"
 )
 
-// wire is a fake segment for Options.Probe: the addresses some other host
+// wire is a fake segment for Datapath.Probe: the addresses some other host
 // answers for, and every address vipd asked about.
 type wire struct {
 	mu     sync.Mutex
@@ -93,7 +93,7 @@ func probeBeforeTheFirstClaim(t *testing.T, o Options) {
 	rogue := net.HardwareAddr{0x02, 0, 0, 0, 0, 0x99}
 	w.set("198.51.100.100", rogue)
 	k := viptest.New(nil)
-	o.Client, o.Kernel, o.Probe = api.client(0), k, w.probe
+	o.Client, o.Datapath.Kernel, o.Datapath.Probe = api.client(0), k, w.probe
 	run(t, o)
 	waitFor(t, "AddressConflict Event", func() error {
 		msg, err := eventMessage(client, "web", "AddressConflict")
@@ -143,7 +143,7 @@ func TestNoProbeForAnAddressAVipdNodeHad(t *testing.T) {
 		lb("default", "new", 0, annotate(AnnotationIPs, "198.51.100.122")))
 	w := newWire()
 	k := viptest.New(nil)
-	run(t, Options{Client: api.client(0), Kernel: k, NodeName: "n1", Probe: w.probe})
+	run(t, Options{Client: api.client(0), NodeName: "n1", Datapath: Datapath{Kernel: k, Probe: w.probe}})
 	for name, ip := range map[string]string{"before": "198.51.100.120", "listed": "198.51.100.121", "new": "198.51.100.122"} {
 		waitFor(t, name+" claimed", announced(client, "default", name, ip, "n1"))
 	}

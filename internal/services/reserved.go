@@ -84,7 +84,7 @@ func (c *Controller) others() (map[netip.Addr]string, []netip.Prefix) {
 	link := c.link()
 	var subnets []netip.Prefix
 	for _, p := range link.Prefixes {
-		add(p.Addr(), fmt.Sprintf("an address of interface %s on node %s (%s)", c.o.Interface, c.o.NodeName, p))
+		add(p.Addr(), fmt.Sprintf("an address of interface %s on node %s (%s)", c.o.Datapath.Interface, c.o.NodeName, p))
 		if p.Bits() >= p.Addr().BitLen()-1 {
 			continue // a /32, /31, /128 or /127 has no network or broadcast address to protect
 		}
@@ -98,7 +98,7 @@ func (c *Controller) others() (map[netip.Addr]string, []netip.Prefix) {
 		subnets = append(subnets, m)
 	}
 	for _, gw := range link.Gateways {
-		add(gw, fmt.Sprintf("the gateway of interface %s on node %s", c.o.Interface, c.o.NodeName))
+		add(gw, fmt.Sprintf("the gateway of interface %s on node %s", c.o.Datapath.Interface, c.o.NodeName))
 	}
 	sort.Slice(subnets, func(i, j int) bool { return subnets[i].String() < subnets[j].String() })
 	return out, subnets
@@ -106,15 +106,15 @@ func (c *Controller) others() (map[netip.Addr]string, []netip.Prefix) {
 
 // link reads the interface at most every linkTTL.
 func (c *Controller) link() Link {
-	if c.o.Link == nil {
+	if c.o.Datapath.Link == nil {
 		return Link{}
 	}
 	c.linkMu.Lock()
 	defer c.linkMu.Unlock()
 	if now := c.o.Clock.Now(); c.linkAt.IsZero() || now.Sub(c.linkAt) >= linkTTL {
-		l, err := c.o.Link()
+		l, err := c.o.Datapath.Link()
 		if err != nil {
-			c.log.Warn("cannot read the interface's addresses and routes; keeping what was read before", "interface", c.o.Interface, "err", err)
+			c.log.Warn("cannot read the interface's addresses and routes; keeping what was read before", "interface", c.o.Datapath.Interface, "err", err)
 		} else {
 			c.linkLast = l
 		}

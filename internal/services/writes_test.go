@@ -94,7 +94,7 @@ func TestWritesFollowTheAddress(t *testing.T) {
 		lb("team", "pool-b", 2, nil))
 	k := viptest.New(nil)
 	rec := &recorder{next: ClientWriter{Client: api.client(0)}, k: k, late: 300 * time.Millisecond}
-	_, stop := run(t, Options{Client: api.client(0), Kernel: k, NodeName: "n1", Writer: rec})
+	_, stop := run(t, Options{Client: api.client(0), NodeName: "n1", Writer: rec, Datapath: Datapath{Kernel: k}})
 	waitFor(t, "every Service announced", func() error {
 		for _, s := range []struct{ ns, name string }{{"default", "own"}, {"default", "pool-a"}, {"team", "pool-b"}} {
 			svc, err := client.CoreV1().Services(s.ns).Get(context.Background(), s.name, metav1.GetOptions{})
@@ -161,7 +161,7 @@ func TestPassWritesAreBounded(t *testing.T) {
 		rec.log = append(rec.log, written{key: "(pass)"})
 		rec.mu.Unlock()
 	}
-	_, stop := run(t, Options{Client: api.client(0), Kernel: k, NodeName: "n1", Writer: rec, Writers: 1, Logger: slog.New(passEnds(mark))})
+	_, stop := run(t, Options{Client: api.client(0), NodeName: "n1", Writer: rec, Writers: 1, Logger: slog.New(passEnds(mark)), Datapath: Datapath{Kernel: k}})
 	waitFor(t, "every Service announced", func() error {
 		list, err := client.CoreV1().Services("default").List(context.Background(), metav1.ListOptions{})
 		if err != nil {
@@ -236,8 +236,8 @@ func TestRefusedWritesHoldUpNoOthers(t *testing.T) {
 	}
 	api, client := newCluster(objs...)
 	var passes atomic.Int64
-	_, _ = run(t, Options{Client: api.client(0), Kernel: viptest.New(nil), NodeName: "n1", Writers: 1, Logger: slog.New(passEnds(func() { passes.Add(1) })),
-		Writer: refusing{next: ClientWriter{Client: api.client(0)}, keys: refused}})
+	_, _ = run(t, Options{Client: api.client(0), NodeName: "n1", Writers: 1, Logger: slog.New(passEnds(func() { passes.Add(1) })),
+		Writer: refusing{next: ClientWriter{Client: api.client(0)}, keys: refused}, Datapath: Datapath{Kernel: viptest.New(nil)}})
 	waitFor(t, "the Services whose writes are not refused announced", func() error {
 		for i := 6; i < 12; i++ {
 			svc, err := client.CoreV1().Services("default").Get(context.Background(), fmt.Sprintf("s%02d", i), metav1.GetOptions{})
