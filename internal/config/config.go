@@ -30,7 +30,8 @@ type Setting struct {
 	Env string
 	// Default is used when neither the flag nor the variable is set.
 	Default string
-	// Help is one sentence for --help and docs/configuration.md.
+	// Help is what vipd manager --help says of it, and the meaning
+	// docs/configuration.md gives it (TestEverySettingIsDocumented).
 	Help string
 }
 
@@ -39,34 +40,34 @@ func (s Setting) Flag() string { return strings.ReplaceAll(strings.ToLower(s.Env
 
 // Settings lists every knob vipd reads, in the order docs/configuration.md documents them.
 var Settings = []Setting{
-	{"address", "", "The control-plane VIP: an IP address, or a DNS name resolved as dns_mode says and followed when it changes."},
-	{"port", "6443", "Port of the API server behind the VIP (informational for the VIP itself; used by health checks)."},
+	{"address", "", "The control-plane VIP: an IP address, or a DNS name resolved as dns_mode says, re-resolved every 30 s, and the VIP moved when it changes."},
+	{"port", "6443", "Port of the API server behind the VIP (the health gate's and k8s_api=local's port)."},
 	{"vip_interface", "", "Interface that carries the VIP. Empty: the interface whose subnet contains the VIP."},
-	{"vip_subnet", "", "Prefix length of the VIP on the interface: 32 for IPv4 and 128 for IPv6 when empty."},
-	{"dns_mode", "first", "How a DNS name in address is resolved: first (first address returned), ipv4, ipv6."},
-	{"vip_arp", "false", "Announce the VIP with gratuitous ARP / unsolicited neighbor advertisements (the only announcement mode; must be true)."},
-	{"vip_arpRate", "3000", "Interval in milliseconds between periodic gratuitous ARPs after the takeover burst."},
+	{"vip_subnet", "", "Prefix length of the VIP on the interface. Empty: 32 for IPv4, 128 for IPv6."},
+	{"dns_mode", "first", "How a DNS name in address is resolved: first (the first address returned), ipv4 or ipv6."},
+	{"vip_arp", "false", "Announce the VIP with gratuitous ARP (IPv4) / unsolicited neighbor advertisements (IPv6), the only announcement mode: must be true."},
+	{"vip_arpRate", "3000", "Milliseconds between periodic gratuitous ARPs after the takeover burst (3 in the first second)."},
 	{"cp_enable", "false", "Manage the control-plane VIP."},
 	{"cp_namespace", "kube-system", "Namespace of the control-plane Lease."},
-	{"svc_enable", "false", "Manage LoadBalancer Service VIPs: addresses from annotations, spec.loadBalancerIP or the pools in ConfigMap kube-system/kubevip."},
+	{"svc_enable", "false", "Manage LoadBalancer Service VIPs: addresses from the kube-vip.io/loadbalancerIPs annotation, spec.loadBalancerIP or the pools in ConfigMap kube-system/kubevip (docs/services.md)."},
 	{"svc_namespace", "", "Serve only the LoadBalancer Services of this namespace. Empty: all namespaces."},
-	{"svc_pools_only", "false", "Accept for a Service only an address inside an address pool its namespace may use (cidr-<namespace>/range-<namespace>, or cidr-global/range-global), and refuse any other with an Event. Turn it on when people you do not fully trust can create LoadBalancer Services. Off (kube-vip's behaviour): a Service may also ask for any free address outside the pools; nodes', the API server's, the gateway's and another namespace's pool's addresses are refused either way."},
-	{"svc_spread", "false", "Spread mode: Service VIPs spread over every node running vipd with svc_enable (each node renews a heartbeat Lease vipd-node-<node> in cp_namespace); false: the holder of svc_leasename owns every externalTrafficPolicy: Cluster VIP."},
+	{"svc_pools_only", "false", "Accept for a Service only an address inside an address pool its namespace may use (cidr-<namespace>/range-<namespace>, or cidr-global/range-global), and refuse any other with Event AddressOutsidePools. Turn it on when people you do not fully trust can create LoadBalancer Services. Off (kube-vip's behaviour): a Service may also ask for any free address outside the pools; nodes', the API server's, the gateway's and another namespace's pool's addresses are refused either way."},
+	{"svc_spread", "false", "Spread mode: Service VIPs spread over every node running vipd with svc_enable (each node renews a heartbeat Lease vipd-node-<node> in cp_namespace; docs/services.md); false: the holder of svc_leasename owns every externalTrafficPolicy: Cluster VIP."},
 	{"svc_election", "false", "kube-vip's name for per-Service election: true selects spread mode, as svc_spread=true does."},
-	{"svc_leasename", "plndr-svcs-lock", "Name of the Services Lease (in cp_namespace): its holder owns every externalTrafficPolicy: Cluster VIP and allocates addresses."},
+	{"svc_leasename", "plndr-svcs-lock", "Name of the Services Lease (in cp_namespace): its holder owns every externalTrafficPolicy: Cluster VIP and allocates pool addresses."},
 	{"vip_servicesinterface", "", "Interface that carries Service VIPs. Empty: vip_interface."},
 	{"lb_class_only", "false", "Serve only Services whose spec.loadBalancerClass is lb_class_name; otherwise Services without a class are served too."},
 	{"lb_class_name", "kube-vip.io/kube-vip-class", "The spec.loadBalancerClass vipd serves (kube-vip's, so existing Services keep working)."},
-	{"vip_leaderelection", "true", "Elect one owner through a Lease. vipd always elects; false is accepted with a warning."},
+	{"vip_leaderelection", "true", "Elect one owner through a Lease. vipd always elects; false is accepted with a warning (it would put the VIP on every node)."},
 	{"vip_leasename", "plndr-cp-lock", "Name of the control-plane Lease."},
-	{"vip_leaseduration", "5", "Seconds a Lease stays valid after its last renewal; a follower takes over after this."},
-	{"vip_renewdeadline", "3", "Seconds the holder may go without a successful renewal before it removes the VIP (the local fence)."},
-	{"vip_retryperiod", "1", "Seconds between renewals, and between tries of a follower: whole (1), decimal (0.5) or a duration (500ms); at least 0.2 s."},
-	{"vip_nodename", "", "Identity in the Lease; the node name. Empty: the host name."},
+	{"vip_leaseduration", "5", "Seconds; a follower takes over when the Lease it observed has not changed for this long."},
+	{"vip_renewdeadline", "3", "Seconds; a holder without a successful renewal for this long removes the VIP (the local fence). Also the VIP's kernel lifetime."},
+	{"vip_retryperiod", "1", "Seconds between renewals, and between tries of a follower: whole (1, kube-vip's form), decimal (0.5) or a duration (500ms); at least 0.2 s."},
+	{"vip_nodename", "", "Identity in the Lease: the node name (set it from spec.nodeName in a Pod, or rely on hostNetwork's host name). Empty: the host name."},
 	{"prometheus_server", ":2112", "Address of /metrics, /healthz and /readyz. Empty disables the server."},
 	{"k8s_config_file", "", "Path of a kubeconfig. Empty: $KUBECONFIG, else the in-cluster ServiceAccount."},
-	{"k8s_api", "", "Which API server vipd talks to: empty (the kubeconfig's or the in-cluster Service) or local (https://127.0.0.1:<port> with the same credentials)."},
-	{"cp_healthcheck", "auto", "Gate the control-plane VIP on the local API server's /readyz: auto (once it has answered ready), true (from the start) or false."},
+	{"k8s_api", "", "Which API server vipd talks to: empty (the kubeconfig's server or the in-cluster Service) or local (this node's, at https://127.0.0.1:<port> with the same credentials, the certificate checked for the name kubernetes)."},
+	{"cp_healthcheck", "auto", "Gate the control-plane VIP on the local API server's /readyz: auto (once it has answered ready), true (from the start: a node competes only after its API server is ready) or false."},
 	{"cp_healthcheck_url", "", "Readiness URL of the local API server. Empty: https://127.0.0.1:<port>/readyz."},
 	{"cp_healthcheck_failures", "3", "Failed checks in a row (one per second) that close the gate: the holder steps down and the node stays out until a check passes."},
 	{"cp_healthcheck_ca", "", "CA file to verify the local API server; empty skips verification (only readiness is read, no credentials are sent)."},
