@@ -260,7 +260,7 @@ func (s *spread) watch() {
 	leases := c.o.Client.CoordinationV1().Leases(c.o.LeaseNamespace)
 	src := kubeapi.New("Leases in "+c.o.LeaseNamespace, leases.List, leases.Watch, nil)
 	src.Required = true
-	src.Forbidden = "services: the ClusterRole does not allow leases.coordination.k8s.io (get, list, watch, create, update, delete), which svc_election needs: generate the RBAC with vipd manifest rbac, or add that rule to ClusterRole system:kube-vip-role"
+	src.Forbidden = "services: the ClusterRole does not allow leases.coordination.k8s.io (get, list, watch, create, update), which svc_election needs: generate the RBAC with vipd manifest rbac, or add that rule to ClusterRole system:kube-vip-role"
 	handle := func(obj any, gone bool) {
 		l, ok := obj.(*coordinationv1.Lease)
 		if !ok {
