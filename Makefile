@@ -49,14 +49,14 @@ lint:
 	$(GO) run $(GOCYCLO) -over 20 -ignore '_test.go|internal/lab/|e2e/|hack/' .
 
 # Failover gaps and two-owner time per fault at the seed's timings and the fast profile, median of 5 runs,
-# and the time to report an address conflict (about 15 minutes).
+# and the time to report an address conflict (about 15 minutes); a timeline per fault in docs/img.
 bench-failover: k8s
-	$(GO) test ./e2e -run '^$$' -bench 'BenchmarkFailover|BenchmarkControlPlaneStop|BenchmarkConflict' -benchtime 1x -timeout 60m
+	VIPD_BENCH_IMG=$(CURDIR)/docs/img $(GO) test ./e2e -run '^$$' -bench 'BenchmarkFailover|BenchmarkControlPlaneStop|BenchmarkConflict' -benchtime 1x -timeout 60m
 
 # 100 and 1000 LoadBalancer Services, vipd's two modes and MetalLB side by side: convergence, API
-# requests, memory and CPU, SIGSTOP and power loss seen on the wire (about 12 minutes).
+# requests, memory and CPU, SIGSTOP and power loss seen on the wire (about 12 minutes); charts in docs/img.
 bench-services: k8s metallb
-	$(GO) test ./e2e -run '^$$' -bench BenchmarkServices -benchtime 1x -timeout 30m
+	VIPD_BENCH_IMG=$(CURDIR)/docs/img $(GO) test ./e2e -run '^$$' -bench BenchmarkServices -benchtime 1x -timeout 30m
 
 # vipd run by real kubelets and containerd: apply → Ready, apply → VIP, a rolling update (about 2 minutes).
 bench-kubelet: k8s

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -38,6 +39,7 @@ func BenchmarkFailover(b *testing.B) {
 		fault            string
 		gaps, twos, recs []time.Duration
 		fails            int
+		runs             []*lab.Result
 	}
 	var sb strings.Builder
 	for _, p := range []struct {
@@ -67,6 +69,7 @@ func BenchmarkFailover(b *testing.B) {
 					r.gaps = append(r.gaps, res.Gap)
 					r.twos = append(r.twos, res.TwoOwners)
 					r.recs = append(r.recs, res.Recovery)
+					r.runs = append(r.runs, res)
 				}
 				rows = append(rows, r)
 			}
@@ -77,6 +80,9 @@ func BenchmarkFailover(b *testing.B) {
 			fmt.Fprintf(&sb, "| %s | %s | %s | %s | %d |\n", r.fault, stats(r.gaps), stats(r.recs), stats(r.twos), r.fails)
 			name := strings.ReplaceAll(strings.Fields(r.fault)[0], "-", "")
 			b.ReportMetric(float64(median(r.gaps).Milliseconds()), p.name+"-"+name+"-gap-ms")
+			if dir := lab.ImageDir(); dir != "" && p.name == "seed" {
+				timeline(b, l, dir, name, p.title, r.runs)
+			}
 		}
 	}
 	fmt.Print(sb.String())
@@ -95,6 +101,23 @@ func leaseWrites(b *testing.B, l *lab.Lab, sc lab.ScenarioOptions) float64 {
 	time.Sleep(2 * time.Second)
 	rates, _, _ := window(ctx, b, l, procs, 10*time.Second, leaseRequests)
 	return rates["PUT"] + rates["POST"]
+}
+
+// timeline draws the run of a fault with the median client-seen gap
+// (docs/img/failover-<fault>.svg).
+func timeline(b *testing.B, l *lab.Lab, dir, name, timings string, runs []*lab.Result) {
+	sorted := slices.Clone(runs)
+	slices.SortFunc(sorted, func(x, y *lab.Result) int { return int(x.Gap - y.Gap) })
+	r := sorted[len(sorted)/2]
+	var nodes []string
+	for _, n := range l.Nodes {
+		nodes = append(nodes, n.Name)
+	}
+	title := fmt.Sprintf("%s of the VIP's holder %s: client-seen gap %d ms, two owners %d ms", r.Fault, r.OldOwner, r.Gap.Milliseconds(), r.TwoOwners.Milliseconds())
+	path := filepath.Join(dir, "failover-"+strings.ToLower(name)+".svg")
+	if err := lab.TimelineSVG(path, title, lab.Caption("vipd at "+timings+", the median of "+strconv.Itoa(len(runs))+" runs", len(nodes)), r.Report, r.FaultAt, nodes); err != nil {
+		b.Error(err)
+	}
 }
 
 func median(d []time.Duration) time.Duration {
@@ -367,6 +390,7 @@ func BenchmarkServices(b *testing.B) {
 		modes = strings.Split(v, ",")
 	}
 	var m *metalLB
+	figs := map[string]*[2]lab.Series{} // by system: convergence, writes to converge
 	for _, mode := range modes {
 		switch mode {
 		case "spread":
@@ -381,16 +405,19 @@ func BenchmarkServices(b *testing.B) {
 		default:
 			b.Fatalf("VIPD_BENCH_MODES: unknown mode %q (single, spread, metallb)", mode)
 		}
-		benchServices(ctx, b, l, w, m, sc, mode, win, &sb, &cmp)
+		benchServices(ctx, b, l, w, m, sc, mode, win, &sb, &cmp, figs)
 	}
 	fmt.Print(sb.String())
+	if dir := lab.ImageDir(); dir != "" {
+		servicesCharts(b, dir, nodes, modes, figs)
+	}
 	fmt.Printf("\nSide by side, %d nodes, the same Services; ARP answers seen from the client host; steady state over %s\n", nodes, win)
 	fmt.Printf("| system | Services | start → all VIPs answered by one node, all status set (s) | CPU to converge per node (s) | VIPs per node (min-max) | API requests to converge (writes) | API requests/s in steady state (writes/s) | RSS per node (MiB) | CPU per node (%% of a core) | SIGSTOP 10 s of a node: time two nodes answered one of its VIPs (ms) | SIGSTOP: its VIPs answered by others (s) | power loss: its VIPs answered by others (s) |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n%s", cmp.String())
 }
 
 // benchServices runs the Services benchmark for one system: vipd's single or
 // spread mode, or MetalLB (m).
-func benchServices(ctx context.Context, b *testing.B, l *lab.Lab, w *lab.Wire, m *metalLB, sc lab.ScenarioOptions, mode string, win time.Duration, sb, cmp *strings.Builder) {
+func benchServices(ctx context.Context, b *testing.B, l *lab.Lab, w *lab.Wire, m *metalLB, sc lab.ScenarioOptions, mode string, win time.Duration, sb, cmp *strings.Builder, figs map[string]*[2]lab.Series) {
 	c := l.Admin
 	moves := &strings.Builder{}
 	defer func() {
@@ -400,6 +427,8 @@ func benchServices(ctx context.Context, b *testing.B, l *lab.Lab, w *lab.Wire, m
 		}
 	}()
 	system := map[string]string{"single": "vipd, one holder", "spread": "vipd, spread mode", "metallb": "MetalLB v0.15.2 L2"}[mode]
+	fig := &[2]lab.Series{{Name: system}, {Name: system}}
+	figs[mode] = fig
 	for range b.N {
 		sizes := []int{100, 1000}
 		if v := os.Getenv("VIPD_BENCH_SERVICES"); v != "" {
@@ -534,6 +563,8 @@ func benchServices(ctx context.Context, b *testing.B, l *lab.Lab, w *lab.Wire, m
 				slices.Min(allRSS), slices.Max(allRSS), extra, slices.Min(allCPU), slices.Max(allCPU),
 				stop.twoOwners.Milliseconds(), stop.twoVIPs, stop.vips, seconds(stop.moved), seconds(loss.moved))
 			b.ReportMetric(converge.Seconds(), fmt.Sprintf("%s-converge-%d-s", mode, n))
+			fig[0].X, fig[0].Y = append(fig[0].X, float64(n)), append(fig[0].Y, converge.Seconds())
+			fig[1].X, fig[1].Y = append(fig[1].X, float64(n)), append(fig[1].Y, req1["write"]-req0["write"])
 			for i := range n {
 				if err := c.CoreV1().Services(ns).Delete(ctx, fmt.Sprintf("s%04d", i), metav1.DeleteOptions{}); err != nil {
 					b.Fatal(err)
@@ -541,6 +572,24 @@ func benchServices(ctx context.Context, b *testing.B, l *lab.Lab, w *lab.Wire, m
 			}
 			time.Sleep(4 * time.Second) // the killed daemons' VIPs expire
 		}
+	}
+}
+
+// servicesCharts draws convergence time and API writes to converge against
+// the number of Services, a line per system (docs/img/services-*.svg).
+func servicesCharts(b *testing.B, dir string, nodes int, modes []string, figs map[string]*[2]lab.Series) {
+	var conv, writes []lab.Series
+	for _, mode := range modes {
+		conv, writes = append(conv, figs[mode][0]), append(writes, figs[mode][1])
+	}
+	caption := lab.Caption("make bench-services", nodes)
+	if err := lab.SeriesSVG(filepath.Join(dir, "services-converge.svg"), "LoadBalancer Services: start until every VIP answers from one node and every status is set",
+		caption, "Services", "seconds", true, conv); err != nil {
+		b.Error(err)
+	}
+	if err := lab.SeriesSVG(filepath.Join(dir, "services-writes.svg"), "API writes until converged",
+		caption, "Services", "writes", true, writes); err != nil {
+		b.Error(err)
 	}
 }
 
