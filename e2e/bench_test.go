@@ -371,11 +371,7 @@ func BenchmarkServices(b *testing.B) {
 	}
 	// Node objects, as a cluster has: MetalLB announces only from nodes its
 	// L2Advertisement selects among them. vipd does not need them.
-	for _, n := range l.Nodes {
-		if _, err := c.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.Name}}, metav1.CreateOptions{}); err != nil {
-			b.Fatal(err)
-		}
-	}
+	createNodes(b, l)
 	if _, err := lab.VipdBinary(); err != nil { // built before the clock starts
 		b.Fatal(err)
 	}

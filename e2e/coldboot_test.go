@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/vipd/vipd/internal/kubeapi"
@@ -89,11 +88,7 @@ func startOrders(t *testing.T, spread bool) {
 	c := l.Admin
 	if spread {
 		sc = withEnv(sc, "svc_election=true")
-		for _, n := range l.Nodes {
-			if _, err := c.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.Name}}, metav1.CreateOptions{}); err != nil {
-				t.Fatal(err)
-			}
-		}
+		createNodes(t, l)
 	}
 	var ips []netip.Addr
 	for i := range 10 {

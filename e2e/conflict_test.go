@@ -220,11 +220,7 @@ func takenBeforeTheFirstClaim(t *testing.T, l *lab.Lab, rogue *lab.Host, addr ne
 func TestSpreadProbesBeforeAFirstClaim(t *testing.T) {
 	l, sc := servicesLab(t)
 	sc = withEnv(sc, "svc_election=true")
-	for _, n := range l.Nodes {
-		if _, err := l.Admin.CoreV1().Nodes().Create(context.Background(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.Name}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	createNodes(t, l)
 	create(t, l.Admin, lbService("default", "web", port, withIPs("198.51.100.210")))
 	startDaemons(t, l, sc)
 	eventually(t, 30*time.Second, "the first Service's VIP announced", func() error {

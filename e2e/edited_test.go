@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -115,11 +114,7 @@ func TestLeaseEditedBySomeoneElse(t *testing.T) {
 	sc = withEnv(sc, "svc_election=true")
 	ctx := context.Background()
 	c := l.Admin
-	for _, n := range l.Nodes {
-		if _, err := c.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.Name}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	createNodes(t, l)
 	var keys []string
 	var ips []netip.Addr
 	for i := range 30 {

@@ -60,6 +60,18 @@ subjects:
 const svcLease = "plndr-svcs-lock"
 
 // servicesLab is a three-node lab running the seed's DaemonSet (which has
+// createNodes creates a Node object for each lab node, as a cluster has
+// (spread mode honours their labels and cordons; MetalLB announces only
+// from nodes).
+func createNodes(tb testing.TB, l *lab.Lab) {
+	tb.Helper()
+	for _, n := range l.Nodes {
+		if _, err := l.Admin.CoreV1().Nodes().Create(context.Background(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.Name}}, metav1.CreateOptions{}); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
 // svc_enable=true), with pools and Events allowed.
 func servicesLab(t testing.TB) (*lab.Lab, lab.ScenarioOptions) {
 	t.Helper()

@@ -142,11 +142,7 @@ func TestSpread(t *testing.T) {
 	sc = withEnv(sc, "svc_election=true")
 	ctx := context.Background()
 	c := l.Admin
-	for _, n := range l.Nodes {
-		if _, err := c.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.Name}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	createNodes(t, l)
 	setPools(t, c, map[string]string{"range-global": "198.51.100.120-198.51.100.190"})
 	var keys []string
 	for i := range 45 {
