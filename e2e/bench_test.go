@@ -423,7 +423,7 @@ func benchServices(ctx context.Context, b *testing.B, l *lab.Lab, w *lab.Wire, m
 		}
 	}()
 	system := map[string]string{"single": "vipd, one holder", "spread": "vipd, spread mode", "metallb": "MetalLB v0.15.2 L2"}[mode]
-	fig := &[2]lab.Series{{Name: system}, {Name: system}}
+	fig := &[2]lab.Series{{Name: system, Peer: mode == "metallb"}, {Name: system, Peer: mode == "metallb"}}
 	figs[mode] = fig
 	for range b.N {
 		sizes := []int{100, 1000}

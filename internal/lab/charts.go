@@ -5,7 +5,6 @@ import (
 	"image/color"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"gonum.org/v1/plot"
@@ -91,10 +90,12 @@ func TimelineSVG(path, title, caption string, r *Report, faultAt time.Time, node
 	return save(p, path, 9*vg.Inch, 3.2*vg.Inch)
 }
 
-// Series is one line of a SeriesSVG: y against x.
+// Series is one line of a SeriesSVG: y against x. Peer: a system measured
+// beside vipd (MetalLB), drawn grey.
 type Series struct {
 	Name string
 	X, Y []float64
+	Peer bool
 }
 
 // SeriesSVG draws lines with points, one per series (say which system
@@ -117,7 +118,7 @@ func SeriesSVG(path, title, caption, xLabel, yLabel string, logX bool, series []
 			return err
 		}
 		c := colorNodes[i%len(colorNodes)]
-		if strings.HasPrefix(s.Name, "MetalLB") {
+		if s.Peer {
 			c = colorGrey
 		}
 		l.Color, pts.Color = c, c

@@ -35,7 +35,7 @@ func TestChartsAreSVG(t *testing.T) {
 	}
 	sv := filepath.Join(dir, "img", "services.svg")
 	if err := SeriesSVG(sv, "convergence", Caption("a test", 3), "Services", "seconds", true,
-		[]Series{{Name: "vipd", X: []float64{100, 1000}, Y: []float64{1.5, 11}}, {Name: "MetalLB", X: []float64{100, 1000}, Y: []float64{5, 49}}}); err != nil {
+		[]Series{{Name: "vipd", X: []float64{100, 1000}, Y: []float64{1.5, 11}}, {Name: "MetalLB", X: []float64{100, 1000}, Y: []float64{5, 49}, Peer: true}}); err != nil {
 		t.Fatal(err)
 	}
 	for path, want := range map[string]string{tl: "SIGKILL of n1", sv: "MetalLB"} {
