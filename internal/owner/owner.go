@@ -49,7 +49,11 @@ type VIP struct {
 	clock    clock.Clock
 	log      *slog.Logger
 
+	// mu orders Hold, Drop and Retarget, which call the kernel and the
+	// announcer; st guards what they leave, so that Holding, HoldingNow,
+	// Check and Prefix never wait for a netlink call in progress.
 	mu      sync.Mutex
+	st      sync.Mutex
 	holding bool
 	until   time.Time
 }
@@ -79,9 +83,11 @@ func (v *VIP) holdLocked(until time.Time) {
 		v.log.Error("cannot put VIP on interface", "err", err)
 		return
 	}
-	v.until = until
-	if !v.holding {
-		v.holding = true
+	v.st.Lock()
+	first := !v.holding
+	v.until, v.holding = until, true
+	v.st.Unlock()
+	if first {
 		v.rec.SetPresent(true)
 		v.log.Info("VIP added", "validFor", until.Sub(v.clock.Now()).Truncate(time.Second))
 		v.announce.Start(v.addr.Prefix().Addr(), until)
@@ -104,46 +110,49 @@ func (v *VIP) stopLocked(reason string) {
 	if err != nil {
 		v.log.Error("cannot remove VIP; the kernel removes it when its lifetime ends", "err", err)
 	}
-	if v.holding {
+	v.st.Lock()
+	was := v.holding
+	v.holding = false
+	v.st.Unlock()
+	if was {
 		v.log.Info("VIP removed", "reason", reason)
 	}
-	v.holding = false
 	v.rec.SetPresent(false)
 }
 
 // Check is the health of ownership: an error when this node holds the VIP
 // but its fence has passed, or the address is missing from the interface.
 func (v *VIP) Check() error {
-	v.mu.Lock()
-	holding, until := v.holding, v.until
-	v.mu.Unlock()
+	v.st.Lock()
+	holding, until, addr := v.holding, v.until, v.addr
+	v.st.Unlock()
 	if !holding {
 		return nil
 	}
 	if late := v.clock.Since(until); late >= 0 {
 		return fmt.Errorf("leader, but no successful Lease renewal: fence passed %s ago", late.Round(time.Millisecond))
 	}
-	ok, err := v.addr.Present()
+	ok, err := addr.Present()
 	if err != nil {
-		return fmt.Errorf("checking %s on %s: %w", v.addr.Prefix(), v.addr.Interface(), err)
+		return fmt.Errorf("checking %s on %s: %w", addr.Prefix(), addr.Interface(), err)
 	}
 	if !ok {
-		return fmt.Errorf("leader, but %s is missing from %s", v.addr.Prefix(), v.addr.Interface())
+		return fmt.Errorf("leader, but %s is missing from %s", addr.Prefix(), addr.Interface())
 	}
 	return nil
 }
 
 // Prefix is the VIP currently managed (it changes with Retarget).
 func (v *VIP) Prefix() netip.Prefix {
-	v.mu.Lock()
-	defer v.mu.Unlock()
+	v.st.Lock()
+	defer v.st.Unlock()
 	return v.addr.Prefix()
 }
 
 // Holding reports whether this node currently owns the VIP.
 func (v *VIP) Holding() bool {
-	v.mu.Lock()
-	defer v.mu.Unlock()
+	v.st.Lock()
+	defer v.st.Unlock()
 	return v.holding
 }
 
@@ -153,8 +162,8 @@ func (v *VIP) Holding() bool {
 // has removed the address and another node may own it: what is heard on
 // the wire for it then is no conflict with this node.
 func (v *VIP) HoldingNow() bool {
-	v.mu.Lock()
-	defer v.mu.Unlock()
+	v.st.Lock()
+	defer v.st.Unlock()
 	return v.holding && v.clock.Now().Before(v.until)
 }
 
@@ -165,11 +174,15 @@ func (v *VIP) HoldingNow() bool {
 func (v *VIP) Retarget(a Address) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	v.st.Lock()
 	holding, until := v.holding, v.until
+	v.st.Unlock()
 	if holding {
 		v.stopLocked("address changed to " + a.Prefix().String())
 	}
+	v.st.Lock()
 	v.addr = a
+	v.st.Unlock()
 	v.log = v.log.With("vip", a.Prefix().String())
 	if holding {
 		v.holdLocked(until)

@@ -26,6 +26,7 @@ import (
 
 	"github.com/vipd/vipd/internal/announce"
 	"github.com/vipd/vipd/internal/conflict"
+	"github.com/vipd/vipd/internal/datapath"
 	"github.com/vipd/vipd/internal/election"
 	"github.com/vipd/vipd/internal/events"
 	"github.com/vipd/vipd/internal/ipam"
@@ -162,6 +163,9 @@ type Controller struct {
 	// st is the ownership strategy: the single-holder mode (holder) or
 	// spread mode (spread).
 	st strategy
+	// dp is what the groups decided for each address, applied by its own
+	// goroutine (the kernel address and its announcements), off c.mu.
+	dp datapath.Table
 
 	mu sync.Mutex
 	// cluster is the Services Lease: every Cluster VIP in the
@@ -232,6 +236,7 @@ func New(o Options) (*Controller, error) {
 		seen: leaseView{}, runCtx: context.Background(),
 		poster: &events.Poster{Client: o.EventClient, Node: o.NodeName, Log: log},
 	}
+	c.dp.OnHeld = c.planNow // their Services' status is due
 	c.cluster = c.newGroup(o.LeaseNamespace + "/" + o.LeaseName)
 	if o.Spread {
 		sp, err := c.newSpread()
@@ -353,6 +358,12 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	c.sweep()
 	c.runCtx = ctx
+	// The datapath outlives ctx: the electors' last drops and every VIP's
+	// removal at the end go through it.
+	dpCtx, stopDP := context.WithCancel(context.WithoutCancel(ctx))
+	dpDone := make(chan struct{})
+	go func() { defer close(dpDone); c.dp.Run(dpCtx) }()
+	defer func() { stopDP(); <-dpDone }()
 	close(c.ready)
 	c.st.run(live)
 
@@ -379,7 +390,9 @@ func (c *Controller) Run(ctx context.Context) error {
 	for ip, h := range c.vips {
 		c.stopLocked(ip, h, "shutting down")
 	}
+	dropped := c.dp.Barrier()
 	c.mu.Unlock()
+	c.dp.Wait(dropped)
 	stopLive()
 	c.wg.Wait()
 	return runErr
@@ -675,9 +688,9 @@ type nopPresent struct{}
 func (nopPresent) SetPresent(bool) {}
 
 // stopLocked takes a VIP off this node (S3) and out of its group; the
-// group's next write no longer lists it.
+// group's next write no longer lists it, and waits for the removal.
 func (c *Controller) stopLocked(ip netip.Addr, h *serviceVIP, reason string) {
-	h.ov.Drop(reason)
+	c.dp.Forget(h.ov, reason)
 	h.g.remove(ip)
 	delete(c.vips, ip)
 }

@@ -66,7 +66,7 @@ func (g *group) Hold(until time.Time) {
 		g.dropped("the fence passed before this renewal")
 	}
 	for _, ip := range hold {
-		g.vips[ip].Hold(until)
+		c.dp.Hold(g.vips[ip], until)
 	}
 	c.mu.Unlock()
 	if read {
@@ -77,19 +77,23 @@ func (g *group) Hold(until time.Time) {
 	}
 }
 
-// Drop is election.Guard: stop announcing and remove every address (S3).
+// Drop is election.Guard: stop announcing and remove every address (S3);
+// it returns when they are gone.
 func (g *group) Drop(reason string) {
 	c := g.c
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	g.k.drop()
 	g.dropped(reason)
+	n := c.dp.Barrier()
+	c.mu.Unlock()
+	c.dp.Wait(n)
 }
 
-// dropped takes every address off the interface after the claim dropped.
+// dropped takes every address off the interface after the claim dropped
+// (c.mu held).
 func (g *group) dropped(reason string) {
 	for _, ov := range g.vips {
-		ov.Drop(reason)
+		g.c.dp.Drop(ov, reason)
 	}
 	if g.lapsed != nil {
 		g.lapsed(reason)
@@ -97,10 +101,16 @@ func (g *group) dropped(reason string) {
 }
 
 // annotations lists the group's addresses for the write about to start.
+// It returns once every address dropped before it is off the interface:
+// the write may say it was let go (S3).
 func (g *group) annotations() map[string]string {
 	c := g.c
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	defer func() {
+		n := c.dp.Barrier()
+		c.mu.Unlock()
+		c.dp.Wait(n)
+	}()
 	a := map[string]string{HoldsAnnotation: joinSet(g.k.listing())}
 	if c.o.Datapath.MAC != "" {
 		a[conflict.MACAnnotation] = c.o.Datapath.MAC
@@ -246,7 +256,7 @@ func (c *Controller) retryCheck(g *group) {
 func (c *Controller) holdLocked(g *group, ips []netip.Addr) []func() {
 	var events []func()
 	for _, ip := range ips {
-		g.vips[ip].Hold(g.k.until)
+		c.dp.Hold(g.vips[ip], g.k.until)
 		if h := c.vips[ip]; h != nil {
 			h.known = true
 			events = append(events, c.resolvedLocked(ip, h))

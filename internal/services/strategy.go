@@ -164,7 +164,7 @@ func (h *holder) reconciled(ctx context.Context, svcs map[string]*corev1.Service
 // background.
 func (g *group) stopElection(reason string) {
 	for _, ov := range g.vips {
-		ov.Drop(reason)
+		g.c.dp.Drop(ov, reason)
 	}
 	if g.cancel != nil {
 		g.cancel()
