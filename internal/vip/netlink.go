@@ -174,7 +174,10 @@ func found(l netlink.Link, ip netip.Addr, a netlink.Addr) Found {
 		Up:         l.Attrs().Flags&net.FlagUp != 0,
 		Deprecated: a.PreferedLft == 0 || a.Flags&unix.IFA_F_DEPRECATED != 0,
 	}
-	if a.ValidLft > 0 && uint32(a.ValidLft) != 0xffffffff {
+	// A permanent address reports the infinite lifetime and the flag;
+	// an expired one that the kernel has not removed yet reports 0 left.
+	f.Forever = uint32(a.ValidLft) == 0xffffffff || a.Flags&unix.IFA_F_PERMANENT != 0
+	if !f.Forever && a.ValidLft > 0 {
 		f.Valid = time.Duration(a.ValidLft) * time.Second
 	}
 	return f

@@ -196,3 +196,31 @@ func TestNetlinkNeighbourhood(t *testing.T) {
 		t.Errorf("gateways %v, want 198.51.100.1", gateways)
 	}
 }
+
+// An address whose valid lifetime has just passed (0 left, the kernel has
+// not removed it yet) still carries vipd's mark: it is vipd's VIP, not a
+// node's address (Neighbourhood would otherwise count it as one, and a
+// Service asking for it would be refused). A permanent address is never
+// marked, whether the kernel says so by the infinite lifetime or the flag.
+func TestFoundTellsExpiredFromPermanent(t *testing.T) {
+	l := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "vip0"}}
+	ip := netip.MustParseAddr("198.51.100.12")
+	addr := func(preferred, valid, flags int) netlink.Addr {
+		return netlink.Addr{IPNet: &net.IPNet{IP: ip.AsSlice(), Mask: net.CIDRMask(32, 32)}, PreferedLft: preferred, ValidLft: valid, Flags: flags}
+	}
+	for _, c := range []struct {
+		name   string
+		a      netlink.Addr
+		marked bool
+	}{
+		{"vipd's, 2 s left", addr(0, 2, 0), true},
+		{"vipd's, its lifetime just passed", addr(0, 0, 0), true},
+		{"permanent, preferred 0", addr(0, 0xffffffff, 0), false},
+		{"permanent by its flag", addr(0, 0, unix.IFA_F_PERMANENT), false},
+		{"DHCP's /32", addr(1800, 3600, 0), false},
+	} {
+		if f := found(l, ip, c.a); f.Marked() != c.marked {
+			t.Errorf("%s: %+v marked %v, want %v", c.name, f, f.Marked(), c.marked)
+		}
+	}
+}

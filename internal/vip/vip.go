@@ -34,8 +34,11 @@ type Found struct {
 	Iface  string
 	Prefix netip.Prefix
 	Up     bool
-	// Valid is the remaining valid lifetime; 0 means forever.
-	Valid time.Duration
+	// Forever: the address has no valid lifetime (a permanent address).
+	// Otherwise Valid is what is left of it: 0 once it has passed, until
+	// the kernel gets round to removing the address (up to a second or so).
+	Forever bool
+	Valid   time.Duration
 	// Deprecated is true when the preferred lifetime is 0, as vipd sets it
 	// (the kernel then never picks the address as a source).
 	Deprecated bool
@@ -117,11 +120,12 @@ func (a *Address) Present() (bool, error) {
 }
 
 // Marked reports whether f carries vipd's mark: preferred lifetime 0
-// (deprecated), a finite valid lifetime and a full-length prefix. A
-// node's own address has its subnet's prefix or a preferred lifetime
-// (DHCP's /32 and DHCPv6's /128 too), and kube-vip's VIPs are permanent.
+// (deprecated), a finite valid lifetime (also one that has just passed)
+// and a full-length prefix. A node's own address has its subnet's prefix
+// or a preferred lifetime (DHCP's /32 and DHCPv6's /128 too), and
+// kube-vip's VIPs are permanent.
 func (f Found) Marked() bool {
-	return f.Deprecated && f.Valid > 0 && f.Prefix.Bits() == f.Prefix.Addr().BitLen()
+	return f.Deprecated && !f.Forever && f.Prefix.Bits() == f.Prefix.Addr().BitLen()
 }
 
 // SweepMarked removes the copies of addr that carry vipd's mark (Marked):

@@ -3,6 +3,7 @@ package vip
 import (
 	"errors"
 	"net/netip"
+	"sort"
 	"testing"
 	"time"
 )
@@ -138,19 +139,24 @@ func TestSweepMarkedTouchesOnlyVipdsAddresses(t *testing.T) {
 		"eth1": {{Iface: "eth1", Prefix: vipPrefix, Valid: 3 * time.Second, Deprecated: true}},
 		"eth2": {{Iface: "eth2", Prefix: vipPrefix, Valid: 3600 * time.Second}},
 		"eth3": {{Iface: "eth3", Prefix: vipPrefix}},
+		// preferred 0 but permanent: someone's address, not vipd's
+		"eth4": {{Iface: "eth4", Prefix: vipPrefix, Forever: true, Deprecated: true}},
+		// vipd's, its lifetime just passed, not yet removed by the kernel
+		"eth5": {{Iface: "eth5", Prefix: vipPrefix, Deprecated: true}},
 	}}
 	removed, foreign, err := SweepMarked(k, ip)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(removed) != 1 || removed[0].Iface != "eth1" {
-		t.Fatalf("removed %v, want only the marked copy on eth1", removed)
+	sort.Slice(removed, func(i, j int) bool { return removed[i].Iface < removed[j].Iface })
+	if len(removed) != 2 || removed[0].Iface != "eth1" || removed[1].Iface != "eth5" {
+		t.Fatalf("removed %v, want the marked copies on eth1 and eth5", removed)
 	}
-	if len(foreign) != 3 {
-		t.Fatalf("foreign %v, want the copies on eth0, eth2, eth3", foreign)
+	if len(foreign) != 4 {
+		t.Fatalf("foreign %v, want the copies on eth0, eth2, eth3, eth4", foreign)
 	}
 	left, _ := k.Find(ip)
-	if len(left) != 3 {
+	if len(left) != 4 {
 		t.Fatalf("left %v", left)
 	}
 	k.failFind = errors.New("netlink down")

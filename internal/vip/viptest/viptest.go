@@ -67,7 +67,7 @@ func (k *Kernel) Find(a netip.Addr) ([]vip.Found, error) {
 	var out []vip.Found
 	for s, e := range k.addrs {
 		if s.prefix.Addr() == a {
-			out = append(out, vip.Found{Iface: s.iface, Prefix: s.prefix, Up: true, Valid: e.valid, Deprecated: e.deprecated})
+			out = append(out, vip.Found{Iface: s.iface, Prefix: s.prefix, Up: true, Forever: e.valid == 0, Valid: e.valid, Deprecated: e.deprecated})
 		}
 	}
 	return out, nil
