@@ -343,7 +343,7 @@ func controlPlane(ctx context.Context, cfg *config.Config, rc *rest.Config, clie
 		Client: client, Sender: &announce.Link{Interface: cfg.Interface},
 		Interface: cfg.Interface, Prefix: cfg.Prefix(),
 		Namespace: cfg.Namespace, LeaseName: cfg.LeaseName, NodeName: cfg.NodeName,
-		LeaseDuration: cfg.LeaseDuration, RenewDeadline: cfg.RenewDeadline, RetryPeriod: cfg.RetryPeriod,
+		Timing:         cfg.Timing(),
 		AnnouncePeriod: cfg.ARPRate, Metrics: m, Logger: log, Instance: instance,
 	}
 	if cfg.IsName {
@@ -408,9 +408,9 @@ func servicesController(cfg *config.Config, rc *rest.Config, reg prometheus.Regi
 	ctl, err := services.New(services.Options{
 		Client: client, EventClient: evClient,
 		Namespace: cfg.SvcNamespace, LeaseNamespace: cfg.Namespace, LeaseName: cfg.SvcLeaseName, NodeName: cfg.NodeName,
-		LeaseDuration: cfg.LeaseDuration, RenewDeadline: cfg.RenewDeadline, RetryPeriod: cfg.RetryPeriod,
-		Filter: services.ClassFilter{Name: cfg.LBClassName, Only: cfg.LBClassOnly}, PoolsOnly: cfg.SvcPoolsOnly, Spread: cfg.SvcSpread,
-		Reserved: reserved, Standby: standby, Leader: m, Logger: log, Instance: instance, API: api,
+		Timing: cfg.Timing(),
+		Filter: services.ClassFilter{Name: cfg.LBClassName, Only: cfg.LBClassOnly}, PoolsOnly: cfg.SvcPoolsOnly, Mode: services.Mode{Spread: cfg.SvcSpread, Standby: standby},
+		Reserved: reserved, Leader: m, Logger: log, Instance: instance, API: api,
 		Datapath: services.Datapath{
 			Kernel: kernel, Sender: &announce.Link{Interface: iface}, Interface: iface,
 			AnnouncePeriod: cfg.ARPRate, Announce: m.Announced,

@@ -318,6 +318,12 @@ func (c *Config) loadModes(l *loader, d Deps) {
 }
 
 // loadTimings reads the Lease timings and the announcement rate.
+// Timing is the electors' durations (vip_leaseduration, vip_renewdeadline,
+// vip_retryperiod).
+func (c *Config) Timing() election.Timing {
+	return election.Timing{LeaseDuration: c.LeaseDuration, RenewDeadline: c.RenewDeadline, RetryPeriod: c.RetryPeriod}
+}
+
 func (c *Config) loadTimings(l *loader) {
 	c.LeaseDuration = l.seconds("vip_leaseduration")
 	c.RenewDeadline = l.seconds("vip_renewdeadline")

@@ -36,10 +36,10 @@ type Options struct {
 	Resolve      func() (netip.Addr, error)
 	ResolveEvery time.Duration
 
-	Namespace, LeaseName, NodeName            string
-	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
-	AnnouncePeriod                            time.Duration
-	Metrics                                   *metrics.VIP
+	Namespace, LeaseName, NodeName string
+	election.Timing
+	AnnouncePeriod time.Duration
+	Metrics        *metrics.VIP
 	// Gate, if set, keeps this node out while its local API server is not ready.
 	Gate election.Gate
 	// Standby, if set, hands the VIP to another node while this Node is
@@ -119,7 +119,7 @@ func New(o Options) (*VIP, error) {
 	}
 	el, err := election.New(election.Options{
 		Client: o.Client, Namespace: o.Namespace, Name: o.LeaseName, Identity: o.NodeName,
-		LeaseDuration: o.LeaseDuration, RenewDeadline: o.RenewDeadline, RetryPeriod: o.RetryPeriod,
+		Timing:      o.Timing,
 		Annotations: v.annotations,
 		Guard:       ow, Gate: o.Gate, Standby: o.Standby, FreshClient: o.FreshClient, Recorder: o.Metrics, Clock: o.Clock, Logger: log.With("component", "election"),
 		ColdStart: v.coldStart, Instance: o.Instance, OnEdited: v.edited,

@@ -46,7 +46,7 @@ func TestSweepsLeftoversThenFollowsTheName(t *testing.T) {
 		Namespace:    "kube-system", LeaseName: "plndr-cp-lock", NodeName: "n1",
 		// Long timings: the fake clock jumps ahead of the elector's loop, and
 		// the fence must not expire between two renewals because of that.
-		LeaseDuration: 100 * time.Second, RenewDeadline: 60 * time.Second, RetryPeriod: 10 * time.Second,
+		Timing:         election.Timing{LeaseDuration: 100 * time.Second, RenewDeadline: 60 * time.Second, RetryPeriod: 10 * time.Second},
 		AnnouncePeriod: 3 * time.Second,
 		Metrics:        metrics.NewVIP(prometheus.NewRegistry(), "l", "v"),
 		Clock:          clk, Logger: slog.New(slog.NewTextHandler(tlog{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -119,7 +119,7 @@ func TestRefusesAnAddressItDidNotAdd(t *testing.T) {
 			Client: fake.NewClientset(), Kernel: k, Sender: sender{},
 			Interface: "eth0", Prefix: netip.MustParsePrefix("198.51.100.200/32"),
 			Namespace: "kube-system", LeaseName: "plndr-cp-lock", NodeName: "n1",
-			LeaseDuration: 5 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second,
+			Timing:  election.Timing{LeaseDuration: 5 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second},
 			Metrics: metrics.NewVIP(prometheus.NewRegistry(), "l", "v"), Logger: slog.New(slog.DiscardHandler),
 		})
 		if !errors.Is(err, ErrForeignAddress) || !strings.Contains(err.Error(), "eth0") || !strings.Contains(err.Error(), "ip addr del") {
@@ -146,7 +146,7 @@ func TestColdStartProbes(t *testing.T) {
 		Client: client, Kernel: viptest.New(nil), Sender: sender{},
 		Interface: "eth0", Prefix: netip.MustParsePrefix("198.51.100.200/32"),
 		Namespace: "kube-system", LeaseName: "plndr-cp-lock", NodeName: "n1",
-		LeaseDuration: 5 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second,
+		Timing:  election.Timing{LeaseDuration: 5 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second},
 		Metrics: metrics.NewVIP(prometheus.NewRegistry(), "l", "v"),
 		Probe: func(_ context.Context, addrs []netip.Addr) (map[netip.Addr]net.HardwareAddr, error) {
 			if !answering {

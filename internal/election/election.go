@@ -119,16 +119,22 @@ type Recorder interface {
 	RenewFailure()
 }
 
-// Options configure an Elector.
-type Options struct {
-	Client        kubernetes.Interface
-	Namespace     string
-	Name          string
-	Identity      string
+// Timing is an election's three durations (the seed's vip_leaseduration,
+// vip_renewdeadline and vip_retryperiod; New checks the rules between them).
+type Timing struct {
 	LeaseDuration time.Duration
 	RenewDeadline time.Duration
 	RetryPeriod   time.Duration
-	Guard         Guard
+}
+
+// Options configure an Elector.
+type Options struct {
+	Client    kubernetes.Interface
+	Namespace string
+	Name      string
+	Identity  string
+	Timing
+	Guard Guard
 	// Annotations, if set, returns annotations written on the Lease with
 	// every acquire and renewal (called from API goroutines).
 	Annotations func() map[string]string

@@ -195,8 +195,8 @@ func (h *harness) start(identity string) (*guard, *Elector, func() error) {
 	g := &guard{name: identity, j: h.j}
 	e, err := New(Options{
 		Client: h.api, Namespace: "kube-system", Name: "plndr-cp-lock", Identity: identity,
-		LeaseDuration: 5 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second,
-		Guard: g, Clock: h.clock,
+		Timing: Timing{LeaseDuration: 5 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second},
+		Guard:  g, Clock: h.clock,
 	})
 	if err != nil {
 		h.t.Fatal(err)
@@ -239,7 +239,7 @@ func settle() { time.Sleep(50 * time.Millisecond) }
 
 func TestNewRejectsUnsafeTimings(t *testing.T) {
 	base := Options{Client: fake.NewClientset(), Guard: &guard{}, Namespace: "ns", Name: "n", Identity: "me",
-		LeaseDuration: 5 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second}
+		Timing: Timing{LeaseDuration: 5 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second}}
 	if _, err := New(base); err != nil {
 		t.Fatalf("seed timings rejected: %v", err)
 	}
@@ -426,8 +426,8 @@ func (h *harness) startGated(identity string, gt Gate) *guard {
 	g := &guard{name: identity, j: h.j}
 	e, err := New(Options{
 		Client: h.api, Namespace: "kube-system", Name: "plndr-cp-lock", Identity: identity,
-		LeaseDuration: 5 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second,
-		Guard: g, Gate: gt, Clock: h.clock,
+		Timing: Timing{LeaseDuration: 5 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second},
+		Guard:  g, Gate: gt, Clock: h.clock,
 	})
 	if err != nil {
 		h.t.Fatal(err)
@@ -504,7 +504,7 @@ func TestClosedGateReleasesAfterTheFenceDropped(t *testing.T) {
 // does not step down on a stale "held by other".
 func TestObserveKeepsTheNewerVersion(t *testing.T) {
 	e, err := New(Options{Client: fake.NewClientset(), Guard: &guard{}, Namespace: "kube-system", Name: "plndr-cp-lock", Identity: "n1",
-		LeaseDuration: 5 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second})
+		Timing: Timing{LeaseDuration: 5 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -571,8 +571,8 @@ func TestUnreachableAPISaysSo(t *testing.T) {
 	})
 	var buf lockedBuffer
 	e, err := New(Options{Client: client, Namespace: "kube-system", Name: "plndr-cp-lock", Identity: "n1",
-		LeaseDuration: 5 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: 20 * time.Millisecond,
-		Guard: &guard{name: "n1", j: &journal{}}, Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+		Timing: Timing{LeaseDuration: 5 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: 20 * time.Millisecond},
+		Guard:  &guard{name: "n1", j: &journal{}}, Logger: slog.New(slog.NewTextHandler(&buf, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -615,8 +615,8 @@ func TestColdStartOnlyWithoutAKnownHolder(t *testing.T) {
 	client := newFakeAPI(&journal{}) // (resourceVersions enforced)
 	opts := func(id string, g *guard) Options {
 		return Options{Client: client, Namespace: "kube-system", Name: "plndr-cp-lock", Identity: id,
-			LeaseDuration: 5 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: 50 * time.Millisecond,
-			Guard: g, ColdStart: func(context.Context) error {
+			Timing: Timing{LeaseDuration: 5 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: 50 * time.Millisecond},
+			Guard:  g, ColdStart: func(context.Context) error {
 				calls.Add(1)
 				if refuse.Load() {
 					return errors.New("another host answers")
@@ -670,7 +670,7 @@ func TestColdStartOnlyWithoutAKnownHolder(t *testing.T) {
 func TestEditOfAWriteNeverSeenCountsAsHeld(t *testing.T) {
 	clk := clocktesting.NewFakeClock(time.Unix(1000, 0))
 	e, err := New(Options{Client: fake.NewClientset(), Guard: &guard{}, Namespace: "kube-system", Name: "plndr-cp-lock", Identity: "n2",
-		LeaseDuration: 5 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second, Clock: clk})
+		Timing: Timing{LeaseDuration: 5 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second}, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -63,8 +63,8 @@ func (h *harness) startWithFinalizer(identity string) (*guard, *Elector) {
 	g := &guard{name: identity, j: h.j}
 	e, err := New(Options{
 		Client: h.api, Namespace: "kube-system", Name: "plndr-cp-lock", Identity: identity,
-		LeaseDuration: 5 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second,
-		Guard: g, Clock: h.clock, Finalizer: testFinalizer,
+		Timing: Timing{LeaseDuration: 5 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second},
+		Guard:  g, Clock: h.clock, Finalizer: testFinalizer,
 	})
 	if err != nil {
 		h.t.Fatal(err)

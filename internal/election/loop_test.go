@@ -209,8 +209,8 @@ func newWorldNamed(t *testing.T, identities ...string) *world {
 		n := &node{id: id, st: w.st, clk: w.clk, gate: &pgate{open: true}, sb: &pstandby{}}
 		n.g = &pguard{fail: w.fail, id: id}
 		e, err := New(Options{Client: fake.NewClientset(), Namespace: "kube-system", Name: "plndr-cp-lock", Identity: identities[i],
-			LeaseDuration: 5 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second,
-			Guard: n.g, Gate: n.gate, Standby: n.sb, Clock: w.clk})
+			Timing: Timing{LeaseDuration: 5 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second},
+			Guard:  n.g, Gate: n.gate, Standby: n.sb, Clock: w.clk})
 		if err != nil {
 			t.Fatal(err)
 		}

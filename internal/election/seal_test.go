@@ -14,7 +14,7 @@ import (
 func sealer(t *testing.T) *Elector {
 	t.Helper()
 	e, err := New(Options{Client: fake.NewClientset(), Namespace: "kube-system", Name: "vipd-node-n1", Identity: "n1",
-		LeaseDuration: 5 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second, Guard: &pguard{},
+		Timing: Timing{LeaseDuration: 5 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second}, Guard: &pguard{},
 		Annotations: func() map[string]string { return map[string]string{HoldsAnnotation: "198.51.100.10"} }})
 	if err != nil {
 		t.Fatal(err)

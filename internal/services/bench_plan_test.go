@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
+	"github.com/vipd/vipd/internal/election"
 	"github.com/vipd/vipd/internal/vip/viptest"
 )
 
@@ -45,9 +46,9 @@ func BenchmarkPlanAndPlace(b *testing.B) {
 func BenchmarkSpreadPass(b *testing.B) {
 	objs, _ := spreadServicesN(1000)
 	api, _ := newCluster(objs...)
-	o := Options{Client: api.client(0), NodeName: "n1", Spread: true, Settle: time.Millisecond,
+	o := Options{Client: api.client(0), NodeName: "n1", Mode: Mode{Spread: true, Settle: time.Millisecond},
 		LeaseNamespace: "kube-system", LeaseName: "plndr-svcs-lock",
-		LeaseDuration: 4 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 500 * time.Millisecond,
+		Timing: election.Timing{LeaseDuration: 4 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 500 * time.Millisecond},
 		Logger: slog.New(slog.DiscardHandler), Datapath: Datapath{Kernel: viptest.New(nil), Sender: sender{}, Interface: "eth0", AnnouncePeriod: time.Second}}
 	c, err := New(o)
 	if err != nil {

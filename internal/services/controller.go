@@ -55,22 +55,15 @@ type Options struct {
 	Namespace string
 	// LeaseNamespace/LeaseName: the Services Lease. Its holder owns every
 	// externalTrafficPolicy: Cluster VIP and is the one allocator.
-	LeaseNamespace, LeaseName                 string
-	NodeName                                  string
-	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
-	Filter                                    ClassFilter
+	LeaseNamespace, LeaseName string
+	NodeName                  string
+	election.Timing
+	Filter ClassFilter
 	// PoolsOnly (svc_pools_only): accept only addresses inside a pool the
 	// Service's namespace may use.
 	PoolsOnly bool
-	// Spread (svc_election): spread mode, every node holds a share of the
-	// VIPs through a heartbeat Lease of its own (see spread.go). Settle is
-	// how long a node that (re)joins waits before it is given VIPs
-	// (default 2 × LeaseDuration).
-	Spread bool
-	Settle time.Duration
-	// Standby, if set, hands the Services Lease (single-holder mode) to
-	// another node while this Node is cordoned (see election.Options).
-	Standby election.Standby
+	// Mode is who holds which VIP: one holder, or spread over the nodes.
+	Mode
 	// Reserved returns the control-plane VIP now (nil or invalid: none); it
 	// follows a DNS name that resolves elsewhere.
 	Reserved func() netip.Addr
@@ -91,6 +84,19 @@ type Options struct {
 	Writer Writer
 	Clock  clock.Clock
 	Logger *slog.Logger
+}
+
+// Mode is the ownership strategy of the Service VIPs.
+type Mode struct {
+	// Spread (svc_election): spread mode, every node holds a share of the
+	// VIPs through a heartbeat Lease of its own (see spread.go). Settle is
+	// how long a node that (re)joins waits before it is given VIPs
+	// (default 2 × LeaseDuration).
+	Spread bool
+	Settle time.Duration
+	// Standby, if set, hands the Services Lease (single-holder mode) to
+	// another node while this Node is cordoned (see election.Options).
+	Standby election.Standby
 }
 
 // Datapath is the layer-2 datapath: a held address on Interface with a
@@ -251,7 +257,7 @@ func New(o Options) (*Controller, error) {
 	el, err := election.New(election.Options{
 		Gate: elGate, Standby: standby,
 		Client: o.Client, Namespace: o.LeaseNamespace, Name: o.LeaseName, Identity: o.NodeName,
-		LeaseDuration: o.LeaseDuration, RenewDeadline: o.RenewDeadline, RetryPeriod: o.RetryPeriod,
+		Timing:      o.Timing,
 		Annotations: c.cluster.annotations,
 		Guard:       c.cluster, Recorder: o.Leader, Clock: o.Clock, Logger: log,
 		Instance: o.Instance, OnEdited: c.edited(o.LeaseNamespace, o.LeaseName),

@@ -22,6 +22,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/utils/ptr"
 
+	"github.com/vipd/vipd/internal/election"
 	"github.com/vipd/vipd/internal/vip/viptest"
 )
 
@@ -323,7 +324,7 @@ func TestForbiddenServicesSaysWhatIsMissing(t *testing.T) {
 		return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "services"}, "", errors.New("RBAC"))
 	})
 	c, err := New(Options{Client: cs, NodeName: "n1", LeaseNamespace: "kube-system", LeaseName: "plndr-svcs-lock",
-		LeaseDuration: 4 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 500 * time.Millisecond,
+		Timing: election.Timing{LeaseDuration: 4 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 500 * time.Millisecond},
 		Logger: slog.New(slog.DiscardHandler), Datapath: Datapath{Kernel: viptest.New(nil), Sender: sender{}, Interface: "eth0", AnnouncePeriod: time.Second}})
 	if err != nil {
 		t.Fatal(err)

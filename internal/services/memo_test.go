@@ -90,7 +90,7 @@ func TestHeartbeatsAloneMakeNoPlan(t *testing.T) {
 	}
 	api, client := newCluster(objs...)
 	var passes atomic.Int64
-	c, _ := run(t, Options{Client: api.client(0), NodeName: "n1", Spread: true, Settle: time.Millisecond,
+	c, _ := run(t, Options{Client: api.client(0), NodeName: "n1", Mode: Mode{Spread: true, Settle: time.Millisecond},
 		Logger: slog.New(passEnds(func() { passes.Add(1) })), Datapath: Datapath{Kernel: viptest.New(nil)}})
 	for i := range 3 {
 		waitFor(t, "announced", announced(client, "default", fmt.Sprintf("s%d", i), fmt.Sprintf("198.51.100.%d", 120+i), "n1"))

@@ -496,7 +496,7 @@ func TestRemovedDuringAWriteIsNotPublishedByItsAnswer(t *testing.T) {
 	c := &Controller{o: Options{Clock: clocktesting.NewFakeClock(time.Unix(1000, 0))}}
 	g := c.newGroup("kube-system/" + HeartbeatName("n1"))
 	el, err := election.New(election.Options{Client: fake.NewClientset(), Namespace: "kube-system", Name: HeartbeatName("n1"), Identity: "n1",
-		LeaseDuration: 4 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 500 * time.Millisecond, Guard: g})
+		Timing: election.Timing{LeaseDuration: 4 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 500 * time.Millisecond}, Guard: g})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -82,7 +82,7 @@ func eventMessage(client *fake.Clientset, name, reason string) (string, error) {
 func TestProbeBeforeTheFirstClaim(t *testing.T) {
 	for _, spread := range []bool{false, true} {
 		t.Run(map[bool]string{false: "single_holder", true: "spread"}[spread], func(t *testing.T) {
-			probeBeforeTheFirstClaim(t, Options{NodeName: "n1", Spread: spread, Settle: 500 * time.Millisecond})
+			probeBeforeTheFirstClaim(t, Options{NodeName: "n1", Mode: Mode{Spread: spread, Settle: 500 * time.Millisecond}})
 		})
 	}
 }

@@ -162,7 +162,7 @@ func (c *Controller) newSpread() (*spread, error) {
 	s.g.lapsed, s.g.waited = s.lapsed, s.waited
 	el, err := election.New(election.Options{
 		Client: c.o.Client, Namespace: c.o.LeaseNamespace, Name: HeartbeatName(c.o.NodeName), Identity: c.o.NodeName,
-		LeaseDuration: c.o.LeaseDuration, RenewDeadline: c.o.RenewDeadline, RetryPeriod: c.o.RetryPeriod,
+		Timing:      c.o.Timing,
 		Annotations: s.annotations, Guard: s.g, Clock: c.o.Clock, Logger: c.log.With("lease", "heartbeat"),
 		Finalizer: HeartbeatFinalizer, Instance: c.o.Instance, OnEdited: c.edited(c.o.LeaseNamespace, HeartbeatName(c.o.NodeName)),
 	})

@@ -32,7 +32,7 @@ func spreadNode(t *testing.T, api *apiServer, name string, lag time.Duration) (*
 func spreadNodeOn(t *testing.T, cs *fake.Clientset, name string) (*viptest.Kernel, func()) {
 	t.Helper()
 	k := viptest.New(nil)
-	c, stop := run(t, Options{Client: cs, NodeName: name, Spread: true, Settle: 500 * time.Millisecond, Datapath: Datapath{Kernel: k}})
+	c, stop := run(t, Options{Client: cs, NodeName: name, Mode: Mode{Spread: true, Settle: 500 * time.Millisecond}, Datapath: Datapath{Kernel: k}})
 	// Started for real (caches synced), so a short test does not end it
 	// while it still waits for its caches.
 	waitFor(t, name+" ready", c.Ready)
@@ -156,7 +156,7 @@ func TestSpreadBalancesAndMoves(t *testing.T) {
 	})
 	t.Logf("planned stop of n2: its VIPs moved in %s", time.Since(start).Round(time.Millisecond))
 	// n2 comes back on the same host (a rolling update).
-	run(t, Options{Client: api.client(0), NodeName: "n2", Spread: true, Settle: 500 * time.Millisecond, Datapath: Datapath{Kernel: ks["n2"]}})
+	run(t, Options{Client: api.client(0), NodeName: "n2", Mode: Mode{Spread: true, Settle: 500 * time.Millisecond}, Datapath: Datapath{Kernel: ks["n2"]}})
 	waitFor(t, "even again after n2 settled", even)
 	if bad := overlap(); len(bad) > 0 {
 		t.Fatalf("an address on two nodes: %v", bad[:min(5, len(bad))])
@@ -266,7 +266,7 @@ func TestSpreadNodesStartingTogetherDoNotSettle(t *testing.T) {
 	ks := map[string]*viptest.Kernel{}
 	for _, n := range []string{"n1", "n2", "n3"} {
 		ks[n] = viptest.New(nil)
-		c, _ := run(t, Options{Client: api.client(0), NodeName: n, Spread: true, Settle: time.Minute, Datapath: Datapath{Kernel: ks[n]}})
+		c, _ := run(t, Options{Client: api.client(0), NodeName: n, Mode: Mode{Spread: true, Settle: time.Minute}, Datapath: Datapath{Kernel: ks[n]}})
 		waitFor(t, n+" ready", c.Ready)
 		time.Sleep(300 * time.Millisecond) // each a moment after the one before
 	}

@@ -179,7 +179,7 @@ func (h *holder) startLocal(ctx context.Context, k string, g *group, svc *corev1
 	c := h.c
 	el, err := election.New(election.Options{
 		Client: c.o.Client, Namespace: svc.Namespace, Name: LocalLeasePrefix + svc.Name, Identity: c.o.NodeName,
-		LeaseDuration: c.o.LeaseDuration, RenewDeadline: c.o.RenewDeadline, RetryPeriod: c.o.RetryPeriod,
+		Timing: c.o.Timing,
 		Annotations: func() map[string]string {
 			a := g.annotations()
 			a[election.VIPAnnotation] = a[HoldsAnnotation]
