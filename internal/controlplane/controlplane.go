@@ -20,6 +20,7 @@ import (
 	"github.com/vipd/vipd/internal/conflict"
 	"github.com/vipd/vipd/internal/election"
 	"github.com/vipd/vipd/internal/events"
+	"github.com/vipd/vipd/internal/lease"
 	"github.com/vipd/vipd/internal/metrics"
 	"github.com/vipd/vipd/internal/owner"
 	"github.com/vipd/vipd/internal/vip"
@@ -133,14 +134,11 @@ func New(o Options) (*VIP, error) {
 
 // annotations are written on the Lease with every renewal.
 func (v *VIP) annotations() map[string]string {
-	a := map[string]string{election.VIPAnnotation: v.owner.Prefix().String()}
-	if v.o.MAC != "" {
-		a[conflict.MACAnnotation] = v.o.MAC
-	}
+	m := lease.Marks{VIP: v.owner.Prefix().String(), MAC: v.o.MAC, Watching: v.monitor != nil}
 	if v.monitor != nil {
-		a[conflict.Annotation] = conflict.Format(v.monitor.Active())
+		m.Conflicts = conflict.Format(v.monitor.Active())
 	}
-	return a
+	return m.Annotations()
 }
 
 // coldStart probes the VIP before this node creates the Lease (no vipd

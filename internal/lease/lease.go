@@ -8,6 +8,7 @@ package lease
 import (
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -115,4 +116,62 @@ func ParseHolds(holds string) []netip.Addr {
 		}
 	}
 	return out
+}
+
+// Marks are what a holder says on its Lease with every write, besides the
+// election's own (Instance, Seal, Edited, Handover, Successor). Annotations
+// writes them and ReadLease reads them back, so the two cannot drift.
+type Marks struct {
+	// Services: one of vipd's Services' Leases, which writes Holds, empty
+	// or not; Listed are the addresses it lists.
+	Services bool
+	Listed   []netip.Addr
+	VIP      string // the VIP the Lease's holder serves
+	MAC      string // "": unknown, not written
+	// Watching: the conflict watch runs, so Conflicts is written ("":
+	// nothing else answers).
+	Watching  bool
+	Conflicts string
+	Beat      *Beat // a spread-mode heartbeat's own marks (nil: not one)
+}
+
+// Beat is what a heartbeat says of its node. Every field is written either
+// way: the annotations of a Lease a node took over from an earlier run of
+// its own are kept unless overwritten.
+type Beat struct {
+	Node                  string
+	Ready, Stopping, Read bool
+}
+
+// Annotations are m as written on the Lease.
+func (m Marks) Annotations() map[string]string {
+	a := map[string]string{}
+	if m.Services {
+		a[Holds] = JoinHolds(m.Listed)
+	}
+	if m.VIP != "" {
+		a[VIP] = m.VIP
+	}
+	if m.MAC != "" {
+		a[MAC] = m.MAC
+	}
+	if m.Watching {
+		a[Conflicts] = m.Conflicts
+	}
+	if b := m.Beat; b != nil {
+		a[Node] = b.Node
+		a[Ready] = strconv.FormatBool(b.Ready)
+		a[Stopping] = strconv.FormatBool(b.Stopping)
+		a[Read] = strconv.FormatBool(b.Read)
+	}
+	return a
+}
+
+// JoinHolds writes ips as a Holds annotation, in the order given.
+func JoinHolds(ips []netip.Addr) string {
+	s := make([]string, len(ips))
+	for i, ip := range ips {
+		s[i] = ip.String()
+	}
+	return strings.Join(s, ",")
 }

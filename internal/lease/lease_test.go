@@ -40,3 +40,34 @@ func TestReadLease(t *testing.T) {
 		t.Errorf("an empty Lease reads as %+v", e)
 	}
 }
+
+// What a holder writes (Marks.Annotations) reads back as it was meant
+// (ReadLease), and a mark it does not have is not written at all.
+func TestMarksReadBack(t *testing.T) {
+	ips := []netip.Addr{netip.MustParseAddr("198.51.100.7"), netip.MustParseAddr("2001:db8::7")}
+	for _, m := range []Marks{
+		{Services: true, Listed: ips, MAC: "02:00:00:00:00:07", Watching: true, Conflicts: "198.51.100.7=02:00:00:00:00:99"},
+		{Services: true, Beat: &Beat{Node: "n1", Ready: true, Stopping: false, Read: false}},
+		{Services: true, Listed: ips[:1], VIP: "198.51.100.7", Beat: &Beat{Node: "n2", Stopping: true, Read: true}},
+		{VIP: "198.51.100.200/32"},
+	} {
+		a := m.Annotations()
+		r := ReadLease(&coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Annotations: a}})
+		_, hasConflicts := a[Conflicts]
+		_, hasMAC := a[MAC]
+		switch {
+		case r.HasHolds != m.Services || !slices.Equal(r.Listed, m.Listed):
+			t.Errorf("%+v: holds %v (has %t)", m, r.Listed, r.HasHolds)
+		case r.VIP != m.VIP || r.MAC != m.MAC || hasMAC != (m.MAC != ""):
+			t.Errorf("%+v: vip %q mac %q (written %t)", m, r.VIP, r.MAC, hasMAC)
+		case hasConflicts != m.Watching || a[Conflicts] != m.Conflicts:
+			t.Errorf("%+v: conflicts %q (written %t)", m, a[Conflicts], hasConflicts)
+		case m.Beat == nil && (has(a, Node) || has(a, Ready) || has(a, Stopping) || has(a, Read)):
+			t.Errorf("%+v: heartbeat marks written: %v", m, a)
+		case m.Beat != nil && (r.Node != m.Beat.Node || r.Ready != m.Beat.Ready || r.Stopping != m.Beat.Stopping || r.Unread == m.Beat.Read || a[Read] == "" || a[Stopping] == ""):
+			t.Errorf("%+v: heartbeat reads back as %+v from %v", m.Beat, r, a)
+		}
+	}
+}
+
+func has(a map[string]string, k string) bool { _, ok := a[k]; return ok }

@@ -100,10 +100,11 @@ func (g *group) dropped(reason string) {
 	}
 }
 
-// annotations lists the group's addresses for the write about to start.
+// marks list the group's addresses for the write about to start, and say
+// whether every one of them was read (for a heartbeat), both at one moment.
 // It returns once every address dropped before it is off the interface:
 // the write may say it was let go (S3).
-func (g *group) annotations() map[string]string {
+func (g *group) marks() (m lease.Marks, read bool) {
 	c := g.c
 	c.mu.Lock()
 	defer func() {
@@ -111,10 +112,7 @@ func (g *group) annotations() map[string]string {
 		c.mu.Unlock()
 		c.dp.Wait(n)
 	}()
-	a := map[string]string{HoldsAnnotation: joinSet(g.k.listing())}
-	if c.o.Datapath.MAC != "" {
-		a[conflict.MACAnnotation] = c.o.Datapath.MAC
-	}
+	m = lease.Marks{Services: true, Listed: sortedSet(g.k.listing()), MAC: c.o.Datapath.MAC, Watching: c.monitor != nil}
 	if c.monitor != nil {
 		var mine []conflict.Finding
 		for _, f := range c.monitor.Active() {
@@ -122,9 +120,15 @@ func (g *group) annotations() map[string]string {
 				mine = append(mine, f)
 			}
 		}
-		a[conflict.Annotation] = conflict.Format(mine)
+		m.Conflicts = conflict.Format(mine)
 	}
-	return a
+	return m, !g.k.unread()
+}
+
+// annotations are the group's marks as written on its Lease.
+func (g *group) annotations() map[string]string {
+	m, _ := g.marks()
+	return m.Annotations()
 }
 
 // add puts ip under the group (c.mu held). It goes on the interface once
@@ -392,13 +396,13 @@ func versionOf(l *coordinationv1.Lease, def time.Duration) leaseVersion {
 	return leaseVersion{key: r.Key(), rv: r.RV, holder: r.Holder, holds: r.HoldsText, dur: r.DurationOr(def), instance: r.Instance, seal: election.ReadSeal(l), def: def}
 }
 
-func joinSet(set map[netip.Addr]bool) string {
+func sortedSet(set map[netip.Addr]bool) []netip.Addr {
 	ips := make([]netip.Addr, 0, len(set))
 	for ip := range set {
 		ips = append(ips, ip)
 	}
 	sort.Slice(ips, func(i, j int) bool { return ips[i].Less(ips[j]) })
-	return joinAddrs(ips)
+	return ips
 }
 
 // heldAddrs are the addresses on this node's interface now, their fences

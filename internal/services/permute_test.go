@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vipd/vipd/internal/election"
+	"github.com/vipd/vipd/internal/lease"
 )
 
 // The permutation test of spread mode's claim rule (S8). It steps the code
@@ -1318,3 +1319,5 @@ func TestPermuteSpreadFindsABrokenRule(t *testing.T) {
 		t.Logf("%s: %s", m, strings.SplitN(found, "\n", 2)[0])
 	}
 }
+
+func joinSet(set map[netip.Addr]bool) string { return lease.JoinHolds(sortedSet(set)) }

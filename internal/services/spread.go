@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -173,28 +172,26 @@ func (c *Controller) newSpread() (*spread, error) {
 	return s, nil
 }
 
-// annotations are the heartbeat's: the VIPs it holds, and readiness.
+// annotations are the heartbeat's: the VIPs it holds and whether each was
+// read (one moment), and the node's readiness and stopping (another).
 func (s *spread) annotations() map[string]string {
-	a := s.g.annotations()
-	a[nodeAnnotation] = s.c.o.NodeName
-	if s.isReady() {
-		a[ReadyAnnotation] = "true"
-	} else {
-		a[ReadyAnnotation] = "false"
-	}
+	m, read := s.g.marks()
+	now := s.c.o.Clock.Now()
 	s.mu.Lock()
-	// Written either way: the annotations of the Lease a node took over
-	// from a run of its own that stopped are kept unless overwritten.
-	a[StoppingAnnotation] = strconv.FormatBool(s.stopping)
+	m.Beat = &lease.Beat{Node: s.c.o.NodeName, Ready: s.readyLocked(now), Stopping: s.stopping, Read: read}
 	s.mu.Unlock()
-	a[ReadAnnotation] = strconv.FormatBool(s.read())
-	return a
+	return m.Annotations()
 }
 
 func (s *spread) isReady() bool {
+	now := s.c.o.Clock.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return !s.readyAt.IsZero() && !s.c.o.Clock.Now().Before(s.readyAt)
+	return s.readyLocked(now)
+}
+
+func (s *spread) readyLocked(now time.Time) bool {
+	return !s.readyAt.IsZero() && !now.Before(s.readyAt)
 }
 
 // lapsed: this node's heartbeat fence passed (its VIPs are gone): it settles
@@ -898,13 +895,6 @@ func (s *spread) handOver(ctx context.Context, wait time.Duration) {
 // read says whether every address of this node's heartbeat is held, or was
 // found blocked (or is being asked on the wire) by a read made after a
 // write that listed it (ReadAnnotation).
-func (s *spread) read() bool {
-	c := s.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return !s.g.k.unread()
-}
-
 // waited: a read found addresses blocked. While another node stops, its
 // heartbeat says so at once (ReadAnnotation): the stopping node waits for it.
 func (s *spread) waited() {
@@ -988,10 +978,6 @@ func (s *spread) wakeIn(ctx context.Context, d time.Duration) {
 		}
 	}()
 }
-
-// nodeAnnotation names a heartbeat's node after it released the Lease
-// (the holder is then empty).
-const nodeAnnotation = lease.Node
 
 // Heartbeat is one node's heartbeat as vipd status shows it.
 type Heartbeat struct {

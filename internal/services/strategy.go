@@ -10,6 +10,7 @@ import (
 
 	"github.com/vipd/vipd/internal/election"
 	"github.com/vipd/vipd/internal/gate"
+	"github.com/vipd/vipd/internal/lease"
 )
 
 // strategy is the ownership layer: how this node comes to hold the
@@ -181,9 +182,9 @@ func (h *holder) startLocal(ctx context.Context, k string, g *group, svc *corev1
 		Client: c.o.Client, Namespace: svc.Namespace, Name: LocalLeasePrefix + svc.Name, Identity: c.o.NodeName,
 		Timing: c.o.Timing,
 		Annotations: func() map[string]string {
-			a := g.annotations()
-			a[election.VIPAnnotation] = a[HoldsAnnotation]
-			return a
+			m, _ := g.marks()
+			m.VIP = lease.JoinHolds(m.Listed)
+			return m.Annotations()
 		},
 		Guard: g, Clock: c.o.Clock, Logger: c.log,
 		Instance: c.o.Instance, OnEdited: c.edited(svc.Namespace, LocalLeasePrefix+svc.Name),
