@@ -1,0 +1,303 @@
+// Package peerfence is the fence a majority of vipd nodes can extend when
+// the API server cannot (docs/safety.md, "Holding through peers"). It holds
+// the protocol's decisions only: no clock, no transport, no lock, so that
+// the permutation tests step this code, not a model of it. Three roles:
+//
+//   - Granter: every node keeps one, the holder included. It promises a
+//     holding not to let its addresses be claimed before a time, and once a
+//     claimant has checked with it while nothing was outstanding it never
+//     promises that holding again.
+//   - Holding: the holder's fence. It is the later of what the API
+//     confirmed and what a majority of the holding's members promised, and
+//     once it has passed it is over for good.
+//   - Check: a claimant's count of the answers. It may claim when a
+//     majority of the same members said that nothing is outstanding.
+//
+// Any majority that promised and any majority that was checked share a
+// member, and that member answered one before the other: a check after an
+// outstanding promise does not block, and a promise after a block is
+// refused. So a claim succeeds only after the holder's fence has passed.
+package peerfence
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+)
+
+// Term names one holding: the holder's node, its process (the Lease's
+// vipd.io/instance) and the epoch it began, which is the holder's write
+// sequence (vipd.io/seal) of the Lease write that began it.
+type Term struct {
+	Holder, Instance string
+	Epoch            uint64
+}
+
+func (t Term) String() string { return fmt.Sprintf("%s/%s@%d", t.Holder, t.Instance, t.Epoch) }
+
+// run is a holder's process: its epochs only grow.
+type run struct{ holder, instance string }
+
+func (t Term) run() run { return run{t.Holder, t.Instance} }
+
+// Timing bounds the promises.
+type Timing struct {
+	// For is how long a promise lasts on the granter's clock from the
+	// moment it is granted. It is at most the Lease duration less Margin,
+	// so that a promise asked for before a holder's last Lease write has
+	// run out by the time a claimant sees that write expire.
+	For time.Duration
+	// Margin is what a holder takes off each promise and a claimant adds
+	// to each wait: the kernel's one-second lifetime granularity and any
+	// difference in clock rates (see Valid).
+	Margin time.Duration
+}
+
+// Valid checks that Margin covers clocks whose rates differ by up to
+// skew (a fraction; 0.001 is 1 ms per second) over a promise, and that a
+// promise is longer than its margin.
+func (t Timing) Valid(skew float64, leaseDuration time.Duration) error {
+	switch {
+	case t.For <= t.Margin:
+		return fmt.Errorf("a promise of %s is not longer than its margin %s", t.For, t.Margin)
+	case t.For+t.Margin > leaseDuration:
+		return fmt.Errorf("a promise of %s plus its margin %s is longer than the lease duration %s", t.For, t.Margin, leaseDuration)
+	case time.Duration(float64(t.For)*2*skew) >= t.Margin:
+		return fmt.Errorf("a margin of %s does not cover a clock skew of %g over %s", t.Margin, skew, t.For)
+	}
+	return nil
+}
+
+// Majority is how many of n members make a majority.
+func Majority(n int) int { return n/2 + 1 }
+
+// Members are a holding's voters, each once, in order. A holding needs at
+// least three: with two, a majority is both, and the fence a holder keeps
+// alone is the API's.
+func Members(names []string) ([]string, error) {
+	m := slices.Clone(names)
+	sort.Strings(m)
+	m = slices.Compact(m)
+	if len(m) < 3 {
+		return nil, fmt.Errorf("%d vipd nodes %v: holding through peers needs at least 3 (a majority of 2 is both)", len(m), m)
+	}
+	return m, nil
+}
+
+// Answer is a granter's reply to a promise or a check.
+type Answer struct {
+	// Granted: a promise of Timing.For from the moment it was granted.
+	Granted bool
+	// Blocked: nothing was outstanding, and no promise of this holding
+	// (or an earlier epoch of its process) will be granted again.
+	Blocked bool
+	// Outstanding: a promise runs for this long yet (on the granter's
+	// clock); the claimant waits it out and checks again.
+	Outstanding time.Duration
+	// Why is set when neither was given.
+	Why string
+}
+
+// Granter is one node's promises and blocks.
+type Granter struct {
+	t      Timing
+	quiet  time.Time      // answers no check before (Restarted)
+	seen   map[run]uint64 // the newest epoch of each run written since it started
+	until  map[run]time.Time
+	stops  map[run]uint64 // epochs up to this are blocked
+	broken string         // switches one rule off (tests only)
+}
+
+// NewGranter returns a granter that started at now. Having forgotten what
+// it promised before (a restart), it answers no check until a promise it
+// may have granted then has run out; having forgotten what it blocked, it
+// grants only holdings it has seen written since (Saw).
+func NewGranter(t Timing, now time.Time) *Granter {
+	return &Granter{t: t, quiet: now.Add(t.For + t.Margin), seen: map[run]uint64{}, until: map[run]time.Time{}, stops: map[run]uint64{}}
+}
+
+// Saw is a write of a holding's Lease that this node watched happen, with
+// the epoch it carries.
+func (g *Granter) Saw(t Term) {
+	r := t.run()
+	if t.Epoch > g.seen[r] {
+		g.seen[r] = t.Epoch
+	}
+}
+
+// Promise answers a holder that asks not to be claimed from.
+func (g *Granter) Promise(t Term, now time.Time) Answer {
+	r := t.run()
+	switch {
+	case g.broken != "grant-blocked" && t.Epoch <= g.stops[r]:
+		return Answer{Why: "a claimant checked " + t.String() + " here: it has ended"}
+	case g.broken != "grant-unseen" && t.Epoch > g.seen[r]:
+		return Answer{Why: "no write of " + t.String() + " seen since this node started"}
+	}
+	if u := now.Add(g.t.For); u.After(g.until[r]) {
+		g.until[r] = u
+	}
+	return Answer{Granted: true}
+}
+
+// Check answers a claimant about to take a holding's addresses. It blocks
+// the holding only when no promise of its process is outstanding.
+func (g *Granter) Check(t Term, now time.Time) Answer {
+	r := t.run()
+	if g.broken != "check-early" && now.Before(g.quiet) {
+		return Answer{Outstanding: g.quiet.Sub(now), Why: "this node started " + (g.t.For + g.t.Margin - g.quiet.Sub(now)).String() + " ago and may have promised before"}
+	}
+	if u := g.until[r]; g.broken != "block-outstanding" && now.Before(u) {
+		return Answer{Outstanding: u.Sub(now)}
+	}
+	if t.Epoch > g.stops[r] {
+		g.stops[r] = t.Epoch
+	}
+	return Answer{Blocked: true}
+}
+
+// Holding is a holder's fence for one term, on its own clock.
+type Holding struct {
+	term    Term
+	t       Timing
+	members []string
+	api     time.Time            // the fence the API confirmed
+	peer    map[string]time.Time // each member's promise, less the margin
+	over    bool
+	broken  string // switches one rule off (tests only)
+	dups    []time.Time
+}
+
+// NewHolding starts a holding whose API fence runs until api.
+func NewHolding(term Term, members []string, t Timing, api time.Time) *Holding {
+	return &Holding{term: term, t: t, members: members, api: api, peer: map[string]time.Time{}}
+}
+
+// Term is the holding's.
+func (h *Holding) Term() Term { return h.term }
+
+// Members are the holding's voters.
+func (h *Holding) Members() []string { return h.members }
+
+// Renewed: a Lease write started at sent succeeded, so the API fence runs
+// until sent plus the renew deadline (until). An answer after the fence
+// passed extends nothing: the holding is over (S5).
+func (h *Holding) Renewed(until, now time.Time) {
+	if h.Over(now) || !until.After(h.api) {
+		return
+	}
+	h.api = until
+}
+
+// Granted: member promised in answer to a request sent at sent. The
+// promise began no earlier than sent, so it runs, on this clock, at least
+// until sent + For less the margin.
+func (h *Holding) Granted(member string, sent, now time.Time) {
+	if h.Over(now) || !slices.Contains(h.members, member) && h.broken != "any-voter" {
+		return
+	}
+	b := sent.Add(h.t.For - h.t.Margin)
+	if h.broken == "no-margin" {
+		b = sent.Add(h.t.For)
+	}
+	if h.broken == "count-twice" {
+		h.dups = append(h.dups, b)
+	}
+	if b.After(h.peer[member]) {
+		h.peer[member] = b
+	}
+}
+
+// Peers is how long a majority of the members has promised: the latest
+// time that at least a majority's promises all reach.
+func (h *Holding) Peers() time.Time {
+	var bs []time.Time
+	for _, b := range h.peer {
+		bs = append(bs, b)
+	}
+	bs = append(bs, h.dups...)
+	if len(bs) == 0 {
+		return time.Time{}
+	}
+	sort.Slice(bs, func(i, j int) bool { return bs[i].After(bs[j]) })
+	k := Majority(len(h.members))
+	if h.broken == "earliest-ignored" {
+		return bs[0]
+	}
+	if len(bs) < k {
+		return time.Time{}
+	}
+	return bs[k-1]
+}
+
+// Until is the fence: the later of the API's and the peers'.
+func (h *Holding) Until() time.Time {
+	if p := h.Peers(); p.After(h.api) {
+		return p
+	}
+	return h.api
+}
+
+// Over reports whether the fence has passed; once it has, nothing extends
+// it again.
+func (h *Holding) Over(now time.Time) bool {
+	if !h.over && !now.Before(h.Until()) {
+		h.over = true
+	}
+	return h.over
+}
+
+// ThroughPeers reports whether the holding stands now only by the peers'
+// promises (the API fence has passed).
+func (h *Holding) ThroughPeers(now time.Time) bool {
+	return !h.Over(now) && !now.Before(h.api)
+}
+
+// Check is a claimant's count of the answers for one term, over as many
+// rounds as it takes: a block is for good, so a round asks again only the
+// members that have not blocked (Blocked).
+type Check struct {
+	term    Term
+	t       Timing
+	members []string
+	blocked map[string]bool
+	wait    time.Time // the latest outstanding promise, on this clock
+	broken  string
+}
+
+// NewCheck starts a check of term with its holding's members.
+func NewCheck(term Term, members []string, t Timing) *Check {
+	return &Check{term: term, t: t, members: members, blocked: map[string]bool{}}
+}
+
+// Answered: member's answer arrived at at.
+func (c *Check) Answered(member string, a Answer, at time.Time) {
+	if !slices.Contains(c.members, member) {
+		return
+	}
+	if a.Blocked {
+		c.blocked[member] = true
+	}
+	if a.Outstanding > 0 {
+		if w := at.Add(a.Outstanding + c.t.Margin); w.After(c.wait) {
+			c.wait = w
+		}
+	}
+}
+
+// Claimable reports whether a majority of the members blocked the
+// holding: its fence has passed, and it cannot be extended again.
+func (c *Check) Claimable() bool {
+	if c.broken == "one-is-enough" {
+		return len(c.blocked) > 0
+	}
+	return len(c.blocked) >= Majority(len(c.members))
+}
+
+// Blocked reports whether member has blocked the holding.
+func (c *Check) Blocked(member string) bool { return c.blocked[member] }
+
+// RetryAt is when a new check may find the outstanding promises run out
+// (zero: none was reported).
+func (c *Check) RetryAt() time.Time { return c.wait }
