@@ -94,7 +94,7 @@ func (tb *Table) Hold(t Target, until time.Time) {
 		tb.holds = append(tb.holds, r)
 	}
 	tb.mu.Unlock()
-	tb.poke()
+	tb.signal()
 }
 
 // Drop asks for t off the wire (S3: before any hold queued with it).
@@ -122,7 +122,7 @@ func (tb *Table) drop(t Target, reason string, forget bool) {
 		return
 	}
 	tb.mu.Unlock()
-	tb.poke()
+	tb.signal()
 }
 
 // Barrier numbers the drops asked for so far: Wait(Barrier()) returns once
@@ -152,7 +152,7 @@ func (tb *Table) pendingUpTo(n uint64) bool {
 	return false
 }
 
-func (tb *Table) poke() {
+func (tb *Table) signal() {
 	select {
 	case tb.wake <- struct{}{}:
 	default:

@@ -389,7 +389,7 @@ func (w *pWorld) actions(faults bool) []string {
 }
 
 // do runs one event. Each event on a node but a write, a read and a
-// fault is followed by a pass that plans (c.poke); a pass that runs later
+// fault is followed by a pass that plans (c.planNow); a pass that runs later
 // plans from a newer view, the same as a later event.
 func (w *pWorld) do(act string) {
 	w.trace = append(w.trace, fmt.Sprintf("%s@%ds", act, w.now.Second()))
