@@ -103,6 +103,8 @@ type Answer struct {
 type Granter struct {
 	t      Timing
 	quiet  time.Time      // answers no check before (Restarted)
+	read   bool           // Read was called
+	from   uint64         // the store's revision at the first read after starting
 	seen   map[run]uint64 // the newest epoch of each run written since it started
 	until  map[run]time.Time
 	stops  map[run]uint64 // epochs up to this are blocked
@@ -112,14 +114,32 @@ type Granter struct {
 // NewGranter returns a granter that started at now. Having forgotten what
 // it promised before (a restart), it answers no check until a promise it
 // may have granted then has run out; having forgotten what it blocked, it
-// grants only holdings it has seen written since (Saw).
+// grants only holdings written after its first read (Read, Saw).
 func NewGranter(t Timing, now time.Time) *Granter {
 	return &Granter{t: t, quiet: now.Add(t.For + t.Margin), seen: map[run]uint64{}, until: map[run]time.Time{}, stops: map[run]uint64{}}
 }
 
-// Saw is a write of a holding's Lease that this node watched happen, with
-// the epoch it carries.
-func (g *Granter) Saw(t Term) {
+// Read: the first consistent read of the Leases after this granter started
+// (a quorum read, not a cache) found the store at revision rev (the list's
+// resourceVersion; revisions of one resource compare, see
+// k8s.io/apimachinery/pkg/util/resourceversion). A block this node gave
+// before it started was given to a claimant that had read the Lease at
+// that revision or an earlier one; a claim based on it succeeds only if
+// the holder writes nothing after it. So a write after rev proves that no
+// such claim succeeded, and a write at or before rev proves nothing.
+func (g *Granter) Read(rev uint64) {
+	if !g.read {
+		g.read, g.from = true, rev
+	}
+}
+
+// Saw is a write of a holding's Lease that this node watched, with the
+// epoch it carries and the revision it committed at. Only writes after
+// the first read count (Read): a watch can deliver older ones late.
+func (g *Granter) Saw(t Term, rev uint64) {
+	if g.broken != "stale-start" && (!g.read || rev <= g.from) {
+		return
+	}
 	r := t.run()
 	if t.Epoch > g.seen[r] {
 		g.seen[r] = t.Epoch
@@ -259,6 +279,7 @@ func (h *Holding) ThroughPeers(now time.Time) bool {
 // members that have not blocked (Blocked).
 type Check struct {
 	term    Term
+	rev     uint64 // the revision of the Lease the claim will be based on
 	t       Timing
 	members []string
 	blocked map[string]bool
@@ -266,14 +287,36 @@ type Check struct {
 	broken  string
 }
 
-// NewCheck starts a check of term with its holding's members.
-func NewCheck(term Term, members []string, t Timing) *Check {
-	return &Check{term: term, t: t, members: members, blocked: map[string]bool{}}
+// NewCheck starts a check of term with its holding's members, for a claim
+// based on revision rev of its Lease (the version the claimant saw
+// expire).
+func NewCheck(term Term, rev uint64, members []string, t Timing) *Check {
+	return &Check{term: term, rev: rev, t: t, members: members, blocked: map[string]bool{}}
 }
 
-// Answered: member's answer arrived at at.
-func (c *Check) Answered(member string, a Answer, at time.Time) {
-	if !slices.Contains(c.members, member) {
+// Read: the claimant's view of the Lease moved to revision rev. Blocks
+// given before it count for nothing towards a claim based on rev: a member
+// that blocked and then restarted may grant the holding again once it sees
+// a write after its restart (Granter.Read), and rev may be one.
+func (c *Check) Read(rev uint64) {
+	if rev == c.rev {
+		return
+	}
+	c.rev = rev
+	if c.broken != "blocks-carried" {
+		clear(c.blocked)
+	}
+}
+
+// Rev is the revision the claim must be based on: a write of the Lease
+// conditional on it (its resourceVersion), which fails if the holder wrote
+// since.
+func (c *Check) Rev() uint64 { return c.rev }
+
+// Answered: member's answer to a check of revision rev arrived at at. An
+// answer to a check of another revision counts for nothing (Read).
+func (c *Check) Answered(member string, rev uint64, a Answer, at time.Time) {
+	if !slices.Contains(c.members, member) || rev != c.rev && c.broken != "blocks-carried" {
 		return
 	}
 	if a.Blocked {

@@ -18,8 +18,11 @@ import (
 // peers for promises every second, a claimant that reaches the API, sees
 // the holder's Lease expire and checks with the members before it takes
 // the address; messages delivered in any order, late, twice or never, to
-// some members and not others; a member that restarts and forgets; clocks
-// that run at different rates. After every step it checks S1: the
+// some members and not others; a member that restarts and forgets; the
+// holder's last Lease write committing late (a slow etcd), each node's
+// watch delivering it when the order says, and the claimant's write
+// conditional on the revision it checked; clocks that run at different
+// rates. After every step it checks S1: the
 // claimant has the address only once the holder's fence has passed, on
 // the holder's clock (the kernel lifetime it set).
 
@@ -38,6 +41,7 @@ type msg struct {
 	from, to string
 	sent     time.Time // 'p', 'g': when the holder asked, on its clock
 	round    int       // 'k', 'a': the claimant's check round
+	rev      uint64    // 'k', 'a': the revision of the Lease it checks
 	ans      Answer
 	due      int // the last tick it can arrive at
 }
@@ -48,7 +52,7 @@ func (m msg) appendKey(b []byte) []byte {
 	b = append(b, m.from...)
 	b = append(b, '>')
 	b = append(b, m.to...)
-	for _, v := range []int64{m.sent.UnixMilli(), int64(m.round), m.ans.Outstanding.Milliseconds(), int64(m.due)} {
+	for _, v := range []int64{m.sent.UnixMilli(), int64(m.round), int64(m.rev), m.ans.Outstanding.Milliseconds(), int64(m.due)} {
 		b = append(b, ' ')
 		b = strconv.AppendInt(b, v, 10)
 	}
@@ -65,6 +69,10 @@ type scenario struct {
 	delay    int                // a message arrives within this many ticks, or never
 	dups     int                // messages that may arrive twice
 	restarts int                // restarts of the second member
+	// late: the holder's last Lease write, started at 0, commits at any
+	// moment (a slow etcd) and each node's watch delivers it when the
+	// order says; the claimant then waits a Lease duration again.
+	late bool
 	// asks, checks: how many request rounds the holder, and check rounds
 	// the claimant, make (0: no limit); the holder's first is at tick
 	// askFrom. Every request not made is as good as lost, which the orders
@@ -89,6 +97,9 @@ type world struct {
 	starts int
 	term   Term
 	fail   string
+	rev    uint64          // the Lease's revision in the store
+	unseen map[string]bool // nodes whose watch has not delivered the late write yet
+	view   uint64          // the claimant's revision of the Lease
 }
 
 func (s *scenario) holder() string    { return s.members[0] }
@@ -96,11 +107,14 @@ func (s *scenario) claimant() string  { return s.members[len(s.members)-1] }
 func (s *scenario) restarter() string { return s.members[1] }
 
 func newWorld(s *scenario) *world {
-	w := &world{s: s, g: map[string]*Granter{}, term: Term{Holder: s.holder(), Instance: "i1", Epoch: 7}}
+	w := &world{s: s, g: map[string]*Granter{}, term: Term{Holder: s.holder(), Instance: "i1", Epoch: 7}, rev: 1, view: 1, unseen: map[string]bool{}}
 	for _, n := range append(append([]string{}, s.members...), s.others...) {
 		// Every node watched the write that began the term before it.
+		// Every node read the store before the write that began the term
+		// (revision 1) and watched it.
 		g := NewGranter(testTiming, w.clock(n).Add(-time.Hour))
-		g.Saw(w.term)
+		g.Read(0)
+		g.Saw(w.term, 1)
 		g.broken = s.broken
 		w.g[n] = g
 	}
@@ -139,19 +153,46 @@ func (w *world) deliver(m msg) {
 			w.h.Granted(m.from, m.sent, at)
 		}
 	case 'k':
-		w.send(msg{kind: 'a', from: m.to, to: m.from, round: m.round, ans: w.g[m.to].Check(w.term, at)})
+		w.send(msg{kind: 'a', from: m.to, to: m.from, round: m.round, rev: m.rev, ans: w.g[m.to].Check(w.term, at)})
 	case 'a':
 		if w.has {
 			return
 		}
-		w.c.Answered(m.from, m.ans, at)
+		w.c.Answered(m.from, m.rev, m.ans, at)
 		if w.c.Claimable() {
-			// The claimant reads again: the holder, cut off from the API,
-			// wrote nothing since, so the address is the claimant's.
-			w.has = true
+			// The claimant writes the Lease based on the revision it
+			// checked: it is the claimant's if the store has no newer
+			// one; else the write conflicts and it reads the late write.
+			if w.c.Rev() == w.rev {
+				w.has = true
+			} else {
+				delete(w.unseen, w.s.claimant())
+				w.viewed(w.rev)
+			}
 		} else if r := w.c.RetryAt(); r.After(w.retry) {
 			w.retry = r
 		}
+	}
+}
+
+// viewed: the claimant's view of the Lease moved to revision rev (a new
+// write of the holder's): it waits a Lease duration from now again.
+func (w *world) viewed(rev uint64) {
+	w.view = rev
+	if w.c != nil {
+		w.c.Read(rev)
+	}
+	if r := w.clock(w.s.claimant()).Add(lease); r.After(w.retry) {
+		w.retry = r
+	}
+}
+
+// watched: node n's watch delivers the late write.
+func (w *world) watched(n string) {
+	delete(w.unseen, n)
+	w.g[n].Saw(w.term, 2)
+	if n == w.s.claimant() {
+		w.viewed(w.rev)
 	}
 }
 
@@ -172,13 +213,13 @@ func (w *world) timers() {
 		// each round asks the members that have not blocked.
 		w.round++
 		if w.c == nil {
-			w.c = NewCheck(w.term, w.s.members, testTiming)
+			w.c = NewCheck(w.term, w.view, w.s.members, testTiming)
 			w.c.broken = w.s.broken
 		}
 		w.retry = at.Add(ask)
 		for _, n := range w.s.members {
 			if !w.c.Blocked(n) {
-				w.send(msg{kind: 'k', from: c, to: n, round: w.round})
+				w.send(msg{kind: 'k', from: c, to: n, round: w.round, rev: w.c.Rev()})
 			}
 		}
 	}
@@ -205,6 +246,12 @@ func (w *world) steps() []step {
 	if w.starts < w.s.restarts {
 		out = append(out, step{kind: 'r'})
 	}
+	if w.s.late && w.rev == 1 {
+		out = append(out, step{kind: 'w'})
+	}
+	for i := range w.watchers() {
+		out = append(out, step{kind: 'v', i: i})
+	}
 	return out
 }
 
@@ -227,14 +274,27 @@ func (w *world) apply(st step) {
 	case '2':
 		w.dups++
 		w.deliver(w.net[st.i])
+	case 'w':
+		w.rev = 2
+		for n := range w.g {
+			w.unseen[n] = true
+		}
+	case 'v':
+		w.watched(w.watchers()[st.i])
 	case 'r':
 		w.starts++
 		n := w.s.restarter()
+		// It reads the store at once: the earliest read is the one that
+		// lets the most writes count.
 		w.g[n] = NewGranter(testTiming, w.clock(n))
+		w.g[n].Read(w.rev)
 		w.g[n].broken = w.s.broken
 	}
 	w.check()
 }
+
+// watchers are the nodes whose watch has the late write yet to deliver.
+func (w *world) watchers() []string { return slices.Sorted(maps.Keys(w.unseen)) }
 
 // check is S1 on the wire: the holder's kernel keeps the address until its
 // fence, on its own clock.
@@ -257,6 +317,11 @@ func (w *world) key() [2]uint64 {
 	num(int64(w.round))
 	num(int64(w.dups))
 	num(int64(w.starts))
+	num(int64(w.rev))
+	num(int64(w.view))
+	for _, n := range w.watchers() {
+		b = append(b, n...)
+	}
 	at(w.asked)
 	b = append(b, '|')
 	at(w.h.api)
@@ -271,6 +336,8 @@ func (w *world) key() [2]uint64 {
 		g := w.g[n]
 		b = append(b, n...)
 		at(g.quiet)
+		flag(g.read)
+		num(int64(g.from))
 		// One run holds in these worlds: the term's.
 		r := w.term.run()
 		num(int64(g.seen[r]))
@@ -283,8 +350,9 @@ func (w *world) key() [2]uint64 {
 			b = append(b, n...)
 		}
 		at(w.c.wait)
-		at(w.retry)
+		num(int64(w.c.rev))
 	}
+	at(w.retry)
 	b = append(b, '|')
 	ms := make([]string, len(w.net))
 	for i, m := range w.net {
@@ -317,6 +385,7 @@ func (w *world) clone() *world {
 		c.c = &k
 	}
 	c.net = slices.Clone(w.net)
+	c.unseen = maps.Clone(w.unseen)
 	return &c
 }
 
@@ -324,6 +393,11 @@ func (w *world) clone() *world {
 // distinct states, the number of runs in which the claimant took the
 // address, and the first failure.
 func explore(s *scenario, limit int) (states, claimed int, fail string) {
+	return exploreFrom(newWorld(s), nil, limit)
+}
+
+// exploreFrom runs every order of the steps after prefix, which led to w.
+func exploreFrom(w0 *world, prefix0 []step, limit int) (states, claimed int, fail string) {
 	seen := map[[2]uint64]bool{}
 	var walk func(w *world, prefix []step)
 	walk = func(w *world, prefix []step) {
@@ -349,7 +423,7 @@ func explore(s *scenario, limit int) (states, claimed int, fail string) {
 			walk(c, append(prefix[:len(prefix):len(prefix)], st))
 		}
 	}
-	walk(newWorld(s), nil)
+	walk(w0, prefix0)
 	return len(seen), claimed, fail
 }
 
@@ -430,11 +504,105 @@ func TestPermuteHoldingThroughPeers(t *testing.T) {
 	}
 }
 
+// drive runs s in one order up to tick until: every message delivered at
+// once but those lost says to leave (they expire), the late write
+// committed at tick late and the second member restarted at tick restart,
+// whose watch delivers the late write only after the restart. It returns
+// the world and its steps, from which exploreFrom runs every order.
+func drive(s *scenario, until, late, restart int, lost func(msg) bool) (*world, []step) {
+	w := newWorld(s)
+	var prefix []step
+	for w.now < until && len(w.steps()) > 0 {
+		pick := step{kind: 't'}
+	find:
+		for _, st := range w.steps() {
+			switch st.kind {
+			case 'd':
+				if lost(w.net[st.i]) {
+					continue
+				}
+			case 'r':
+				if w.now != restart {
+					continue
+				}
+			case 'w':
+				if w.now != late {
+					continue
+				}
+			case 'v':
+				if w.watchers()[st.i] == s.restarter() && w.now < restart {
+					continue
+				}
+			default:
+				continue
+			}
+			pick = st
+			break find
+		}
+		prefix = append(prefix, pick)
+		w.apply(pick)
+	}
+	return w, prefix
+}
+
+// The holder's last Lease write commits late (a slow etcd) and a member
+// restarts, in the two orders that matter: every order of what follows.
+// Each begins with the holder's requests to the restarting member lost,
+// so that it blocks the claimant's check before it restarts.
+func lateAndRestart(broken string) map[string]func() (*world, []step) {
+	s := func() *scenario {
+		return &scenario{members: []string{"a", "b", "c"}, rate: map[string]float64{"a": 0.9, "b": 1.1, "c": 1.1},
+			horizon: 26, delay: 1, restarts: 1, late: true, broken: broken}
+	}
+	toB := func(m msg) bool { return m.kind == 'p' && m.to == "b" }
+	from := func(s *scenario, w *world, p []step) (*world, []step) {
+		s.asks, s.checks = w.asks+3, w.round+2
+		return w, p
+	}
+	return map[string]func() (*world, []step){
+		// b blocks a check of revision 1 at 5 s and restarts at 5.5 s; the
+		// late write commits (revision 2) at 6 s, after b's first read, so
+		// b may promise again; the claimant's blocks from revision 1 must
+		// not count for a claim based on revision 2 (Check.Read).
+		"a block, a restart, then the late write": func() (*world, []step) {
+			s := s()
+			w, p := drive(s, 11, 12, 11, toB)
+			return from(s, w, p)
+		},
+		// The late write commits at 2 s and the claimant checks revision 2;
+		// b blocks it, restarts at 7.5 s and its watch delivers revision 2
+		// after its first read, which had it already: b must not promise
+		// on it (Granter.Read).
+		"the late write, a block, a restart, then a stale watch": func() (*world, []step) {
+			s := s()
+			w, p := drive(s, 14, 4, 15, toB)
+			return from(s, w, p)
+		},
+	}
+}
+
+func TestPermuteLateWriteAndRestart(t *testing.T) {
+	for name, start := range lateAndRestart("") {
+		w, p := start()
+		states, claimed, fail := exploreFrom(w, p, limit)
+		t.Logf("%s: %d states, %d ends with the address claimed", name, states, claimed)
+		if fail != "" {
+			t.Errorf("%s: %s", name, fail)
+		}
+		if states >= limit {
+			t.Errorf("%s: %d states or more: not every order was run", name, states)
+		}
+		if claimed == 0 {
+			t.Errorf("%s: the claimant never took the address", name)
+		}
+	}
+}
+
 // Five members, longer runs, everything at once: random orders.
 func TestWanderHoldingThroughPeers(t *testing.T) {
 	s := &scenario{members: []string{"a", "b", "c", "d", "e"}, others: []string{"x"},
 		rate:    map[string]float64{"a": 0.9, "b": 1.1, "c": 1.0, "d": 0.95, "e": 1.1, "x": 1},
-		horizon: 80, delay: 6, dups: 3, restarts: 1}
+		horizon: 80, delay: 6, dups: 3, restarts: 1, late: true}
 	claimed, fail := wander(s, 20000)
 	t.Logf("20000 random runs, %d with the address claimed", claimed)
 	if fail != "" {
@@ -458,9 +626,23 @@ func TestPermuteCatchesEveryBrokenRule(t *testing.T) {
 		{"one-is-enough", "the claimant claims on one block"},
 		{"check-early", "a restarted granter answers a check at once"},
 		{"grant-unseen", "a restarted granter promises a holding it has not seen written"},
+		{"blocks-carried", "a claimant counts blocks given before the revision it claims from"},
+		{"stale-start", "a restarted granter counts a write it read before it started"},
 	} {
 		var s *scenario
 		switch c.broken {
+		case "blocks-carried", "stale-start":
+			// Each is caught in the order written for it.
+			name := map[string]string{"blocks-carried": "a block, a restart, then the late write",
+				"stale-start": "the late write, a block, a restart, then a stale watch"}[c.broken]
+			w, p := lateAndRestart(c.broken)[name]()
+			states, _, fail := exploreFrom(w, p, limit)
+			if fail == "" {
+				t.Errorf("%s (%s): no order found two owners in %d states", c.broken, c.why, states)
+				continue
+			}
+			t.Logf("%s: %s", c.broken, fail)
+			continue
 		case "check-early", "grant-unseen":
 			s = three(c.broken)
 			s.restarts, s.horizon = 1, 24
