@@ -338,6 +338,12 @@ func (c *Check) Claimable() bool {
 	return len(c.blocked) >= Majority(len(c.members))
 }
 
+// Term is the holding checked.
+func (c *Check) Term() Term { return c.term }
+
+// Members are the holding's voters, as the claimant knows them.
+func (c *Check) Members() []string { return c.members }
+
 // Blocked reports whether member has blocked the holding.
 func (c *Check) Blocked(member string) bool { return c.blocked[member] }
 

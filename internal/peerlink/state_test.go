@@ -1,0 +1,185 @@
+package peerlink
+
+import (
+	"bytes"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/vipd/vipd/internal/peerfence"
+	"github.com/vipd/vipd/internal/peerwire"
+)
+
+var (
+	timing = peerfence.Timing{For: 4 * time.Second, Margin: time.Second}
+	t0     = time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC)
+	term   = peerfence.Term{Holder: "a", Instance: "ia", Epoch: 7}
+	all    = []string{"a", "b", "c"}
+)
+
+func testKey(t *testing.T, fill byte) peerwire.Key {
+	k, err := peerwire.NewKey(bytes.Repeat([]byte{fill}, peerwire.MinKey), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// sim is three nodes' states on one clock, and a network that delivers
+// every datagram at once unless cut says it is lost.
+type sim struct {
+	t       *testing.T
+	now     time.Time
+	n       map[string]*state
+	refused map[string][]string
+	cut     func(from, to string) bool
+	sent    []out // every datagram sent, by receiver
+}
+
+func newSim(t *testing.T) *sim {
+	s := &sim{t: t, now: t0, n: map[string]*state{}, refused: map[string][]string{}, cut: func(string, string) bool { return false }}
+	for _, n := range all {
+		s.start(n, "i"+n, 0)
+		s.n[n].g.Saw(term, 1)
+	}
+	return s
+}
+
+// start runs node n's process inst, which reads the store at revision rev
+// (the write that began the term is revision 1).
+func (s *sim) start(n, inst string, rev uint64) {
+	st := newState(n, inst, testKey(s.t, 1), timing, time.Second, s.now, slog.New(slog.DiscardHandler), func(r string) { s.refused[n] = append(s.refused[n], r) })
+	st.g.Read(rev)
+	for _, m := range all {
+		st.instances[m] = "i" + m
+	}
+	s.n[n] = st
+}
+
+// deliver sends outs from node from, and every answer they cause.
+func (s *sim) deliver(from string, outs []out) {
+	for _, o := range outs {
+		s.sent = append(s.sent, o)
+		if s.cut(from, o.to) {
+			continue
+		}
+		s.deliver(o.to, s.n[o.to].packet(o.b, s.now))
+	}
+}
+
+// second lets a second pass and runs every node's timers.
+func (s *sim) second() {
+	s.now = s.now.Add(time.Second)
+	for _, n := range all {
+		s.deliver(n, s.n[n].tick(s.now))
+	}
+}
+
+// The holder keeps its holding through b and c while the API is gone; cut
+// off from them, it loses it, and the claimant's check completes only
+// after the holder's fence has passed.
+func TestHoldThroughPeersThenCheck(t *testing.T) {
+	s := newSim(t)
+	a := s.n["a"]
+	a.hold(term, all, s.now.Add(3*time.Second), s.now)
+	for range 20 {
+		s.second()
+	}
+	until, peers := a.fence(term, s.now)
+	if !peers || !until.After(s.now) {
+		t.Fatalf("after 20 s without the API: fence %s (%s from now), through peers %v; want held by the peers", until, until.Sub(s.now), peers)
+	}
+	s.cut = func(from, to string) bool { return from == "a" || to == "a" }
+	c, outs := s.n["c"].startCheck(term, 1, all, s.now)
+	s.deliver("c", outs)
+	for i := 0; ; i++ {
+		select {
+		case <-c.done:
+			if u, _ := a.fence(term, s.now); !u.IsZero() {
+				t.Fatalf("claimable at %s while the holder's fence runs until %s", s.now.Sub(t0), u.Sub(t0))
+			}
+			if i == 0 {
+				t.Fatal("claimable at once, though promises were outstanding")
+			}
+			t.Logf("claimable %d s after the cut", i)
+			return
+		default:
+		}
+		if i > 20 {
+			t.Fatal("the check never completed")
+		}
+		s.second()
+	}
+}
+
+// A datagram from a host without the key, or one replayed, is refused,
+// counted, and answered with nothing.
+func TestForgedAndReplayedRefused(t *testing.T) {
+	s := newSim(t)
+	a, b := s.n["a"], s.n["b"]
+	a.hold(term, all, s.now.Add(3*time.Second), s.now)
+	s.second()
+	var ask []byte
+	for _, o := range s.sent {
+		if o.to == "b" {
+			ask = o.b
+		}
+	}
+	if ask == nil {
+		t.Fatal("no request to b was sent")
+	}
+	if outs := b.packet(ask, s.now); outs != nil {
+		t.Errorf("a replayed request was answered: %d datagrams", len(outs))
+	}
+	forged := testKey(t, 2).Seal(peerwire.Message{Kind: peerwire.Check, From: "c", FromInstance: "ic", To: "b", ToInstance: "ib", Seq: 99, Term: term, Rev: 1})
+	if outs := b.packet(forged, s.now); outs != nil {
+		t.Errorf("a forged check was answered: %d datagrams", len(outs))
+	}
+	if outs := b.packet([]byte("garbage"), s.now); outs != nil {
+		t.Errorf("garbage was answered")
+	}
+	if got := s.refused["b"]; len(got) != 3 || got[0] != "replay" || got[1] != "mac" || got[2] != "format" {
+		t.Errorf("refused at b: %v; want replay, mac, format", got)
+	}
+	// The forged check blocked nothing: b still promises.
+	s.second()
+	if until, _ := a.fence(term, s.now); !until.After(s.now.Add(2 * time.Second)) {
+		t.Errorf("fence %s from now after the forged check; want b's and c's promises", until.Sub(s.now))
+	}
+}
+
+// A member that restarted answers requests sealed for its old process with
+// its new one; the holder's next requests reach it, and it promises again
+// only once it watched a write after its restart.
+func TestRestartedMember(t *testing.T) {
+	for _, saw := range []bool{false, true} {
+		s := newSim(t)
+		a := s.n["a"]
+		a.hold(term, all, s.now.Add(3*time.Second), s.now)
+		s.second()
+		s.start("b", "ib2", 1)
+		s.refused = map[string][]string{}
+		s.second()
+		if got := s.refused["b"]; len(got) != 1 || got[0] != "recipient" {
+			t.Fatalf("refused at b: %v; want one request for its old process", got)
+		}
+		if a.instances["b"] != "ib2" {
+			t.Fatalf("a thinks b runs %q; want ib2", a.instances["b"])
+		}
+		if saw {
+			s.n["b"].g.Saw(term, 2) // a renewal through the API
+		}
+		s.refused = map[string][]string{}
+		s.cut = func(from, to string) bool { return from == "c" || to == "c" }
+		for range 6 {
+			s.second()
+		}
+		if len(s.refused["b"]) != 0 {
+			t.Errorf("refused at b after the restart was told: %v", s.refused["b"])
+		}
+		// Only a and b answer: a holds on b's promises or not at all.
+		if until, _ := a.fence(term, s.now); until.IsZero() == saw {
+			t.Errorf("b saw a write after its restart: %v; a's fence: %s from now", saw, until.Sub(s.now))
+		}
+	}
+}
