@@ -224,3 +224,54 @@ func killIn(ns string) {
 	}
 	time.Sleep(10 * time.Millisecond)
 }
+
+// Segment is the lab's network alone: node hosts and the client on one
+// bridge, with no control plane (for tests of traffic between the nodes).
+type Segment struct {
+	Nodes  []*Host
+	Client *Host
+	net    *network
+}
+
+// NewSegment creates nodes node hosts (NodeAddr) and the client
+// (ClientAddr); on error nothing is left behind.
+func NewSegment(nodes int) (s *Segment, err error) {
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("the lab needs root (network namespaces, veth)")
+	}
+	n, err := newNetwork(fmt.Sprintf("s%d", labSeq.Add(1)))
+	if err != nil {
+		return nil, err
+	}
+	s = &Segment{net: n}
+	defer func() {
+		if err != nil {
+			n.close()
+			s = nil
+		}
+	}()
+	for i := range nodes {
+		h, err := n.addHost(fmt.Sprintf("n%d", i+1), NodeAddr(i))
+		if err != nil {
+			return nil, err
+		}
+		s.Nodes = append(s.Nodes, h)
+	}
+	if s.Client, err = n.addHost("client", ClientAddr); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close removes the segment's namespaces.
+func (s *Segment) Close() { s.net.close() }
+
+// ListenPacket opens a datagram socket inside the host's namespace.
+func (h *Host) ListenPacket(network, addr string) (net.PacketConn, error) {
+	var c net.PacketConn
+	var err error
+	if e := h.Do(func() { c, err = net.ListenPacket(network, addr) }); e != nil {
+		return nil, e
+	}
+	return c, err
+}
