@@ -49,22 +49,27 @@ type Timing struct {
 	// run out by the time a claimant sees that write expire.
 	For time.Duration
 	// Margin is what a holder takes off each promise and a claimant adds
-	// to each wait: the kernel's one-second lifetime granularity and any
-	// difference in clock rates (see Valid).
+	// to each wait: how late the kernel removes an expired address, and
+	// any difference in clock rates (see Valid).
 	Margin time.Duration
 }
 
-// Valid checks that Margin covers clocks whose rates differ by up to
-// skew (a fraction; 0.001 is 1 ms per second) over a promise, and that a
-// promise is longer than its margin.
-func (t Timing) Valid(skew float64, leaseDuration time.Duration) error {
+// Valid checks that Margin covers an address the kernel removes up to late
+// after its lifetime ends plus clocks whose rates differ by up to skew (a
+// fraction; 0.001 is 1 ms per second) over a promise: the holder's kernel
+// lets the address go by sent + For - Margin + late on its clock, which is
+// before the granter's For from its grant, on the granter's clock, ends,
+// when late + 2·skew·For < Margin.
+func (t Timing) Valid(skew float64, late, leaseDuration time.Duration) error {
 	switch {
+	case skew < 0 || late < 0:
+		return fmt.Errorf("a clock skew of %g and a late removal of %s: neither can be negative", skew, late)
 	case t.For <= t.Margin:
 		return fmt.Errorf("a promise of %s is not longer than its margin %s", t.For, t.Margin)
 	case t.For+t.Margin > leaseDuration:
 		return fmt.Errorf("a promise of %s plus its margin %s is longer than the lease duration %s", t.For, t.Margin, leaseDuration)
-	case time.Duration(float64(t.For)*2*skew) >= t.Margin:
-		return fmt.Errorf("a margin of %s does not cover a clock skew of %g over %s", t.Margin, skew, t.For)
+	case late+time.Duration(float64(t.For)*2*skew) >= t.Margin:
+		return fmt.Errorf("a margin of %s does not cover a late removal of %s and a clock skew of %g over %s", t.Margin, late, skew, t.For)
 	}
 	return nil
 }
@@ -168,11 +173,25 @@ func (g *Granter) Check(t Term, now time.Time) Answer {
 	if g.broken != "check-early" && now.Before(g.quiet) {
 		return Answer{Outstanding: g.quiet.Sub(now), Why: "this node started " + (g.t.For + g.t.Margin - g.quiet.Sub(now)).String() + " ago and may have promised before"}
 	}
-	if u := g.until[r]; g.broken != "block-outstanding" && now.Before(u) {
-		return Answer{Outstanding: u.Sub(now)}
+	// A node holds through one process at a time (S4), but the term a
+	// claimant checks can name another process of the holder than the one
+	// that asks for promises (an old copy of the Lease written back): any
+	// promise to the holder holds the check up, and a block ends every
+	// run of the holder seen here, up to the epoch seen. A later epoch of
+	// any of them is a write after the claimant's revision, which its
+	// claim would not survive.
+	for pr, u := range g.until {
+		if (pr == r || pr.holder == t.Holder && g.broken != "one-run") && g.broken != "block-outstanding" && now.Before(u) {
+			return Answer{Outstanding: u.Sub(now)}
+		}
 	}
 	if t.Epoch > g.stops[r] {
 		g.stops[r] = t.Epoch
+	}
+	for pr, e := range g.seen {
+		if pr != r && pr.holder == t.Holder && g.broken != "one-run" && e > g.stops[pr] {
+			g.stops[pr] = e
+		}
 	}
 	return Answer{Blocked: true}
 }
@@ -185,7 +204,8 @@ type Holding struct {
 	api     time.Time            // the fence the API confirmed
 	peer    map[string]time.Time // each member's promise, less the margin
 	over    bool
-	broken  string // switches one rule off (tests only)
+	end     time.Time // no request sent at or after counts (Ending)
+	broken  string    // switches one rule off (tests only)
 	dups    []time.Time
 }
 
@@ -210,11 +230,23 @@ func (h *Holding) Renewed(until, now time.Time) {
 	h.api = until
 }
 
+// Ending: at sent the holder sent a Lease write that begins another
+// holding (a new epoch, other members). The new one's members may share
+// no majority with this one's, and a claimant that sees the write checks
+// only them; so no request sent from then on counts here. The claimant
+// sees the write no earlier than it was sent and then waits a Lease
+// duration, longer than any promise asked for before.
+func (h *Holding) Ending(sent time.Time) {
+	if h.broken != "members-switch" && (h.end.IsZero() || sent.Before(h.end)) {
+		h.end = sent
+	}
+}
+
 // Granted: member promised in answer to a request sent at sent. The
 // promise began no earlier than sent, so it runs, on this clock, at least
 // until sent + For less the margin.
 func (h *Holding) Granted(member string, sent, now time.Time) {
-	if h.Over(now) || !slices.Contains(h.members, member) && h.broken != "any-voter" {
+	if h.Over(now) || !slices.Contains(h.members, member) && h.broken != "any-voter" || !h.end.IsZero() && !sent.Before(h.end) {
 		return
 	}
 	b := sent.Add(h.t.For - h.t.Margin)

@@ -155,6 +155,17 @@ func (l *Link) Hold(ctx context.Context, t peerfence.Term, members []string, api
 	return l.post(ctx, func(s *state, now time.Time) []out { s.hold(t, members, api, now); return nil })
 }
 
+// Ending: at sent this node sent the Lease write that begins another
+// holding than t (peerfence.Holding.Ending).
+func (l *Link) Ending(ctx context.Context, t peerfence.Term, sent time.Time) error {
+	return l.post(ctx, func(s *state, _ time.Time) []out {
+		if h := s.holds[t]; h != nil {
+			h.h.Ending(sent)
+		}
+		return nil
+	})
+}
+
 // Drop forgets holding t.
 func (l *Link) Drop(ctx context.Context, t peerfence.Term) error {
 	return l.post(ctx, func(s *state, _ time.Time) []out { delete(s.holds, t); return nil })

@@ -1,0 +1,175 @@
+package peerfence
+
+import (
+	"math"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Directed orders for rules the permutation worlds do not vary (their
+// holder keeps one term and one member list): each runs with the rule in
+// place and with it switched off, which must give two owners.
+
+func at(rate, real float64) time.Time {
+	return epoch0.Add(time.Duration(real * rate * float64(time.Second)))
+}
+
+func granters(term Term, broken string, names ...string) map[string]*Granter {
+	g := map[string]*Granter{}
+	for _, n := range names {
+		g[n] = NewGranter(testTiming, epoch0.Add(-time.Hour))
+		g[n].Read(0)
+		g[n].Saw(term, 1)
+		g[n].broken = broken
+	}
+	return g
+}
+
+// twoOwners runs order with the rule and without it.
+func twoOwners(t *testing.T, broken string, order func(broken string) string) {
+	t.Helper()
+	if fail := order(""); fail != "" {
+		t.Error(fail)
+	}
+	if fail := order(broken); fail == "" {
+		t.Errorf("with %s switched off: one owner in this order; the test shows nothing", broken)
+	} else {
+		t.Logf("%s: %s", broken, fail)
+	}
+}
+
+// The holder sends a write that begins epoch 8 with five members while it
+// holds epoch 7 with three, and the write commits late without an answer.
+// A claimant that sees it checks epoch 8 with its five members: c, d and e
+// block (three of five) while a and b, two of the old three, keep
+// promising epoch 7. The holder stops counting requests sent after the
+// write (Holding.Ending).
+func TestMembersChangeWithAnEpoch(t *testing.T) {
+	twoOwners(t, "members-switch", func(broken string) string {
+		e1 := Term{Holder: "a", Instance: "i1", Epoch: 7}
+		e2 := Term{Holder: "a", Instance: "i1", Epoch: 8}
+		m1 := []string{"a", "b", "c"}
+		m2 := []string{"a", "b", "c", "d", "e"}
+		g := granters(e1, "", "a", "b", "c", "d", "e")
+		clock := func(real float64) time.Time { return at(1, real) }
+		h := NewHolding(e1, m1, testTiming, clock(0).Add(renew))
+		h.broken = broken
+		h.Ending(clock(0)) // the write of epoch 8 is sent
+		for _, n := range []string{"c", "d", "e"} {
+			g[n].Saw(e2, 2)
+		}
+		var claimed bool
+		for s := 1.0; s <= 12; s += 0.5 {
+			now := clock(s)
+			if s == math.Trunc(s) && !h.Over(now) {
+				for _, n := range []string{"a", "b"} { // the requests to c are lost
+					if g[n].Promise(e1, now).Granted {
+						h.Granted(n, now, now)
+					}
+				}
+			}
+			if s == 5 { // the claimant saw revision 2 expire
+				c := NewCheck(e2, 2, m2, testTiming)
+				for _, n := range []string{"c", "d", "e"} {
+					c.Answered(n, 2, g[n].Check(e2, now), now)
+				}
+				claimed = c.Claimable()
+			}
+			if claimed && now.Before(h.Until().Add(late)) {
+				return "two owners at " + (time.Duration(s * float64(time.Second))).String() + ": epoch 8's claim while epoch 7's fence runs to " + h.Until().Sub(epoch0).String()
+			}
+		}
+		if !claimed {
+			return "the claimant never claimed"
+		}
+		return ""
+	})
+}
+
+// An old copy of the holder's Lease, written back by a tool, names an
+// earlier process of the holder; a claimant that knows only the copy
+// checks that term while the holder's current process holds through a
+// and b. A promise to any process of the holder holds the check up, and a
+// block ends them all (Granter.Check).
+func TestCheckOfAnotherRun(t *testing.T) {
+	twoOwners(t, "one-run", func(broken string) string {
+		cur := Term{Holder: "a", Instance: "i1", Epoch: 7}
+		old := Term{Holder: "a", Instance: "i0", Epoch: 3}
+		m := []string{"a", "b", "c"}
+		g := granters(cur, broken, m...)
+		h := NewHolding(cur, m, testTiming, at(1, 0).Add(renew))
+		var k *Check
+		for s := 1.0; s <= 16; s += 0.5 {
+			now := at(1, s)
+			if s == math.Trunc(s) && s < 8 && !h.Over(now) {
+				for _, n := range []string{"a", "b"} {
+					if g[n].Promise(cur, now).Granted {
+						h.Granted(n, now, now)
+					}
+				}
+			}
+			if s >= 6.5 && math.Mod(s, 1) == 0.5 && (k == nil || !k.Claimable()) {
+				if k == nil {
+					k = NewCheck(old, 2, m, testTiming)
+				}
+				for _, n := range m {
+					if !k.Blocked(n) {
+						k.Answered(n, 2, g[n].Check(old, now), now)
+					}
+				}
+			}
+			if k != nil && k.Claimable() && now.Before(h.Until().Add(late)) {
+				return "two owners at " + time.Duration(s*float64(time.Second)).String() + ": a majority blocked " + old.String() + " while " + cur.String() + "'s fence runs to " + h.Until().Sub(epoch0).String()
+			}
+		}
+		if k == nil || !k.Claimable() {
+			return "the claimant never claimed"
+		}
+		return ""
+	})
+}
+
+// The margin covers the kernel's late removal as well as the clock rates:
+// with the holder's clock slow and the members' fast by 5 %, a claim at
+// the earliest moment the members allow finds the holder's kernel done
+// with the address. The first version's timing (a promise of 4 s, a margin
+// of 1 s) covered only the rates, and Valid refuses it now.
+func TestMarginCoversLateRemoval(t *testing.T) {
+	rate := map[string]float64{"a": 1 - skew, "b": 1 + skew, "c": 1 + skew}
+	for _, tm := range []Timing{testTiming, {For: 4 * time.Second, Margin: time.Second}} {
+		err := tm.Valid(skew, late, lease)
+		term := Term{Holder: "a", Instance: "i1", Epoch: 7}
+		m := []string{"a", "b", "c"}
+		g := map[string]*Granter{}
+		for _, n := range m {
+			g[n] = NewGranter(tm, epoch0.Add(-time.Hour))
+			g[n].Read(0)
+			g[n].Saw(term, 1)
+		}
+		h := NewHolding(term, m, tm, at(rate["a"], 0).Add(time.Second))
+		sent := at(rate["a"], 0)
+		for _, n := range []string{"a", "b"} {
+			if g[n].Promise(term, at(rate[n], 0)).Granted {
+				h.Granted(n, sent, sent)
+			}
+		}
+		kernel := h.Until().Add(late)
+		// The earliest moment b's promise has run out on its clock.
+		real := (tm.For.Seconds() + 0.01) / rate["b"]
+		k := NewCheck(term, 1, m, tm)
+		for _, n := range []string{"b", "c"} {
+			k.Answered(n, 1, g[n].Check(term, at(rate[n], real)), at(rate["c"], real))
+		}
+		two := k.Claimable() && at(rate["a"], real).Before(kernel)
+		if err == nil && two {
+			t.Errorf("%+v passes Valid, but the claim at real %.2fs finds the holder's kernel keeping the address until %s", tm, real, kernel.Sub(epoch0))
+		}
+		if err == nil != (tm == testTiming) {
+			t.Errorf("%+v: Valid says %v", tm, err)
+		}
+		if tm != testTiming && (!two || !strings.Contains(err.Error(), "late removal")) {
+			t.Errorf("%+v: two owners %v, Valid %v; want both", tm, two, err)
+		}
+	}
+}
