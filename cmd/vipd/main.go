@@ -429,6 +429,12 @@ func servicesController(cfg *config.Config, rc *rest.Config, reg prometheus.Regi
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "vipd_service_vips_present", Help: "Service VIPs on this node's interface.",
 	}, func() float64 { return float64(ctl.Holding()) }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "vipd_datapath_wait_seconds", Help: "The longest a Service VIP waited for the kernel in the datapath's last round (a renewal refreshes every VIP's lifetime).",
+	}, func() float64 { w, _ := ctl.DatapathLag(); return w.Seconds() }))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "vipd_datapath_late_rounds_total", Help: "Datapath rounds in which a Service VIP waited longer than the retry period: the kernel falls behind the renewals.",
+	}, func() float64 { _, n := ctl.DatapathLag(); return float64(n) }))
 	if cfg.SvcSpread {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "vipd_spread_nodes", Help: "Spread mode: nodes this node sees live and eligible for Service VIPs (itself included).",

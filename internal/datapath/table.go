@@ -47,6 +47,12 @@ type Table struct {
 	// OnHeld, if set, is called (no lock held) after a round of the
 	// applier put addresses on the wire that were not there before.
 	OnHeld func()
+	// Now and Applied, if both set: after each round of the applier that
+	// applied holds, Applied is told how many and the longest any of
+	// them waited to be applied (no lock held): a node whose kernel falls
+	// behind its renewals can say so before lifetimes run out.
+	Now     func() time.Time
+	Applied func(holds int, waited time.Duration)
 }
 
 // row is one Target's desired state.
@@ -55,9 +61,10 @@ type row struct {
 	until  time.Time // zero: not held
 	drop   uint64    // nonzero: a drop is due (its number), before any hold
 	reason string
-	queued bool // in holds
-	fresh  bool // the next hold puts the address on (none since a drop)
-	forget bool // out of the table once dropped
+	queued bool      // in holds
+	asked  time.Time // when it was queued (Table.Now)
+	fresh  bool      // the next hold puts the address on (none since a drop)
+	forget bool      // out of the table once dropped
 }
 
 func (tb *Table) init() {
@@ -90,11 +97,19 @@ func (tb *Table) Hold(t Target, until time.Time) {
 		return
 	}
 	if r.drop == 0 && !r.queued {
-		r.queued = true
-		tb.holds = append(tb.holds, r)
+		tb.queue(r)
 	}
 	tb.mu.Unlock()
 	tb.signal()
+}
+
+// queue adds r to the holds (tb.mu held).
+func (tb *Table) queue(r *row) {
+	r.queued = true
+	if tb.Now != nil {
+		r.asked = tb.Now()
+	}
+	tb.holds = append(tb.holds, r)
 }
 
 // Drop asks for t off the wire (S3: before any hold queued with it).
@@ -189,6 +204,7 @@ func (tb *Table) Run(ctx context.Context) {
 // before the next hold.
 func (tb *Table) flush() {
 	held := false
+	holds, waited := 0, time.Duration(0)
 	tb.mu.Lock()
 	for {
 		var r *row
@@ -209,12 +225,19 @@ func (tb *Table) flush() {
 			break
 		}
 		fresh := r.drop == 0 && r.fresh
+		if r.drop == 0 && tb.Now != nil {
+			holds++
+			waited = max(waited, tb.Now().Sub(r.asked))
+		}
 		tb.applyUnlocked(r)
 		held = held || fresh
 	}
 	tb.mu.Unlock()
 	if held && tb.OnHeld != nil {
 		tb.OnHeld()
+	}
+	if holds > 0 && tb.Applied != nil {
+		tb.Applied(holds, waited)
 	}
 }
 
@@ -228,8 +251,7 @@ func (tb *Table) applyUnlocked(r *row) {
 		tb.mu.Lock()
 		tb.dropped(r, d)
 		if !r.until.IsZero() && !r.queued {
-			r.queued = true // held again meanwhile
-			tb.holds = append(tb.holds, r)
+			tb.queue(r) // held again meanwhile
 		}
 		return
 	}

@@ -175,3 +175,51 @@ func waitRunning(t *testing.T, tb *Table) {
 	}
 	t.Fatal("Run did not start")
 }
+
+// Applied tells how many holds a round applied and the longest any of them
+// waited: two holds queued behind a slow one wait as long as it took.
+func TestAppliedSaysHowLongHoldsWaited(t *testing.T) {
+	var mu sync.Mutex
+	now := at(100)
+	type round struct {
+		holds  int
+		waited time.Duration
+	}
+	var rounds []round
+	done := make(chan struct{}, 8)
+	tb := &Table{
+		Now: func() time.Time { mu.Lock(); defer mu.Unlock(); return now },
+		Applied: func(n int, w time.Duration) {
+			mu.Lock()
+			rounds = append(rounds, round{n, w})
+			mu.Unlock()
+			done <- struct{}{}
+		},
+	}
+	j := &journal{}
+	gate := make(chan struct{})
+	a := &target{name: "a", j: j, gate: gate, holding: make(chan struct{})}
+	b, c := &target{name: "b", j: j}, &target{name: "c", j: j}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go tb.Run(ctx)
+	waitRunning(t, tb)
+	tb.Hold(a, at(110))
+	<-a.holding
+	tb.Hold(b, at(110))
+	tb.Hold(c, at(110))
+	mu.Lock()
+	now = now.Add(3 * time.Second) // the kernel took 3 s over a
+	mu.Unlock()
+	close(gate)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Applied was not called")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []round{{3, 3 * time.Second}}; !reflect.DeepEqual(rounds, want) {
+		t.Fatalf("rounds %v, want %v (a at once, b and c after a's 3 s, one round)", rounds, want)
+	}
+}

@@ -172,6 +172,8 @@ type Controller struct {
 	// dp is what the groups decided for each address, applied by its own
 	// goroutine (the kernel address and its announcements), off c.mu.
 	dp datapath.Table
+	// lag: how far the datapath lags the decisions (applied).
+	lag lagging
 
 	mu sync.Mutex
 	// cluster is the Services Lease: every Cluster VIP in the
@@ -243,6 +245,7 @@ func New(o Options) (*Controller, error) {
 		poster: &events.Poster{Client: o.EventClient, Node: o.NodeName, Log: log},
 	}
 	c.dp.OnHeld = c.planNow // their Services' status is due
+	c.dp.Now, c.dp.Applied = o.Clock.Now, c.applied
 	c.cluster = c.newGroup(o.LeaseNamespace + "/" + o.LeaseName)
 	if o.Spread {
 		sp, err := c.newSpread()
