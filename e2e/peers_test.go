@@ -74,7 +74,7 @@ func TestPeerMessagesOnTheWire(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	timing := peerfence.Timing{For: 2 * time.Second, Margin: 500 * time.Millisecond}
+	timing := peerfence.Timing{For: 3200 * time.Millisecond, Margin: 1500 * time.Millisecond}
 	names := []string{"n1", "n2", "n3"}
 	addr := func(node string) (net.Addr, bool) {
 		i := slices.Index(names, node)
@@ -105,7 +105,7 @@ func TestPeerMessagesOnTheWire(t *testing.T) {
 		rec[n] = &recorder{PacketConn: c}
 		logs[n] = &syncBuffer{}
 		l, err := peerlink.New(peerlink.Options{Node: n, Instance: "i-" + n, Key: key, Conn: rec[n], Addr: addr,
-			Timing: timing, Every: 500 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(logs[n], nil)),
+			Timing: timing, Skew: 0.05, Late: time.Second, LeaseDuration: leaseDuration, Every: 500 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(logs[n], nil)),
 			Refused: func(r string) { mu.Lock(); refused[n] = append(refused[n], r); mu.Unlock() }})
 		if err != nil {
 			t.Fatal(err)

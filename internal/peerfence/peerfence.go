@@ -106,14 +106,18 @@ type Answer struct {
 
 // Granter is one node's promises and blocks.
 type Granter struct {
-	t      Timing
-	quiet  time.Time      // answers no check before (Restarted)
-	read   bool           // Read was called
-	from   uint64         // the store's revision at the first read after starting
-	seen   map[run]uint64 // the newest epoch of each run written since it started
-	until  map[run]time.Time
-	stops  map[run]uint64 // epochs up to this are blocked
-	broken string         // switches one rule off (tests only)
+	t     Timing
+	quiet time.Time      // answers no check before (Restarted)
+	read  bool           // Read was called
+	from  uint64         // the store's revision at the first read after starting
+	seen  map[run]uint64 // the newest epoch of each run written since it started
+	until map[run]time.Time
+	stops map[run]uint64 // epochs up to this are blocked
+	// checked: the newest revision a claimant checked each holder node
+	// at here and was blocked; a write of that node at or before it
+	// proves nothing (a watch can deliver it late).
+	checked map[string]uint64
+	broken  string // switches one rule off (tests only)
 }
 
 // NewGranter returns a granter that started at now. Having forgotten what
@@ -121,7 +125,7 @@ type Granter struct {
 // may have granted then has run out; having forgotten what it blocked, it
 // grants only holdings written after its first read (Read, Saw).
 func NewGranter(t Timing, now time.Time) *Granter {
-	return &Granter{t: t, quiet: now.Add(t.For + t.Margin), seen: map[run]uint64{}, until: map[run]time.Time{}, stops: map[run]uint64{}}
+	return &Granter{t: t, quiet: now.Add(t.For + t.Margin), seen: map[run]uint64{}, until: map[run]time.Time{}, stops: map[run]uint64{}, checked: map[string]uint64{}}
 }
 
 // Read: the first consistent read of the Leases after this granter started
@@ -140,9 +144,14 @@ func (g *Granter) Read(rev uint64) {
 
 // Saw is a write of a holding's Lease that this node watched, with the
 // epoch it carries and the revision it committed at. Only writes after
-// the first read count (Read): a watch can deliver older ones late.
+// the first read count (Read), and only those after the newest revision a
+// claimant was blocked at for that holder (Check): a watch can deliver
+// older ones late, and those prove nothing about a claim.
 func (g *Granter) Saw(t Term, rev uint64) {
 	if g.broken != "stale-start" && (!g.read || rev <= g.from) {
+		return
+	}
+	if g.broken != "seen-after-block" && rev <= g.checked[t.Holder] {
 		return
 	}
 	r := t.run()
@@ -166,20 +175,21 @@ func (g *Granter) Promise(t Term, now time.Time) Answer {
 	return Answer{Granted: true}
 }
 
-// Check answers a claimant about to take a holding's addresses. It blocks
-// the holding only when no promise of its process is outstanding.
-func (g *Granter) Check(t Term, now time.Time) Answer {
+// Check answers a claimant about to take a holding's addresses, for a
+// claim based on revision rev of its Lease. It blocks the holding only
+// when no promise to its holder is outstanding.
+func (g *Granter) Check(t Term, rev uint64, now time.Time) Answer {
 	r := t.run()
 	if g.broken != "check-early" && now.Before(g.quiet) {
 		return Answer{Outstanding: g.quiet.Sub(now), Why: "this node started " + (g.t.For + g.t.Margin - g.quiet.Sub(now)).String() + " ago and may have promised before"}
 	}
 	// A node holds through one process at a time (S4), but the term a
-	// claimant checks can name another process of the holder than the one
-	// that asks for promises (an old copy of the Lease written back): any
-	// promise to the holder holds the check up, and a block ends every
-	// run of the holder seen here, up to the epoch seen. A later epoch of
-	// any of them is a write after the claimant's revision, which its
-	// claim would not survive.
+	// claimant checks can name another process or an older epoch of the
+	// holder than the one that asks for promises (an old copy of the
+	// Lease written back): any promise to the holder holds the check up,
+	// and a block ends every run of the holder seen here, up to the epoch
+	// seen. A write of the holder seen later counts only if it is after
+	// rev (Saw): then the claim based on rev fails.
 	for pr, u := range g.until {
 		if (pr == r || pr.holder == t.Holder && g.broken != "one-run") && g.broken != "block-outstanding" && now.Before(u) {
 			return Answer{Outstanding: u.Sub(now)}
@@ -188,8 +198,11 @@ func (g *Granter) Check(t Term, now time.Time) Answer {
 	if t.Epoch > g.stops[r] {
 		g.stops[r] = t.Epoch
 	}
+	if rev > g.checked[t.Holder] {
+		g.checked[t.Holder] = rev
+	}
 	for pr, e := range g.seen {
-		if pr != r && pr.holder == t.Holder && g.broken != "one-run" && e > g.stops[pr] {
+		if pr.holder == t.Holder && e > g.stops[pr] && (pr != r || g.broken != "older-epoch") && (pr == r || g.broken != "one-run") {
 			g.stops[pr] = e
 		}
 	}
@@ -230,15 +243,16 @@ func (h *Holding) Renewed(until, now time.Time) {
 	h.api = until
 }
 
-// Ending: at sent the holder sent a Lease write that begins another
-// holding (a new epoch, other members). The new one's members may share
-// no majority with this one's, and a claimant that sees the write checks
-// only them; so no request sent from then on counts here. The claimant
-// sees the write no earlier than it was sent and then waits a Lease
-// duration, longer than any promise asked for before.
-func (h *Holding) Ending(sent time.Time) {
-	if h.broken != "members-switch" && (h.end.IsZero() || sent.Before(h.end)) {
-		h.end = sent
+// Ending: the holder is about to send a Lease write that begins another
+// holding (a new epoch, other members); it must call Ending before the
+// write leaves, with now. The new holding's members may share no majority
+// with this one's, and a claimant that sees the write checks only them;
+// so no request sent from now on counts here. The claimant sees the write
+// no earlier than it was sent and then waits a Lease duration, longer than
+// any promise asked for before now lasts (For + Margin).
+func (h *Holding) Ending(now time.Time) {
+	if h.broken != "members-switch" && (h.end.IsZero() || now.Before(h.end)) {
+		h.end = now
 	}
 }
 

@@ -155,7 +155,7 @@ func (w *world) deliver(m msg) {
 			w.h.Granted(m.from, m.sent, at)
 		}
 	case 'k':
-		w.send(msg{kind: 'a', from: m.to, to: m.from, round: m.round, rev: m.rev, ans: w.g[m.to].Check(w.term, at)})
+		w.send(msg{kind: 'a', from: m.to, to: m.from, round: m.round, rev: m.rev, ans: w.g[m.to].Check(w.term, m.rev, at)})
 	case 'a':
 		if w.has {
 			return
@@ -345,6 +345,7 @@ func (w *world) key() [2]uint64 {
 		num(int64(g.seen[r]))
 		at(g.until[r])
 		num(int64(g.stops[r]))
+		num(int64(g.checked[r.holder]))
 	}
 	b = append(b, '|')
 	if w.c != nil {
@@ -375,7 +376,7 @@ func (w *world) clone() *world {
 	c.g = make(map[string]*Granter, len(w.g))
 	for n, g := range w.g {
 		cg := *g
-		cg.seen, cg.until, cg.stops = maps.Clone(g.seen), maps.Clone(g.until), maps.Clone(g.stops)
+		cg.seen, cg.until, cg.stops, cg.checked = maps.Clone(g.seen), maps.Clone(g.until), maps.Clone(g.stops), maps.Clone(g.checked)
 		c.g[n] = &cg
 	}
 	h := *w.h

@@ -1,6 +1,7 @@
 package peerfence
 
 import (
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -72,7 +73,7 @@ func TestMembersChangeWithAnEpoch(t *testing.T) {
 			if s == 5 { // the claimant saw revision 2 expire
 				c := NewCheck(e2, 2, m2, testTiming)
 				for _, n := range []string{"c", "d", "e"} {
-					c.Answered(n, 2, g[n].Check(e2, now), now)
+					c.Answered(n, 2, g[n].Check(e2, 2, now), now)
 				}
 				claimed = c.Claimable()
 			}
@@ -115,7 +116,7 @@ func TestCheckOfAnotherRun(t *testing.T) {
 				}
 				for _, n := range m {
 					if !k.Blocked(n) {
-						k.Answered(n, 2, g[n].Check(old, now), now)
+						k.Answered(n, 2, g[n].Check(old, 2, now), now)
 					}
 				}
 			}
@@ -159,7 +160,7 @@ func TestMarginCoversLateRemoval(t *testing.T) {
 		real := (tm.For.Seconds() + 0.01) / rate["b"]
 		k := NewCheck(term, 1, m, tm)
 		for _, n := range []string{"b", "c"} {
-			k.Answered(n, 1, g[n].Check(term, at(rate[n], real)), at(rate["c"], real))
+			k.Answered(n, 1, g[n].Check(term, 1, at(rate[n], real)), at(rate["c"], real))
 		}
 		two := k.Claimable() && at(rate["a"], real).Before(kernel)
 		if err == nil && two {
@@ -172,4 +173,89 @@ func TestMarginCoversLateRemoval(t *testing.T) {
 			t.Errorf("%+v: two owners %v, Valid %v; want both", tm, two, err)
 		}
 	}
+}
+
+// play runs holder a (term cur, members a, b, c, its API fence until the
+// renew deadline) asking every second the members reach says it reaches,
+// and claimant c checking term chk at revision rev every half second from
+// checkFrom, asking the members that have not blocked; before(s) runs
+// first at each step (watch deliveries). It returns the two owners found.
+func play(g map[string]*Granter, cur, chk Term, rev uint64, checkFrom float64,
+	reach func(s float64, n string) bool, before func(s float64)) string {
+	m := []string{"a", "b", "c"}
+	h := NewHolding(cur, m, testTiming, at(1, 0).Add(renew))
+	var k *Check
+	for s := 0.5; s <= 20; s += 0.5 {
+		now := at(1, s)
+		if before != nil {
+			before(s)
+		}
+		if s == math.Trunc(s) && !h.Over(now) {
+			for _, n := range m {
+				if reach(s, n) && g[n].Promise(cur, now).Granted {
+					h.Granted(n, now, now)
+				}
+			}
+		}
+		if s >= checkFrom && (k == nil || !k.Claimable()) {
+			if k == nil {
+				k = NewCheck(chk, rev, m, testTiming)
+			}
+			for _, n := range m {
+				if !k.Blocked(n) {
+					k.Answered(n, rev, g[n].Check(chk, rev, now), now)
+				}
+			}
+		}
+		if k != nil && k.Claimable() {
+			if kernel := h.Until().Add(late); now.Before(kernel) {
+				return fmt.Sprintf("two owners at %.1fs: a majority blocked %s (revision %d) while %s's kernel keeps the address until %s",
+					s, chk, rev, cur, kernel.Sub(epoch0))
+			}
+			return ""
+		}
+	}
+	return "the claimant never claimed"
+}
+
+// Until 6 s the holder reaches a and c (its requests to b are lost), from
+// then on a and b.
+func bLateThenCLost(s float64, n string) bool {
+	if s < 6 {
+		return n != "b"
+	}
+	return n != "c"
+}
+
+// An old copy of the holder's Lease, written back at revision 2, names an
+// older epoch (5) of the holder's current process, which holds epoch 7: b
+// blocks epoch 5 while nothing is outstanding there, and must not promise
+// epoch 7 afterwards (found by the second review).
+func TestCheckOfAnOlderEpoch(t *testing.T) {
+	twoOwners(t, "older-epoch", func(broken string) string {
+		cur := Term{Holder: "a", Instance: "i1", Epoch: 7}
+		old := Term{Holder: "a", Instance: "i1", Epoch: 5}
+		return play(granters(cur, broken, "a", "b", "c"), cur, old, 2, 5.5, bLateThenCLost, nil)
+	})
+}
+
+// The same write-back names another process of the holder, and b's watch
+// delivers the current process's write (revision 1, before the write-back)
+// only after b blocked the check at revision 2: that write proves nothing
+// about the claim, and b must not promise on it (found by the second
+// review).
+func TestWriteSeenAfterTheBlock(t *testing.T) {
+	twoOwners(t, "seen-after-block", func(broken string) string {
+		cur := Term{Holder: "a", Instance: "i1", Epoch: 7}
+		old := Term{Holder: "a", Instance: "i0", Epoch: 3}
+		g := granters(cur, broken, "a", "c")
+		g["b"] = NewGranter(testTiming, epoch0.Add(-time.Hour))
+		g["b"].Read(0)
+		g["b"].broken = broken
+		return play(g, cur, old, 2, 5.5, bLateThenCLost, func(s float64) {
+			if s == 6 {
+				g["b"].Saw(cur, 1)
+			}
+		})
+	})
 }

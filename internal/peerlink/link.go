@@ -24,8 +24,15 @@ type Options struct {
 	Conn   net.PacketConn
 	Addr   func(node string) (net.Addr, bool)
 	Timing peerfence.Timing
+	// Skew, Late and LeaseDuration are what Timing must cover
+	// (peerfence.Timing.Valid): the clocks' rate difference, how late the
+	// kernel removes an expired address, and the Lease duration.
+	Skew          float64
+	Late          time.Duration
+	LeaseDuration time.Duration
 	// Every is how often a holder asks its members and a claimant asks
-	// again (a second).
+	// again (a second); less than For - Margin, or each holding lapses
+	// between two requests.
 	Every  time.Duration
 	Clock  clock.WithTicker
 	Logger *slog.Logger
@@ -48,8 +55,11 @@ func New(o Options) (*Link, error) {
 		return nil, errors.New("peerlink: the node's name and process are required")
 	case o.Conn == nil || o.Addr == nil:
 		return nil, errors.New("peerlink: a connection and the peers' addresses are required")
-	case o.Every <= 0 || o.Every >= o.Timing.For:
-		return nil, fmt.Errorf("peerlink: asking every %s does not renew promises of %s", o.Every, o.Timing.For)
+	case o.Every <= 0 || o.Every >= o.Timing.For-o.Timing.Margin:
+		return nil, fmt.Errorf("peerlink: asking every %s does not renew promises of %s less their margin %s in time", o.Every, o.Timing.For, o.Timing.Margin)
+	}
+	if err := o.Timing.Valid(o.Skew, o.Late, o.LeaseDuration); err != nil {
+		return nil, fmt.Errorf("peerlink: %w", err)
 	}
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
@@ -155,12 +165,13 @@ func (l *Link) Hold(ctx context.Context, t peerfence.Term, members []string, api
 	return l.post(ctx, func(s *state, now time.Time) []out { s.hold(t, members, api, now); return nil })
 }
 
-// Ending: at sent this node sent the Lease write that begins another
-// holding than t (peerfence.Holding.Ending).
-func (l *Link) Ending(ctx context.Context, t peerfence.Term, sent time.Time) error {
-	return l.post(ctx, func(s *state, _ time.Time) []out {
+// Ending: this node is about to send the Lease write that begins another
+// holding than t; the write must leave only after Ending returns
+// (peerfence.Holding.Ending).
+func (l *Link) Ending(ctx context.Context, t peerfence.Term) error {
+	return l.post(ctx, func(s *state, now time.Time) []out {
 		if h := s.holds[t]; h != nil {
-			h.h.Ending(sent)
+			h.h.Ending(now)
 		}
 		return nil
 	})

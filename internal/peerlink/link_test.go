@@ -77,7 +77,7 @@ func TestLinks(t *testing.T) {
 	var wg sync.WaitGroup
 	for _, n := range all {
 		l, err := New(Options{Node: n, Instance: "i" + n, Key: testKey(t, 1), Conn: mn.conn(n),
-			Addr: func(node string) (net.Addr, bool) { return memAddr(node), true }, Timing: timing, Every: time.Second, Clock: clk})
+			Addr: func(node string) (net.Addr, bool) { return memAddr(node), true }, Timing: timing, Skew: 0.05, Late: time.Second, LeaseDuration: 5 * time.Second, Every: time.Second, Clock: clk})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -101,7 +101,7 @@ func TestLinks(t *testing.T) {
 	step := func() {
 		clk.Step(time.Second)
 		for range 200 {
-			if u, _, _ := a.Fence(ctx, term); u.After(clk.Now().Add(2 * time.Second)) {
+			if u, _, _ := a.Fence(ctx, term); u.After(clk.Now().Add(time.Second)) {
 				return
 			}
 			time.Sleep(5 * time.Millisecond)

@@ -73,7 +73,9 @@ func newState(node, instance string, key peerwire.Key, t peerfence.Timing, every
 func (s *state) send(m peerwire.Message, now time.Time) []out {
 	s.seq++
 	m.From, m.FromInstance, m.Seq = s.node, s.instance, s.seq
-	m.ToInstance = s.instances[m.To]
+	if m.ToInstance == "" {
+		m.ToInstance = s.instances[m.To]
+	}
 	if m.To == s.node {
 		m.ToInstance = s.instance
 		return s.handle(m, now)
@@ -92,11 +94,10 @@ func (s *state) packet(b []byte, now time.Time) []out {
 		s.log.Warn("refused a peer message", "reason", peerwire.Reason(err), "err", err)
 		if errors.Is(err, peerwire.ErrNotMe) && m.To == s.node && (m.Kind == peerwire.Ask || m.Kind == peerwire.Check) {
 			// Sealed for an earlier process of this node: say which runs
-			// now, once the sender is known to be live.
-			if s.win.Accept(m) == nil {
-				s.instances[m.From] = m.FromInstance
-				return s.send(peerwire.Message{Kind: peerwire.Restarted, To: m.From, Re: m.Seq}, now)
-			}
+			// now, to the process that asked. It may be a recording
+			// replayed, so nothing here is learnt from it: the sender's
+			// window and process stay as they were.
+			return s.send(peerwire.Message{Kind: peerwire.Restarted, To: m.From, ToInstance: m.FromInstance, Re: m.Seq}, now)
 		}
 		return nil
 	}
@@ -110,7 +111,7 @@ func (s *state) handle(m peerwire.Message, now time.Time) []out {
 	case peerwire.Ask:
 		return s.send(peerwire.Message{Kind: peerwire.Grant, To: m.From, Re: m.Seq, Term: m.Term, Answer: s.g.Promise(m.Term, now)}, now)
 	case peerwire.Check:
-		return s.send(peerwire.Message{Kind: peerwire.Checked, To: m.From, Re: m.Seq, Term: m.Term, Rev: m.Rev, Answer: s.g.Check(m.Term, now)}, now)
+		return s.send(peerwire.Message{Kind: peerwire.Checked, To: m.From, Re: m.Seq, Term: m.Term, Rev: m.Rev, Answer: s.g.Check(m.Term, m.Rev, now)}, now)
 	case peerwire.Grant:
 		if h := s.holds[m.Term]; h != nil {
 			if a, ok := h.sent[m.Re]; ok && a.to == m.From {

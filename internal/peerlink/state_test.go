@@ -3,6 +3,7 @@ package peerlink
 import (
 	"bytes"
 	"log/slog"
+	"net"
 	"testing"
 	"time"
 
@@ -11,7 +12,7 @@ import (
 )
 
 var (
-	timing = peerfence.Timing{For: 4 * time.Second, Margin: time.Second}
+	timing = peerfence.Timing{For: 3200 * time.Millisecond, Margin: 1500 * time.Millisecond}
 	t0     = time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC)
 	term   = peerfence.Term{Holder: "a", Instance: "ia", Epoch: 7}
 	all    = []string{"a", "b", "c"}
@@ -143,7 +144,7 @@ func TestForgedAndReplayedRefused(t *testing.T) {
 	}
 	// The forged check blocked nothing: b still promises.
 	s.second()
-	if until, _ := a.fence(term, s.now); !until.After(s.now.Add(2 * time.Second)) {
+	if until, _ := a.fence(term, s.now); !until.After(s.now.Add(time.Second)) {
 		t.Errorf("fence %s from now after the forged check; want b's and c's promises", until.Sub(s.now))
 	}
 }
@@ -180,6 +181,63 @@ func TestRestartedMember(t *testing.T) {
 		// Only a and b answer: a holds on b's promises or not at all.
 		if until, _ := a.fence(term, s.now); until.IsZero() == saw {
 			t.Errorf("b saw a write after its restart: %v; a's fence: %s from now", saw, until.Sub(s.now))
+		}
+	}
+}
+
+// A recording of a request to an earlier process of the receiver, replayed
+// after both ends restarted, gets a Restarted answer and changes nothing:
+// the receiver still takes the sender's current process for current
+// (found by the second review: the replay retired it).
+func TestReplayForAnEarlierProcessChangesNothing(t *testing.T) {
+	s := newSim(t)
+	s.n["a"].hold(term, all, s.now.Add(3*time.Second), s.now)
+	s.second()
+	var old []byte
+	for _, o := range s.sent {
+		if o.to == "b" {
+			old = o.b // sealed for process ib
+		}
+	}
+	s.start("a", "ia2", 1)
+	s.start("b", "ib2", 1)
+	s.n["a"].instances["b"], s.n["b"].instances["a"] = "ib2", "ia2"
+	term2 := peerfence.Term{Holder: "a", Instance: "ia2", Epoch: 9}
+	s.n["b"].g.Saw(term2, 2)
+	s.n["a"].hold(term2, all, s.now.Add(3*time.Second), s.now)
+	s.second()
+	s.refused = map[string][]string{}
+	if outs := s.n["b"].packet(old, s.now); len(outs) != 1 {
+		t.Fatalf("the replay got %d answers; want one Restarted", len(outs))
+	}
+	if got := s.n["b"].instances["a"]; got != "ia2" {
+		t.Fatalf("after the replay b takes a for process %q; want ia2", got)
+	}
+	s.second()
+	if got := s.refused["b"]; len(got) != 1 || got[0] != "recipient" {
+		t.Errorf("refused at b: %v; want only the replay (a's current process still heard)", got)
+	}
+	if until, _ := s.n["a"].fence(term2, s.now); !until.After(s.now) {
+		t.Error("a's new process lost b's promises after the replay")
+	}
+}
+
+// A Link refuses a timing that does not cover the clocks and the kernel
+// (peerfence.Timing.Valid), and a request period the promises outlast.
+func TestNewRefusesUnsafeTiming(t *testing.T) {
+	base := Options{Node: "a", Instance: "ia", Key: testKey(t, 1), Conn: &memConn{}, Addr: func(string) (net.Addr, bool) { return nil, false },
+		Timing: timing, Skew: 0.05, Late: time.Second, LeaseDuration: 5 * time.Second, Every: time.Second}
+	if _, err := New(base); err != nil {
+		t.Fatalf("the tests' timing: %v", err)
+	}
+	for name, f := range map[string]func(*Options){
+		"no margin for the kernel": func(o *Options) { o.Timing = peerfence.Timing{For: 4 * time.Second, Margin: time.Second} },
+		"asking too seldom":        func(o *Options) { o.Every = 2 * time.Second },
+	} {
+		o := base
+		f(&o)
+		if _, err := New(o); err == nil {
+			t.Errorf("%s: accepted", name)
 		}
 	}
 }
