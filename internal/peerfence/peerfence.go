@@ -30,16 +30,29 @@ import (
 // vipd.io/instance) and the epoch it began, which is the holder's write
 // sequence (vipd.io/seal) of the Lease write that began it.
 type Term struct {
+	// Lease is the Lease's namespace/name: a process writes several,
+	// each through its own Elector, whose write numbers (and so epochs)
+	// are unrelated, and a write of one proves nothing about a claim
+	// conditional on another's revision.
+	Lease            string
 	Holder, Instance string
 	Epoch            uint64
 }
 
-func (t Term) String() string { return fmt.Sprintf("%s/%s@%d", t.Holder, t.Instance, t.Epoch) }
+func (t Term) String() string {
+	return fmt.Sprintf("%s:%s/%s@%d", t.Lease, t.Holder, t.Instance, t.Epoch)
+}
 
-// run is a holder's process: its epochs only grow.
-type run struct{ holder, instance string }
+// run is a holder's process writing one Lease: its epochs only grow.
+type run struct{ lease, holder, instance string }
 
-func (t Term) run() run { return run{t.Holder, t.Instance} }
+func (t Term) run() run { return run{t.Lease, t.Holder, t.Instance} }
+
+// node is a holder's node on one Lease, whichever process.
+type node struct{ lease, holder string }
+
+func (t Term) node() node { return node{t.Lease, t.Holder} }
+func (r run) node() node  { return node{r.lease, r.holder} }
 
 // Timing bounds the promises.
 type Timing struct {
@@ -116,7 +129,7 @@ type Granter struct {
 	// checked: the newest revision a claimant checked each holder node
 	// at here and was blocked; a write of that node at or before it
 	// proves nothing (a watch can deliver it late).
-	checked map[string]uint64
+	checked map[node]uint64
 	broken  string // switches one rule off (tests only)
 }
 
@@ -125,7 +138,7 @@ type Granter struct {
 // may have granted then has run out; having forgotten what it blocked, it
 // grants only holdings written after its first read (Read, Saw).
 func NewGranter(t Timing, now time.Time) *Granter {
-	return &Granter{t: t, quiet: now.Add(t.For + t.Margin), seen: map[run]uint64{}, until: map[run]time.Time{}, stops: map[run]uint64{}, checked: map[string]uint64{}}
+	return &Granter{t: t, quiet: now.Add(t.For + t.Margin), seen: map[run]uint64{}, until: map[run]time.Time{}, stops: map[run]uint64{}, checked: map[node]uint64{}}
 }
 
 // Read: the first consistent read of the Leases after this granter started
@@ -151,7 +164,7 @@ func (g *Granter) Saw(t Term, rev uint64) {
 	if g.broken != "stale-start" && (!g.read || rev <= g.from) {
 		return
 	}
-	if g.broken != "seen-after-block" && rev <= g.checked[t.Holder] {
+	if g.broken != "seen-after-block" && rev <= g.checked[t.node()] {
 		return
 	}
 	r := t.run()
@@ -191,18 +204,18 @@ func (g *Granter) Check(t Term, rev uint64, now time.Time) Answer {
 	// seen. A write of the holder seen later counts only if it is after
 	// rev (Saw): then the claim based on rev fails.
 	for pr, u := range g.until {
-		if (pr == r || pr.holder == t.Holder && g.broken != "one-run") && g.broken != "block-outstanding" && now.Before(u) {
+		if (pr == r || pr.node() == t.node() && g.broken != "one-run") && g.broken != "block-outstanding" && now.Before(u) {
 			return Answer{Outstanding: u.Sub(now)}
 		}
 	}
 	if t.Epoch > g.stops[r] {
 		g.stops[r] = t.Epoch
 	}
-	if rev > g.checked[t.Holder] {
-		g.checked[t.Holder] = rev
+	if rev > g.checked[t.node()] {
+		g.checked[t.node()] = rev
 	}
 	for pr, e := range g.seen {
-		if pr.holder == t.Holder && e > g.stops[pr] && (pr != r || g.broken != "older-epoch") && (pr == r || g.broken != "one-run") {
+		if pr.node() == t.node() && e > g.stops[pr] && (pr != r || g.broken != "older-epoch") && (pr == r || g.broken != "one-run") {
 			g.stops[pr] = e
 		}
 	}

@@ -345,7 +345,7 @@ func (w *world) key() [2]uint64 {
 		num(int64(g.seen[r]))
 		at(g.until[r])
 		num(int64(g.stops[r]))
-		num(int64(g.checked[r.holder]))
+		num(int64(g.checked[r.node()]))
 	}
 	b = append(b, '|')
 	if w.c != nil {

@@ -259,3 +259,53 @@ func TestWriteSeenAfterTheBlock(t *testing.T) {
 		})
 	})
 }
+
+// Found by the third review, before a Term named its Lease. Holder a's
+// process i1 writes two Leases, each through its own Elector
+// (services/controller.go, strategy.go, spread.go, controlplane.go): each
+// numbers its writes from 1, so the epochs of the two are unrelated and
+// a Term does not say which Lease it is of. L1's holding is (a,i1,7);
+// the claimant saw L1 expire at revision 2 and checks it. b blocks at
+// 5.5 s (a's requests to b are lost), restarts at 6 s, reads the store at
+// revision 3, and its watch delivers a write of a's *other* Lease L2
+// (seal 9) at revision 4. That write is after b's read, so Saw counts it:
+// b now grants (a,i1,7) (7 <= 9), but a write of L2 proves nothing about a
+// claim conditional on L1's revision 2, which goes through once c blocks.
+func TestRestartThenAWriteOfAnotherLease(t *testing.T) {
+	l1 := Term{Holder: "a", Instance: "i1", Epoch: 7}
+	l2 := Term{Lease: "L2", Holder: "a", Instance: "i1", Epoch: 9}
+	g := granters(l1, "", "a", "b", "c")
+	if fail := play(g, l1, l1, 2, 5.5, bLateThenCLost, func(s float64) {
+		if s == 6 {
+			g["b"] = NewGranter(testTiming, at(1, 6))
+			g["b"].Read(3)
+			g["b"].Saw(l2, 4)
+		}
+	}); fail != "" {
+		t.Error(fail)
+	}
+}
+
+// No restart: an old copy of L1 written back at revision 2 names an older
+// epoch (5) of the process that holds L1 at epoch 7 (b's watch has not
+// delivered epoch 7's write, revision 1, yet). b blocks epoch 5 (stops up
+// to 5, the newest seen). Then b sees a write of a's other Lease L2 with
+// seal 9 at revision 3, after the block: it counts, and (a,i1,7) is now
+// "seen" and above the stop, so b grants it; the claim on L1 at revision 2
+// still goes through. TestWriteSeenAfterTheBlock with the write of the
+// same Lease is caught by `checked`; one of another Lease is not.
+func TestWriteBackThenAWriteOfAnotherLease(t *testing.T) {
+	cur := Term{Holder: "a", Instance: "i1", Epoch: 7}
+	old := Term{Holder: "a", Instance: "i1", Epoch: 5}
+	l2 := Term{Lease: "L2", Holder: "a", Instance: "i1", Epoch: 9}
+	g := granters(cur, "", "a", "c")
+	g["b"] = NewGranter(testTiming, epoch0.Add(-time.Hour))
+	g["b"].Read(0)
+	if fail := play(g, cur, old, 2, 5.5, bLateThenCLost, func(s float64) {
+		if s == 6 {
+			g["b"].Saw(l2, 3)
+		}
+	}); fail != "" {
+		t.Error(fail)
+	}
+}

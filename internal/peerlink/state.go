@@ -143,6 +143,13 @@ func (s *state) handle(m peerwire.Message, now time.Time) []out {
 func (s *state) tick(now time.Time) []out {
 	var outs []out
 	for t, h := range s.holds {
+		for seq, a := range h.sent {
+			// A grant for a request this old runs out by now: it
+			// counts for nothing.
+			if !now.Before(a.at.Add(s.timing.For - s.timing.Margin)) {
+				delete(h.sent, seq)
+			}
+		}
 		if h.h.Over(now) {
 			continue
 		}

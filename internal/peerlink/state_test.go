@@ -241,3 +241,65 @@ func TestNewRefusesUnsafeTiming(t *testing.T) {
 		}
 	}
 }
+
+// Found by the third review, before a Term named its Lease. Node a's
+// process writes two Leases through two Electors, each sealing
+// its writes from 1: the holdings that begin with their first writes are
+// both a/ia@1, and state.holds is keyed by the Term. a's L1 writes
+// succeed every second, its L2 writes stopped at 0 s; a is cut off from b
+// and c. L2 expires at 5 s; c checks a/ia@1 for L2 and b, c block (no
+// promise of theirs outstanding). a's fence for L2's addresses is
+// fence(a/ia@1): L1's, renewed by the API.
+func TestTwoLeasesOneEpoch(t *testing.T) {
+	s := newSim(t)
+	a := s.n["a"]
+	one := term
+	one.Epoch = 1
+	for _, n := range all {
+		s.n[n].g.Saw(one, 1)
+	}
+	s.cut = func(from, to string) bool { return from == "a" || to == "a" }
+	two := one
+	two.Lease = "L2"
+	one.Lease = "L1"
+	a.hold(one, all, s.now.Add(3*time.Second), s.now) // L1
+	a.hold(two, all, s.now.Add(3*time.Second), s.now) // L2
+	c, outs := (*check)(nil), []out(nil)
+	for i := 1; i <= 12; i++ {
+		s.second()
+		a.hold(one, all, s.now.Add(3*time.Second), s.now) // L1 renewed
+		if i == 5 {
+			c, outs = s.n["c"].startCheck(two, 2, all, s.now) // L2 at its revision
+			s.deliver("c", outs)
+		}
+		if c == nil {
+			continue
+		}
+		select {
+		case <-c.done:
+			if u, _ := a.fence(two, s.now); !u.IsZero() {
+				t.Fatalf("L2 claimable at %s while a's fence for L2's term runs until %s", s.now.Sub(t0), u.Sub(t0))
+			}
+			return
+		default:
+		}
+	}
+	t.Fatal("never claimable")
+}
+
+// A member that does not answer (down, or the path lost) leaves one entry
+// in hold.sent per request: one a second for as long as the holding
+// lasts.
+func TestRequestsOfALostMemberAreForgotten(t *testing.T) {
+	s := newSim(t)
+	a := s.n["a"]
+	a.hold(term, all, s.now.Add(3*time.Second), s.now)
+	s.cut = func(from, to string) bool { return to == "c" }
+	for range 600 {
+		s.second()
+		a.hold(term, all, s.now.Add(3*time.Second), s.now)
+	}
+	if n := len(a.holds[term].sent); n > 10 {
+		t.Errorf("after 600 s with c lost: %d requests remembered; only those younger than For can still count", n)
+	}
+}

@@ -96,7 +96,7 @@ const (
 func (k Key) Seal(m Message) []byte {
 	b := []byte(magic)
 	b = append(b, byte(m.Kind))
-	for _, s := range []string{m.From, m.FromInstance, m.To, m.ToInstance, m.Term.Holder, m.Term.Instance, m.Answer.Why} {
+	for _, s := range []string{m.From, m.FromInstance, m.To, m.ToInstance, m.Term.Lease, m.Term.Holder, m.Term.Instance, m.Answer.Why} {
 		b = binary.AppendUvarint(b, uint64(len(s)))
 		b = append(b, s...)
 	}
@@ -177,7 +177,7 @@ func decode(b []byte) (Message, error) {
 	if m.Kind < Ask || m.Kind > Restarted {
 		return m, fmt.Errorf("unknown %s", m.Kind)
 	}
-	for _, s := range []*string{&m.From, &m.FromInstance, &m.To, &m.ToInstance, &m.Term.Holder, &m.Term.Instance, &m.Answer.Why} {
+	for _, s := range []*string{&m.From, &m.FromInstance, &m.To, &m.ToInstance, &m.Term.Lease, &m.Term.Holder, &m.Term.Instance, &m.Answer.Why} {
 		n, w := binary.Uvarint(b)
 		if w <= 0 || n > uint64(len(b)-w) {
 			return m, errors.New("truncated string")
