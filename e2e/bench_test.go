@@ -14,6 +14,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -362,11 +363,18 @@ func BenchmarkServices(b *testing.B) {
 	}
 	ctx := context.Background()
 	c := l.Admin
-	// 2048 addresses from the benchmark range, away from the Service CIDR.
-	const pool = "198.18.64.0-198.18.71.255"
+	// 12,288 addresses from the benchmark range (VIPD_BENCH_SERVICES=10000
+	// fits), away from the Service CIDR.
+	const pool = "198.18.64.0-198.18.111.255"
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: services.PoolsNamespace, Name: services.PoolsName},
 		Data: map[string]string{"range-global": pool}}
 	if _, err := c.CoreV1().ConfigMaps(cm.Namespace).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	// The lab's Service CIDR (a /20) has 4094 cluster IPs: a second one for
+	// VIPD_BENCH_SERVICES=10000.
+	extra := &networkingv1.ServiceCIDR{ObjectMeta: metav1.ObjectMeta{Name: "bench"}, Spec: networkingv1.ServiceCIDRSpec{CIDRs: []string{"198.19.0.0/18"}}}
+	if _, err := c.NetworkingV1().ServiceCIDRs().Create(ctx, extra, metav1.CreateOptions{}); err != nil {
 		b.Fatal(err)
 	}
 	// Node objects, as a cluster has: MetalLB announces only from nodes its
