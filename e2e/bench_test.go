@@ -339,6 +339,25 @@ func procCPU(pid int) (time.Duration, error) {
 // VIPD_BENCH_LOGLEVEL=debug runs vipd with that --log-level.
 //
 //	make bench-services
+//
+// benchSizes are the numbers of Services BenchmarkServices runs
+// (VIPD_BENCH_SERVICES, default 100 and 1000).
+func benchSizes() []int {
+	sizes := []int{100, 1000}
+	if v := os.Getenv("VIPD_BENCH_SERVICES"); v != "" {
+		sizes = nil
+		for _, f := range strings.Split(v, ",") {
+			if n, err := strconv.Atoi(f); err == nil && n > 0 {
+				sizes = append(sizes, n)
+			}
+		}
+	}
+	if len(sizes) == 0 {
+		sizes = []int{100, 1000}
+	}
+	return sizes
+}
+
 func BenchmarkServices(b *testing.B) {
 	win := 30 * time.Second
 	if n, err := strconv.Atoi(os.Getenv("VIPD_STEADY_SECONDS")); err == nil && n > 0 {
@@ -363,18 +382,20 @@ func BenchmarkServices(b *testing.B) {
 	}
 	ctx := context.Background()
 	c := l.Admin
-	// 12,288 addresses from the benchmark range (VIPD_BENCH_SERVICES=10000
-	// fits), away from the Service CIDR.
-	const pool = "198.18.64.0-198.18.111.255"
+	// 2048 addresses from the benchmark range, away from the Service CIDR;
+	// 12,288 when a size needs more (VIPD_BENCH_SERVICES=10000), and then a
+	// second ServiceCIDR, since the lab's /20 has 4094 cluster IPs.
+	pool := "198.18.64.0-198.18.71.255"
+	if slices.Max(benchSizes()) > 2048 {
+		pool = "198.18.64.0-198.18.111.255"
+		extra := &networkingv1.ServiceCIDR{ObjectMeta: metav1.ObjectMeta{Name: "bench"}, Spec: networkingv1.ServiceCIDRSpec{CIDRs: []string{"198.19.0.0/18"}}}
+		if _, err := c.NetworkingV1().ServiceCIDRs().Create(ctx, extra, metav1.CreateOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: services.PoolsNamespace, Name: services.PoolsName},
 		Data: map[string]string{"range-global": pool}}
 	if _, err := c.CoreV1().ConfigMaps(cm.Namespace).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
-		b.Fatal(err)
-	}
-	// The lab's Service CIDR (a /20) has 4094 cluster IPs: a second one for
-	// VIPD_BENCH_SERVICES=10000.
-	extra := &networkingv1.ServiceCIDR{ObjectMeta: metav1.ObjectMeta{Name: "bench"}, Spec: networkingv1.ServiceCIDRSpec{CIDRs: []string{"198.19.0.0/18"}}}
-	if _, err := c.NetworkingV1().ServiceCIDRs().Create(ctx, extra, metav1.CreateOptions{}); err != nil {
 		b.Fatal(err)
 	}
 	// Node objects, as a cluster has: MetalLB announces only from nodes its
@@ -434,15 +455,7 @@ func benchServices(ctx context.Context, b *testing.B, l *lab.Lab, w *lab.Wire, m
 	fig := &[2]lab.Series{{Name: system, Peer: mode == "metallb"}, {Name: system, Peer: mode == "metallb"}}
 	figs[mode] = fig
 	for range b.N {
-		sizes := []int{100, 1000}
-		if v := os.Getenv("VIPD_BENCH_SERVICES"); v != "" {
-			sizes = nil
-			for _, f := range strings.Split(v, ",") {
-				if n, err := strconv.Atoi(f); err == nil && n > 0 {
-					sizes = append(sizes, n)
-				}
-			}
-		}
+		sizes := benchSizes()
 		for _, n := range sizes {
 			ns := fmt.Sprintf("bench-%s-%d", mode, n)
 			if _, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
