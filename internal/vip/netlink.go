@@ -111,13 +111,13 @@ func (n Netlink) Find(addr netip.Addr) ([]Found, error) {
 	if addr.Is6() {
 		fam = netlink.FAMILY_V6
 	}
-	links, err := n.h().LinkList()
+	links, err := dump(n.h().LinkList)
 	if err != nil {
 		return nil, err
 	}
 	var out []Found
 	for _, l := range links {
-		addrs, err := n.h().AddrList(l, fam)
+		addrs, err := dump(func() ([]netlink.Addr, error) { return n.h().AddrList(l, fam) })
 		if err != nil {
 			return nil, err
 		}
@@ -140,7 +140,7 @@ func (n Netlink) Neighbourhood(iface string) (prefixes []netip.Prefix, gateways 
 	if err != nil {
 		return nil, nil, fmt.Errorf("interface %q: %w", iface, err)
 	}
-	addrs, err := n.h().AddrList(l, netlink.FAMILY_ALL)
+	addrs, err := dump(func() ([]netlink.Addr, error) { return n.h().AddrList(l, netlink.FAMILY_ALL) })
 	if err != nil {
 		return nil, nil, err
 	}
@@ -153,7 +153,7 @@ func (n Netlink) Neighbourhood(iface string) (prefixes []netip.Prefix, gateways 
 			prefixes = append(prefixes, f.Prefix)
 		}
 	}
-	routes, err := n.h().RouteList(l, netlink.FAMILY_ALL)
+	routes, err := dump(func() ([]netlink.Route, error) { return n.h().RouteList(l, netlink.FAMILY_ALL) })
 	if err != nil {
 		return nil, nil, err
 	}
@@ -185,14 +185,14 @@ func found(l netlink.Link, ip netip.Addr, a netlink.Addr) Found {
 
 // Interfaces lists the host's interfaces with their prefixes, for validation.
 func (n Netlink) Interfaces() ([]Iface, error) {
-	links, err := n.h().LinkList()
+	links, err := dump(n.h().LinkList)
 	if err != nil {
 		return nil, err
 	}
 	var out []Iface
 	for _, l := range links {
 		i := Iface{Name: l.Attrs().Name}
-		addrs, err := n.h().AddrList(l, netlink.FAMILY_ALL)
+		addrs, err := dump(func() ([]netlink.Addr, error) { return n.h().AddrList(l, netlink.FAMILY_ALL) })
 		if err != nil {
 			return nil, err
 		}
@@ -213,4 +213,23 @@ func (n Netlink) Interfaces() ([]Iface, error) {
 type Iface struct {
 	Name     string
 	Prefixes []netip.Prefix
+}
+
+// dumpTries bounds the retries of a dump the kernel interrupted.
+const dumpTries = 5
+
+// dump runs a netlink dump again when the kernel reports it interrupted
+// (the list changed while it was read; netlink.ErrDumpInterrupted, whose
+// results may be incomplete), as happens on a node where thousands of
+// addresses are added, refreshed and expire: an incomplete list could
+// miss an address vipd must see (a leftover to sweep, a node address).
+func dump[T any](list func() ([]T, error)) ([]T, error) {
+	var out []T
+	var err error
+	for range dumpTries {
+		if out, err = list(); !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return out, err
+		}
+	}
+	return nil, fmt.Errorf("the kernel interrupted %d dumps in a row: %w", dumpTries, err)
 }
