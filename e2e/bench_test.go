@@ -320,6 +320,24 @@ func procCPU(pid int) (time.Duration, error) {
 	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
 }
 
+// benchSizes are the numbers of Services BenchmarkServices runs
+// (VIPD_BENCH_SERVICES, default 100 and 1000).
+func benchSizes() []int {
+	sizes := []int{100, 1000}
+	if v := os.Getenv("VIPD_BENCH_SERVICES"); v != "" {
+		sizes = nil
+		for _, f := range strings.Split(v, ",") {
+			if n, err := strconv.Atoi(f); err == nil && n > 0 {
+				sizes = append(sizes, n)
+			}
+		}
+	}
+	if len(sizes) == 0 {
+		sizes = []int{100, 1000}
+	}
+	return sizes
+}
+
 // BenchmarkServices measures, for N = 100 and N = 1000 LoadBalancer
 // Services (pool-allocated, so each needs an allocation write, an owner
 // annotation and a status write) on three nodes at the seed's settings, in
@@ -339,25 +357,6 @@ func procCPU(pid int) (time.Duration, error) {
 // VIPD_BENCH_LOGLEVEL=debug runs vipd with that --log-level.
 //
 //	make bench-services
-//
-// benchSizes are the numbers of Services BenchmarkServices runs
-// (VIPD_BENCH_SERVICES, default 100 and 1000).
-func benchSizes() []int {
-	sizes := []int{100, 1000}
-	if v := os.Getenv("VIPD_BENCH_SERVICES"); v != "" {
-		sizes = nil
-		for _, f := range strings.Split(v, ",") {
-			if n, err := strconv.Atoi(f); err == nil && n > 0 {
-				sizes = append(sizes, n)
-			}
-		}
-	}
-	if len(sizes) == 0 {
-		sizes = []int{100, 1000}
-	}
-	return sizes
-}
-
 func BenchmarkServices(b *testing.B) {
 	win := 30 * time.Second
 	if n, err := strconv.Atoi(os.Getenv("VIPD_STEADY_SECONDS")); err == nil && n > 0 {

@@ -137,12 +137,8 @@ func New(ctx context.Context, o Options) (l *Lab, err error) {
 	if l.CP, err = l.net.addHost("cp", CPAddr); err != nil {
 		return l, err
 	}
-	for i := range o.Nodes {
-		h, err := l.net.addHost(fmt.Sprintf("n%d", i+1), NodeAddr(i))
-		if err != nil {
-			return l, err
-		}
-		l.Nodes = append(l.Nodes, h)
+	if l.Nodes, err = l.net.addNodes(o.Nodes); err != nil {
+		return l, err
 	}
 	if l.Client, err = l.net.addHost("client", ClientAddr); err != nil {
 		return l, err

@@ -250,17 +250,26 @@ func NewSegment(nodes int) (s *Segment, err error) {
 			s = nil
 		}
 	}()
-	for i := range nodes {
-		h, err := n.addHost(fmt.Sprintf("n%d", i+1), NodeAddr(i))
-		if err != nil {
-			return nil, err
-		}
-		s.Nodes = append(s.Nodes, h)
+	if s.Nodes, err = n.addNodes(nodes); err != nil {
+		return nil, err
 	}
 	if s.Client, err = n.addHost("client", ClientAddr); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// addNodes adds node hosts n1..n<count> at NodeAddr.
+func (n *network) addNodes(count int) ([]*Host, error) {
+	var hosts []*Host
+	for i := range count {
+		h, err := n.addHost(fmt.Sprintf("n%d", i+1), NodeAddr(i))
+		if err != nil {
+			return hosts, err
+		}
+		hosts = append(hosts, h)
+	}
+	return hosts, nil
 }
 
 // Close removes the segment's namespaces.

@@ -9,7 +9,6 @@ package peerlink
 import (
 	"errors"
 	"log/slog"
-	"slices"
 	"time"
 
 	"github.com/vipd/vipd/internal/peerfence"
@@ -69,10 +68,20 @@ func newState(node, instance string, key peerwire.Key, t peerfence.Timing, every
 		g: peerfence.NewGranter(t, now), instances: map[string]string{}, holds: map[peerfence.Term]*hold{}, checks: map[*check]bool{}}
 }
 
-// send seals m for node to, or answers it here when it is for this node.
-func (s *state) send(m peerwire.Message, now time.Time) []out {
+// next numbers a message of this process.
+func (s *state) next() uint64 {
 	s.seq++
-	m.From, m.FromInstance, m.Seq = s.node, s.instance, s.seq
+	return s.seq
+}
+
+// send seals m for node to, or answers it here when it is for this node;
+// m is numbered here unless the caller numbered it (next) to match the
+// answer to it.
+func (s *state) send(m peerwire.Message, now time.Time) []out {
+	if m.Seq == 0 {
+		m.Seq = s.next()
+	}
+	m.From, m.FromInstance = s.node, s.instance
 	if m.ToInstance == "" {
 		m.ToInstance = s.instances[m.To]
 	}
@@ -154,9 +163,9 @@ func (s *state) tick(now time.Time) []out {
 			continue
 		}
 		for _, n := range h.h.Members() {
-			seq := s.seq + 1
+			seq := s.next()
 			h.sent[seq] = asked{to: n, at: now}
-			outs = append(outs, s.send(peerwire.Message{Kind: peerwire.Ask, To: n, Term: t}, now)...)
+			outs = append(outs, s.send(peerwire.Message{Kind: peerwire.Ask, To: n, Seq: seq, Term: t}, now)...)
 		}
 	}
 	for c := range s.checks {
@@ -175,20 +184,19 @@ func (s *state) tick(now time.Time) []out {
 // round asks the members of c that have not blocked.
 func (s *state) round(c *check, now time.Time) []out {
 	var outs []out
-	for _, n := range c.members() {
+	for _, n := range c.c.Members() {
 		if c.c.Blocked(n) {
 			continue
 		}
-		c.sent[s.seq+1] = n
-		outs = append(outs, s.send(peerwire.Message{Kind: peerwire.Check, To: n, Term: c.c.Term(), Rev: c.c.Rev()}, now)...)
+		seq := s.next()
+		c.sent[seq] = n
+		outs = append(outs, s.send(peerwire.Message{Kind: peerwire.Check, To: n, Seq: seq, Term: c.c.Term(), Rev: c.c.Rev()}, now)...)
 		if !s.checks[c] { // claimable on this node's own answer
 			break
 		}
 	}
 	return outs
 }
-
-func (c *check) members() []string { return slices.Clone(c.c.Members()) }
 
 // hold starts keeping holding t, or records that the API confirmed it
 // until api.
