@@ -170,19 +170,25 @@ type Controller struct {
 	// spread mode (spread).
 	st strategy
 	// dp is what the groups decided for each address, applied by its own
-	// goroutine (the kernel address and its announcements), off c.mu.
+	// goroutine (the kernel address and its announcements), off the loop.
 	dp datapath.Table
 	// lag: how far the datapath lags the decisions (applied).
 	lag lagging
 
-	mu sync.Mutex
+	// lp owns what follows, up to based: every read and change of it runs
+	// on the loop (loop.go).
+	lp loop
 	// cluster is the Services Lease: every Cluster VIP in the
 	// single-holder mode; in spread mode it only allocates.
-	cluster   *group
-	vips      map[netip.Addr]*serviceVIP
+	cluster  *group
+	vips     map[netip.Addr]*serviceVIP
+	stopping bool
+	seen     leaseView // the claim check's view of the Leases
+
+	// The pools last parsed, and the ConfigMap data they came from (the
+	// pass's only).
 	pools     *ipam.Pools
-	poolsSeen string // the ConfigMap data last parsed
-	stopping  bool
+	poolsSeen string
 
 	// based maps a Service to the resourceVersions our successful writes
 	// replaced: while the cache still shows one of them, it is behind our
@@ -192,9 +198,6 @@ type Controller struct {
 	// unconfirmed: allocations written whose Service the cache still
 	// shows without a requested address (key -> addresses).
 	unconfirmed map[string][]netip.Addr
-
-	seenMu sync.Mutex
-	seen   leaseView
 
 	// sources are the caches' lists and watches (for Ready).
 	sourcesMu sync.Mutex
@@ -304,25 +307,26 @@ func (c *Controller) Ready() error {
 
 // Check is the health of the Services VIPs: an error when this node leads
 // but its fence has passed.
-func (c *Controller) Check() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.cluster.k.leading && !c.cluster.fenceOK() {
-		return fmt.Errorf("services: leader of %s/%s but no successful renewal: fence passed", c.o.LeaseNamespace, c.o.LeaseName)
-	}
-	return c.st.check()
+func (c *Controller) Check() (err error) {
+	c.lp.do(func() {
+		if c.cluster.k.leading && !c.cluster.fenceOK() {
+			err = fmt.Errorf("services: leader of %s/%s but no successful renewal: fence passed", c.o.LeaseNamespace, c.o.LeaseName)
+			return
+		}
+		err = c.st.check()
+	})
+	return err
 }
 
 // Holding counts the Service VIPs on this node's interface.
-func (c *Controller) Holding() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := 0
-	for _, h := range c.vips {
-		if h.ov.Holding() {
-			n++
+func (c *Controller) Holding() (n int) {
+	c.lp.do(func() {
+		for _, h := range c.vips {
+			if h.ov.Holding() {
+				n++
+			}
 		}
-	}
+	})
 	return n
 }
 
@@ -394,13 +398,14 @@ func (c *Controller) Run(ctx context.Context) error {
 	c.planNow()
 	schedule(ctx, c.o.Clock, c.asap, c.soon, func() { c.pass(ctx) })
 	c.st.handOver(live, handOverWait)
-	c.mu.Lock()
-	c.stopping = true
-	for ip, h := range c.vips {
-		c.stopLocked(ip, h, "shutting down")
-	}
-	dropped := c.dp.Barrier()
-	c.mu.Unlock()
+	var dropped uint64
+	c.lp.do(func() {
+		c.stopping = true
+		for ip, h := range c.vips {
+			c.stop(ip, h, "shutting down")
+		}
+		dropped = c.dp.Barrier()
+	})
 	c.dp.Wait(dropped)
 	stopLive()
 	c.wg.Wait()
@@ -538,17 +543,16 @@ func (c *Controller) pass(ctx context.Context) {
 	}
 	c.forget(all)
 	ours, stale := c.sortServices(all)
-	c.mu.Lock()
-	leading := c.cluster.fenceOK()
-	c.mu.Unlock()
 	// reports: this node tells users about bad input (Events). The
 	// allocator in the single-holder mode; in spread mode, where the
 	// allocator exists only while there is something to allocate, one
-	// node that every node's view agrees on (spread.reporter).
-	reports := c.st.reports(leading)
-	c.mu.Lock()
+	// node that every node's view agrees on (spread.reports).
+	var leading, reports bool
+	c.lp.do(func() {
+		leading = c.cluster.fenceOK()
+		reports = c.st.reports(leading)
+	})
 	pools := c.readPools(ctx, reports)
-	c.mu.Unlock()
 
 	others, subnets := c.others()
 	// In spread mode every node peeks at the allocations, so that it knows
@@ -654,14 +658,17 @@ const passWrites = 4
 // one group (the Services Lease, or its Local Service's Lease), which
 // decides when it goes on the interface (see group).
 func (c *Controller) reconcile(ctx context.Context, desired map[netip.Addr]want) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.lp.do(func() { c.reconciled(ctx, desired) })
+}
+
+// reconciled is reconcile on the loop.
+func (c *Controller) reconciled(ctx context.Context, desired map[netip.Addr]want) {
 	if c.stopping {
 		return
 	}
 	for ip, h := range c.vips {
 		if w, ok := desired[ip]; !ok || w.local != h.local {
-			c.stopLocked(ip, h, "no longer a VIP of a Service vipd serves")
+			c.stop(ip, h, "no longer a VIP of a Service vipd serves")
 		}
 	}
 	svcs := map[string]*corev1.Service{}
@@ -696,9 +703,9 @@ type nopPresent struct{}
 
 func (nopPresent) SetPresent(bool) {}
 
-// stopLocked takes a VIP off this node (S3) and out of its group; the
-// group's next write no longer lists it, and waits for the removal.
-func (c *Controller) stopLocked(ip netip.Addr, h *serviceVIP, reason string) {
+// stop takes a VIP off this node (S3) and out of its group (on the loop);
+// the group's next write no longer lists it, and waits for the removal.
+func (c *Controller) stop(ip netip.Addr, h *serviceVIP, reason string) {
 	c.dp.Forget(h.ov, reason)
 	h.g.remove(ip)
 	delete(c.vips, ip)

@@ -34,7 +34,7 @@ func (c *Controller) self() self { return self{c.o.NodeName, c.o.Instance} }
 // own (its Lease, one elector for all its addresses); in spread mode, the
 // node's heartbeat. Its claim decides when an address goes on the
 // interface (S8); the group feeds it the events and applies what it
-// decides. Every field is guarded by Controller.mu.
+// decides. Every field is the loop's (Controller.lp).
 type group struct {
 	c     *Controller
 	lease string // namespace/name
@@ -48,8 +48,7 @@ type group struct {
 	// lapsed, if set, is told why the group dropped its addresses (Drop,
 	// or a renewal that comes after the fence: the process was frozen).
 	lapsed func(reason string)
-	// waited, if set, is told (c.mu not held) when a check found
-	// addresses blocked.
+	// waited, if set, is told when a check found addresses blocked.
 	waited func()
 }
 
@@ -60,37 +59,37 @@ func (c *Controller) newGroup(lease string) *group {
 // Hold is election.Guard: the group's Lease was written successfully.
 func (g *group) Hold(until time.Time) {
 	c := g.c
-	c.mu.Lock()
-	lapsed, hold, read, first := g.k.answered(until, c.o.Clock.Now())
-	if lapsed {
-		g.dropped("the fence passed before this renewal")
-	}
-	for _, ip := range hold {
-		c.dp.Hold(g.vips[ip], until)
-	}
-	c.mu.Unlock()
-	if read {
-		c.check(g)
-	}
-	if first {
-		c.planNow()
-	}
+	c.lp.do(func() {
+		lapsed, hold, read, first := g.k.answered(until, c.o.Clock.Now())
+		if lapsed {
+			g.dropped("the fence passed before this renewal")
+		}
+		for _, ip := range hold {
+			c.dp.Hold(g.vips[ip], until)
+		}
+		if read {
+			c.check(g)
+		}
+		if first {
+			c.planNow()
+		}
+	})
 }
 
 // Drop is election.Guard: stop announcing and remove every address (S3);
 // it returns when they are gone.
 func (g *group) Drop(reason string) {
 	c := g.c
-	c.mu.Lock()
-	g.k.drop()
-	g.dropped(reason)
-	n := c.dp.Barrier()
-	c.mu.Unlock()
+	var n uint64
+	c.lp.do(func() {
+		g.k.drop()
+		g.dropped(reason)
+		n = c.dp.Barrier()
+	})
 	c.dp.Wait(n)
 }
 
-// dropped takes every address off the interface after the claim dropped
-// (c.mu held).
+// dropped takes every address off the interface after the claim dropped.
 func (g *group) dropped(reason string) {
 	for _, ov := range g.vips {
 		g.c.dp.Drop(ov, reason)
@@ -100,18 +99,26 @@ func (g *group) dropped(reason string) {
 	}
 }
 
+// write is the marks of the Lease write about to start, taken on the loop
+// by marks (with what else its Lease says of the same moment: a
+// heartbeat's readiness); it returns once every address dropped before it
+// is off the interface: the write may say it was let go (S3).
+func (g *group) write(marks func() lease.Marks) lease.Marks {
+	c := g.c
+	var m lease.Marks
+	var n uint64
+	c.lp.do(func() {
+		m = marks()
+		n = c.dp.Barrier()
+	})
+	c.dp.Wait(n)
+	return m
+}
+
 // marks list the group's addresses for the write about to start, and say
 // whether every one of them was read (for a heartbeat), both at one moment.
-// It returns once every address dropped before it is off the interface:
-// the write may say it was let go (S3).
 func (g *group) marks() (m lease.Marks, read bool) {
 	c := g.c
-	c.mu.Lock()
-	defer func() {
-		n := c.dp.Barrier()
-		c.mu.Unlock()
-		c.dp.Wait(n)
-	}()
 	m = lease.Marks{Services: true, Listed: sortedSet(g.k.listing()), MAC: c.o.Datapath.MAC, Watching: c.monitor != nil}
 	if c.monitor != nil {
 		var mine []conflict.Finding
@@ -127,11 +134,10 @@ func (g *group) marks() (m lease.Marks, read bool) {
 
 // annotations are the group's marks as written on its Lease.
 func (g *group) annotations() map[string]string {
-	m, _ := g.marks()
-	return m.Annotations()
+	return g.write(func() lease.Marks { m, _ := g.marks(); return m }).Annotations()
 }
 
-// add puts ip under the group (c.mu held). It goes on the interface once
+// add puts ip under the group. It goes on the interface once
 // published and checked; a holder publishes at once.
 func (g *group) add(ip netip.Addr, ov *owner.VIP) {
 	g.vips[ip] = ov
@@ -140,7 +146,7 @@ func (g *group) add(ip netip.Addr, ov *owner.VIP) {
 	}
 }
 
-// remove takes ip out of the group (c.mu held) after it was dropped; a
+// remove takes ip out of the group after it was dropped; a
 // holder's next write, at once, says it let go (claim.remove).
 func (g *group) remove(ip netip.Addr) {
 	delete(g.vips, ip)
@@ -164,13 +170,12 @@ func (g *group) publish() {
 // fenceOK: this node holds the group's Lease with an unexpired fence.
 func (g *group) fenceOK() bool { return g.k.fenceOK(g.c.o.Clock.Now()) }
 
-// check runs the quorum read for the group's published, not yet cleared
-// addresses, and holds those that no other live Lease lists. While some
-// stay blocked it runs again every retry period.
+// check starts the quorum read for the group's published, not yet cleared
+// addresses (on the loop): its answer (checked) holds those that no other
+// live Lease lists. While some stay blocked it runs again every retry
+// period.
 func (c *Controller) check(g *group) {
-	c.mu.Lock()
 	r := g.k.startRead(c.o.Clock.Now())
-	c.mu.Unlock()
 	if r == nil {
 		return
 	}
@@ -178,50 +183,59 @@ func (c *Controller) check(g *group) {
 	go func() {
 		defer c.wg.Done()
 		start := c.o.Clock.Now()
-		blocked, listed, by, err := c.claimed(c.runCtx, g.lease, r.want)
-		c.log.Debug("claim check: read every Lease", "lease", g.lease, "addresses", len(r.want), "blocked", len(blocked), "took", c.o.Clock.Since(start))
-		if err != nil {
-			c.log.Warn("cannot read the Leases to check who holds a Service VIP; trying again", "lease", g.lease, "err", err)
-		}
-		a := readAnswer{blocked: blocked, by: by, err: err}
-		if c.o.Datapath.Probe != nil {
-			a.fresh = func(ip netip.Addr) bool { return c.fresh(ip, listed) }
-		}
-		c.mu.Lock()
-		d := g.k.read(r, a, c.o.Clock.Now(), c.stopping)
-		events := c.holdLocked(g, d.hold)
-		c.mu.Unlock()
-		if len(d.waiting) > 0 {
-			// One line per check: a planned move of a stopping node's share
-			// waits here for each address (spread mode, handOver).
-			c.log.Info("waiting for addresses to be let go before claiming them", "lease", g.lease, "count", len(d.waiting), "first", d.waiting[:min(3, len(d.waiting))])
-			if g.waited != nil {
-				g.waited()
-			}
-		}
-		if len(d.probe) > 0 {
-			// The probe runs beside further checks: each address waits for
-			// its own probe, not for the probes of earlier batches.
-			c.wg.Add(1)
-			go c.probeThenHold(g, r, d.probe)
-		}
-		c.after(events, len(d.hold))
-		if len(d.waiting) > 0 {
-			// The watch may have shown them let go while this read ran.
-			c.claimOnWatch(g)
-		}
-		if d.again {
-			c.check(g)
-			return
-		}
-		if d.retry {
-			c.retryCheck(g)
-		}
+		vs, err := c.readLeases(c.runCtx, g.lease)
+		took := c.o.Clock.Since(start)
+		c.lp.do(func() { c.checked(g, r, vs, err, took) })
 	}()
 }
 
-// after posts the Events of a check (c.mu not held) and plans again when
-// addresses went on the interface (their Services' status is due).
+// checked takes the answer of read r (on the loop): vs are the Leases it
+// read, other than the group's own, or err.
+func (c *Controller) checked(g *group, r *claimRead, vs []leaseVersion, err error, took time.Duration) {
+	a := readAnswer{err: err}
+	var listed map[netip.Addr]bool
+	if err == nil {
+		a.blocked, listed, a.by = c.seen.claimed(c.self(), vs, r.want, c.o.Clock.Now())
+	}
+	c.log.Debug("claim check: read every Lease", "lease", g.lease, "addresses", len(r.want), "blocked", len(a.blocked), "took", took)
+	if err != nil {
+		c.log.Warn("cannot read the Leases to check who holds a Service VIP; trying again", "lease", g.lease, "err", err)
+	}
+	if c.o.Datapath.Probe != nil {
+		a.fresh = func(ip netip.Addr) bool { return c.fresh(ip, listed) }
+	}
+	d := g.k.read(r, a, c.o.Clock.Now(), c.stopping)
+	events := c.hold(g, d.hold)
+	if len(d.waiting) > 0 {
+		// One line per check: a planned move of a stopping node's share
+		// waits here for each address (spread mode, handOver).
+		c.log.Info("waiting for addresses to be let go before claiming them", "lease", g.lease, "count", len(d.waiting), "first", d.waiting[:min(3, len(d.waiting))])
+		if g.waited != nil {
+			g.waited()
+		}
+	}
+	if len(d.probe) > 0 {
+		// The probe runs beside further checks: each address waits for
+		// its own probe, not for the probes of earlier batches.
+		c.wg.Add(1)
+		go c.probeThenHold(g, r, d.probe)
+	}
+	c.after(events, len(d.hold))
+	if len(d.waiting) > 0 {
+		// The watch may have shown them let go while this read ran.
+		c.claimOnWatch(g)
+	}
+	if d.again {
+		c.check(g)
+		return
+	}
+	if d.retry {
+		c.retryCheck(g)
+	}
+}
+
+// after posts the Events of a check and plans again when addresses went on
+// the interface (their Services' status is due).
 func (c *Controller) after(events []func(), held int) {
 	for _, e := range events {
 		e()
@@ -231,49 +245,51 @@ func (c *Controller) after(events []func(), held int) {
 	}
 }
 
-// retryCheck checks g again after a retry period, unless a retry is due
-// already: one per group (each check that found an address blocked asked
-// for one, and every one of them asked for the next: the reads of an
-// address that waits grew with every check started beside them).
+// retryCheck checks g again after a retry period (on the loop), unless a
+// retry is due already: one per group (each check that found an address
+// blocked asked for one, and every one of them asked for the next: the
+// reads of an address that waits grew with every check started beside
+// them).
 func (c *Controller) retryCheck(g *group) {
-	c.mu.Lock()
-	due := g.k.retryDue()
-	c.mu.Unlock()
-	if !due {
+	if !g.k.retryDue() {
 		return
 	}
 	t := c.o.Clock.NewTimer(c.o.RetryPeriod)
-	select {
-	case <-t.C():
-		c.mu.Lock()
-		g.k.retried()
-		c.mu.Unlock()
-		c.check(g)
-	case <-c.runCtx.Done():
-		t.Stop()
-	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		select {
+		case <-t.C():
+			c.lp.do(func() {
+				g.k.retried()
+				c.check(g)
+			})
+		case <-c.runCtx.Done():
+			t.Stop()
+		}
+	}()
 }
 
-// holdLocked puts the addresses the claim held on the interface (c.mu
-// held), until the fence. It returns the Events to post (a conflict on the
-// wire is over).
-func (c *Controller) holdLocked(g *group, ips []netip.Addr) []func() {
+// hold puts the addresses the claim held on the interface, until the fence
+// (on the loop). It returns the Events to post (a conflict on the wire is
+// over).
+func (c *Controller) hold(g *group, ips []netip.Addr) []func() {
 	var events []func()
 	for _, ip := range ips {
 		c.dp.Hold(g.vips[ip], g.k.until)
 		if h := c.vips[ip]; h != nil {
 			h.known = true
-			events = append(events, c.resolvedLocked(ip, h))
+			events = append(events, c.conflictOver(ip, h))
 		}
 	}
 	return events
 }
 
-// fresh reports whether ip is to be probed before this claim (c.mu held):
-// no vipd node is known to have held it. Not listed by another Lease, not
-// in the Service's status (which vipd writes once a node holds the
-// address), not held here before. A takeover from a vipd owner is never
-// delayed by a probe.
+// fresh reports whether ip is to be probed before this claim (on the
+// loop): no vipd node is known to have held it. Not listed by another
+// Lease, not in the Service's status (which vipd writes once a node holds
+// the address), not held here before. A takeover from a vipd owner is
+// never delayed by a probe.
 func (c *Controller) fresh(ip netip.Addr, listed map[netip.Addr]bool) bool {
 	h := c.vips[ip]
 	return h != nil && !listed[ip] && !h.known && !inStatus(h.svc, ip)
@@ -287,17 +303,17 @@ func (c *Controller) probeThenHold(g *group, r *claimRead, ips []netip.Addr) {
 	if err != nil {
 		c.log.Warn("cannot probe the wire before a first claim; claiming without", "vips", joinAddrs(ips), "err", err)
 	}
-	c.mu.Lock()
-	hold, conflicts := g.k.probed(r, ips, func(ip netip.Addr) bool { _, ok := answered[ip]; return ok }, c.o.Clock.Now(), c.stopping)
-	events := c.holdLocked(g, hold)
-	for _, ip := range conflicts {
-		events = append(events, c.conflictLocked(ip, answered[ip]))
-	}
-	c.mu.Unlock()
-	c.after(events, len(hold))
-	if len(conflicts) > 0 {
-		c.retryCheck(g)
-	}
+	c.lp.do(func() {
+		hold, conflicts := g.k.probed(r, ips, func(ip netip.Addr) bool { _, ok := answered[ip]; return ok }, c.o.Clock.Now(), c.stopping)
+		events := c.hold(g, hold)
+		for _, ip := range conflicts {
+			events = append(events, c.answeredOnWire(ip, answered[ip]))
+		}
+		c.after(events, len(hold))
+		if len(conflicts) > 0 {
+			c.retryCheck(g)
+		}
+	})
 }
 
 func inStatus(s *corev1.Service, ip netip.Addr) bool {
@@ -312,9 +328,9 @@ func inStatus(s *corev1.Service, ip netip.Addr) bool {
 	return false
 }
 
-// conflictLocked notes that another host answered for ip (c.mu held) and
+// answeredOnWire notes that another host answered for ip (on the loop) and
 // returns the Event to post: once per address and MAC.
-func (c *Controller) conflictLocked(ip netip.Addr, mac net.HardwareAddr) func() {
+func (c *Controller) answeredOnWire(ip netip.Addr, mac net.HardwareAddr) func() {
 	h := c.vips[ip]
 	if h == nil || h.svc == nil {
 		return func() {}
@@ -334,8 +350,9 @@ func (c *Controller) conflictLocked(ip netip.Addr, mac net.HardwareAddr) func() 
 	}
 }
 
-// resolvedLocked returns the Event that says a conflict on ip is over.
-func (c *Controller) resolvedLocked(ip netip.Addr, h *serviceVIP) func() {
+// conflictOver returns the Event that says a conflict on ip is over (on the
+// loop).
+func (c *Controller) conflictOver(ip netip.Addr, h *serviceVIP) func() {
 	if h.conflict == "" || h.svc == nil {
 		return func() {}
 	}
@@ -348,14 +365,13 @@ func (c *Controller) resolvedLocked(ip netip.Addr, h *serviceVIP) func() {
 	}
 }
 
-// claimed reads every Lease (a quorum read) and returns, for each address
-// of want that another node's live Lease lists, that Lease and holder; and
-// which addresses of want any other Lease lists, live or not (a vipd node
-// has had them). self is the Lease of the group that asks.
-func (c *Controller) claimed(ctx context.Context, self string, want []netip.Addr) (map[netip.Addr]string, map[netip.Addr]bool, map[netip.Addr]map[string]string, error) {
+// readLeases reads every Lease (a quorum read) for a claim check: those
+// that list addresses, other than self's (the Lease of the group that
+// asks). leaseView.claimed says which of them block what.
+func (c *Controller) readLeases(ctx context.Context, self string) ([]leaseVersion, error) {
 	list, err := c.o.Client.CoordinationV1().Leases("").List(ctx, metav1.ListOptions{})
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
 	vs := make([]leaseVersion, 0, len(list.Items))
 	for i := range list.Items {
@@ -365,25 +381,18 @@ func (c *Controller) claimed(ctx context.Context, self string, want []netip.Addr
 		}
 		vs = append(vs, versionOf(l, c.o.LeaseDuration))
 	}
-	c.seenMu.Lock()
-	defer c.seenMu.Unlock()
-	out, listed, by := c.seen.claimed(c.self(), vs, want, c.o.Clock.Now())
-	return out, listed, by, nil
+	return vs, nil
 }
 
 // claimOnWatch holds, without another read, every address of g that its last
 // check found blocked and whose blocking Leases have all let go of it since,
 // as the watch shows them (claim.onWatch, leaseView.letGo): the new owner of
-// a planned move claims on the old owner's write. Called on every
-// heartbeat the watch delivers.
+// a planned move claims on the old owner's write. Run (on the loop) on
+// every heartbeat the watch delivers.
 func (c *Controller) claimOnWatch(g *group) {
-	c.mu.Lock()
-	c.seenMu.Lock()
 	now := c.o.Clock.Now()
 	hold := g.k.onWatch(func(ip netip.Addr, by map[string]string) bool { return c.seen.letGo(ip, by, now) }, now, c.stopping)
-	c.seenMu.Unlock()
-	events := c.holdLocked(g, hold)
-	c.mu.Unlock()
+	events := c.hold(g, hold)
 	if len(hold) > 0 {
 		c.log.Debug("claimed on the watch: every Lease that blocked these let go of them", "lease", g.lease, "addresses", len(hold))
 	}
@@ -407,15 +416,14 @@ func sortedSet(set map[netip.Addr]bool) []netip.Addr {
 
 // heldAddrs are the addresses on this node's interface now, their fences
 // not passed (for the conflict watch).
-func (c *Controller) heldAddrs() []netip.Addr {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var out []netip.Addr
-	for ip, h := range c.vips {
-		if h.ov.HoldingNow() {
-			out = append(out, ip)
+func (c *Controller) heldAddrs() (out []netip.Addr) {
+	c.lp.do(func() {
+		for ip, h := range c.vips {
+			if h.ov.HoldingNow() {
+				out = append(out, ip)
+			}
 		}
-	}
+	})
 	return out
 }
 
@@ -459,11 +467,11 @@ func (c *Controller) renewAll() {
 }
 
 // serviceOf is the Service whose address ip is on this node (nil: none).
-func (c *Controller) serviceOf(ip netip.Addr) *corev1.Service {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if h := c.vips[ip]; h != nil {
-		return h.svc
-	}
-	return nil
+func (c *Controller) serviceOf(ip netip.Addr) (svc *corev1.Service) {
+	c.lp.do(func() {
+		if h := c.vips[ip]; h != nil {
+			svc = h.svc
+		}
+	})
+	return svc
 }

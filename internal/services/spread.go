@@ -7,7 +7,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -134,12 +133,16 @@ type spread struct {
 	// alloc is the Services Lease's gate: open only while allocating.
 	alloc *gate.Gate
 
-	mu      sync.Mutex
+	// lastNodes are the eligible nodes of the last placement (the pass's,
+	// for the log).
+	lastNodes string
+	// changed is signalled on every change of a heartbeat.
+	changed chan struct{}
+
+	// The rest is the loop's (Controller.lp).
 	beats   beatView  // by Lease name: the heartbeats, and the Services Lease
 	readyAt time.Time // zero: not decided yet
 	wake    time.Time // the next planned re-plan
-	// lastNodes are the eligible nodes of the last placement (for the log).
-	lastNodes string
 	// lettingGo: heartbeat versions (name@rv) whose finalizer this node
 	// took off, or tried to.
 	lettingGo map[string]bool
@@ -147,8 +150,6 @@ type spread struct {
 	units []Unit
 	// stopping: this node hands its VIPs over (handOver).
 	stopping bool
-	// changed is signalled on every change of a heartbeat.
-	changed chan struct{}
 }
 
 func (c *Controller) newSpread() (*spread, error) {
@@ -172,25 +173,18 @@ func (c *Controller) newSpread() (*spread, error) {
 	return s, nil
 }
 
-// annotations are the heartbeat's: the VIPs it holds and whether each was
-// read (one moment), and the node's readiness and stopping (another).
+// annotations are the heartbeat's: the VIPs it holds, whether each was
+// read, the node's readiness and whether it stops, at one moment.
 func (s *spread) annotations() map[string]string {
-	m, read := s.g.marks()
-	now := s.c.o.Clock.Now()
-	s.mu.Lock()
-	m.Beat = &lease.Beat{Node: s.c.o.NodeName, Ready: s.readyLocked(now), Stopping: s.stopping, Read: read}
-	s.mu.Unlock()
-	return m.Annotations()
+	return s.g.write(func() lease.Marks {
+		m, read := s.g.marks()
+		m.Beat = &lease.Beat{Node: s.c.o.NodeName, Ready: s.isReady(s.c.o.Clock.Now()), Stopping: s.stopping, Read: read}
+		return m
+	}).Annotations()
 }
 
-func (s *spread) isReady() bool {
-	now := s.c.o.Clock.Now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.readyLocked(now)
-}
-
-func (s *spread) readyLocked(now time.Time) bool {
+// isReady: this node has settled (on the loop).
+func (s *spread) isReady(now time.Time) bool {
 	return !s.readyAt.IsZero() && !now.Before(s.readyAt)
 }
 
@@ -198,12 +192,11 @@ func (s *spread) readyLocked(now time.Time) bool {
 // again before it is given VIPs, so the nodes that took them over keep them.
 // Not when it stepped down because someone else edited its heartbeat (S9):
 // the other nodes counted it as holder meanwhile, so nobody took them over.
+// On the loop.
 func (s *spread) lapsed(reason string) {
 	if strings.HasPrefix(reason, election.EditedReason) {
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if !s.readyAt.IsZero() {
 		s.readyAt = s.c.o.Clock.Now().Add(s.settle)
 	}
@@ -221,7 +214,7 @@ func (s *spread) peeks() bool   { return true }
 // until live ends (after the hand-over of a planned stop).
 func (s *spread) run(live context.Context) {
 	c := s.c
-	s.decideReady()
+	c.lp.do(s.decideReady)
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
@@ -278,18 +271,20 @@ func (s *spread) watch() {
 		// either: a blocked address is held by claimOnWatch once the watch
 		// shows every blocking Lease let go of it, and read again every
 		// retry period otherwise.
-		if changed, holdsOnly := s.observe(l, gone); changed {
-			c.claimOnWatch(s.g)
-			if holdsOnly {
-				c.planSoon()
-			} else {
-				c.planNow()
+		c.lp.post(func() {
+			if changed, holdsOnly := s.observe(l, gone); changed {
+				c.claimOnWatch(s.g)
+				if holdsOnly {
+					c.planSoon()
+				} else {
+					c.planNow()
+				}
+				select {
+				case s.changed <- struct{}{}:
+				default:
+				}
 			}
-			select {
-			case s.changed <- struct{}{}:
-			default:
-			}
-		}
+		})
 	}
 	c.inform(src, &coordinationv1.Lease{}, nil, cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(o any) { handle(o, false) },
@@ -299,7 +294,8 @@ func (s *spread) watch() {
 }
 
 // observe records a heartbeat version (our clock: nothing depends on other
-// nodes' clocks), in the view of heartbeats and in the claim check's. It
+// nodes' clocks), in the view of heartbeats and in the claim check's (on
+// the loop). It
 // reports whether the placement may change, and whether only the addresses
 // the heartbeat lists changed (the same live holder, readiness and duration).
 func (s *spread) observe(l *coordinationv1.Lease, gone bool) (changed, holdsOnly bool) {
@@ -309,13 +305,9 @@ func (s *spread) observe(l *coordinationv1.Lease, gone bool) (changed, holdsOnly
 	b := beat{rv: r.RV, holder: r.Holder, ready: r.Ready, dur: r.DurationOr(c.o.LeaseDuration), holds: r.HoldsText,
 		deleting: r.Deleting && r.HasFinalizer(HeartbeatFinalizer), held: r.HeldFor(), stopping: r.Stopping, unread: r.Unread,
 		instance: r.Instance, seal: election.ReadSeal(l)}
-	s.mu.Lock()
 	changed, holdsOnly = s.beats.observe(l.Name, b, gone, now)
-	s.mu.Unlock()
 	if !gone {
-		c.seenMu.Lock()
 		c.seen.watched(s.g.lease, versionOf(l, c.o.LeaseDuration), now)
-		c.seenMu.Unlock()
 	}
 	return changed, holdsOnly
 }
@@ -514,10 +506,10 @@ func (v beatView) place(us []Unit, nodes []string, self string, now time.Time) m
 // settling time at least, settles first (it joins a running cluster:
 // taking its share at once might only move VIPs back and forth); one that
 // finds none (the cluster starts, or holds nothing yet) is ready at once.
+// On the loop.
 func (s *spread) decideReady() {
 	now := s.c.o.Clock.Now()
 	others := false
-	s.mu.Lock()
 	for k, b := range s.beats {
 		b, ok := b.counted(now)
 		// Nodes that started a moment ago (held less than the settling
@@ -530,25 +522,19 @@ func (s *spread) decideReady() {
 	if others {
 		s.readyAt = now.Add(s.settle)
 	}
-	s.mu.Unlock()
 	if others {
 		s.c.log.Info("spread mode: other nodes hold the Service VIPs; taking a share once settled", "settle", s.settle)
 	}
 }
 
 // nodes returns the live nodes that may be given VIPs, and when the
-// liveness of one of them runs out next (to plan again then).
+// liveness of one of them runs out next (to plan again then); on the loop.
 func (s *spread) nodes() (nodes []string, next time.Duration) {
 	c := s.c
 	now := c.o.Clock.Now()
-	s.mu.Lock()
 	live, next := s.beats.live(c.o.NodeName, now)
 	readyAt := s.readyAt
-	s.mu.Unlock()
-	c.mu.Lock()
-	self := s.g.fenceOK()
-	c.mu.Unlock()
-	if self {
+	if s.g.fenceOK() {
 		live = append(live, candidate{c.o.NodeName, !readyAt.IsZero() && !now.Before(readyAt)})
 		if left := readyAt.Sub(now); left > 0 && (next == 0 || left < next) {
 			next = left
@@ -561,13 +547,12 @@ func (s *spread) nodes() (nodes []string, next time.Duration) {
 // and Services no node can hold: the first of the live, eligible nodes
 // (every node's view agrees but for moments, when two may post one
 // Event); with none eligible, the first of the live ones and this one.
+// On the loop.
 func (s *spread) reports(bool) bool {
 	c := s.c
 	nodes, _ := s.nodes()
 	if len(nodes) == 0 {
-		s.mu.Lock()
 		live, _ := s.beats.live(c.o.NodeName, c.o.Clock.Now())
-		s.mu.Unlock()
 		nodes = []string{c.o.NodeName}
 		for _, n := range live {
 			nodes = append(nodes, n.name)
@@ -584,8 +569,11 @@ func (c *Controller) Spread() (nodes int, ready bool) {
 	if !ok {
 		return 0, false
 	}
-	n, _ := s.nodes()
-	return len(n), s.isReady()
+	c.lp.do(func() {
+		n, _ := s.nodes()
+		nodes, ready = len(n), s.isReady(c.o.Clock.Now())
+	})
+	return nodes, ready
 }
 
 // Beat is one node's heartbeat as this node observed it (for metrics).
@@ -602,10 +590,13 @@ func (c *Controller) Beats() []Beat {
 	if !ok {
 		return nil
 	}
-	now := c.o.Clock.Now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	var out []Beat
+	c.lp.do(func() { out = s.beatsNow(c.o.Clock.Now()) })
+	return out
+}
+
+// beatsNow is Beats on the loop.
+func (s *spread) beatsNow(now time.Time) (out []Beat) {
 	for k, b := range s.beats {
 		if !strings.HasPrefix(k, HeartbeatPrefix) || b.holder == "" || b.rv == "deleted" {
 			continue
@@ -752,12 +743,10 @@ func intersect(a, b []string) []string {
 // spread mode yet) owns them. A spread node does not claim those it does
 // not hold already, so the two modes never wait for each other: the
 // legacy holder waits for what spread nodes hold (group.check), spread
-// nodes leave it the rest until it lets go.
+// nodes leave it the rest until it lets go. On the loop.
 func (s *spread) legacy() map[netip.Addr]bool {
 	c := s.c
-	s.mu.Lock()
 	b, ok := s.beats[c.o.LeaseName]
-	s.mu.Unlock()
 	if ok {
 		b, ok = b.counted(c.o.Clock.Now())
 	}
@@ -778,40 +767,49 @@ func (s *spread) legacy() map[netip.Addr]bool {
 // eligible node can hold.
 func (s *spread) place(ctx context.Context, reports bool) placement {
 	c := s.c
-	nodes, next := s.nodes()
+	us, by := c.memo.grouped(c.endpointNodes)
+	var nodes []string
+	var next time.Duration
+	var nowhere []netip.Addr
+	mine := map[netip.Addr]bool{}
+	c.lp.do(func() {
+		nodes, next = s.nodes()
+		s.units = slices.Clone(us)
+		where := s.beats.place(us, nodes, c.o.NodeName, c.o.Clock.Now())
+		legacy := s.legacy()
+		for a, n := range where {
+			switch {
+			case n == c.o.NodeName && legacy[a] && !s.g.k.cleared[a]:
+				// left to the Services Lease holder of the single-holder mode
+			case n == c.o.NodeName:
+				mine[a] = true
+			case n == "":
+				nowhere = append(nowhere, a)
+			}
+		}
+		if next > 0 {
+			s.wakeIn(ctx, next+10*time.Millisecond)
+		}
+	})
 	if seen := strings.Join(nodes, ","); seen != s.lastNodes {
 		c.log.Info("spread mode: the live, eligible nodes changed", "nodes", seen, "before", s.lastNodes)
 		s.lastNodes = seen
 	}
-	us, by := c.memo.grouped(c.endpointNodes)
-	s.mu.Lock()
-	s.units = slices.Clone(us)
-	where := s.beats.place(us, nodes, c.o.NodeName, c.o.Clock.Now())
-	s.mu.Unlock()
-	legacy := s.legacy()
-	mine := map[netip.Addr]*Entry{}
-	for a, n := range where {
-		switch {
-		case n == c.o.NodeName && legacy[a] && !s.holds(a):
-			// left to the Services Lease holder of the single-holder mode
-		case n == c.o.NodeName:
-			mine[a] = by[a][0]
-		case n == "" && reports:
-			for _, e := range by[a] {
-				why := "no node is live and eligible"
-				if e.Local {
-					why = "no live, eligible node has a ready endpoint of it (externalTrafficPolicy: Local)"
-				}
-				c.poster.Post(ctx, ref(e.Svc, "Service"), corev1.EventTypeWarning, "NoEligibleNode",
-					fmt.Sprintf("service %s: %s, so no node announces %s: check the vipd Pods, the Service's endpoints, and label %s on the Nodes", e.Key, why, a, ExcludeLabel))
+	for _, a := range nowhere {
+		if !reports {
+			break
+		}
+		for _, e := range by[a] {
+			why := "no node is live and eligible"
+			if e.Local {
+				why = "no live, eligible node has a ready endpoint of it (externalTrafficPolicy: Local)"
 			}
+			c.poster.Post(ctx, ref(e.Svc, "Service"), corev1.EventTypeWarning, "NoEligibleNode",
+				fmt.Sprintf("service %s: %s, so no node announces %s: check the vipd Pods, the Service's endpoints, and label %s on the Nodes", e.Key, why, a, ExcludeLabel))
 		}
 	}
-	if next > 0 {
-		s.wakeIn(ctx, next+10*time.Millisecond)
-	}
 	s.unfinalize(ctx)
-	return placement{here: func(ip netip.Addr) bool { return mine[ip] != nil }, named: true}
+	return placement{here: func(ip netip.Addr) bool { return mine[ip] }, named: true}
 }
 
 // unfinalize takes HeartbeatFinalizer off the heartbeats marked for deletion
@@ -820,25 +818,24 @@ func (s *spread) place(ctx context.Context, reports bool) placement {
 // heartbeat of a node that is gone completes.
 func (s *spread) unfinalize(ctx context.Context) {
 	c := s.c
-	now := c.o.Clock.Now()
 	var due []string
-	s.mu.Lock()
-	for k, b := range s.beats {
-		if b.deleting && b.holder != c.o.NodeName && now.Sub(b.at) >= b.dur && !s.lettingGo[k+"@"+b.rv] {
-			s.lettingGo[k+"@"+b.rv] = true
-			due = append(due, k)
+	c.lp.do(func() {
+		now := c.o.Clock.Now()
+		for k, b := range s.beats {
+			if b.deleting && b.holder != c.o.NodeName && now.Sub(b.at) >= b.dur && !s.lettingGo[k+"@"+b.rv] {
+				s.lettingGo[k+"@"+b.rv] = true
+				due = append(due, k)
+			}
 		}
-	}
-	s.mu.Unlock()
+	})
 	for _, name := range due {
 		leases := c.o.Client.CoordinationV1().Leases(c.o.LeaseNamespace)
 		l, err := leases.Get(ctx, name, metav1.GetOptions{})
 		if err != nil || l.DeletionTimestamp == nil {
 			continue
 		}
-		s.mu.Lock()
-		b := s.beats[name]
-		s.mu.Unlock()
+		var b beat
+		c.lp.do(func() { b = s.beats[name] })
 		if l.ResourceVersion != b.rv {
 			continue // changed since: its next observation decides
 		}
@@ -868,13 +865,15 @@ const handOverWait = 2 * time.Second
 func (s *spread) handOver(ctx context.Context, wait time.Duration) {
 	c := s.c
 	start := c.o.Clock.Now()
-	held, left := s.handing()
+	var held, left int
+	c.lp.do(func() {
+		if held, left = s.handing(); held > 0 {
+			s.stopping = true
+		}
+	})
 	if held == 0 {
 		return
 	}
-	s.mu.Lock()
-	s.stopping = true
-	s.mu.Unlock()
 	s.el.Renew()
 	t := c.o.Clock.NewTimer(wait)
 	defer t.Stop()
@@ -887,78 +886,52 @@ func (s *spread) handOver(ctx context.Context, wait time.Duration) {
 		case <-ctx.Done():
 			return
 		}
-		_, left = s.handing()
+		c.lp.do(func() { _, left = s.handing() })
 	}
 	c.log.Info("stopping: the new owners list this node's Service VIPs; letting go", "vips", held, "took", c.o.Clock.Since(start))
 }
 
-// read says whether every address of this node's heartbeat is held, or was
-// found blocked (or is being asked on the wire) by a read made after a
-// write that listed it (ReadAnnotation).
-// waited: a read found addresses blocked. While another node stops, its
-// heartbeat says so at once (ReadAnnotation): the stopping node waits for it.
+// waited: a read found addresses blocked (on the loop). While another node
+// stops, its heartbeat says so at once (ReadAnnotation): the stopping node
+// waits for it.
 func (s *spread) waited() {
 	c := s.c
 	now := c.o.Clock.Now()
-	s.mu.Lock()
-	stopping := false
 	for k, b := range s.beats {
-		stopping = stopping || othersLive(k, b, c.o.NodeName, now) && b.stopping
-	}
-	s.mu.Unlock()
-	if stopping {
-		c.mu.Lock()
-		s.g.publish()
-		c.mu.Unlock()
+		if othersLive(k, b, c.o.NodeName, now) && b.stopping {
+			s.g.publish()
+			return
+		}
 	}
 }
 
 // handing returns how many addresses this node holds, and how many of
 // those the placement without it gives to another node that does not
-// list them yet, or has not read them (ReadAnnotation).
+// list them yet, or has not read them (ReadAnnotation); on the loop.
 func (s *spread) handing() (held, left int) {
 	c := s.c
 	now := c.o.Clock.Now()
-	c.mu.Lock()
-	mine := make([]netip.Addr, 0, len(s.g.k.cleared))
-	for a := range s.g.k.cleared {
-		mine = append(mine, a)
-	}
-	c.mu.Unlock()
-	if len(mine) == 0 {
+	if len(s.g.k.cleared) == 0 {
 		return 0, 0
 	}
-	s.mu.Lock()
 	live, _ := s.beats.live(c.o.NodeName, now)
-	s.mu.Unlock()
 	nodes := eligible(live, c.excluded, c.cordoned)
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	where := s.beats.place(slices.Clone(s.units), nodes, c.o.NodeName, now)
 	listed := s.beats.readByOthers(c.o.NodeName, now)
-	for _, a := range mine {
+	for a := range s.g.k.cleared {
 		if n := where[a]; n != "" && n != c.o.NodeName && !listed[a] {
 			left++
 		}
 	}
-	return len(mine), left
-}
-
-// holds reports whether a is on this node's interface, claimed.
-func (s *spread) holds(a netip.Addr) bool {
-	s.c.mu.Lock()
-	defer s.c.mu.Unlock()
-	return s.g.k.cleared[a]
+	return len(s.g.k.cleared), left
 }
 
 // wakeIn plans again after d (a heartbeat runs out, or this node becomes
-// ready), unless a wake-up is due before that already.
+// ready), unless a wake-up is due before that already; on the loop.
 func (s *spread) wakeIn(ctx context.Context, d time.Duration) {
 	c := s.c
 	now := c.o.Clock.Now()
 	at := now.Add(d)
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.wake.After(now) && !at.Before(s.wake) {
 		return
 	}
@@ -967,11 +940,11 @@ func (s *spread) wakeIn(ctx context.Context, d time.Duration) {
 	go func() {
 		select {
 		case <-t.C():
-			s.mu.Lock()
-			if s.wake.Equal(at) {
-				s.wake = time.Time{}
-			}
-			s.mu.Unlock()
+			c.lp.post(func() {
+				if s.wake.Equal(at) {
+					s.wake = time.Time{}
+				}
+			})
 			c.planNow()
 		case <-ctx.Done():
 			t.Stop()

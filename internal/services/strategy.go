@@ -38,13 +38,13 @@ type strategy interface {
 	// at most wait.
 	handOver(live context.Context, wait time.Duration)
 	// ready and check add to the controller's readiness and health (check
-	// with c.mu held).
+	// on the loop).
 	ready() error
 	check() error
 	// renew asks for the strategy's own Leases to be written now.
 	renew()
 	// reports: this node posts the Events about bad input in this pass
-	// (leading: it holds the Services Lease).
+	// (leading: it holds the Services Lease); on the loop.
 	reports(leading bool) bool
 	// peeks: every node plans the allocations (Input.Peek), to tell
 	// allocating whether there is work.
@@ -55,11 +55,11 @@ type strategy interface {
 	// place is, for a pass, which of the plan's addresses this node may
 	// hold.
 	place(ctx context.Context, reports bool) placement
-	// assign is the group that address ip of w joins (c.mu held).
+	// assign is the group that address ip of w joins (on the loop).
 	assign(ip netip.Addr, w want) *group
 	// reconciled: the pass has started and stopped the VIPs; svcs are the
-	// Local Services among them that wait on their own Lease, by key (c.mu
-	// held).
+	// Local Services among them that wait on their own Lease, by key (on
+	// the loop).
 	reconciled(ctx context.Context, svcs map[string]*corev1.Service)
 }
 
@@ -160,7 +160,7 @@ func (h *holder) reconciled(ctx context.Context, svcs map[string]*corev1.Service
 	}
 }
 
-// stopElection ends a Local Service's election (c.mu held): its addresses
+// stopElection ends a Local Service's election (on the loop): its addresses
 // are dropped first, then the election steps down and releases in the
 // background.
 func (g *group) stopElection(reason string) {
@@ -182,9 +182,11 @@ func (h *holder) startLocal(ctx context.Context, k string, g *group, svc *corev1
 		Client: c.o.Client, Namespace: svc.Namespace, Name: LocalLeasePrefix + svc.Name, Identity: c.o.NodeName,
 		Timing: c.o.Timing,
 		Annotations: func() map[string]string {
-			m, _ := g.marks()
-			m.VIP = lease.JoinHolds(m.Listed)
-			return m.Annotations()
+			return g.write(func() lease.Marks {
+				m, _ := g.marks()
+				m.VIP = lease.JoinHolds(m.Listed)
+				return m
+			}).Annotations()
 		},
 		Guard: g, Clock: c.o.Clock, Logger: c.log,
 		Instance: c.o.Instance, OnEdited: c.edited(svc.Namespace, LocalLeasePrefix+svc.Name),
@@ -205,11 +207,11 @@ func (h *holder) startLocal(ctx context.Context, k string, g *group, svc *corev1
 			<-prev // the previous election of this Lease has released it
 		}
 		_ = el.Run(lctx)
-		c.mu.Lock()
-		if h.localDone[k] == done {
-			delete(h.localDone, k)
-		}
-		c.mu.Unlock()
+		c.lp.do(func() {
+			if h.localDone[k] == done {
+				delete(h.localDone, k)
+			}
+		})
 	}()
 }
 

@@ -149,8 +149,12 @@ func (c *Controller) clear(ctx context.Context, svc *corev1.Service, release boo
 // holds now: the owner annotation, then status.loadBalancer.ingress.
 func (c *Controller) ownerWrites(ctx context.Context, plan []*Entry) []func() {
 	var w []func()
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.lp.do(func() { w = c.ownerWritesOf(ctx, plan) })
+	return w
+}
+
+// ownerWritesOf is ownerWrites on the loop.
+func (c *Controller) ownerWritesOf(ctx context.Context, plan []*Entry) (w []func()) {
 	for _, e := range plan {
 		if e.Problem != nil || len(e.Allocated) > 0 || len(e.Addrs) == 0 {
 			continue
