@@ -172,6 +172,10 @@ type Controller struct {
 	// dp is what the groups decided for each address, applied by its own
 	// goroutine (the kernel address and its announcements), off the loop.
 	dp datapath.Table
+	// tb and out, if set, take the place of dp and of the goroutines and
+	// timers the loop's handlers start (the permutation tests).
+	tb  table
+	out outside
 	// lag: how far the datapath lags the decisions (applied).
 	lag lagging
 
@@ -399,17 +403,21 @@ func (c *Controller) Run(ctx context.Context) error {
 	schedule(ctx, c.o.Clock, c.asap, c.soon, func() { c.pass(ctx) })
 	c.st.handOver(live, handOverWait)
 	var dropped uint64
-	c.lp.do(func() {
-		c.stopping = true
-		for ip, h := range c.vips {
-			c.stop(ip, h, "shutting down")
-		}
-		dropped = c.dp.Barrier()
-	})
-	c.dp.Wait(dropped)
+	c.lp.do(func() { dropped = c.halt() })
+	c.table().Wait(dropped)
 	stopLive()
 	c.wg.Wait()
 	return runErr
+}
+
+// halt takes every VIP off this node at the end (on the loop): no claim
+// after it. The Leases are released once the drops it returns are done.
+func (c *Controller) halt() (dropped uint64) {
+	c.stopping = true
+	for ip, h := range c.vips {
+		c.stop(ip, h, "shutting down")
+	}
+	return c.table().Barrier()
 }
 
 func (c *Controller) startInformers(ctx context.Context) {
@@ -706,7 +714,7 @@ func (nopPresent) SetPresent(bool) {}
 // stop takes a VIP off this node (S3) and out of its group (on the loop);
 // the group's next write no longer lists it, and waits for the removal.
 func (c *Controller) stop(ip netip.Addr, h *serviceVIP, reason string) {
-	c.dp.Forget(h.ov, reason)
+	c.table().Forget(h.ov, reason)
 	h.g.remove(ip)
 	delete(c.vips, ip)
 }

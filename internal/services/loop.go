@@ -16,7 +16,10 @@ import (
 // changes that state, so every decision sees one moment and none waits for
 // a lock another holds across a call. An event makes no netlink or API
 // call: those run on goroutines of their own (the datapath table's, a
-// read's, a probe's, the pass's writes) and post their answer.
+// read's, a probe's, the pass's writes) and post their answer; but for
+// two, which unit tests meet: the datapath table applies at once while
+// its applier is not running (before Run, after it), and an Event is
+// created at once when the poster has no queue (Run gives it one).
 //
 // The zero value is ready; its goroutine starts with the first event.
 type loop struct {
@@ -27,6 +30,10 @@ type loop struct {
 	// owner is the loop goroutine's id: do on the loop runs at once (an
 	// event that waited for itself would never end).
 	owner atomic.Uint64
+	// inline: every event runs at once, on the caller's goroutine, and
+	// there is no loop goroutine (the permutation tests, which are that
+	// goroutine and step the handlers one event at a time).
+	inline bool
 }
 
 func (l *loop) start() {
@@ -62,6 +69,10 @@ func (l *loop) drain() {
 
 // post queues f, to run on the loop after every event posted before it.
 func (l *loop) post(f func()) {
+	if l.inline {
+		f()
+		return
+	}
 	l.start()
 	l.mu.Lock()
 	l.queue = append(l.queue, f)
@@ -74,6 +85,10 @@ func (l *loop) post(f func()) {
 
 // do runs f on the loop and returns once it has run.
 func (l *loop) do(f func()) {
+	if l.inline {
+		f()
+		return
+	}
 	l.start()
 	if l.owner.Load() == goroutineID() {
 		f()

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"sort"
+	"strings"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -65,7 +66,7 @@ func (g *group) Hold(until time.Time) {
 			g.dropped("the fence passed before this renewal")
 		}
 		for _, ip := range hold {
-			c.dp.Hold(g.vips[ip], until)
+			c.table().Hold(g.vips[ip], until)
 		}
 		if read {
 			c.check(g)
@@ -84,15 +85,15 @@ func (g *group) Drop(reason string) {
 	c.lp.do(func() {
 		g.k.drop()
 		g.dropped(reason)
-		n = c.dp.Barrier()
+		n = c.table().Barrier()
 	})
-	c.dp.Wait(n)
+	c.table().Wait(n)
 }
 
 // dropped takes every address off the interface after the claim dropped.
 func (g *group) dropped(reason string) {
 	for _, ov := range g.vips {
-		g.c.dp.Drop(ov, reason)
+		g.c.table().Drop(ov, reason)
 	}
 	if g.lapsed != nil {
 		g.lapsed(reason)
@@ -109,9 +110,9 @@ func (g *group) write(marks func() lease.Marks) lease.Marks {
 	var n uint64
 	c.lp.do(func() {
 		m = marks()
-		n = c.dp.Barrier()
+		n = c.table().Barrier()
 	})
-	c.dp.Wait(n)
+	c.table().Wait(n)
 	return m
 }
 
@@ -175,27 +176,22 @@ func (g *group) fenceOK() bool { return g.k.fenceOK(g.c.o.Clock.Now()) }
 // live Lease lists. While some stay blocked it runs again every retry
 // period.
 func (c *Controller) check(g *group) {
-	r := g.k.startRead(c.o.Clock.Now())
-	if r == nil {
-		return
+	if r := g.k.startRead(c.o.Clock.Now()); r != nil {
+		c.outside().read(g, r)
 	}
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		start := c.o.Clock.Now()
-		vs, err := c.readLeases(c.runCtx, g.lease)
-		took := c.o.Clock.Since(start)
-		c.lp.do(func() { c.checked(g, r, vs, err, took) })
-	}()
 }
 
 // checked takes the answer of read r (on the loop): vs are the Leases it
-// read, other than the group's own, or err.
-func (c *Controller) checked(g *group, r *claimRead, vs []leaseVersion, err error, took time.Duration) {
+// read, other than the group's own, or err; at is when the read returned.
+// Whether a Lease it found has expired is judged at at, not now: the read
+// shows a Lease unchanged only up to then, and a renewal since may not
+// have reached the watch yet (an answer that waited for the loop behind a
+// long event would otherwise find a live holder's Lease expired).
+func (c *Controller) checked(g *group, r *claimRead, vs []leaseVersion, err error, at time.Time, took time.Duration) {
 	a := readAnswer{err: err}
 	var listed map[netip.Addr]bool
 	if err == nil {
-		a.blocked, listed, a.by = c.seen.claimed(c.self(), vs, r.want, c.o.Clock.Now())
+		a.blocked, listed, a.by = c.seen.claimed(c.self(), vs, r.want, at)
 	}
 	c.log.Debug("claim check: read every Lease", "lease", g.lease, "addresses", len(r.want), "blocked", len(a.blocked), "took", took)
 	if err != nil {
@@ -217,8 +213,7 @@ func (c *Controller) checked(g *group, r *claimRead, vs []leaseVersion, err erro
 	if len(d.probe) > 0 {
 		// The probe runs beside further checks: each address waits for
 		// its own probe, not for the probes of earlier batches.
-		c.wg.Add(1)
-		go c.probeThenHold(g, r, d.probe)
+		c.outside().probe(g, r, d.probe)
 	}
 	c.after(events, len(d.hold))
 	if len(d.waiting) > 0 {
@@ -251,23 +246,15 @@ func (c *Controller) after(events []func(), held int) {
 // reads of an address that waits grew with every check started beside
 // them).
 func (c *Controller) retryCheck(g *group) {
-	if !g.k.retryDue() {
-		return
+	if g.k.retryDue() {
+		c.outside().retry(g)
 	}
-	t := c.o.Clock.NewTimer(c.o.RetryPeriod)
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		select {
-		case <-t.C():
-			c.lp.do(func() {
-				g.k.retried()
-				c.check(g)
-			})
-		case <-c.runCtx.Done():
-			t.Stop()
-		}
-	}()
+}
+
+// retried: the retry period of g's check passed (on the loop).
+func (c *Controller) retried(g *group) {
+	g.k.retried()
+	c.check(g)
 }
 
 // hold puts the addresses the claim held on the interface, until the fence
@@ -276,7 +263,7 @@ func (c *Controller) retryCheck(g *group) {
 func (c *Controller) hold(g *group, ips []netip.Addr) []func() {
 	var events []func()
 	for _, ip := range ips {
-		c.dp.Hold(g.vips[ip], g.k.until)
+		c.table().Hold(g.vips[ip], g.k.until)
 		if h := c.vips[ip]; h != nil {
 			h.known = true
 			events = append(events, c.conflictOver(ip, h))
@@ -295,25 +282,18 @@ func (c *Controller) fresh(ip netip.Addr, listed map[netip.Addr]bool) bool {
 	return h != nil && !listed[ip] && !h.known && !inStatus(h.svc, ip)
 }
 
-// probeThenHold asks the wire about addresses read r cleared and holds
-// those nobody answers for (claim.probed).
-func (c *Controller) probeThenHold(g *group, r *claimRead, ips []netip.Addr) {
-	defer c.wg.Done()
-	answered, err := c.o.Datapath.Probe(c.runCtx, ips)
-	if err != nil {
-		c.log.Warn("cannot probe the wire before a first claim; claiming without", "vips", joinAddrs(ips), "err", err)
+// probed takes the wire's answer for addresses read r cleared (on the
+// loop): it holds those nobody answers for (claim.probed).
+func (c *Controller) probed(g *group, r *claimRead, ips []netip.Addr, answered map[netip.Addr]net.HardwareAddr) {
+	hold, conflicts := g.k.probed(r, ips, func(ip netip.Addr) bool { _, ok := answered[ip]; return ok }, c.o.Clock.Now(), c.stopping)
+	events := c.hold(g, hold)
+	for _, ip := range conflicts {
+		events = append(events, c.answeredOnWire(ip, answered[ip]))
 	}
-	c.lp.do(func() {
-		hold, conflicts := g.k.probed(r, ips, func(ip netip.Addr) bool { _, ok := answered[ip]; return ok }, c.o.Clock.Now(), c.stopping)
-		events := c.hold(g, hold)
-		for _, ip := range conflicts {
-			events = append(events, c.answeredOnWire(ip, answered[ip]))
-		}
-		c.after(events, len(hold))
-		if len(conflicts) > 0 {
-			c.retryCheck(g)
-		}
-	})
+	c.after(events, len(hold))
+	if len(conflicts) > 0 {
+		c.retryCheck(g)
+	}
 }
 
 func inStatus(s *corev1.Service, ip netip.Addr) bool {
@@ -373,15 +353,21 @@ func (c *Controller) readLeases(ctx context.Context, self string) ([]leaseVersio
 	if err != nil {
 		return nil, err
 	}
-	vs := make([]leaseVersion, 0, len(list.Items))
-	for i := range list.Items {
-		l := &list.Items[i]
+	return c.claimable(list.Items, self), nil
+}
+
+// claimable are the Leases of items that list addresses, other than self,
+// as the claim check sees them.
+func (c *Controller) claimable(items []coordinationv1.Lease, self string) []leaseVersion {
+	vs := make([]leaseVersion, 0, len(items))
+	for i := range items {
+		l := &items[i]
 		if r := lease.ReadLease(l); !r.HasHolds || r.Key() == self {
 			continue
 		}
 		vs = append(vs, versionOf(l, c.o.LeaseDuration))
 	}
-	return vs, nil
+	return vs
 }
 
 // claimOnWatch holds, without another read, every address of g that its last
@@ -391,12 +377,32 @@ func (c *Controller) readLeases(ctx context.Context, self string) ([]leaseVersio
 // every heartbeat the watch delivers.
 func (c *Controller) claimOnWatch(g *group) {
 	now := c.o.Clock.Now()
-	hold := g.k.onWatch(func(ip netip.Addr, by map[string]string) bool { return c.seen.letGo(ip, by, now) }, now, c.stopping)
+	gone := func(ip netip.Addr, by map[string]string) bool {
+		return c.seen.letGo(ip, by, now) || g.k.broken == "letgo-stopping" && c.stoppingAll(by)
+	}
+	hold := g.k.onWatch(gone, now, c.stopping)
 	events := c.hold(g, hold)
 	if len(hold) > 0 {
 		c.log.Debug("claimed on the watch: every Lease that blocked these let go of them", "lease", g.lease, "addresses", len(hold))
 	}
 	c.after(events, len(hold))
+}
+
+// stoppingAll: every Lease of by is a heartbeat that says its node stops
+// (claim.broken "letgo-stopping" takes such a heartbeat for one that let
+// go, for the test that shows the permutation tests catch it).
+func (c *Controller) stoppingAll(by map[string]string) bool {
+	s, ok := c.st.(*spread)
+	if !ok || len(by) == 0 {
+		return false
+	}
+	for k := range by {
+		_, name, _ := strings.Cut(k, "/")
+		if !s.beats[name].stopping {
+			return false
+		}
+	}
+	return true
 }
 
 // versionOf is l as the claim check sees it.

@@ -251,45 +251,49 @@ func (s *spread) watch() {
 	src := kubeapi.New("Leases in "+c.o.LeaseNamespace, leases.List, leases.Watch, nil)
 	src.Required = true
 	src.Forbidden = "services: the ClusterRole does not allow leases.coordination.k8s.io (get, list, watch, create, update), which svc_election needs: generate the RBAC with vipd manifest rbac, or add that rule to ClusterRole system:kube-vip-role"
-	handle := func(obj any, gone bool) {
-		l, ok := obj.(*coordinationv1.Lease)
-		if !ok {
-			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-				l, _ = d.Obj.(*coordinationv1.Lease)
-			}
-		}
-		if l == nil || !strings.HasPrefix(l.Name, HeartbeatPrefix) && l.Name != c.o.LeaseName {
-			return
-		}
-		// A renewal that changes nothing (the same holder, readiness and
-		// addresses, not expired) changes no placement: planning on it
-		// would cost every node a pass per node per retry period (expiry
-		// is planned for by a timer, wakeIn). When only the addresses
-		// another node lists changed, its claims are checked at once but
-		// the plan waits for the pacer: a planned move is a burst of
-		// such writes, one per new owner. No quorum read on a change
-		// either: a blocked address is held by claimOnWatch once the watch
-		// shows every blocking Lease let go of it, and read again every
-		// retry period otherwise.
-		c.lp.post(func() {
-			if changed, holdsOnly := s.observe(l, gone); changed {
-				c.claimOnWatch(s.g)
-				if holdsOnly {
-					c.planSoon()
-				} else {
-					c.planNow()
-				}
-				select {
-				case s.changed <- struct{}{}:
-				default:
-				}
-			}
-		})
-	}
 	c.inform(src, &coordinationv1.Lease{}, nil, cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(o any) { handle(o, false) },
-		UpdateFunc: func(_, o any) { handle(o, false) },
-		DeleteFunc: func(o any) { handle(o, true) },
+		AddFunc:    func(o any) { s.watched(o, false) },
+		UpdateFunc: func(_, o any) { s.watched(o, false) },
+		DeleteFunc: func(o any) { s.watched(o, true) },
+	})
+}
+
+// watched is the watch's handler of a Lease in the Leases' namespace: a
+// heartbeat, or the Services Lease (gone: deleted). It posts the event.
+func (s *spread) watched(obj any, gone bool) {
+	c := s.c
+	l, ok := obj.(*coordinationv1.Lease)
+	if !ok {
+		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			l, _ = d.Obj.(*coordinationv1.Lease)
+		}
+	}
+	if l == nil || !strings.HasPrefix(l.Name, HeartbeatPrefix) && l.Name != c.o.LeaseName {
+		return
+	}
+	// A renewal that changes nothing (the same holder, readiness and
+	// addresses, not expired) changes no placement: planning on it
+	// would cost every node a pass per node per retry period (expiry
+	// is planned for by a timer, wakeIn). When only the addresses
+	// another node lists changed, its claims are checked at once but
+	// the plan waits for the pacer: a planned move is a burst of
+	// such writes, one per new owner. No quorum read on a change
+	// either: a blocked address is held by claimOnWatch once the watch
+	// shows every blocking Lease let go of it, and read again every
+	// retry period otherwise.
+	c.lp.post(func() {
+		if changed, holdsOnly := s.observe(l, gone); changed {
+			c.claimOnWatch(s.g)
+			if holdsOnly {
+				c.planSoon()
+			} else {
+				c.planNow()
+			}
+			select {
+			case s.changed <- struct{}{}:
+			default:
+			}
+		}
 	})
 }
 
@@ -866,11 +870,7 @@ func (s *spread) handOver(ctx context.Context, wait time.Duration) {
 	c := s.c
 	start := c.o.Clock.Now()
 	var held, left int
-	c.lp.do(func() {
-		if held, left = s.handing(); held > 0 {
-			s.stopping = true
-		}
-	})
+	c.lp.do(func() { held, left = s.beginHandOver() })
 	if held == 0 {
 		return
 	}
@@ -889,6 +889,15 @@ func (s *spread) handOver(ctx context.Context, wait time.Duration) {
 		c.lp.do(func() { _, left = s.handing() })
 	}
 	c.log.Info("stopping: the new owners list this node's Service VIPs; letting go", "vips", held, "took", c.o.Clock.Since(start))
+}
+
+// beginHandOver is the hand-over's start on the loop: a node that holds
+// addresses says, from its next write on, that it stops.
+func (s *spread) beginHandOver() (held, left int) {
+	if held, left = s.handing(); held > 0 {
+		s.stopping = true
+	}
+	return held, left
 }
 
 // waited: a read found addresses blocked (on the loop). While another node
@@ -936,20 +945,12 @@ func (s *spread) wakeIn(ctx context.Context, d time.Duration) {
 		return
 	}
 	s.wake = at
-	t := c.o.Clock.NewTimer(d)
-	go func() {
-		select {
-		case <-t.C():
-			c.lp.post(func() {
-				if s.wake.Equal(at) {
-					s.wake = time.Time{}
-				}
-			})
-			c.planNow()
-		case <-ctx.Done():
-			t.Stop()
+	c.outside().after(ctx, d, func() {
+		if s.wake.Equal(at) {
+			s.wake = time.Time{}
 		}
-	}()
+		c.planNow()
+	})
 }
 
 // Heartbeat is one node's heartbeat as vipd status shows it.

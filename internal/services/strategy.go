@@ -165,7 +165,7 @@ func (h *holder) reconciled(ctx context.Context, svcs map[string]*corev1.Service
 // background.
 func (g *group) stopElection(reason string) {
 	for _, ov := range g.vips {
-		g.c.dp.Drop(ov, reason)
+		g.c.table().Drop(ov, reason)
 	}
 	if g.cancel != nil {
 		g.cancel()

@@ -1,0 +1,76 @@
+package services
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/vipd/vipd/internal/election"
+	"github.com/vipd/vipd/internal/events"
+	"github.com/vipd/vipd/internal/vip/viptest"
+)
+
+// A quorum read that showed another node's Lease live (seen 3.5 s of its
+// 4 s duration) must block, however long its answer waits for the loop:
+// its holder may renew right after the read. (Judged when the loop got to
+// it, a loop busy for 1 s made the Lease look expired, and the address
+// was claimed while its owner still held it: found by review.)
+func TestReadJudgedWhenItReturned(t *testing.T) {
+	x := netip.MustParseAddr("198.51.100.140")
+	t0 := time.Unix(1000, 0)
+	clk := clocktesting.NewFakeClock(t0)
+	a := sealedLease("a", "ta", 1, "10", x.String(), t0)
+	client := fake.NewClientset(a)
+	log := slog.New(slog.DiscardHandler)
+	c := &Controller{
+		o: Options{Clock: clk, Client: client, NodeName: "b", Instance: "tb", Timing: election.Timing{LeaseDuration: 4 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second},
+			Datapath: Datapath{Kernel: viptest.New(nil), Sender: sender{}, Interface: "eth0", AnnouncePeriod: time.Second}},
+		log: log, vips: map[netip.Addr]*serviceVIP{}, seen: leaseView{}, runCtx: context.Background(),
+		poster: &events.Poster{Node: "b", Log: log},
+	}
+	g := c.newGroup("kube-system/" + HeartbeatName("b"))
+	// a's version as the API holds it, first seen by b's watch at t0.
+	l, err := client.CoordinationV1().Leases("kube-system").Get(context.Background(), a.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.seen.saw(versionOf(l, 4*time.Second), t0)
+	// b holds its heartbeat (fence to t0+5 s) and its write listed x.
+	g.vips[x] = c.newServiceVIP(x, "").ov
+	g.k.addrs[x] = true
+	g.k.leading, g.k.until = true, t0.Add(5*time.Second)
+	g.k.published = map[netip.Addr]bool{x: true}
+
+	clk.SetTime(t0.Add(3500 * time.Millisecond)) // a's v1 still live: 3.5 s < 4 s
+	busy, release := make(chan struct{}), make(chan struct{})
+	c.lp.post(func() { c.check(g) })             // the read starts
+	c.lp.post(func() { close(busy); <-release }) // then the loop is busy (a big pass event)
+	<-busy
+	// Wait until the read has answered and posted its answer.
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		c.lp.mu.Lock()
+		n := len(c.lp.queue)
+		c.lp.mu.Unlock()
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the read did not answer")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// The loop gets to the answer 1 s later; b's own fence is still fine.
+	clk.SetTime(t0.Add(4500 * time.Millisecond))
+	close(release)
+	var held bool
+	c.lp.do(func() { held = g.k.cleared[x] })
+	if held {
+		t.Fatalf("%s claimed: a read that found a's Lease live was judged %s after it answered, when it looked expired", x, time.Second)
+	}
+}
