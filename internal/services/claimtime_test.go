@@ -7,8 +7,11 @@ import (
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
+	clienttesting "k8s.io/client-go/testing"
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/vipd/vipd/internal/election"
@@ -72,5 +75,58 @@ func TestReadJudgedWhenItReturned(t *testing.T) {
 	c.lp.do(func() { held = g.k.cleared[x] })
 	if held {
 		t.Fatalf("%s claimed: a read that found a's Lease live was judged %s after it answered, when it looked expired", x, time.Second)
+	}
+}
+
+// As TestReadJudgedWhenItReturned, but the loop is idle: the API server
+// reads the store at t0+3.5 s (a's version live) and its answer reaches
+// vipd 1 s later (a slow response). a may renew right after the store
+// read, so the read is judged when it was asked for. (Judged when its
+// answer came, the address was claimed: found by a second review.)
+func TestReadJudgedWhenAskedFor(t *testing.T) {
+	x := netip.MustParseAddr("198.51.100.140")
+	t0 := time.Unix(1000, 0)
+	clk := clocktesting.NewFakeClock(t0)
+	a := sealedLease("a", "ta", 1, "10", x.String(), t0)
+	client := fake.NewClientset(a)
+	client.PrependReactor("list", "leases", func(act clienttesting.Action) (bool, runtime.Object, error) {
+		obj, err := client.Tracker().List(coordinationv1.SchemeGroupVersion.WithResource("leases"), coordinationv1.SchemeGroupVersion.WithKind("Lease"), act.GetNamespace())
+		clk.Step(time.Second) // the answer travels for 1 s after the store was read
+		return true, obj, err
+	})
+	log := slog.New(slog.DiscardHandler)
+	c := &Controller{
+		o: Options{Clock: clk, Client: client, NodeName: "b", Instance: "tb", Timing: election.Timing{LeaseDuration: 4 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second},
+			Datapath: Datapath{Kernel: viptest.New(nil), Sender: sender{}, Interface: "eth0", AnnouncePeriod: time.Second}},
+		log: log, vips: map[netip.Addr]*serviceVIP{}, seen: leaseView{}, runCtx: context.Background(),
+		poster: &events.Poster{Node: "b", Log: log},
+	}
+	g := c.newGroup("kube-system/" + HeartbeatName("b"))
+	l, err := client.CoordinationV1().Leases("kube-system").Get(context.Background(), a.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.seen.saw(versionOf(l, 4*time.Second), t0)
+	g.vips[x] = c.newServiceVIP(x, "").ov
+	g.k.addrs[x] = true
+	g.k.leading, g.k.until = true, t0.Add(5*time.Second)
+	g.k.published = map[netip.Addr]bool{x: true}
+
+	clk.SetTime(t0.Add(3500 * time.Millisecond))
+	c.lp.do(func() { c.check(g) })
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		var running bool
+		c.lp.do(func() { running = g.k.checking })
+		if !running {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the read did not answer")
+		}
+	}
+	var held bool
+	c.lp.do(func() { held = g.k.cleared[x] })
+	if held {
+		t.Fatalf("%s claimed at %s: the read saw a's Lease live at 3.5 s of 4 s, but was judged when its answer arrived", x, clk.Now().Sub(t0))
 	}
 }

@@ -54,10 +54,10 @@ func (o goroutines) read(g *group, r *claimRead) {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		start := c.o.Clock.Now()
+		asked := c.o.Clock.Now()
 		vs, err := c.readLeases(c.runCtx, g.lease)
-		at := c.o.Clock.Now()
-		c.lp.do(func() { c.checked(g, r, vs, err, at, at.Sub(start)) })
+		answered := c.o.Clock.Now()
+		c.lp.do(func() { c.checked(g, r, vs, err, asked, answered) })
 	}()
 }
 

@@ -182,18 +182,17 @@ func (c *Controller) check(g *group) {
 }
 
 // checked takes the answer of read r (on the loop): vs are the Leases it
-// read, other than the group's own, or err; at is when the read returned.
-// Whether a Lease it found has expired is judged at at, not now: the read
-// shows a Lease unchanged only up to then, and a renewal since may not
-// have reached the watch yet (an answer that waited for the loop behind a
-// long event would otherwise find a live holder's Lease expired).
-func (c *Controller) checked(g *group, r *claimRead, vs []leaseVersion, err error, at time.Time, took time.Duration) {
+// read, other than the group's own, or err; the read was asked for at
+// asked and answered at answered (leaseView.claimedRead). Neither is the
+// loop's now: an answer that waited for the loop behind a long event
+// would otherwise find a live holder's Lease expired.
+func (c *Controller) checked(g *group, r *claimRead, vs []leaseVersion, err error, asked, answered time.Time) {
 	a := readAnswer{err: err}
 	var listed map[netip.Addr]bool
 	if err == nil {
-		a.blocked, listed, a.by = c.seen.claimed(c.self(), vs, r.want, at)
+		a.blocked, listed, a.by = c.seen.claimedRead(c.self(), vs, r.want, asked, answered)
 	}
-	c.log.Debug("claim check: read every Lease", "lease", g.lease, "addresses", len(r.want), "blocked", len(a.blocked), "took", took)
+	c.log.Debug("claim check: read every Lease", "lease", g.lease, "addresses", len(r.want), "blocked", len(a.blocked), "took", answered.Sub(asked))
 	if err != nil {
 		c.log.Warn("cannot read the Leases to check who holds a Service VIP; trying again", "lease", g.lease, "err", err)
 	}

@@ -2,6 +2,7 @@ package services
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -171,7 +172,9 @@ type pRead struct {
 	g     *group
 	taken bool
 	list  []leaseVersion
-	at    time.Time // when the store was read
+	// asked is when the controller asked for it, at when the store was
+	// read (the earliest its answer can have come back).
+	asked, at time.Time
 }
 
 // pProbe is a probe of the wire for addresses read r cleared.
@@ -225,7 +228,7 @@ type pNode struct {
 // its decisions go (table): the kernel takes each at once.
 type pSide struct{ n *pNode }
 
-func (p pSide) read(g *group, r *claimRead) { p.n.rd = &pRead{r: r, g: g} }
+func (p pSide) read(g *group, r *claimRead) { p.n.rd = &pRead{r: r, g: g, asked: p.n.w.now} }
 func (p pSide) probe(_ *group, r *claimRead, ips []netip.Addr) {
 	p.n.probes = append(p.n.probes, pProbe{r: r, ips: ips})
 }
@@ -345,7 +348,9 @@ type pWorld struct {
 	// probing: an address no vipd node is known to have held is asked on
 	// the wire before its first claim (Datapath.Probe); nobody answers.
 	probing bool
-	twin    *pTwinProc
+	// readFails: a read may fail (random runs).
+	readFails bool
+	twin      *pTwinProc
 	// collect: step records the first overlap in found instead of failing.
 	collect bool
 	found   string
@@ -520,6 +525,9 @@ func (w *pWorld) actions(faults bool) []string {
 		if n.retry {
 			out = append(out, "retry"+id)
 		}
+		if faults && w.readFails && n.rd != nil {
+			out = append(out, "readfail"+id) // the read fails (a timeout, the API server restarting)
+		}
 		if n.k.leading && !w.now.Before(n.k.until) {
 			out = append(out, "fence"+id)
 		}
@@ -667,11 +675,15 @@ func (w *pWorld) event(n *pNode, ev string) {
 	case "use": // the read's answer reaches the node
 		r := n.rd
 		n.rd = nil
-		n.c.checked(r.g, r.r, r.list, nil, r.at, 0)
+		n.c.checked(r.g, r.r, r.list, nil, r.asked, r.at)
 	case "probed": // the oldest probe's answer: nobody answered
 		p := n.probes[0]
 		n.probes = n.probes[1:]
 		n.c.probed(n.s.g, p.r, p.ips, nil)
+	case "readfail":
+		r := n.rd
+		n.rd = nil
+		n.c.checked(r.g, r.r, nil, errors.New("the read failed"), r.asked, w.now)
 	case "retry": // the retry period of a check passed
 		n.retry = false
 		n.c.retried(n.s.g)
@@ -929,7 +941,7 @@ func (w *pWorld) on(a netip.Addr) []string {
 
 // leaseKey is l for key.
 func (w *pWorld) leaseKey(l *pLease) string {
-	s := fmt.Sprintf("%d:%s:%s:%d:%t:%t:%s:%s", l.rv, l.holder, l.holds, l.dur/time.Second, l.deleting, l.stopping, l.token, l.changed)
+	s := fmt.Sprintf("%d:%s:%s:%d:%t:%t:%t:%t:%s:%s", l.rv, l.holder, l.holds, l.dur/time.Second, l.deleting, l.stopping, l.ready, l.unread, l.token, l.changed)
 	if w.edit == "old" { // (else every write has a higher number than the last: its value does not matter)
 		s += fmt.Sprint(":", l.seq)
 		if l.own != nil {
@@ -969,7 +981,7 @@ func (w *pWorld) key() string {
 				fmt.Fprintf(&b, "%s:%d,", a, rel(end))
 			}
 		}
-		fmt.Fprintf(&b, " v%s p%s c%s x%s %t", joinSet(k.addrs), joinSet(k.published), joinSet(k.cleared), joinSet(n.gone), k.checking)
+		fmt.Fprintf(&b, " v%s p%s c%s x%s %t%t", joinSet(k.addrs), joinSet(k.published), joinSet(k.cleared), joinSet(n.gone), k.checking, k.again)
 		if w.probing {
 			known := map[netip.Addr]bool{}
 			for a, h := range n.c.vips {
@@ -984,14 +996,17 @@ func (w *pWorld) key() string {
 			}
 		}
 		if n.write != nil {
-			fmt.Fprintf(&b, " w%d%s/%s%t%t%t%t%t%v", rel(n.write.start), joinSet(n.write.set), joinSet(k.writing), n.write.committed, n.write.created, n.write.readOnly, n.write.stopping, n.write.release, n.write.conflict != nil)
+			fmt.Fprintf(&b, " w%d%s/%s%t%t%t%t%t%t%t%v", rel(n.write.start), joinSet(n.write.set), joinSet(k.writing), n.write.committed, n.write.created, n.write.readOnly, n.write.stopping, n.write.ready, n.write.unread, n.write.release, n.write.conflict != nil)
+			if n.write.conflict != nil {
+				fmt.Fprintf(&b, "c%s", w.leaseKey(n.write.conflict))
+			}
 			if n.write.made != nil {
 				fmt.Fprintf(&b, "m%d", n.write.made.rv)
 			}
 		}
 		if n.rd != nil {
 			want := slices.SortedFunc(slices.Values(n.rd.r.want), netip.Addr.Compare)
-			fmt.Fprintf(&b, " r%t%d%v%v%d", n.rd.taken, rel(n.rd.at), n.rd.list, want, n.rd.r.gen)
+			fmt.Fprintf(&b, " r%t%d%d%v%v%d", n.rd.taken, rel(n.rd.asked), rel(n.rd.at), n.rd.list, want, n.rd.r.gen)
 			for _, a := range want { // (the counts matter only as "removed since the read")
 				fmt.Fprintf(&b, "%t", k.removed[a] != n.rd.r.marks[a])
 			}
@@ -1001,7 +1016,10 @@ func (w *pWorld) key() string {
 		}
 		for _, kk := range slices.Sorted(maps.Keys(n.beats)) {
 			x := n.beats[kk]
-			fmt.Fprintf(&b, " b%s:%s:%s:%s:%d:%t:%t:%s", kk, x.rv, x.holder, x.holds, rel(x.at), x.deleting, x.stopping, x.foreign)
+			fmt.Fprintf(&b, " b%s:%s:%s:%s:%d:%t:%t:%t:%t:%s", kk, x.rv, x.holder, x.holds, rel(x.at), x.ready, x.unread, x.deleting, x.stopping, x.foreign)
+			for _, a := range slices.SortedFunc(maps.Keys(x.since), netip.Addr.Compare) {
+				fmt.Fprintf(&b, "@%s:%d", a, rel(x.since[a]))
+			}
 			if x.prior != nil {
 				fmt.Fprintf(&b, "<%s:%s:%d", x.prior.holder, x.prior.holds, rel(x.priorUntil))
 			}
@@ -1375,6 +1393,7 @@ func randomRun(t *testing.T, seed uint64, mutate string) string {
 			w.withTwin()
 		}
 		w.probing = seed%6 == 2
+		w.readFails = seed%5 == 3
 	}
 	if seed%2 == 0 {
 		w.fair(t, 2)

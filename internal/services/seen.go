@@ -203,6 +203,20 @@ func (w leaseView) watched(own string, v leaseVersion, now time.Time) {
 // by says, for each blocked address, which Leases block it and at which
 // version ("" for a Lease the read missed): see letGo.
 func (w leaseView) claimed(me self, list []leaseVersion, want []netip.Addr, now time.Time) (out map[netip.Addr]string, listed map[netip.Addr]bool, by map[netip.Addr]map[string]string) {
+	return w.claimedRead(me, list, want, now, now)
+}
+
+// claimedRead is claimed for a read asked for at asked whose answer came
+// at answered: the API server read its store at some moment between the
+// two. What the read shows unchanged is judged at asked (a holder may have
+// renewed right after the store was read, and a renewal the read shows
+// unchanged may have been committed since, its fence counted from a start
+// before the read was served); what it shows for the first time is
+// recorded as seen at answered (its holder may have written it just
+// before the store was read). Each is the end that counts the holder live
+// the longer.
+func (w leaseView) claimedRead(me self, list []leaseVersion, want []netip.Addr, asked, answered time.Time) (out map[netip.Addr]string, listed map[netip.Addr]bool, by map[netip.Addr]map[string]string) {
+	now := asked
 	f := finding{me: me, now: now, wanted: map[netip.Addr]bool{}, out: map[netip.Addr]string{}, listed: map[netip.Addr]bool{}, by: map[netip.Addr]map[string]string{}}
 	for _, ip := range want {
 		f.wanted[ip] = true
@@ -210,7 +224,7 @@ func (w leaseView) claimed(me self, list []leaseVersion, want []netip.Addr, now 
 	present := map[string]bool{}
 	for _, v := range list {
 		present[v.key] = true
-		s := w.saw(v, now)
+		s := w.saw(v, answered)
 		f.note(v.key, s, s.blocks(me, now))
 		f.notePrior(v.key, s)
 	}
@@ -219,7 +233,7 @@ func (w leaseView) claimed(me self, list []leaseVersion, want []netip.Addr, now 
 			continue
 		}
 		if s.gone.IsZero() {
-			s.gone = now
+			s.gone = answered
 			w[k] = s
 		}
 		f.note(k, s, false)
