@@ -19,17 +19,19 @@ import (
 	"github.com/vipd/vipd/internal/vip/viptest"
 )
 
-// A quorum read that showed another node's Lease live (seen 3.5 s of its
-// 4 s duration) must block, however long its answer waits for the loop:
-// its holder may renew right after the read. (Judged when the loop got to
-// it, a loop busy for 1 s made the Lease look expired, and the address
-// was claimed while its owner still held it: found by review.)
-func TestReadJudgedWhenItReturned(t *testing.T) {
-	x := netip.MustParseAddr("198.51.100.140")
-	t0 := time.Unix(1000, 0)
-	clk := clocktesting.NewFakeClock(t0)
-	a := sealedLease("a", "ta", 1, "10", x.String(), t0)
-	client := fake.NewClientset(a)
+// readX is the address node b claims in the read tests, and readT0 when
+// b's watch first saw node a's Lease (of 4 s) list it.
+var (
+	readX  = netip.MustParseAddr("198.51.100.140")
+	readT0 = time.Unix(1000, 0)
+)
+
+// readWorld is node b's controller for the read tests, on clk, whose API
+// (client) holds a's Lease listing readX: b's watch saw that version at
+// readT0, and b holds its heartbeat (fence to readT0+5 s) with a write
+// that listed readX.
+func readWorld(t *testing.T, clk *clocktesting.FakeClock, client *fake.Clientset) (*Controller, *group, netip.Addr) {
+	t.Helper()
 	log := slog.New(slog.DiscardHandler)
 	c := &Controller{
 		o: Options{Clock: clk, Client: client, NodeName: "b", Instance: "tb", Timing: election.Timing{LeaseDuration: 4 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second},
@@ -38,18 +40,27 @@ func TestReadJudgedWhenItReturned(t *testing.T) {
 		poster: &events.Poster{Node: "b", Log: log},
 	}
 	g := c.newGroup("kube-system/" + HeartbeatName("b"))
-	// a's version as the API holds it, first seen by b's watch at t0.
-	l, err := client.CoordinationV1().Leases("kube-system").Get(context.Background(), a.Name, metav1.GetOptions{})
+	l, err := client.CoordinationV1().Leases("kube-system").Get(context.Background(), HeartbeatName("a"), metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.seen.saw(versionOf(l, 4*time.Second), t0)
-	// b holds its heartbeat (fence to t0+5 s) and its write listed x.
-	g.vips[x] = c.newServiceVIP(x, "").ov
-	g.k.addrs[x] = true
-	g.k.leading, g.k.until = true, t0.Add(5*time.Second)
-	g.k.published = map[netip.Addr]bool{x: true}
+	c.seen.saw(versionOf(l, 4*time.Second), readT0)
+	g.vips[readX] = c.newServiceVIP(readX, "").ov
+	g.k.addrs[readX] = true
+	g.k.leading, g.k.until = true, readT0.Add(5*time.Second)
+	g.k.published = map[netip.Addr]bool{readX: true}
+	return c, g, readX
+}
 
+// A quorum read that showed another node's Lease live (seen 3.5 s of its
+// 4 s duration) must block, however long its answer waits for the loop:
+// its holder may renew right after the read. (Judged when the loop got to
+// it, a loop busy for 1 s made the Lease look expired, and the address
+// was claimed while its owner still held it: found by review.)
+func TestReadJudgedWhenItReturned(t *testing.T) {
+	clk := clocktesting.NewFakeClock(readT0)
+	c, g, x := readWorld(t, clk, fake.NewClientset(sealedLease("a", "ta", 1, "10", readX.String(), readT0)))
+	t0 := readT0
 	clk.SetTime(t0.Add(3500 * time.Millisecond)) // a's v1 still live: 3.5 s < 4 s
 	busy, release := make(chan struct{}), make(chan struct{})
 	c.lp.post(func() { c.check(g) })             // the read starts
@@ -84,34 +95,15 @@ func TestReadJudgedWhenItReturned(t *testing.T) {
 // read, so the read is judged when it was asked for. (Judged when its
 // answer came, the address was claimed: found by a second review.)
 func TestReadJudgedWhenAskedFor(t *testing.T) {
-	x := netip.MustParseAddr("198.51.100.140")
-	t0 := time.Unix(1000, 0)
-	clk := clocktesting.NewFakeClock(t0)
-	a := sealedLease("a", "ta", 1, "10", x.String(), t0)
-	client := fake.NewClientset(a)
+	clk := clocktesting.NewFakeClock(readT0)
+	client := fake.NewClientset(sealedLease("a", "ta", 1, "10", readX.String(), readT0))
 	client.PrependReactor("list", "leases", func(act clienttesting.Action) (bool, runtime.Object, error) {
 		obj, err := client.Tracker().List(coordinationv1.SchemeGroupVersion.WithResource("leases"), coordinationv1.SchemeGroupVersion.WithKind("Lease"), act.GetNamespace())
 		clk.Step(time.Second) // the answer travels for 1 s after the store was read
 		return true, obj, err
 	})
-	log := slog.New(slog.DiscardHandler)
-	c := &Controller{
-		o: Options{Clock: clk, Client: client, NodeName: "b", Instance: "tb", Timing: election.Timing{LeaseDuration: 4 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second},
-			Datapath: Datapath{Kernel: viptest.New(nil), Sender: sender{}, Interface: "eth0", AnnouncePeriod: time.Second}},
-		log: log, vips: map[netip.Addr]*serviceVIP{}, seen: leaseView{}, runCtx: context.Background(),
-		poster: &events.Poster{Node: "b", Log: log},
-	}
-	g := c.newGroup("kube-system/" + HeartbeatName("b"))
-	l, err := client.CoordinationV1().Leases("kube-system").Get(context.Background(), a.Name, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.seen.saw(versionOf(l, 4*time.Second), t0)
-	g.vips[x] = c.newServiceVIP(x, "").ov
-	g.k.addrs[x] = true
-	g.k.leading, g.k.until = true, t0.Add(5*time.Second)
-	g.k.published = map[netip.Addr]bool{x: true}
-
+	c, g, x := readWorld(t, clk, client)
+	t0 := readT0
 	clk.SetTime(t0.Add(3500 * time.Millisecond))
 	c.lp.do(func() { c.check(g) })
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
