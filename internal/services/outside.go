@@ -11,13 +11,14 @@ import (
 // outside is what the loop's handlers ask for and may not do on the loop:
 // a quorum read, a probe of the wire, a check again after a retry period,
 // something else to run after a while. Each answer comes back as an event
-// on the loop (checked, probed, retried, f). The Controller's own runs goroutines and timers (goroutines); the
-// permutation tests record each request and answer it in every order.
+// on the loop (checked, probed, retried, f). The Controller's own runs
+// goroutines and timers (goroutines); the permutation tests record each
+// request and answer it in every order.
 type outside interface {
 	read(g *group, r *claimRead)
 	probe(g *group, r *claimRead, ips []netip.Addr)
 	retry(g *group)
-	after(ctx context.Context, d time.Duration, f func())
+	later(ctx context.Context, d time.Duration, f func())
 }
 
 // table is where the loop's decisions go (datapath.Table; the permutation
@@ -75,10 +76,10 @@ func (o goroutines) probe(g *group, r *claimRead, ips []netip.Addr) {
 }
 
 func (o goroutines) retry(g *group) {
-	o.after(o.c.runCtx, o.c.o.RetryPeriod, func() { o.c.retried(g) })
+	o.later(o.c.runCtx, o.c.o.RetryPeriod, func() { o.c.retried(g) })
 }
 
-func (o goroutines) after(ctx context.Context, d time.Duration, f func()) {
+func (o goroutines) later(ctx context.Context, d time.Duration, f func()) {
 	c := o.c
 	t := c.o.Clock.NewTimer(d)
 	c.wg.Add(1)

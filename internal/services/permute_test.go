@@ -234,9 +234,9 @@ func (p pSide) probe(_ *group, r *claimRead, ips []netip.Addr) {
 }
 func (p pSide) retry(*group) { p.n.retry = true }
 
-// after: the wake-ups of spread mode's placement; every event is followed
+// later: the wake-ups of spread mode's placement; every event is followed
 // by a plan anyway.
-func (p pSide) after(context.Context, time.Duration, func()) {}
+func (p pSide) later(context.Context, time.Duration, func()) {}
 
 func (p pSide) Hold(t datapath.Target, until time.Time) { p.n.kernel[pAddr(t)] = until.Add(pSlack) }
 func (p pSide) Drop(t datapath.Target, _ string)        { delete(p.n.kernel, pAddr(t)) }

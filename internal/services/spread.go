@@ -945,7 +945,7 @@ func (s *spread) wakeIn(ctx context.Context, d time.Duration) {
 		return
 	}
 	s.wake = at
-	c.outside().after(ctx, d, func() {
+	c.outside().later(ctx, d, func() {
 		if s.wake.Equal(at) {
 			s.wake = time.Time{}
 		}
